@@ -1,0 +1,1 @@
+"""Prism: an OpenAI-compatible LLM gateway."""

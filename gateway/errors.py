@@ -1,0 +1,192 @@
+"""The gateway's error tree and the one renderer of OpenAI's error envelope.
+
+Every failure a client can see is a ``GatewayError``; its class fixes the HTTP
+status and OpenAI ``type``, the instance carries the message, ``param`` and
+``code``. Vendor exceptions are translated at the provider edge into the
+``Provider*`` branch and never reach the API layer raw.
+
+    GatewayError
+    ├── InvalidRequest            400 invalid_request_error
+    │   ├── ContextTooLong        400 code=context_length_exceeded
+    │   └── UnsupportedParameter  400 code=unsupported_parameter
+    ├── AuthenticationFailed      401 authentication_error
+    ├── PermissionDenied          403 permission_error
+    ├── NotFound                  404 not_found_error (ModelNotFound: code=model_not_found)
+    ├── Conflict                  409
+    ├── PayloadTooLarge           413
+    ├── RateLimited               429 rate_limit_exceeded (QuotaExceeded: insufficient_quota)
+    ├── ProviderError             502 upstream failure, retryable unless stated
+    │   ├── ProviderBadResponse   502 (not retryable)
+    │   ├── ProviderRateLimited   429 from upstream, carries retry_after
+    │   ├── ProviderUnavailable   503 (5xx, connection refused, open circuit)
+    │   └── ProviderTimeout       504
+    ├── DeadlineExceeded          504 the request's total deadline is spent
+    └── ServiceUnavailable        503 the gateway itself (draining, dependency down)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+
+class GatewayError(Exception):
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+
+    def json_bytes(self) -> bytes:
+        return orjson.dumps(self.body())
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class InvalidRequest(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextTooLong(InvalidRequest):
+    default_code = "context_length_exceeded"
+
+
+class UnsupportedParameter(InvalidRequest):
+    default_code = "unsupported_parameter"
+
+
+class AuthenticationFailed(GatewayError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    error_type = "not_found_error"
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class Conflict(GatewayError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(RateLimited):
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class ProviderError(GatewayError):
+    """An upstream failure. ``retryable`` failures may be retried on the same target."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    default_code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        target: str | None = None,
+        retry_after: float | None = None,
+        upstream_status: int | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.target = target
+        self.retry_after = retry_after
+        self.upstream_status = upstream_status
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ProviderBadResponse(ProviderError):
+    default_code = "upstream_bad_response"
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class ProviderRateLimited(ProviderError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "upstream_rate_limited"
+
+
+class ProviderUnavailable(ProviderError):
+    status_code = 503
+    default_code = "upstream_unavailable"
+
+
+class ProviderTimeout(ProviderError):
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "upstream_timeout"
+
+
+class DeadlineExceeded(GatewayError):
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "deadline_exceeded"
+
+
+class ServiceUnavailable(GatewayError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+
+def internal_error_body() -> bytes:
+    """The body of an unexpected failure: no stack trace, no exception text."""
+    return orjson.dumps(
+        {"error": {"message": "Internal server error", "type": "server_error", "param": None, "code": "internal_error"}}
+    )

@@ -1,0 +1,113 @@
+"""Prometheus metrics: names, label sets and the /metrics exposition.
+
+Metric objects are module constants (never reassigned). Label values come from
+bounded sets only: configured model/target names (anything else becomes
+``other``), route templates, status codes, fixed enums. With several worker
+processes set ``PROMETHEUS_MULTIPROC_DIR`` before start; ``/metrics`` then sums
+every worker's values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.registry import REGISTRY
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+PER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+OTHER = "other"
+
+REQUESTS = Counter("prism_requests", "HTTP requests handled", ["route", "model", "status"])
+REQUEST_LATENCY = Histogram(
+    "prism_request_duration_seconds", "End-to-end request latency", ["route", "model"], buckets=LATENCY_BUCKETS
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "gen_ai_server_time_to_first_token_seconds", "Time to first streamed token", ["model"], buckets=LATENCY_BUCKETS
+)
+TIME_PER_OUTPUT_TOKEN = Histogram(
+    "gen_ai_server_time_per_output_token_seconds",
+    "Decode time per output token after the first",
+    ["model"],
+    buckets=PER_TOKEN_BUCKETS,
+)
+GATEWAY_OVERHEAD = Histogram(
+    "prism_gateway_overhead_seconds",
+    "Time spent in the gateway outside provider calls",
+    ["route"],
+    buckets=OVERHEAD_BUCKETS,
+)
+TOKEN_USAGE = Histogram(
+    "gen_ai_client_token_usage", "Tokens per request", ["model", "provider", "token_type"], buckets=TOKEN_BUCKETS
+)
+TOKENS = Counter("prism_tokens", "Tokens processed", ["model", "provider", "tier", "direction"])
+COST = Counter("prism_cost_usd", "Cost in US dollars from the configured prices", ["model", "provider", "tier"])
+ERRORS = Counter("prism_errors", "Errors returned to clients", ["type"])
+
+PROVIDER_REQUESTS = Counter("prism_provider_requests", "Calls that reached a provider", ["provider", "model"])
+PROVIDER_ATTEMPTS = Counter("prism_provider_attempts", "Provider attempts by outcome", ["target", "outcome"])
+RETRIES = Counter("prism_retries", "Retries on the same target", ["target"])
+FALLBACKS = Counter("prism_fallbacks", "Fallbacks from one target to the next", ["from_target", "to_target"])
+CIRCUIT_STATE = Gauge(
+    "prism_circuit_state", "Circuit state per target: 0 closed, 1 half-open, 2 open", ["target"],
+    multiprocess_mode="livemax",
+)
+CIRCUIT_TRANSITIONS = Counter("prism_circuit_transitions", "Circuit state changes", ["target", "state"])
+
+CACHE_REQUESTS = Counter("prism_cache_requests", "Response cache lookups", ["result"])
+QUOTA_REJECTIONS = Counter("prism_quota_rejections", "Requests refused by a quota", ["limit"])
+BACKEND_ERRORS = Counter("prism_backend_errors", "Cache/quota backend failures (Redis)", ["operation"])
+GUARD_ACTIONS = Counter("prism_guard_actions", "Guardrail verdicts", ["stage", "category", "action"])
+INTENTS = Counter("prism_intents", "Intent classification results", ["intent", "tier"])
+
+SHADOW_CALLS = Counter("prism_shadow_calls", "Shadow calls by outcome", ["model", "outcome"])
+SHADOW_DROPPED = Counter("prism_shadow_dropped", "Shadow calls dropped (queue full, spend cap)", ["model", "reason"])
+SHADOW_AGREEMENT = Histogram(
+    "prism_shadow_agreement", "Agreement between primary and shadow answers", ["model"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+)
+
+USAGE_QUEUE_DEPTH = Gauge(
+    "prism_usage_queue_depth", "Usage records waiting to be written", multiprocess_mode="livesum"
+)
+USAGE_FLUSH_LATENCY = Histogram(
+    "prism_usage_flush_seconds", "Time to write one batch of usage records", buckets=LATENCY_BUCKETS
+)
+USAGE_RECORDS = Counter("prism_usage_records", "Usage records by outcome", ["outcome"])
+USAGE_DROPPED = Counter("prism_usage_dropped", "Usage records dropped (must stay 0)")
+
+INFLIGHT = Gauge("prism_inflight_requests", "Requests in flight", multiprocess_mode="livesum")
+OPEN_STREAMS = Gauge("prism_open_streams", "SSE streams open", multiprocess_mode="livesum")
+CONFIG_RELOADS = Counter("prism_config_reloads", "Routing config reloads", ["outcome"])
+
+
+class LabelSet:
+    """A bounded set of label values; anything else is reported as ``other``."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._values = frozenset(values)
+
+    def __call__(self, value: str | None) -> str:
+        return value if value is not None and value in self._values else OTHER
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition for ``/metrics``: this process's registry, or all workers' in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

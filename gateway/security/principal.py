@@ -1,0 +1,45 @@
+"""The identity every layer below the API sees."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. Built by the API's auth dependency; nothing below ``api/`` reads headers.
+
+    ``allowed_models`` empty means every model; ``rpm_limit``/``tpm_limit`` are per-key overrides.
+    """
+
+    user_id: str | None
+    role: Role = Role.USER
+    tier: str = "free"
+    api_key_id: str | None = None
+    api_key_prefix: str | None = None
+    allowed_models: frozenset[str] = field(default_factory=frozenset)
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    session_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def tenant(self) -> str:
+        """The scope that isolates cache entries and quotas."""
+        return self.user_id or "anonymous"
+
+    def may_use(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+
+ANONYMOUS = Principal(user_id=None, role=Role.USER, tier="free")
+"""The principal of the embedded default when authentication is disabled."""

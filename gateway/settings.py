@@ -1,0 +1,81 @@
+"""Infrastructure settings and secrets from ``GATEWAY_*`` environment variables.
+
+Built once by ``get_settings()`` at start-up and injected; nothing reads the
+environment at import. Behaviour that operators tune per model (routing,
+timeouts, prices, guardrails, quotas) lives in the routing YAML instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-0123456789"  # noqa: S105 - refused outside development
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=None, extra="ignore", frozen=True)
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    config: Path = Path("config/prism.yaml")
+
+    database_url: str = "sqlite+aiosqlite:///./var/prism.db"
+    database_pool_size: int = 10
+    redis_url: str | None = None
+    redis_timeout_ms: int = 50
+
+    auth_enabled: bool = False
+    registration_open: bool = True
+    jwt_secret: SecretStr = SecretStr(_DEV_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    jwt_private_key_file: Path | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_key_id: str = "k1"
+    jwt_issuer: str = "prism"
+    jwt_audience: str = "prism-api"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+    refresh_token_absolute_ttl_s: int = 30 * 24 * 3600
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    api_key_cache_ttl_s: float = 5.0
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_messages: int = 1024
+    max_total_chars: int = 2_000_000
+    max_json_depth: int = 64
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    log_prompts: bool = False
+
+    usage_batch_size: int = 500
+    usage_flush_interval_s: float = 0.5
+    usage_buffer_max: int = 100_000
+    usage_spill_dir: Path = Path("var/usage-spill")
+
+    drain_timeout_s: float = 30.0
+    otel_enabled: bool = False
+    otel_console: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env == "production" and self.jwt_algorithm.startswith("HS"):
+            secret = self.jwt_secret.get_secret_value()
+            if secret == _DEV_JWT_SECRET or len(secret) < 32:
+                raise ValueError("GATEWAY_JWT_SECRET must be set to a random value of at least 32 characters")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the environment once; tests pass overrides instead of patching the environment."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+"""The usage record: what one /v1 request did and cost."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class UsageStatus(enum.StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    INCOMPLETE = "incomplete"  # a stream ended early: client left, upstream died, drain timeout
+    REJECTED = "rejected"  # refused before any model call: quota, guardrail, validation
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    request_id: str
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    user_id: str | None = None
+    api_key_id: str | None = None
+    tier: str | None = None
+    route: str = "chat.completions"
+    model_requested: str | None = None
+    model_served: str | None = None
+    provider: str | None = None
+    intent: str | None = None
+    routing_tier: str | None = None
+    experiment: str | None = None
+    arm: str | None = None
+    cache_hit: bool = False
+    streamed: bool = False
+    status: UsageStatus = UsageStatus.OK
+    http_status: int = 200
+    error_type: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    attempts: int = 0
+    fallback_used: bool = False
+    guard_flags: str | None = None
+    conversation_id: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in self.__slots__}
+        row["status"] = self.status.value
+        return row
