@@ -1,0 +1,105 @@
+"""Request-scoped placeholder table and (streaming) un-masking.
+
+A ``MaskTable`` lives for one request. ``mask`` hands out typed placeholders
+(``<EMAIL_1>``, ``<PHONE_2>``...) keyed by the value's canonical form, so the
+same value gets the same placeholder in every message of the request (also when
+written with and without separators). ``unmask`` restores the first-seen
+original spelling. Values that were detected but passed through unmasked are
+remembered too (``note_passed``) so the output guard does not flag the user's
+own data echoed back. The table never appears in logs (``repr`` hides values).
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.guardrails.pii import PLACEHOLDER_TAG, PiiMatch
+
+_PLACEHOLDER = re.compile(r"<([A-Z]+)_(\d{1,6})>")
+MAX_PLACEHOLDER_LEN = 2 + max(len(t) for t in PLACEHOLDER_TAG.values()) + 1 + 6
+
+
+class MaskTable:
+    __slots__ = ("_by_key", "_counters", "_passed", "_values")
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, str] = {}
+        self._values: dict[str, str] = {}
+        self._counters: dict[str, int] = {}
+        self._passed: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"MaskTable({len(self._values)} placeholders)"
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def placeholder_for(self, m: PiiMatch) -> str:
+        key = m.key
+        ph = self._by_key.get(key)
+        if ph is None:
+            tag = PLACEHOLDER_TAG[m.category]
+            n = self._counters.get(tag, 0) + 1
+            self._counters[tag] = n
+            ph = f"<{tag}_{n}>"
+            self._by_key[key] = ph
+            self._values[ph] = m.value
+        return ph
+
+    def note_passed(self, m: PiiMatch) -> None:
+        self._passed.add(m.key)
+
+    def is_known(self, m: PiiMatch) -> bool:
+        """True if this value came from the request (masked or passed)."""
+        return m.key in self._passed or m.key in self._by_key
+
+    def mapping(self) -> dict[str, str]:
+        """placeholder -> original value (a copy)."""
+        return dict(self._values)
+
+    def unmask(self, text: str) -> str:
+        if not self._values or "<" not in text:
+            return text
+        return _PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
+
+    def could_start_placeholder(self, tail: str) -> bool:
+        """Whether ``tail`` (beginning with '<') is a proper prefix of a placeholder in this table."""
+        return any(ph.startswith(tail) and ph != tail for ph in self._values)
+
+
+class StreamUnmasker:
+    """Restores placeholders in a token stream.
+
+    Text is released as soon as it cannot be the start of a placeholder; at most
+    one partial placeholder (<= ``MAX_PLACEHOLDER_LEN`` chars) is held back.
+    """
+
+    __slots__ = ("_masks", "_pending")
+
+    def __init__(self, masks: MaskTable) -> None:
+        self._masks = masks
+        self._pending = ""
+
+    @property
+    def held(self) -> int:
+        return len(self._pending)
+
+    def feed(self, chunk: str) -> str:
+        if not chunk:
+            return ""
+        text = self._pending + chunk
+        self._pending = ""
+        if len(self._masks) == 0:
+            return text
+        p = text.rfind("<")
+        if p != -1 and len(text) - p < MAX_PLACEHOLDER_LEN and self._masks.could_start_placeholder(text[p:]):
+            self._pending = text[p:]
+            text = text[:p]
+        return self._masks.unmask(text)
+
+    def finish(self) -> str:
+        text, self._pending = self._pending, ""
+        return self._masks.unmask(text)
