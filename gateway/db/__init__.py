@@ -1,0 +1,1 @@
+"""Persistence: engine, typed models, repositories (the only place with SQL) and migrations."""

@@ -1,0 +1,1 @@
+"""Repositories: the only modules that build SQL. They flush, never commit."""
