@@ -15,16 +15,43 @@ Inside a running event loop: ``async with FakeOpenAIUpstream() as fake: ...`` (o
 ``python -m tests.fakes.openai_upstream --port 9100`` / ``python -m tests.fakes.ollama_upstream``.
 """
 
-from tests.fakes.ollama_upstream import FakeOllamaUpstream, running_fake_ollama
-from tests.fakes.openai_upstream import (
-    FAULT_MODES,
-    FakeConfig,
-    FakeOpenAIUpstream,
-    FakeUpstream,
-    RecordedRequest,
-    run_in_thread,
-    running_fake_openai,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.fakes.ollama_upstream import FakeOllamaUpstream, running_fake_ollama
+    from tests.fakes.openai_upstream import (
+        FAULT_MODES,
+        FakeConfig,
+        FakeOpenAIUpstream,
+        FakeUpstream,
+        RecordedRequest,
+        run_in_thread,
+        running_fake_openai,
+    )
+
+# Imported lazily so that ``python -m tests.fakes.openai_upstream`` does not import the
+# module twice (once as a submodule, once as ``__main__``).
+_LOCATIONS = {
+    "FakeOllamaUpstream": "tests.fakes.ollama_upstream",
+    "running_fake_ollama": "tests.fakes.ollama_upstream",
+    "FAULT_MODES": "tests.fakes.openai_upstream",
+    "FakeConfig": "tests.fakes.openai_upstream",
+    "FakeOpenAIUpstream": "tests.fakes.openai_upstream",
+    "FakeUpstream": "tests.fakes.openai_upstream",
+    "RecordedRequest": "tests.fakes.openai_upstream",
+    "run_in_thread": "tests.fakes.openai_upstream",
+    "running_fake_openai": "tests.fakes.openai_upstream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOCATIONS:
+        return getattr(importlib.import_module(_LOCATIONS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FAULT_MODES",

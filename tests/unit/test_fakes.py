@@ -10,10 +10,11 @@ import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
+from openai.types.chat import ChatCompletionToolParam
 
 from tests.fakes import FakeOllamaUpstream, FakeOpenAIUpstream, running_fake_ollama, running_fake_openai
 
-WEATHER_TOOL: dict[str, Any] = {
+WEATHER_TOOL: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -112,7 +113,7 @@ def test_openai_tool_calls_non_streamed() -> None:
         resp = _client(fake).chat.completions.create(
             model="fake-gpt",
             messages=[{"role": "user", "content": "What's the weather in Paris?"}],
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
         )
         choice = resp.choices[0]
         assert choice.finish_reason == "tool_calls"
@@ -130,7 +131,7 @@ def test_openai_tool_calls_streamed() -> None:
         stream = _client(fake).chat.completions.create(
             model="fake-gpt",
             messages=[{"role": "user", "content": "서울 날씨 알려줘"}],
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
             stream=True,
         )
         name, args, ids, finish = "", "", set(), None
@@ -167,7 +168,7 @@ def test_openai_tool_result_turn_answers_text() -> None:
                 },
                 {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
             ],
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
         )
         assert resp.choices[0].message.content == "tool result: sunny"
 
