@@ -1,0 +1,88 @@
+"""Open the cache and quota backends: Redis when ``settings.redis_url`` is set, else in-process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from gateway.cache.quota import QuotaConfig, QuotaLimiter
+from gateway.cache.quota_backends import MemoryQuotaBackend, RedisQuotaBackend
+from gateway.cache.response import ResponseCache
+from gateway.cache.store import MemoryResponseStore, RedisResponseStore
+from gateway.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def make_redis(url: str, *, timeout_ms: int, max_connections: int = 64) -> Redis:
+    """A pooled asyncio client whose every command is bounded by ``timeout_ms``.
+
+    One immediate retry on connection errors only (a pooled connection that died with a
+    Redis restart is replaced transparently); timeouts are not retried — a retried reserve
+    could count twice, and a slow Redis must cost at most one timeout.
+    """
+    timeout = timeout_ms / 1000
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        max_connections=max_connections,
+        health_check_interval=0,
+    )
+
+
+@dataclass(slots=True)
+class CacheBackends:
+    kind: Literal["redis", "memory"]
+    cache: ResponseCache
+    quotas: QuotaLimiter
+    redis: Redis | None = None
+
+    async def ping(self) -> bool:
+        """For ``/readyz``: the in-process backend is always ready; Redis must answer PING."""
+        if self.redis is None:
+            return True
+        try:
+            return bool(await self.redis.ping())
+        except Exception as exc:
+            log.warning("redis_ping_failed", error=type(exc).__name__)
+            return False
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+async def open_backends(
+    settings: Settings,
+    *,
+    quota_config: QuotaConfig | None = None,
+    prefix: str = "prism",
+    cache_max_entries: int = 10_000,
+    cache_max_bytes: int = 256 * 1024 * 1024,
+) -> CacheBackends:
+    """Build the backends. Redis being down at start-up is not fatal: requests degrade
+    (cache misses; quotas per ``fail_mode``) and the pool reconnects when Redis returns."""
+    if settings.redis_url:
+        redis = make_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
+        backends = CacheBackends(
+            kind="redis",
+            cache=ResponseCache(RedisResponseStore(redis, prefix=prefix)),
+            quotas=QuotaLimiter(RedisQuotaBackend(redis, prefix=prefix), quota_config),
+            redis=redis,
+        )
+        if not await backends.ping():
+            log.warning("redis_unavailable_at_startup", fail_mode=backends.quotas.config.fail_mode)
+        return backends
+    return CacheBackends(
+        kind="memory",
+        cache=ResponseCache(MemoryResponseStore(max_entries=cache_max_entries, max_bytes=cache_max_bytes)),
+        quotas=QuotaLimiter(MemoryQuotaBackend(prefix=prefix), quota_config),
+    )

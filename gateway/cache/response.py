@@ -1,0 +1,153 @@
+"""The exact-match response cache with single flight.
+
+Cache failures never fail a request: a backend error makes ``get`` a miss and ``set`` a
+no-op, counted in ``prism_backend_errors{operation}`` and logged as a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.cache.entry import CachedEntry
+from gateway.cache.store import ResponseStore
+from gateway.observability.metrics import BACKEND_ERRORS, CACHE_REQUESTS
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Flight:
+    """The outcome of entering ``single_flight``. Truthy for the leader.
+
+    A waiter (``leader`` False) has already waited: ``entry`` is the leader's answer, or
+    ``None`` when the leader failed or the wait ran out, and the waiter proceeds on its own.
+    """
+
+    leader: bool
+    entry: CachedEntry | None = None
+
+    def __bool__(self) -> bool:
+        return self.leader
+
+
+class ResponseCache:
+    def __init__(self, store: ResponseStore, *, poll_max_s: float = 0.05) -> None:
+        self._store = store
+        self._poll_max_s = poll_max_s
+        self._inflight: dict[str, asyncio.Future[CachedEntry | None]] = {}
+
+    @property
+    def store(self) -> ResponseStore:
+        return self._store
+
+    @staticmethod
+    def _backend_error(operation: str, exc: BaseException) -> None:
+        BACKEND_ERRORS.labels(operation=operation).inc()
+        log.warning("cache_backend_error", operation=operation, error=type(exc).__name__, detail=str(exc))
+
+    async def _fetch(self, key: str) -> CachedEntry | None:
+        raw = await self._store.get(key)
+        return None if raw is None else CachedEntry.from_bytes(raw)
+
+    async def get(self, key: str) -> CachedEntry | None:
+        """The entry for ``key``, or ``None`` on a miss or any backend failure."""
+        try:
+            entry = await self._fetch(key)
+        except Exception as exc:
+            self._backend_error("cache_get", exc)
+            CACHE_REQUESTS.labels(result="error").inc()
+            return None
+        CACHE_REQUESTS.labels(result="hit" if entry is not None else "miss").inc()
+        return entry
+
+    async def set(self, key: str, entry: CachedEntry, ttl_s: float) -> None:
+        """Store ``entry`` (skipped on backend failure) and hand it to any local waiters."""
+        fut = self._inflight.get(key)
+        if fut is not None and not fut.done():
+            fut.set_result(entry)
+        try:
+            await self._store.set(key, entry.to_bytes(), ttl_s)
+        except Exception as exc:
+            self._backend_error("cache_set", exc)
+
+    @staticmethod
+    def note_bypass() -> None:
+        """Count a request that skipped the cache (not cacheable, or the client opted out)."""
+        CACHE_REQUESTS.labels(result="bypass").inc()
+
+    async def _wait_remote(self, key: str, wait_s: float) -> CachedEntry | None:
+        """Poll for another process's leader: until the entry appears, the lock goes away, or time is up."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.002
+        while True:
+            try:
+                entry = await self._fetch(key)
+                if entry is not None:
+                    return entry
+                if not await self._store.locked(key):
+                    return await self._fetch(key)
+            except Exception as exc:
+                self._backend_error("cache_wait", exc)
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, self._poll_max_s)
+
+    @asynccontextmanager
+    async def single_flight(self, key: str, *, wait_s: float = 30.0) -> AsyncIterator[Flight]:
+        """Collapse concurrent identical misses into one upstream call.
+
+        The first caller becomes the leader (``Flight`` is truthy) and should call the
+        provider and ``set`` the entry. Others wait up to ``wait_s`` (pass the request's
+        remaining deadline) for the leader and get its entry; if the leader fails or the
+        wait runs out they get ``entry=None`` and proceed on their own. Within one process
+        waiters share an ``asyncio.Future``; across processes (Redis) the leader holds a
+        ``SET NX PX`` lock for at most ``wait_s`` and waiters poll with backoff.
+        """
+        existing = self._inflight.get(key)
+        if existing is not None:
+            try:
+                entry = await asyncio.wait_for(asyncio.shield(existing), timeout=max(wait_s, 0.0))
+            except TimeoutError:
+                entry = None
+            yield Flight(leader=False, entry=entry)
+            return
+
+        fut: asyncio.Future[CachedEntry | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        token = uuid.uuid4().hex
+        holds_lock = False
+        try:
+            leader = True
+            if self._store.distributed:
+                try:
+                    holds_lock = await self._store.try_lock(key, token, int(max(wait_s, 1.0) * 1000))
+                    leader = holds_lock
+                except Exception as exc:
+                    self._backend_error("cache_lock", exc)
+            if leader:
+                yield Flight(leader=True)
+            else:
+                entry = await self._wait_remote(key, wait_s)
+                if not fut.done():
+                    fut.set_result(entry)
+                yield Flight(leader=False, entry=entry)
+        finally:
+            if not fut.done():
+                fut.set_result(None)
+            if self._inflight.get(key) is fut:
+                del self._inflight[key]
+            if holds_lock:
+                try:
+                    await self._store.unlock(key, token)
+                except Exception as exc:
+                    self._backend_error("cache_unlock", exc)
