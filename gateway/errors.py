@@ -12,11 +12,13 @@ status and OpenAI ``type``, the instance carries the message, ``param`` and
     ├── AuthenticationFailed      401 authentication_error
     ├── PermissionDenied          403 permission_error
     ├── NotFound                  404 not_found_error (ModelNotFound: code=model_not_found)
+    ├── MethodNotAllowed          405
     ├── Conflict                  409
     ├── PayloadTooLarge           413
     ├── RateLimited               429 rate_limit_exceeded (QuotaExceeded: insufficient_quota)
     ├── ProviderError             502 upstream failure, retryable unless stated
     │   ├── ProviderBadResponse   502 (not retryable)
+    │   ├── ProviderRejected      400 upstream refused the request (no retry, no fallback)
     │   ├── ProviderRateLimited   429 from upstream, carries retry_after
     │   ├── ProviderUnavailable   503 (5xx, connection refused, open circuit)
     │   └── ProviderTimeout       504
@@ -52,7 +54,14 @@ class GatewayError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def json_bytes(self) -> bytes:
         return orjson.dumps(self.body())
@@ -96,6 +105,12 @@ class NotFound(GatewayError):
 class ModelNotFound(NotFound):
     error_type = "invalid_request_error"
     default_code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
 
 
 class Conflict(GatewayError):
@@ -156,6 +171,18 @@ class ProviderBadResponse(ProviderError):
         return False
 
 
+class ProviderRejected(ProviderError):
+    """The upstream refused the request itself (4xx): the client must change it; no retry, no fallback."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "upstream_rejected"
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
 class ProviderRateLimited(ProviderError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -188,5 +215,12 @@ class ServiceUnavailable(GatewayError):
 def internal_error_body() -> bytes:
     """The body of an unexpected failure: no stack trace, no exception text."""
     return orjson.dumps(
-        {"error": {"message": "Internal server error", "type": "server_error", "param": None, "code": "internal_error"}}
+        {
+            "error": {
+                "message": "Internal server error",
+                "type": "server_error",
+                "param": None,
+                "code": "internal_error",
+            }
+        }
     )

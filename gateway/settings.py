@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-0123456789"  # noqa: S105 - refused outside development
+_DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-0123456789"
 
 
 class Settings(BaseSettings):
@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     drain_timeout_s: float = 30.0
     otel_enabled: bool = False
     otel_console: bool = False
+
+    # --- accounts, API keys, conversations, usage logs (issue #3) ---
+    database_migrate_on_start: bool = True
+    jwt_previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """Verification-only keys kept during rotation: ``{"kid": "HS256:secret" | "RS256:@/path/pub.pem"}``."""
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_ip: int = 50
+    login_throttle_window_s: float = 900.0
+    api_key_last_used_flush_s: float = 30.0
+    usage_spill_threshold: int = 10_000
+    conversation_max_messages: int = 500
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -31,10 +31,16 @@ OTHER = "other"
 
 REQUESTS = Counter("prism_requests", "HTTP requests handled", ["route", "model", "status"])
 REQUEST_LATENCY = Histogram(
-    "prism_request_duration_seconds", "End-to-end request latency", ["route", "model"], buckets=LATENCY_BUCKETS
+    "prism_request_duration_seconds",
+    "End-to-end request latency",
+    ["route", "model"],
+    buckets=LATENCY_BUCKETS,
 )
 TIME_TO_FIRST_TOKEN = Histogram(
-    "gen_ai_server_time_to_first_token_seconds", "Time to first streamed token", ["model"], buckets=LATENCY_BUCKETS
+    "gen_ai_server_time_to_first_token_seconds",
+    "Time to first streamed token",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
 )
 TIME_PER_OUTPUT_TOKEN = Histogram(
     "gen_ai_server_time_per_output_token_seconds",
@@ -49,10 +55,15 @@ GATEWAY_OVERHEAD = Histogram(
     buckets=OVERHEAD_BUCKETS,
 )
 TOKEN_USAGE = Histogram(
-    "gen_ai_client_token_usage", "Tokens per request", ["model", "provider", "token_type"], buckets=TOKEN_BUCKETS
+    "gen_ai_client_token_usage",
+    "Tokens per request",
+    ["model", "provider", "token_type"],
+    buckets=TOKEN_BUCKETS,
 )
 TOKENS = Counter("prism_tokens", "Tokens processed", ["model", "provider", "tier", "direction"])
-COST = Counter("prism_cost_usd", "Cost in US dollars from the configured prices", ["model", "provider", "tier"])
+COST = Counter(
+    "prism_cost_usd", "Cost in US dollars from the configured prices", ["model", "provider", "tier"]
+)
 ERRORS = Counter("prism_errors", "Errors returned to clients", ["type"])
 
 PROVIDER_REQUESTS = Counter("prism_provider_requests", "Calls that reached a provider", ["provider", "model"])
@@ -60,7 +71,9 @@ PROVIDER_ATTEMPTS = Counter("prism_provider_attempts", "Provider attempts by out
 RETRIES = Counter("prism_retries", "Retries on the same target", ["target"])
 FALLBACKS = Counter("prism_fallbacks", "Fallbacks from one target to the next", ["from_target", "to_target"])
 CIRCUIT_STATE = Gauge(
-    "prism_circuit_state", "Circuit state per target: 0 closed, 1 half-open, 2 open", ["target"],
+    "prism_circuit_state",
+    "Circuit state per target: 0 closed, 1 half-open, 2 open",
+    ["target"],
     multiprocess_mode="livemax",
 )
 CIRCUIT_TRANSITIONS = Counter("prism_circuit_transitions", "Circuit state changes", ["target", "state"])
@@ -72,9 +85,13 @@ GUARD_ACTIONS = Counter("prism_guard_actions", "Guardrail verdicts", ["stage", "
 INTENTS = Counter("prism_intents", "Intent classification results", ["intent", "tier"])
 
 SHADOW_CALLS = Counter("prism_shadow_calls", "Shadow calls by outcome", ["model", "outcome"])
-SHADOW_DROPPED = Counter("prism_shadow_dropped", "Shadow calls dropped (queue full, spend cap)", ["model", "reason"])
+SHADOW_DROPPED = Counter(
+    "prism_shadow_dropped", "Shadow calls dropped (queue full, spend cap)", ["model", "reason"]
+)
 SHADOW_AGREEMENT = Histogram(
-    "prism_shadow_agreement", "Agreement between primary and shadow answers", ["model"],
+    "prism_shadow_agreement",
+    "Agreement between primary and shadow answers",
+    ["model"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
 )
 

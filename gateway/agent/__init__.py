@@ -1,0 +1,1 @@
+"""The LangGraph pipeline every chat request runs through."""

@@ -1,0 +1,86 @@
+"""The whole request flow on one screen: nodes, conditional edges and loops.
+
+    cache_lookup ─hit──────────────────────────────────────────────┐
+      └─miss→ [intent] → router → guard_input → call_model ⟲ retry  │
+                                                 └─exhausted→ fallback → call_model
+                                                 └─ok→ guard_output → [shadow] → format → END
+Built once at start-up (``build_graph``) and invoked per request with a
+``PipelineContext``. Routing functions return ``Literal`` labels.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from gateway.agent.nodes.cache_lookup import cache_lookup
+from gateway.agent.nodes.call_model import call_model
+from gateway.agent.nodes.fallback import fallback
+from gateway.agent.nodes.format import format_response
+from gateway.agent.nodes.guard_input import guard_input
+from gateway.agent.nodes.guard_output import guard_output
+from gateway.agent.nodes.intent import intent
+from gateway.agent.nodes.router import route
+from gateway.agent.nodes.shadow import shadow
+from gateway.agent.state import PipelineContext, PipelineState
+from gateway.errors import ProviderError, ProviderRejected
+
+Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, PipelineState]
+
+
+def after_cache(state: PipelineState) -> Literal["hit", "classify", "route"]:
+    if state.get("cached") is not None:
+        return "hit"
+    return "classify" if state.get("needs_intent", False) else "route"
+
+
+def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback", "fail"]:
+    error = state.get("error")
+    if error is None:
+        return "ok"
+    if not isinstance(error, ProviderError) or isinstance(error, ProviderRejected):
+        return "fail"
+    if error.retryable and state.get("attempt", 0) < state.get("max_attempts", 1):
+        return "retry"
+    if state.get("target_index", 0) + 1 < len(state["route"].targets):
+        return "fallback"
+    return "fail"
+
+
+def after_output_guard(state: PipelineState) -> Literal["shadow", "format"]:
+    if state.get("error") is None and state["route"].shadows:
+        return "shadow"
+    return "format"
+
+
+def build_graph() -> Graph:
+    graph = StateGraph(PipelineState, context_schema=PipelineContext)
+    graph.add_node("cache_lookup", cache_lookup)
+    graph.add_node("intent", intent)
+    graph.add_node("router", route)
+    graph.add_node("guard_input", guard_input)
+    graph.add_node("call_model", call_model)
+    graph.add_node("fallback", fallback)
+    graph.add_node("guard_output", guard_output)
+    graph.add_node("shadow", shadow)
+    graph.add_node("format", format_response)
+
+    graph.add_edge(START, "cache_lookup")
+    graph.add_conditional_edges(
+        "cache_lookup", after_cache, {"hit": "format", "classify": "intent", "route": "router"}
+    )
+    graph.add_edge("intent", "router")
+    graph.add_edge("router", "guard_input")
+    graph.add_edge("guard_input", "call_model")
+    graph.add_conditional_edges(
+        "call_model",
+        after_call,
+        {"ok": "guard_output", "retry": "call_model", "fallback": "fallback", "fail": "format"},
+    )
+    graph.add_edge("fallback", "call_model")
+    graph.add_conditional_edges("guard_output", after_output_guard, {"shadow": "shadow", "format": "format"})
+    graph.add_edge("shadow", "format")
+    graph.add_edge("format", END)
+    return graph.compile(name="prism")

@@ -1,0 +1,167 @@
+"""One attempt against the current target; the graph loops back here for retries and fallbacks.
+
+Streams are opened here and held until their first delta arrives, so a
+failure before the first token can still be retried or fall back before the
+client sees a 200. Every attempt shares the request's one deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from gateway.agent.state import Attempt, PipelineContext, PipelineState, StreamHandle
+from gateway.errors import (
+    GatewayError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from gateway.observability import metrics
+from gateway.providers.base import ModelCall, Timeouts
+from gateway.routing.config import RetryConfig
+
+EXHAUSTED = 1_000_000
+"""``attempt`` value meaning: do not retry this target (circuit open, no time left, fallback preferred)."""
+
+
+def backoff_delay(
+    retry: RetryConfig, attempt: int, *, retry_after: float | None, rng: random.Random
+) -> float:
+    """Exponential backoff with jitter, never shorter than the upstream's Retry-After."""
+    delay = min(retry.base_delay_s * 2 ** (attempt - 1), retry.max_delay_s)
+    delay *= 1 + retry.jitter * (2 * rng.random() - 1)
+    return float(max(delay, retry_after or 0.0))
+
+
+_rng = random.Random()
+
+
+async def call_model(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    trace = ctx.trace
+    route = state["route"]
+    index = state.get("target_index", 0)
+    attempt = state.get("attempt", 0)
+    name = route.targets[index]
+    target = ctx.snapshot.targets[name]
+    config = ctx.snapshot.config
+    circuits = ctx.snapshot.router.circuits
+    label = ctx.snapshot.model_label(name)
+    has_fallback = index + 1 < len(route.targets)
+    loop = asyncio.get_running_loop()
+
+    if attempt > 0:
+        previous = state.get("error")
+        retry_after = previous.retry_after if isinstance(previous, ProviderError) else None
+        delay = backoff_delay(config.retry, attempt, retry_after=retry_after, rng=_rng)
+        if delay >= trace.deadline - loop.time() or (
+            has_fallback and isinstance(previous, ProviderRateLimited)
+        ):
+            return {"attempt": EXHAUSTED}
+        metrics.RETRIES.labels(target=label).inc()
+        await ctx.sleep(delay)
+
+    if not circuits.allow(name):
+        trace.attempts.append(Attempt(target=name, outcome="circuit_open", duration_s=0.0))
+        metrics.PROVIDER_ATTEMPTS.labels(target=label, outcome="circuit_open").inc()
+        return {"error": ProviderUnavailable(f"{name}: circuit open", target=name), "attempt": EXHAUSTED}
+
+    remaining = trace.deadline - loop.time()
+    timeouts = target.config.timeouts
+    call = ModelCall(
+        model=target.upstream_model,
+        messages=state["messages"],
+        params=state["request"].params,
+        timeouts=Timeouts(
+            connect_s=timeouts.connect_s,
+            first_token_s=timeouts.first_token_s,
+            total_s=timeouts.total_s,
+            idle_s=timeouts.idle_s,
+        ),
+    )
+    metrics.PROVIDER_REQUESTS.labels(provider=target.provider.kind, model=label).inc()
+    started = time.perf_counter()
+    try:
+        if state["request"].stream:
+            handle = await _open_stream(target.provider, call, name, min(timeouts.first_token_s, remaining))
+            result: dict[str, Any] = {"stream": handle, "error": None}
+        else:
+            async with asyncio.timeout(min(timeouts.total_s, remaining)):
+                completion = await target.provider.complete(call)
+            result = {"completion": completion, "usage": completion.usage, "error": None}
+    except TimeoutError:
+        error: GatewayError = ProviderTimeout(f"{name}: no answer within the time limit", target=name)
+        return _failed(ctx, state, name, label, error, started, attempt)
+    except ProviderError as exc:
+        return _failed(ctx, state, name, label, exc, started, attempt)
+    except GatewayError as exc:
+        circuits.release_probe(name)
+        trace.attempts.append(
+            Attempt(target=name, outcome="rejected", duration_s=time.perf_counter() - started, error=exc.code)
+        )
+        return {"error": exc, "attempt": EXHAUSTED}
+    except asyncio.CancelledError:
+        circuits.release_probe(name)
+        raise
+    elapsed = time.perf_counter() - started
+    trace.provider_time_s += elapsed
+    trace.attempts.append(Attempt(target=name, outcome="ok", duration_s=elapsed))
+    metrics.PROVIDER_ATTEMPTS.labels(target=label, outcome="ok").inc()
+    circuits.record_success(name)
+    return result
+
+
+def _failed(
+    ctx: PipelineContext,
+    state: PipelineState,
+    name: str,
+    label: str,
+    error: GatewayError,
+    started: float,
+    attempt: int,
+) -> dict[str, Any]:
+    elapsed = time.perf_counter() - started
+    ctx.trace.provider_time_s += elapsed
+    ctx.trace.attempts.append(Attempt(target=name, outcome="error", duration_s=elapsed, error=error.code))
+    metrics.PROVIDER_ATTEMPTS.labels(target=label, outcome="error").inc()
+    if error.retryable:
+        ctx.snapshot.router.circuits.record_failure(name)
+    else:
+        ctx.snapshot.router.circuits.release_probe(name)
+    return {"error": error, "attempt": attempt + 1, "stream": None, "completion": None}
+
+
+async def _open_stream(provider: Any, call: ModelCall, name: str, first_token_s: float) -> StreamHandle:
+    iterator = provider.stream(call).__aiter__()
+    opened = time.perf_counter()
+    try:
+        async with asyncio.timeout(first_token_s):
+            first = await iterator.__anext__()
+    except StopAsyncIteration as exc:
+        raise ProviderUnavailable(f"{name}: empty stream", target=name) from exc
+    except BaseException:
+        await _close(iterator)
+        raise
+    return StreamHandle(
+        target=name,
+        model=call.model,
+        first=first,
+        rest=iterator,
+        opened_at=opened,
+        first_at=time.perf_counter(),
+    )
+
+
+async def _close(iterator: Any) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            pass

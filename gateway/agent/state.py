@@ -1,0 +1,111 @@
+"""The graph's state, the per-request context and the streaming handle.
+
+``PipelineState`` is what nodes read and return (partial updates). The
+``PipelineContext`` carries the services and the config snapshot the request
+started with (a reload mid-request never mixes two configs); ``RequestTrace``
+is the request's mutable log of attempts and timings, read by the service for
+headers, metrics and the usage record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+
+from gateway.errors import GatewayError
+from gateway.providers.base import Completion, Delta, Usage
+from gateway.routing.router import IntentLike, RouteDecision
+from gateway.security.principal import Principal
+
+if TYPE_CHECKING:
+    from gateway.agent.guard import GuardService
+    from gateway.agent.shadow import ShadowDispatcher
+    from gateway.runtime import RuntimeSnapshot
+
+
+@dataclass(slots=True)
+class ChatInput:
+    """The validated request, as the client's own dicts."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    metadata: dict[str, str]
+    prompt_tokens: int
+
+
+@dataclass(slots=True)
+class Attempt:
+    target: str
+    outcome: str
+    duration_s: float
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RequestTrace:
+    request_id: str
+    started_at: float
+    deadline: float
+    attempts: list[Attempt] = field(default_factory=list)
+    provider_time_s: float = 0.0
+    fallback_from: str | None = None
+    guard_header: str | None = None
+    guard_fields: dict[str, Any] = field(default_factory=dict)
+
+
+class IntentService(Protocol):
+    def classify(self, text: str, *, context: tuple[str, ...] = ()) -> IntentLike: ...
+
+
+class ResponseCacheService(Protocol):
+    async def lookup(self, *, key: str) -> dict[str, Any] | None: ...
+    def key_for(self, *, tenant: str, model: str, request: Mapping[str, Any]) -> str | None: ...
+
+
+@dataclass(slots=True)
+class PipelineContext:
+    snapshot: RuntimeSnapshot
+    principal: Principal
+    trace: RequestTrace
+    guard: GuardService
+    shadow: ShadowDispatcher | None = None
+    classifier: IntentService | None = None
+    cache: ResponseCacheService | None = None
+    sleep: Callable[[float], Any] = asyncio.sleep
+    sticky: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamHandle:
+    """An upstream stream whose first delta has arrived (so the 200 can be committed)."""
+
+    target: str
+    model: str
+    first: Delta
+    rest: AsyncIterator[Delta]
+    opened_at: float
+    first_at: float
+    filters: list[Callable[[AsyncIterator[Delta]], AsyncIterator[Delta]]] = field(default_factory=list)
+
+
+class PipelineState(TypedDict, total=False):
+    request: ChatInput
+    needs_intent: bool
+    max_attempts: int
+    cached: dict[str, Any] | None
+    cache_key: str | None
+    intent: IntentLike | None
+    route: RouteDecision
+    messages: list[dict[str, Any]]
+    target_index: int
+    attempt: int
+    completion: Completion | None
+    stream: StreamHandle | None
+    usage: Usage | None
+    error: GatewayError | None
+    response: dict[str, Any] | None

@@ -1,0 +1,31 @@
+"""Liveness, readiness and the Prometheus exposition."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import ORJSONResponse
+
+from gateway.deps import AppStateDep
+from gateway.observability.metrics import render_metrics
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> ORJSONResponse:
+    return ORJSONResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(state: AppStateDep) -> ORJSONResponse:
+    checks = {"config": state.holder.loaded, "draining": state.draining}
+    ready = checks["config"] and not state.draining
+    return ORJSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    body, content_type = render_metrics()
+    return Response(content=body, media_type=content_type)

@@ -1,0 +1,118 @@
+"""OpenAI-compatible endpoints: chat completions (JSON and SSE) and the model list."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import ORJSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from gateway.deps import AppStateDep, PrincipalDep
+from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.schemas.openai import ChatCompletionRequest
+from gateway.services.completion import chat_input
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_CHAT_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
+    }
+}
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def parse_chat_request(
+    body: bytes, *, max_depth: int, max_messages: int, max_chars: int
+) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """Bytes → validated request, or an ``InvalidRequest`` naming the offending field."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            "The request body is not valid JSON (or not UTF-8)", code="invalid_json"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    if _depth_exceeds(raw, max_depth):
+        raise InvalidRequest(
+            f"The request body is nested deeper than {max_depth} levels", code="invalid_json"
+        )
+    try:
+        request = ChatCompletionRequest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidRequest(
+            f"Invalid value for {param or 'body'}: {first['msg']}", param=param, code="invalid_value"
+        ) from exc
+    if len(request.messages) > max_messages:
+        raise InvalidRequest(f"At most {max_messages} messages are allowed", param="messages")
+    total = sum(len(message) for message in body.split(b'"content"')) if len(body) > max_chars else 0
+    if total > max_chars:
+        raise InvalidRequest(f"The messages exceed {max_chars} characters", param="messages")
+    return request, raw
+
+
+@router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
+async def create_chat_completion(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
+    settings = state.settings
+    chat_request, raw = parse_chat_request(
+        await request.body(),
+        max_depth=settings.max_json_depth,
+        max_messages=settings.max_messages,
+        max_chars=settings.max_total_chars,
+    )
+    chat = chat_input(chat_request, raw)
+    request_id: str = request.state.request_id
+    conversation = request.headers.get("x-prism-conversation-id") or chat.metadata.get("conversation_id")
+    sticky = {
+        "user": principal.user_id or chat_request.user,
+        "api_key": principal.api_key_id,
+        "conversation": conversation,
+        "request": request_id,
+    }
+    result = await state.completions.run(chat=chat, principal=principal, request_id=request_id, sticky=sticky)
+    request.state.metric_model = state.holder.current.model_label(result.model)
+    if result.stream is not None:
+        headers = {**result.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+        return StreamingResponse(result.stream, media_type="text/event-stream", headers=headers)
+    return Response(content=orjson.dumps(result.body), media_type="application/json", headers=result.headers)
+
+
+@router.get("/models")
+async def list_models(state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+    snapshot = state.holder.current
+    created = int(time.time())
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "prism"}
+        for name in snapshot.router.public_names()
+        if principal.may_use(name)
+    ]
+    return ORJSONResponse({"object": "list", "data": data})
+
+
+@router.get("/models/{model_id}")
+async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+    snapshot = state.holder.current
+    if model_id not in snapshot.router.public_names() or not principal.may_use(model_id):
+        raise ModelNotFound(f"The model {model_id!r} does not exist", param="model")
+    return ORJSONResponse(
+        {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "prism"}
+    )

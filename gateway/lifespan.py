@@ -1,0 +1,82 @@
+"""Opens every long-lived resource once, through one exit stack, and yields the typed app state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import structlog
+from fastapi import FastAPI
+
+from gateway.agent.graph import Graph, build_graph
+from gateway.agent.guard import GuardService
+from gateway.agent.shadow import ShadowDispatcher
+from gateway.routing.circuit import CircuitBreakers
+from gateway.routing.config import CircuitBreakerConfig, ConfigError
+from gateway.runtime import ConfigHolder
+from gateway.services.completion import CompletionService, CompletionServices
+from gateway.settings import Settings
+
+log = structlog.get_logger("prism.lifespan")
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    holder: ConfigHolder
+    graph: Graph
+    completions: CompletionService
+    http_client: Any
+    draining: bool = False
+
+
+def _install_sighup(holder: ConfigHolder) -> None:
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        try:
+            holder.load()
+        except ConfigError as exc:
+            log.error("config_reload_rejected", error=str(exc))
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+    settings: Settings = app.state.settings
+    async with contextlib.AsyncExitStack() as stack:
+        http_client = openai.DefaultAioHttpClient(
+            timeout=openai.Timeout(120.0, connect=5.0), limits=openai.DEFAULT_CONNECTION_LIMITS
+        )
+        stack.push_async_callback(http_client.aclose)
+        holder = ConfigHolder(
+            path=settings.config,
+            http_client=http_client,
+            circuits=CircuitBreakers(CircuitBreakerConfig()),
+            env=os.environ,
+        )
+        holder.load()
+        _install_sighup(holder)
+        graph = build_graph()
+        shadow = ShadowDispatcher()
+        stack.push_async_callback(shadow.aclose)
+        services = CompletionServices(holder=holder, graph=graph, guard=GuardService(), shadow=shadow)
+        state = AppState(
+            settings=settings,
+            holder=holder,
+            graph=graph,
+            completions=CompletionService(services),
+            http_client=http_client,
+        )
+        log.info("gateway_started", config=str(settings.config), models=sorted(holder.current.targets))
+        yield {"app": state}
+        state.draining = True
+        log.info("gateway_stopping")

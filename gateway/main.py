@@ -1,0 +1,86 @@
+"""The application factory: middleware, routers and error handlers. No I/O at import."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api import admin_config, health, openai
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from gateway.lifespan import lifespan
+from gateway.observability.logging import configure_logging
+from gateway.observability.middleware import GatewayMiddleware
+from gateway.schemas.openai import ChatCompletionRequest
+from gateway.settings import Settings, get_settings
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return Response(
+        content=exc.json_bytes(),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(part) for part in first["loc"][1:]) or None
+    return await _gateway_error(
+        request,
+        InvalidRequest(
+            f"Invalid value for {param or 'request'}: {first['msg']}", param=param, code="invalid_value"
+        ),
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    error: GatewayError
+    if exc.status_code == 404:
+        error = NotFound(f"Unknown path {request.url.path}", code="unknown_url")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
+    else:
+        error = InvalidRequest(str(exc.detail))
+        error.status_code = exc.status_code  # type: ignore[misc]
+    return await _gateway_error(request, error)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    app = FastAPI(title="Prism", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse)
+    app.state.settings = settings
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(health.router)
+    app.include_router(openai.router)
+    app.include_router(admin_config.router)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, object]:
+        schema = original_openapi()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault(
+            "ChatCompletionRequest",
+            ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
+        )
+        for name, definition in (
+            ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            .get("$defs", {})
+            .items()
+        ):
+            components.setdefault(name, definition)
+        components["ChatCompletionRequest"].pop("$defs", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

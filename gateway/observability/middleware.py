@@ -1,0 +1,145 @@
+"""Pure-ASGI middleware: request id, body size limit, metrics, access log, last-resort error body.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through without
+buffering and the per-request cost stays a few microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import PayloadTooLarge, internal_error_body
+from gateway.observability import metrics
+
+log = structlog.get_logger("prism.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_KNOWN_ROUTES = metrics.LabelSet()
+
+
+def route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class GatewayMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status_holder = [500]
+        response_started = False
+        limit = self.max_body_bytes
+
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._send_error(
+                send,
+                PayloadTooLarge(f"Request body exceeds {limit} bytes").status_code,
+                PayloadTooLarge(f"Request body exceeds {limit} bytes").json_bytes(),
+                request_id,
+            )
+            self._observe(scope, 413, started, request_id)
+            structlog.contextvars.clear_contextvars()
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_holder[0] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        metrics.INFLIGHT.inc()
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            error = PayloadTooLarge(f"Request body exceeds {limit} bytes")
+            if not response_started:
+                status_holder[0] = 413
+                await self._send_error(send, 413, error.json_bytes(), request_id)
+        except Exception:
+            log.exception("unhandled_error")
+            if not response_started:
+                status_holder[0] = 500
+                await self._send_error(send, 500, internal_error_body(), request_id)
+        finally:
+            metrics.INFLIGHT.dec()
+            self._observe(scope, status_holder[0], started, request_id)
+            structlog.contextvars.clear_contextvars()
+
+    @staticmethod
+    async def _send_error(send: Send, status: int, body: bytes, request_id: str) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _observe(scope: Scope, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        route = route_label(scope)
+        state = scope.get("state", {})
+        model = state.get("metric_model", "none")
+        metrics.REQUESTS.labels(route=route, model=model, status=str(status)).inc()
+        metrics.REQUEST_LATENCY.labels(route=route, model=model).observe(elapsed)
+        if route in ("/metrics", "/healthz", "/readyz"):
+            return
+        log.info(
+            "access",
+            method=scope.get("method"),
+            route=route,
+            status=status,
+            latency_ms=round(elapsed * 1000, 2),
+            model=model,
+            **state.get("access", {}),
+        )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -1,0 +1,64 @@
+"""Builds the provider for every configured model, sharing one HTTP client per kind."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.providers.base import Provider
+from gateway.providers.mock import MockProvider
+from gateway.providers.ollama import OllamaProvider
+from gateway.providers.openai import OpenAIProvider
+from gateway.routing.config import ModelConfig, RoutingConfig
+
+DEFAULT_OLLAMA_URL = "http://localhost:11434"
+DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A configured model ready to call: its config, its provider and its upstream model id."""
+
+    name: str
+    config: ModelConfig
+    provider: Provider
+
+    @property
+    def upstream_model(self) -> str:
+        return self.config.model or self.name
+
+
+def build_targets(config: RoutingConfig, *, http_client: Any, env: Mapping[str, str]) -> dict[str, Target]:
+    """One provider per configured model. Models whose ``enabled_if_env`` is unset are left out."""
+    targets: dict[str, Target] = {}
+    for name, model in config.models.items():
+        if model.enabled_if_env and not env.get(model.enabled_if_env):
+            continue
+        targets[name] = Target(name=name, config=model, provider=_provider(name, model, http_client, env))
+    return targets
+
+
+def _provider(name: str, model: ModelConfig, http_client: Any, env: Mapping[str, str]) -> Provider:
+    if model.provider == "mock":
+        return MockProvider(name=name, settings=model.mock)
+    if model.provider == "ollama":
+        return OllamaProvider(
+            name=name, base_url=model.base_url or DEFAULT_OLLAMA_URL, timeout_s=model.timeouts.total_s
+        )
+    base_url = model.base_url or DEFAULT_OPENAI_URL
+    api_key = env.get(model.api_key_env) if model.api_key_env else None
+    is_local = model.local if model.local is not None else _is_loopback(base_url)
+    return OpenAIProvider(
+        name=name,
+        base_url=base_url,
+        api_key=api_key,
+        http_client=http_client,
+        is_local=is_local,
+        timeout_s=model.timeouts.total_s,
+        connect_s=model.timeouts.connect_s,
+    )
+
+
+def _is_loopback(url: str) -> bool:
+    return any(host in url for host in ("://127.", "://localhost", "://[::1]"))

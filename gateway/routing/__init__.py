@@ -1,0 +1,1 @@
+"""The routing config, aliases, splits, fallbacks and circuit breakers."""

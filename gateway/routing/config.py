@@ -1,0 +1,215 @@
+"""The routing config: one YAML file, validated with pydantic at start-up and on reload.
+
+A bad file is refused with messages naming the line and the field
+(``prism.yaml:12: models.mock-fast.tier: ...``); the caller keeps the running
+config. Prices are US dollars per million tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.providers.mock import MockSettings
+
+
+class ConfigError(Exception):
+    """The routing file cannot be used; the message lists every problem with its line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeoutsConfig(_Strict):
+    connect_s: float = Field(default=5.0, gt=0)
+    first_token_s: float = Field(default=30.0, gt=0)
+    idle_s: float = Field(default=30.0, gt=0)
+    total_s: float = Field(default=120.0, gt=0)
+
+
+class ModelConfig(_Strict):
+    provider: Literal["mock", "openai", "ollama"]
+    model: str | None = None
+    """The upstream model id; defaults to the config key."""
+    tier: str = "cheap"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    enabled_if_env: str | None = None
+    """Only register the model when this environment variable is set (e.g. OPENAI_API_KEY)."""
+    local: bool | None = None
+    price_input_per_mtok: float = Field(default=0.0, ge=0)
+    price_output_per_mtok: float = Field(default=0.0, ge=0)
+    context_window: int = Field(default=8192, gt=0)
+    max_output_tokens: int = Field(default=4096, gt=0)
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    cache_ttl_s: int = Field(default=300, ge=0)
+    shared_cache: bool = False
+    mock: MockSettings = MockSettings()
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.price_input_per_mtok + completion_tokens * self.price_output_per_mtok
+        ) / 1e6
+
+
+class AliasConfig(_Strict):
+    """An alias resolves to one model, a weighted split, or smart routing (``smart: true``)."""
+
+    target: str | None = None
+    split: dict[str, float] | None = None
+    sticky: Literal["user", "api_key", "conversation", "request"] = "user"
+    smart: bool = False
+    shadow: list[str] = []
+    shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AliasConfig:
+        kinds = sum((self.target is not None, self.split is not None, self.smart))
+        if kinds != 1:
+            raise ValueError("an alias needs exactly one of target, split or smart: true")
+        if self.split is not None and (
+            not self.split
+            or any(weight < 0 for weight in self.split.values())
+            or sum(self.split.values()) <= 0
+        ):
+            raise ValueError("split weights must be non-negative and sum to more than 0")
+        return self
+
+
+class SmartRoutingConfig(_Strict):
+    tiers: list[str] = ["cheap", "strong"]
+    """Tiers from cheapest to most capable."""
+    intent_tiers: dict[str, str] = {
+        "small_talk": "cheap",
+        "summarization": "cheap",
+        "translation": "cheap",
+        "general": "cheap",
+        "coding": "strong",
+        "reasoning": "strong",
+    }
+    strong_complexity: float = Field(default=0.6, ge=0, le=1)
+    low_confidence: float = Field(default=0.5, ge=0, le=1)
+    default_tier: str = "strong"
+    classify_all: bool = False
+    """Classify every request (for usage analytics), not only ``auto`` ones."""
+
+
+class RetryConfig(_Strict):
+    deadline_s: float = Field(default=120.0, gt=0)
+    """One total deadline per request, shared by every attempt, retry and fallback."""
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    base_delay_s: float = Field(default=0.1, ge=0)
+    max_delay_s: float = Field(default=2.0, ge=0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+
+
+class CircuitBreakerConfig(_Strict):
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
+    max_cooldown_s: float = Field(default=300.0, gt=0)
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    cache_non_deterministic: bool = False
+
+
+class GuardPatternsConfig(_Strict):
+    input_block_patterns: list[str] = []
+    output_block_patterns: list[str] = []
+
+
+class RoutingConfig(_Strict):
+    version: int = 1
+    models: dict[str, ModelConfig]
+    aliases: dict[str, AliasConfig] = {}
+    fallbacks: dict[str, list[str]] = {}
+    routing: SmartRoutingConfig = SmartRoutingConfig()
+    retry: RetryConfig = RetryConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    cache: CacheConfig = CacheConfig()
+    guardrails: GuardPatternsConfig = GuardPatternsConfig()
+    quotas: dict[str, Any] = {}
+    experiments: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> RoutingConfig:
+        known = set(self.models)
+        problems = []
+        for name, alias in self.aliases.items():
+            if name in known:
+                problems.append(f"aliases.{name}: an alias cannot have the name of a model")
+            for target in [alias.target, *(alias.split or {}), *alias.shadow]:
+                if target is not None and target not in known:
+                    problems.append(f"aliases.{name}: unknown model {target!r}")
+        for name, chain in self.fallbacks.items():
+            if name not in known and name not in self.aliases:
+                problems.append(f"fallbacks.{name}: unknown model {name!r}")
+            problems.extend(
+                f"fallbacks.{name}: unknown model {target!r}" for target in chain if target not in known
+            )
+        tiers = set(self.routing.tiers)
+        problems.extend(
+            f"models.{name}.tier: {model.tier!r} is not one of routing.tiers {sorted(tiers)}"
+            for name, model in self.models.items()
+            if model.tier not in tiers
+        )
+        problems.extend(
+            f"routing.intent_tiers.{intent}: unknown tier {tier!r}"
+            for intent, tier in self.routing.intent_tiers.items()
+            if tier not in tiers
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the YAML node at a pydantic error location (the deepest one that exists)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((value for key, value in node.value if key.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            match = node.value[part]
+        else:
+            match = None
+        if match is None:
+            break
+        node = match
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse_config(text: str, *, source: str = "prism.yaml") -> RoutingConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the routing config must be a mapping with at least `models`")
+    try:
+        return RoutingConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            line = _line_of(node, loc)
+            field = ".".join(str(part) for part in loc) or "(top level)"
+            lines.append(f"{source}:{line or '?'}: {field}: {error['msg']}")
+        raise ConfigError("invalid routing config:\n" + "\n".join(lines)) from exc
+
+
+def load_config(path: Path) -> RoutingConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read routing config {path}: {exc.strerror}") from exc
+    return parse_config(text, source=path.name)

@@ -1,0 +1,217 @@
+"""Turns (requested model or alias, intent, principal, circuit state) into a route.
+
+A route is an ordered chain of targets (primary first, then fallbacks), the
+shadow targets to mirror to, and the labels that explain the choice
+(``x-prism-route``, usage records, metrics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.errors import ContextTooLong, ModelNotFound, PermissionDenied
+from gateway.providers.registry import Target
+from gateway.routing.circuit import CircuitBreakers, CircuitState
+from gateway.routing.config import AliasConfig, RoutingConfig
+from gateway.security.principal import Principal
+
+
+class IntentLike(Protocol):
+    @property
+    def label(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def complexity(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    requested: str
+    targets: tuple[str, ...]
+    shadows: tuple[str, ...] = ()
+    tier: str | None = None
+    intent: str | None = None
+    confidence: float | None = None
+    experiment: str | None = None
+    arm: str | None = None
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.intent is not None:
+            parts.append(f"intent={self.intent}")
+            if self.confidence is not None:
+                parts.append(f"confidence={self.confidence:.2f}")
+        if self.tier is not None:
+            parts.append(f"tier={self.tier}")
+        if self.experiment is not None:
+            parts.append(f"experiment={self.experiment}")
+            parts.append(f"arm={self.arm}")
+        parts.append(f"model={self.targets[0]}")
+        return ";".join(parts)
+
+
+def bucket(*parts: str) -> float:
+    """A stable position in [0, 1) for a sticky key: the same key always lands in the same place."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def pick_weighted(weights: Mapping[str, float], position: float) -> str:
+    """Bucket ranges in the config's order: changing one weight moves only the users at the boundary."""
+    total = sum(weights.values())
+    edge = 0.0
+    last = next(iter(weights))
+    for name, weight in weights.items():
+        edge += weight / total
+        last = name
+        if position < edge:
+            return name
+    return last
+
+
+def tier_for(intent: IntentLike, config: RoutingConfig) -> str:
+    smart = config.routing
+    if intent.confidence < smart.low_confidence or intent.complexity >= smart.strong_complexity:
+        return smart.tiers[-1]
+    return smart.intent_tiers.get(intent.label, smart.default_tier)
+
+
+class Router:
+    def __init__(
+        self, *, config: RoutingConfig, targets: Mapping[str, Target], circuits: CircuitBreakers
+    ) -> None:
+        self.config = config
+        self.targets = targets
+        self.circuits = circuits
+        tiers = config.routing.tiers
+        self._by_tier = {
+            tier: sorted(
+                (name for name, target in targets.items() if target.config.tier == tier),
+                key=lambda name: (
+                    targets[name].config.price_input_per_mtok + targets[name].config.price_output_per_mtok,
+                    name,
+                ),
+            )
+            for tier in tiers
+        }
+
+    def needs_intent(self, requested: str) -> bool:
+        alias = self.config.aliases.get(requested)
+        return (alias is not None and alias.smart) or self.config.routing.classify_all
+
+    def public_names(self) -> list[str]:
+        return sorted([*self.targets, *self.config.aliases])
+
+    def route(
+        self,
+        *,
+        requested: str,
+        principal: Principal,
+        intent: IntentLike | None,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        sticky: Mapping[str, str | None],
+        request_id: str,
+    ) -> RouteDecision:
+        if not principal.may_use(requested):
+            raise PermissionDenied(
+                f"this key may not use model {requested!r}", param="model", code="model_not_allowed"
+            )
+        alias = self.config.aliases.get(requested)
+        needed = prompt_tokens + (max_tokens or 0)
+        if alias is None:
+            if requested not in self.targets:
+                raise ModelNotFound(f"The model {requested!r} does not exist", param="model")
+            self._check_fits(requested, needed)
+            return RouteDecision(
+                requested=requested,
+                targets=self._chain(requested, requested),
+                intent=intent.label if intent else None,
+                confidence=intent.confidence if intent else None,
+            )
+        shadows = self._shadows(alias, request_id)
+        if alias.smart:
+            if intent is None:
+                raise RuntimeError("smart routing needs an intent")
+            tier = tier_for(intent, self.config)
+            chain = self._smart_chain(tier, needed)
+            return RouteDecision(
+                requested=requested,
+                targets=chain,
+                shadows=shadows,
+                tier=tier,
+                intent=intent.label,
+                confidence=intent.confidence,
+            )
+        if alias.split is not None:
+            key = sticky.get(alias.sticky) or sticky.get("request") or request_id
+            arm = pick_weighted(alias.split, bucket(requested, key))
+            if arm not in self.targets:
+                raise ModelNotFound(
+                    f"the model {arm!r} of alias {requested!r} is not available", param="model"
+                )
+            return RouteDecision(
+                requested=requested,
+                targets=self._chain(requested, arm),
+                shadows=shadows,
+                experiment=requested,
+                arm=arm,
+            )
+        assert alias.target is not None
+        if alias.target not in self.targets:
+            raise ModelNotFound(f"the model behind alias {requested!r} is not available", param="model")
+        self._check_fits(alias.target, needed)
+        return RouteDecision(
+            requested=requested, targets=self._chain(requested, alias.target), shadows=shadows
+        )
+
+    def _chain(self, requested: str, primary: str) -> tuple[str, ...]:
+        chain = [primary]
+        for name in (*self.config.fallbacks.get(primary, ()), *self.config.fallbacks.get(requested, ())):
+            if name in self.targets and name not in chain:
+                chain.append(name)
+        return tuple(chain)
+
+    def _check_fits(self, name: str, needed: int) -> None:
+        window = self.targets[name].config.context_window
+        if needed > window:
+            raise ContextTooLong(
+                f"This model's maximum context length is {window} tokens; the request needs {needed} "
+                "(prompt plus max_tokens)",
+                param="messages",
+            )
+
+    def _smart_chain(self, tier: str, needed: int) -> tuple[str, ...]:
+        tiers = self.config.routing.tiers
+        start = tiers.index(tier) if tier in tiers else len(tiers) - 1
+        fitting = [
+            name
+            for t in tiers[start:]
+            for name in self._by_tier.get(t, ())
+            if self.targets[name].config.context_window >= needed
+        ]
+        if not fitting:
+            fitting = [
+                name
+                for t in tiers[:start]
+                for name in self._by_tier.get(t, ())
+                if self.targets[name].config.context_window >= needed
+            ]
+        if not fitting:
+            raise ContextTooLong(
+                "no configured model has a context window large enough for this request", param="messages"
+            )
+        healthy = [name for name in fitting if self.circuits.state(name) is not CircuitState.OPEN]
+        ordered = healthy + [name for name in fitting if name not in healthy]
+        primary = ordered[0]
+        return tuple(dict.fromkeys((*self._chain(primary, primary), *ordered)))
+
+    def _shadows(self, alias: AliasConfig, request_id: str) -> tuple[str, ...]:
+        if not alias.shadow or bucket("shadow", request_id) >= alias.shadow_sample_rate:
+            return ()
+        return tuple(name for name in alias.shadow if name in self.targets)

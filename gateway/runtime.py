@@ -1,0 +1,73 @@
+"""The live routing configuration: config, providers and router, swapped atomically on reload."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.observability import metrics
+from gateway.providers.registry import Target, build_targets
+from gateway.routing.circuit import CircuitBreakers
+from gateway.routing.config import ConfigError, RoutingConfig, load_config
+from gateway.routing.router import Router
+
+log = structlog.get_logger("prism.config")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSnapshot:
+    config: RoutingConfig
+    targets: Mapping[str, Target]
+    router: Router
+    model_label: metrics.LabelSet
+
+
+class ConfigHolder:
+    """Owns the current snapshot. Requests take ``current`` once and keep it for their whole life."""
+
+    def __init__(
+        self, *, path: Path, http_client: Any, circuits: CircuitBreakers, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.path = path
+        self._http_client = http_client
+        self._env = env if env is not None else os.environ
+        self.circuits = circuits
+        self._current: RuntimeSnapshot | None = None
+
+    @property
+    def current(self) -> RuntimeSnapshot:
+        if self._current is None:
+            raise RuntimeError("routing config not loaded")
+        return self._current
+
+    @property
+    def loaded(self) -> bool:
+        return self._current is not None
+
+    def build(self, config: RoutingConfig) -> RuntimeSnapshot:
+        targets = build_targets(config, http_client=self._http_client, env=self._env)
+        self.circuits.reconfigure(config.circuit_breaker, targets=set(targets))
+        router = Router(config=config, targets=targets, circuits=self.circuits)
+        return RuntimeSnapshot(
+            config=config,
+            targets=targets,
+            router=router,
+            model_label=metrics.LabelSet([*targets, *config.aliases]),
+        )
+
+    def load(self) -> RuntimeSnapshot:
+        """Load the file; raises ``ConfigError`` and keeps the running snapshot when it is invalid."""
+        try:
+            snapshot = self.build(load_config(self.path))
+        except ConfigError:
+            metrics.CONFIG_RELOADS.labels(outcome="rejected").inc()
+            raise
+        self._current = snapshot
+        metrics.CONFIG_RELOADS.labels(outcome="ok").inc()
+        log.info("config_loaded", path=str(self.path), models=sorted(snapshot.targets))
+        return snapshot

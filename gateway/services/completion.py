@@ -1,0 +1,423 @@
+"""The chat completion use case: run the graph, then answer, stream and account.
+
+The graph decides (route, guards, attempts) and, for streams, returns a handle
+whose first delta has already arrived; this module frames the answer (JSON or
+SSE), relays the rest of the stream, and produces exactly one usage record per
+request however it ends: success, error, client gone, upstream cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import orjson
+import structlog
+
+from gateway.agent.graph import Graph
+from gateway.agent.guard import GuardService
+from gateway.agent.shadow import ShadowDispatcher
+from gateway.agent.state import (
+    ChatInput,
+    IntentService,
+    PipelineContext,
+    PipelineState,
+    RequestTrace,
+    ResponseCacheService,
+    StreamHandle,
+)
+from gateway.errors import GatewayError, ProviderTimeout
+from gateway.observability import metrics
+from gateway.providers.base import Delta, Usage
+from gateway.providers.tokens import count_messages, count_text
+from gateway.routing.router import RouteDecision
+from gateway.runtime import ConfigHolder, RuntimeSnapshot
+from gateway.schemas.openai import GATEWAY_FIELDS, SAMPLING_FIELDS, ChatCompletionRequest, chunk
+from gateway.security.principal import Principal
+from gateway.usage.record import UsageRecord, UsageStatus
+
+log = structlog.get_logger("prism.completion")
+
+
+class UsageSink(Protocol):
+    def record(self, record: UsageRecord) -> None: ...
+
+
+@dataclass(slots=True)
+class CompletionResult:
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+    model: str | None = None
+
+
+@dataclass(slots=True)
+class CompletionServices:
+    holder: ConfigHolder
+    graph: Graph
+    guard: GuardService
+    usage: UsageSink | None = None
+    shadow: ShadowDispatcher | None = None
+    classifier: IntentService | None = None
+    cache: ResponseCacheService | None = None
+    sleep: Callable[[float], Any] = asyncio.sleep
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def chat_input(request: ChatCompletionRequest, raw: Mapping[str, Any]) -> ChatInput:
+    """The validated request as dicts; unknown fields ride along in ``params['extra']``."""
+    messages = [dict(message) for message in raw["messages"]]
+    params = {key: raw[key] for key in SAMPLING_FIELDS if raw.get(key) is not None}
+    extra = {
+        key: value
+        for key, value in raw.items()
+        if key not in GATEWAY_FIELDS and key not in SAMPLING_FIELDS and value is not None
+    }
+    if extra:
+        params["extra"] = extra
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    return ChatInput(
+        model=request.model,
+        messages=messages,
+        params=params,
+        stream=request.stream,
+        include_usage=include_usage,
+        metadata=dict(request.metadata or {}),
+        prompt_tokens=count_messages(messages),
+    )
+
+
+def sse(data: Mapping[str, Any] | bytes) -> bytes:
+    payload = data if isinstance(data, bytes) else orjson.dumps(data)
+    return b"data: " + payload + b"\n\n"
+
+
+class CompletionService:
+    def __init__(self, services: CompletionServices) -> None:
+        self.s = services
+
+    async def run(
+        self, *, chat: ChatInput, principal: Principal, request_id: str, sticky: dict[str, str | None]
+    ) -> CompletionResult:
+        snapshot = self.s.holder.current
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        trace = RequestTrace(
+            request_id=request_id,
+            started_at=time.perf_counter(),
+            deadline=now + snapshot.config.retry.deadline_s,
+        )
+        context = PipelineContext(
+            snapshot=snapshot,
+            principal=principal,
+            trace=trace,
+            guard=self.s.guard,
+            shadow=self.s.shadow,
+            classifier=self.s.classifier,
+            cache=self.s.cache,
+            sleep=self.s.sleep,
+            sticky=sticky,
+        )
+        state: PipelineState = {
+            "request": chat,
+            "needs_intent": self.s.classifier is not None and snapshot.router.needs_intent(chat.model),
+            "max_attempts": snapshot.config.retry.max_attempts,
+        }
+        record = UsageRecord(
+            request_id=request_id,
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            tier=principal.tier,
+            model_requested=chat.model,
+            streamed=chat.stream,
+            conversation_id=sticky.get("conversation"),
+        )
+        try:
+            result = cast(PipelineState, await self.s.graph.ainvoke(state, context=context))
+        except GatewayError as exc:
+            self._finish(record, trace, snapshot, error=exc)
+            raise
+        except asyncio.CancelledError:
+            self._finish(record, trace, snapshot, status=UsageStatus.INCOMPLETE, http_status=499)
+            raise
+        route: RouteDecision | None = result.get("route")
+        self._describe(record, route)
+        error = result.get("error")
+        if error is not None:
+            self._finish(record, trace, snapshot, error=error, route=route)
+            raise error
+        headers = self._headers(trace, route, result, snapshot)
+        handle = result.get("stream")
+        if handle is not None:
+            return CompletionResult(
+                headers=headers,
+                model=handle.target,
+                stream=self._relay(handle, chat, record, trace, snapshot, route),
+            )
+        body = result.get("response")
+        if body is None:
+            raise RuntimeError("the graph produced neither a response nor an error")
+        if result.get("cached") is not None:
+            record.cache_hit = True
+            body_usage = body.get("usage") or {}
+            usage = Usage(
+                prompt_tokens=int(body_usage.get("prompt_tokens", 0)),
+                completion_tokens=int(body_usage.get("completion_tokens", 0)),
+            )
+            self._finish(record, trace, snapshot, usage=usage, served=body.get("model"), cost_free=True)
+            return CompletionResult(headers=headers, body=body, model=body.get("model"))
+        served = self._served(trace)
+        self._finish(record, trace, snapshot, usage=result.get("usage"), served=served, route=route)
+        return CompletionResult(headers=headers, body=body, model=served)
+
+    # -- streaming --------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        handle: StreamHandle,
+        chat: ChatInput,
+        record: UsageRecord,
+        trace: RequestTrace,
+        snapshot: RuntimeSnapshot,
+        route: RouteDecision | None,
+    ) -> AsyncIterator[bytes]:
+        target = snapshot.targets[handle.target]
+        idle_s = target.config.timeouts.idle_s
+        created = int(time.time())
+        include_usage = chat.include_usage
+        request_id = trace.request_id
+        relayed = 0
+        usage: Usage | None = None
+        status = UsageStatus.INCOMPLETE
+        error: GatewayError | None = None
+        ttft = handle.first_at - trace.started_at
+        record.ttft_ms = round(ttft * 1000, 3)
+        model_label = snapshot.model_label(handle.target)
+        metrics.TIME_TO_FIRST_TOKEN.labels(model=model_label).observe(ttft)
+        metrics.OPEN_STREAMS.inc()
+
+        def frame(choices: list[dict[str, Any]], usage_body: dict[str, Any] | None = None) -> bytes:
+            return sse(
+                chunk(
+                    request_id=request_id,
+                    model=handle.model,
+                    created=created,
+                    choices=choices,
+                    usage=usage_body,
+                    with_usage_field=include_usage,
+                )
+            )
+
+        deltas: AsyncIterator[Delta] = _prepend(handle.first, _idle_guard(handle.rest, idle_s, handle.target))
+        for apply in handle.filters:
+            deltas = apply(deltas)
+        try:
+            yield frame(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
+            )
+            finish: str | None = None
+            async for delta in deltas:
+                if delta.content or delta.tool_calls:
+                    body: dict[str, Any] = {}
+                    if delta.content:
+                        body["content"] = delta.content
+                        relayed += count_text(delta.content)
+                    if delta.tool_calls:
+                        body["tool_calls"] = delta.tool_calls
+                    yield frame(
+                        [{"index": delta.index, "delta": body, "logprobs": None, "finish_reason": None}]
+                    )
+                if delta.usage is not None:
+                    usage = delta.usage
+                if delta.finish_reason is not None:
+                    finish = delta.finish_reason
+                    yield frame(
+                        [{"index": delta.index, "delta": {}, "logprobs": None, "finish_reason": finish}]
+                    )
+            if finish is None:
+                raise ProviderTimeout(
+                    f"{handle.target}: stream ended without finishing", target=handle.target
+                )
+            if include_usage:
+                final = usage or Usage(prompt_tokens=chat.prompt_tokens, completion_tokens=relayed)
+                yield sse(
+                    chunk(
+                        request_id=request_id,
+                        model=handle.model,
+                        created=created,
+                        choices=[],
+                        usage=final.as_openai(),
+                    )
+                )
+            yield b"data: [DONE]\n\n"
+            status = UsageStatus.OK
+        except GatewayError as exc:
+            error = exc
+            log.warning("stream_failed", target=handle.target, error=exc.code, relayed_tokens=relayed)
+            yield sse(exc.body())
+        finally:
+            metrics.OPEN_STREAMS.dec()
+            await _aclose(handle.rest)
+            if status is UsageStatus.OK and usage is not None:
+                final_usage = usage
+            else:
+                final_usage = Usage(
+                    prompt_tokens=usage.prompt_tokens if usage else chat.prompt_tokens,
+                    completion_tokens=relayed,
+                )
+            if error is not None:
+                record.error_type = error.code
+            elapsed = time.perf_counter() - handle.first_at
+            if final_usage.completion_tokens > 1:
+                metrics.TIME_PER_OUTPUT_TOKEN.labels(model=model_label).observe(
+                    elapsed / (final_usage.completion_tokens - 1)
+                )
+            self._finish(
+                record,
+                trace,
+                snapshot,
+                usage=final_usage,
+                served=handle.target,
+                route=route,
+                status=status,
+                http_status=200,
+            )
+
+    # -- accounting -------------------------------------------------------------------------
+
+    @staticmethod
+    def _served(trace: RequestTrace) -> str | None:
+        return next((attempt.target for attempt in reversed(trace.attempts) if attempt.outcome == "ok"), None)
+
+    @staticmethod
+    def _describe(record: UsageRecord, route: RouteDecision | None) -> None:
+        if route is not None:
+            record.intent = route.intent
+            record.routing_tier = route.tier
+            record.experiment = route.experiment
+            record.arm = route.arm
+            record.route = route.label
+
+    @staticmethod
+    def _headers(
+        trace: RequestTrace, route: RouteDecision | None, result: PipelineState, snapshot: RuntimeSnapshot
+    ) -> dict[str, str]:
+        headers = {
+            "x-prism-cache": "hit"
+            if result.get("cached") is not None
+            else ("miss" if result.get("cache_key") else "bypass")
+        }
+        handle = result.get("stream")
+        served = handle.target if handle is not None else CompletionService._served(trace)
+        if result.get("cached") is not None:
+            served = str((result.get("response") or {}).get("model") or "")
+        if served:
+            headers["x-prism-model"] = served
+        if route is not None:
+            headers["x-prism-route"] = route.label.replace(f"model={route.targets[0]}", f"model={served}")
+        if trace.fallback_from is not None:
+            headers["x-prism-fallback"] = f"{trace.fallback_from}->{served}"
+        if trace.guard_header:
+            headers["x-prism-guard"] = trace.guard_header
+        return headers
+
+    def _finish(
+        self,
+        record: UsageRecord,
+        trace: RequestTrace,
+        snapshot: RuntimeSnapshot,
+        *,
+        usage: Usage | None = None,
+        served: str | None = None,
+        route: RouteDecision | None = None,
+        error: GatewayError | None = None,
+        status: UsageStatus | None = None,
+        http_status: int | None = None,
+        cost_free: bool = False,
+    ) -> None:
+        elapsed = time.perf_counter() - trace.started_at
+        record.latency_ms = round(elapsed * 1000, 3)
+        record.attempts = len(trace.attempts)
+        record.fallback_used = trace.fallback_from is not None
+        record.model_served = served
+        record.guard_flags = trace.guard_header
+        target = snapshot.targets.get(served) if served else None
+        if target is not None:
+            record.provider = target.provider.kind
+        if error is not None:
+            record.status = UsageStatus.REJECTED if not trace.attempts else UsageStatus.ERROR
+            record.http_status = error.status_code
+            record.error_type = error.code
+            metrics.ERRORS.labels(type=error.error_type).inc()
+        else:
+            record.status = status or UsageStatus.OK
+            record.http_status = http_status or 200
+        if usage is not None:
+            record.prompt_tokens = usage.prompt_tokens
+            record.completion_tokens = usage.completion_tokens
+            record.reasoning_tokens = usage.reasoning_tokens
+            record.cached_tokens = usage.cached_tokens
+            if target is not None and not cost_free:
+                record.cost_usd = target.config.cost(usage.prompt_tokens, usage.completion_tokens)
+            model = snapshot.model_label(served)
+            provider = record.provider or "other"
+            tier = record.tier or "other"
+            metrics.TOKENS.labels(model=model, provider=provider, tier=tier, direction="input").inc(
+                usage.prompt_tokens
+            )
+            metrics.TOKENS.labels(model=model, provider=provider, tier=tier, direction="output").inc(
+                usage.completion_tokens
+            )
+            metrics.TOKEN_USAGE.labels(model=model, provider=provider, token_type="input").observe(
+                usage.prompt_tokens
+            )
+            metrics.TOKEN_USAGE.labels(model=model, provider=provider, token_type="output").observe(
+                usage.completion_tokens
+            )
+            if record.cost_usd:
+                metrics.COST.labels(model=model, provider=provider, tier=tier).inc(record.cost_usd)
+        metrics.GATEWAY_OVERHEAD.labels(route="/v1/chat/completions").observe(
+            max(elapsed - trace.provider_time_s, 0.0)
+            if not record.streamed
+            else max((record.ttft_ms or 0) / 1000 - trace.provider_time_s, 0.0)
+        )
+        if self.s.usage is not None:
+            self.s.usage.record(record)
+
+
+async def _prepend(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+    yield first
+    async for delta in rest:
+        yield delta
+
+
+async def _idle_guard(iterator: AsyncIterator[Delta], idle_s: float, target: str) -> AsyncIterator[Delta]:
+    """Fail the stream when the upstream sends nothing for ``idle_s`` seconds."""
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                delta = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise ProviderTimeout(f"{target}: stream stalled for {idle_s:g}s", target=target) from exc
+        yield delta
+
+
+async def _aclose(iterator: AsyncIterator[Delta]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            log.debug("stream_close_failed", exc_info=True)
