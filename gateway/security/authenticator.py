@@ -1,0 +1,251 @@
+"""Resolve request credentials into a ``Principal``.
+
+Accepted: ``Authorization: Bearer <JWT access token>``, ``Authorization: Bearer sk-prism-...`` or
+``X-API-Key: sk-prism-...``. Refresh tokens are never accepted here.
+
+Caching: API-key lookups and user states (role, tier, disabled, token version) are cached in
+process for at most ``settings.api_key_cache_ttl_s`` seconds. A key revoked or a user disabled
+through *another* process therefore takes effect here within that time; changes made through this
+process's API call ``invalidate_key``/``invalidate_user`` and take effect at once. Expiry is
+checked on every request against the cached expiry time.
+
+``last_used_at`` is not written on the request path: uses are collected in memory and written in
+one short transaction every ``settings.api_key_last_used_flush_s`` seconds (and on close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db.repositories.api_keys import ApiKeyRepository
+from gateway.db.repositories.users import UserRepository
+from gateway.errors import AuthenticationFailed
+from gateway.security.api_keys import hash_api_key, is_api_key
+from gateway.security.principal import Principal, Role
+from gateway.security.tokens import TokenService
+from gateway.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_MAX_ENTRIES = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyEntry:
+    key_id: str
+    prefix: str
+    user_id: str
+    expires_at: datetime | None
+    revoked: bool
+    allowed_models: frozenset[str]
+    rpm_limit: int | None
+    tpm_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _UserEntry:
+    role: Role
+    tier: str
+    disabled: bool
+    token_version: int
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _TTLCache(Generic[K, V]):
+    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        item = self._data.get(key)
+        if item is None:
+            return False, None
+        if item[0] <= self._clock():
+            self._data.pop(key, None)
+            return False, None
+        return True, item[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self.ttl_s <= 0:
+            return
+        self._data[key] = (self._clock() + self.ttl_s, value)
+        self._data.move_to_end(key)
+        while len(self._data) > _MAX_ENTRIES:
+            self._data.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._data.pop(key, None)
+
+    def remove_where(self, predicate: Callable[[V], bool]) -> None:
+        for key in [k for k, (_, v) in self._data.items() if predicate(v)]:
+            self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        tokens: TokenService | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.tokens = tokens or TokenService(settings)
+        self._keys: _TTLCache[str, _KeyEntry | None] = _TTLCache(settings.api_key_cache_ttl_s, clock)
+        self._users: _TTLCache[str, _UserEntry] = _TTLCache(settings.api_key_cache_ttl_s, clock)
+        self._last_used: dict[str, datetime] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop(), name="api-key-last-used")
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush_last_used()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.api_key_last_used_flush_s)
+            try:
+                await self.flush_last_used()
+            except Exception:  # keep the loop alive; the next round retries
+                log.warning("api_key_last_used_flush_failed", exc_info=True)
+
+    async def flush_last_used(self) -> None:
+        if not self._last_used:
+            return
+        pending, self._last_used = self._last_used, {}
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await ApiKeyRepository(session).update_last_used(pending)
+        except Exception:
+            for key_id, when in pending.items():
+                self._last_used.setdefault(key_id, when)
+            raise
+
+    # ------------------------------------------------------------------ invalidation
+    def invalidate_key(self, *, key_id: str) -> None:
+        self._keys.remove_where(lambda entry: entry is not None and entry.key_id == key_id)
+
+    def invalidate_user(self, *, user_id: str) -> None:
+        self._users.pop(user_id)
+        self._keys.remove_where(lambda entry: entry is not None and entry.user_id == user_id)
+
+    def clear_cache(self) -> None:
+        self._keys.clear()
+        self._users.clear()
+
+    # ------------------------------------------------------------------ authentication
+    async def authenticate(self, *, authorization: str | None, x_api_key: str | None) -> Principal:
+        if x_api_key:
+            return await self._from_api_key(x_api_key.strip())
+        if not authorization:
+            raise AuthenticationFailed("Missing credentials", code="missing_credentials")
+        scheme, _, credential = authorization.strip().partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise AuthenticationFailed("Unsupported authorization scheme", code="invalid_authorization")
+        if is_api_key(credential):
+            return await self._from_api_key(credential)
+        return await self._from_access_token(credential)
+
+    async def _from_access_token(self, token: str) -> Principal:
+        claims = self.tokens.verify_access(token)
+        user = await self._user(claims.user_id)
+        if user is None or user.disabled:
+            raise AuthenticationFailed("Invalid access token", code="invalid_token")
+        if user.token_version != claims.token_version:
+            raise AuthenticationFailed("Session has been revoked", code="invalid_token")
+        return Principal(user_id=claims.user_id, role=user.role, tier=user.tier, session_id=claims.session_id)
+
+    async def _user(self, user_id: str) -> _UserEntry | None:
+        hit, entry = self._users.get(user_id)
+        if hit:
+            return entry
+        async with self.sessionmaker() as session:
+            user = await UserRepository(session).get_or_none(user_id)
+        entry = None
+        if user is not None:
+            entry = _UserEntry(
+                role=Role(user.role), tier=user.tier, disabled=user.disabled, token_version=user.token_version
+            )
+            self._users.put(user_id, entry)
+        return entry
+
+    async def _from_api_key(self, secret: str) -> Principal:
+        if not is_api_key(secret) or len(secret) > 256:
+            raise AuthenticationFailed("Invalid API key")
+        key_hash = hash_api_key(secret)
+        hit, entry = self._keys.get(key_hash)
+        if not hit:
+            entry = await self._load_key(key_hash)
+        if entry is None or entry.revoked:
+            raise AuthenticationFailed("Invalid API key")
+        if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+            raise AuthenticationFailed("API key expired", code="api_key_expired")
+        user = await self._user(entry.user_id)
+        if user is None or user.disabled:
+            raise AuthenticationFailed("Invalid API key")
+        self._last_used[entry.key_id] = datetime.now(UTC)
+        return Principal(
+            user_id=entry.user_id,
+            role=user.role,
+            tier=user.tier,
+            api_key_id=entry.key_id,
+            api_key_prefix=entry.prefix,
+            allowed_models=entry.allowed_models,
+            rpm_limit=entry.rpm_limit,
+            tpm_limit=entry.tpm_limit,
+        )
+
+    async def _load_key(self, key_hash: str) -> _KeyEntry | None:
+        async with self.sessionmaker() as session:
+            found = await ApiKeyRepository(session).get_with_user_by_hash(key_hash)
+        if found is None:
+            # negative entries are cached too (bounded): a flood of bad keys does not hit the DB each time
+            self._keys.put(key_hash, None)
+            return None
+        key, user = found
+        entry = _KeyEntry(
+            key_id=key.id,
+            prefix=key.prefix,
+            user_id=key.user_id,
+            expires_at=key.expires_at,
+            revoked=key.revoked_at is not None,
+            allowed_models=frozenset(key.allowed_models or ()),
+            rpm_limit=key.rpm_limit,
+            tpm_limit=key.tpm_limit,
+        )
+        self._keys.put(key_hash, entry)
+        self._users.put(
+            user.id,
+            _UserEntry(
+                role=Role(user.role), tier=user.tier, disabled=user.disabled, token_version=user.token_version
+            ),
+        )
+        return entry
