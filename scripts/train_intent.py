@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.intent.classifier import DEFAULT_INTENT_TIERS, IntentResult, _UseEncoder, decide_tier  # noqa: E402
-from gateway.intent.features import FEATURE_NAMES, embed_text, rule_complexity, signal_features  # noqa: E402
+from gateway.intent.features import FEATURE_NAMES, analyse, embed_text  # noqa: E402
 
 SEED = 1234
 DEFAULT_DATA = ROOT / "tests" / "data" / "routing" / "routing.jsonl"
@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, action="append", default=[], help="extra JSONL files (train rows)")
     ap.add_argument("--labels", default="", help="comma-separated label list (default: all labels in data)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--max-costly", type=float, default=0.02,
+    ap.add_argument("--max-costly", type=float, default=0.0,
                     help="target share of strong-tier train prompts routed cheap (cross-validated)")
     args = ap.parse_args()
 
@@ -71,7 +71,8 @@ def main() -> None:
 
     encoder = _UseEncoder()
     emb = np.concatenate([encoder([embed_text(t) for t in texts[i:i + 64]]) for i in range(0, len(texts), 64)])
-    sig = np.stack([signal_features(t) for t in texts])
+    signals = [analyse(t) for t in texts]
+    sig = np.stack([s.vector for s in signals])
     mean, std = sig.mean(axis=0), sig.std(axis=0) + 1e-6
     x = np.concatenate([emb, (sig - mean) / std], axis=1).astype(np.float32)
 
@@ -90,7 +91,7 @@ def main() -> None:
     tier_head = LogisticRegression(C=tier_c, max_iter=5000, class_weight="balanced").fit(x, strong)
     cv_tier = cross_val_predict(LogisticRegression(C=tier_c, max_iter=5000, class_weight="balanced"), x, strong,
                                 cv=cv, method="decision_function")
-    rules = np.array([rule_complexity(t) for t in texts])
+    rules = np.array([s.rule_complexity for s in signals])
 
     # Calibrate: the smallest logit shift for which the cross-validated costly-error share meets the target.
     chosen = 3.0

@@ -23,16 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from gateway.intent.features import (
-    FEATURE_NAMES,
-    FloatArray,
-    detect_language,
-    embed_text,
-    rule_complexity,
-    signal_features,
-)
+from gateway.intent.features import FEATURE_NAMES, FloatArray, Signals, analyse, embed_text
 
 DEFAULT_MODEL_PATH: Final = pathlib.Path(__file__).resolve().parent / "model.npz"
 
@@ -167,11 +159,10 @@ class IntentClassifier:
         return self._labels
 
     # ------------------------------------------------------------------ inference
-    def features(self, texts: Sequence[str]) -> FloatArray:
-        """Model input rows ([embedding | standardised signals]) for ``texts``; used by training too."""
+    def _inputs(self, texts: Sequence[str], signals: Sequence[Signals]) -> FloatArray:
+        """Model input rows: [USE embedding | standardised signals]."""
         emb = self._encoder([embed_text(t) for t in texts])
-        sig = np.stack([signal_features(t) for t in texts]) if texts else np.zeros((0, len(FEATURE_NAMES)))
-        sig = (sig - self._feat_mean) * self._feat_inv_std
+        sig = (np.stack([s.vector for s in signals]) - self._feat_mean) * self._feat_inv_std
         return np.concatenate([emb, sig.astype(np.float32)], axis=1)
 
     def _probs(self, x: FloatArray) -> FloatArray:
@@ -182,30 +173,29 @@ class IntentClassifier:
         return out
 
     def classify(self, text: str, *, context: Sequence[str] = ()) -> IntentResult:
-        language = detect_language(text) if text.strip() else "en"
         if not text.strip():
-            return IntentResult(label=self._fallback, confidence=0.0, complexity=0.0, language=language)
+            return IntentResult(label=self._fallback, confidence=0.0, complexity=0.0, language="en")
+        sig = analyse(text)
         follow_up = bool(context) and len(text.strip()) < _FOLLOW_UP_CHARS and bool(context[-1].strip())
         if follow_up:
             combined = f"{context[-1][-_CONTEXT_CHARS:]} {text}"
-            x = self.features([text, combined])
+            x = self._inputs([text, combined], [sig, analyse(combined)])
             probs = self._probs(x)
             p = probs[0]
             if float(p.max()) < 0.7:  # the follow-up alone is ambiguous: lean on the conversation
                 p = 0.5 * probs[0] + 0.5 * probs[1]
         else:
-            x = self.features([text])
+            x = self._inputs([text], [sig])
             p = self._probs(x)[0]
         idx = int(np.argmax(p))
         tier_logit = float(x[0] @ self._tier_w) + self._tier_b
         learned = _sigmoid(tier_logit + self._complexity_shift)
-        rule = rule_complexity(text)
-        complexity = max(learned, self._rule_weight * rule)
+        complexity = max(learned, self._rule_weight * sig.rule_complexity)
         return IntentResult(
             label=self._labels[idx],
             confidence=min(max(float(p[idx]), 0.0), 1.0),
             complexity=min(max(complexity, 0.0), 1.0),
-            language=language,
+            language=sig.language,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -19,10 +20,11 @@ FloatArray = npt.NDArray[np.float32]
 # Text sent to the sentence encoder is capped: the encoder costs ~2 ms fixed + ~0.03 ms per token, so a
 # 1,000-character prompt would take ~15 ms. Head + tail keep the instruction (usually at the start) and the
 # question (often at the end of a pasted document).
-EMBED_HEAD_CHARS: Final = 150
-EMBED_TAIL_CHARS: Final = 60
-# Signals are computed on at most this many characters (keeps huge inputs O(1)).
-SCAN_CHARS: Final = 4000
+EMBED_HEAD_CHARS: Final = 110
+EMBED_TAIL_CHARS: Final = 40
+# Signals are computed on at most this many characters (head + tail; keeps huge inputs O(1)).
+SCAN_HEAD_CHARS: Final = 900
+SCAN_TAIL_CHARS: Final = 300
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _JAMO = re.compile(r"[\u3131-\u318e\u1100-\u11ff]")
@@ -110,11 +112,17 @@ def embed_text(text: str) -> str:
     return f"{head} … {tail}"
 
 
-def detect_language(text: str) -> str:
-    """'ko', 'en' or 'mixed' from script counts (code blocks ignored; one Hangul syllable ≈ 2.5 letters)."""
-    prose = _CODE_BLOCK.sub(" ", text[:SCAN_CHARS])
-    hangul = len(_HANGUL.findall(prose)) + len(_JAMO.findall(prose))
-    latin = len(_LATIN.findall(prose))
+def _log(n: int, scale: float) -> float:
+    return math.log1p(n) / scale
+
+
+def _scan_text(text: str) -> str:
+    if len(text) <= SCAN_HEAD_CHARS + SCAN_TAIL_CHARS:
+        return text
+    return f"{text[:SCAN_HEAD_CHARS]}\n{text[-SCAN_TAIL_CHARS:]}"
+
+
+def _language(hangul: int, latin: int) -> str:
     if hangul == 0:
         return "en"
     if latin == 0:
@@ -127,25 +135,34 @@ def detect_language(text: str) -> str:
     return "mixed"
 
 
-def _log(n: int, scale: float) -> float:
-    return math.log1p(n) / scale
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Everything the classifier needs from the raw text, computed in one pass."""
+
+    vector: FloatArray  # order = FEATURE_NAMES
+    rule_complexity: float  # 0..1
+    language: str  # "en" | "ko" | "mixed"
 
 
-def signal_features(text: str) -> FloatArray:
-    """The hand-made signal vector (order = FEATURE_NAMES), roughly in [0, 1]."""
-    t = text[:SCAN_CHARS]
+def analyse(text: str) -> Signals:
+    """Hand-made signals, rule-based complexity and language for ``text`` (bounded cost for huge inputs)."""
+    t = _scan_text(text)
     n_chars = max(len(t), 1)
     hangul = len(_HANGUL.findall(t))
     jamo = len(_JAMO.findall(t))
     latin = len(_LATIN.findall(t))
     letters = max(hangul + jamo + latin, 1)
+    fence = _CODE_FENCE.search(t) is not None
+    n_math = len(_MATH.findall(t))
+    n_hard = len(_KW_HARD.findall(t))
+    n_constraints = len(_CONSTRAINT.findall(t))
     values = (
         _log(len(text), 8.0),
-        _log(len(t.split()), 6.0),
+        _log(t.count(" ") + t.count("\n") + 1, 6.0),
         _log(t.count("\n"), 3.0),
-        1.0 if _CODE_FENCE.search(t) else 0.0,
+        1.0 if fence else 0.0,
         _log(len(_CODE_TOKENS.findall(t)), 3.0),
-        _log(len(_MATH.findall(t)), 3.0),
+        _log(n_math, 3.0),
         len(_DIGIT.findall(t)) / n_chars,
         (hangul + jamo) / letters,
         jamo / letters,
@@ -153,23 +170,40 @@ def signal_features(text: str) -> FloatArray:
         _log(len(_KW_SUMMARIZE.findall(t)), 1.5),
         _log(len(_KW_CODE.findall(t)), 1.5),
         _log(len(_KW_MATH.findall(t)), 1.5),
-        _log(len(_KW_HARD.findall(t)), 2.0),
+        _log(n_hard, 2.0),
         _log(len(_KW_GREET.findall(t)), 1.5),
-        _log(len(_CONSTRAINT.findall(t)), 3.0),
+        _log(n_constraints, 3.0),
         _log(t.count("?") + t.count("？"), 1.5),
     )
-    return np.asarray(values, dtype=np.float32)
+    # rule-based complexity: long prompts with many constraints / hard-task words / code / maths
+    rule = (
+        min(n_hard, 4) * 0.12
+        + min(n_constraints, 8) * 0.03
+        + (0.1 if fence else 0.0)
+        + min(n_math, 10) * 0.015
+        + min(len(text), 1500) / 1500 * 0.3
+    )
+    if fence:  # language of the prose only: code is mostly Latin
+        prose = _CODE_BLOCK.sub(" ", t)
+        hangul_p = len(_HANGUL.findall(prose)) + len(_JAMO.findall(prose))
+        latin_p = len(_LATIN.findall(prose))
+    else:
+        hangul_p, latin_p = hangul + jamo, latin
+    return Signals(
+        vector=np.asarray(values, dtype=np.float32),
+        rule_complexity=min(rule, 1.0),
+        language=_language(hangul_p, latin_p),
+    )
+
+
+def signal_features(text: str) -> FloatArray:
+    return analyse(text).vector
 
 
 def rule_complexity(text: str) -> float:
-    """Rule-based complexity in [0, 1]: long prompts with many constraints / hard-task words / code."""
-    t = text[:SCAN_CHARS]
-    hard = len(_KW_HARD.findall(t))
-    constraints = len(_CONSTRAINT.findall(t))
-    score = 0.0
-    score += min(hard, 4) * 0.12
-    score += min(constraints, 8) * 0.03
-    score += 0.1 if _CODE_FENCE.search(t) else 0.0
-    score += min(len(_MATH.findall(t)), 10) * 0.015
-    score += min(len(text), 1500) / 1500 * 0.3
-    return min(score, 1.0)
+    return analyse(text).rule_complexity
+
+
+def detect_language(text: str) -> str:
+    """'ko', 'en' or 'mixed' from script counts (code blocks ignored; one Hangul syllable ≈ 2.5 letters)."""
+    return analyse(text).language
