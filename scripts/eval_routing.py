@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--no-check", action="store_true", help="only print, never fail")
     ap.add_argument("--latency-runs", type=int, default=3, help="passes over the test split for latency")
     ap.add_argument("--blas-threads", default="1",
-                    help="OPENBLAS/OMP threads for this process (deployment setting; 'default' = numpy's own)")
+                    help="OPENBLAS/OMP threads for this process (deployment setting; 'default': numpy's)")
     args = ap.parse_args()
     if args.blas_threads != "default":
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -70,7 +70,8 @@ def main() -> None:
     print(f"train rows: {len(rows)}  labels: {labels}")
 
     encoder = _UseEncoder()
-    emb = np.concatenate([encoder([embed_text(t) for t in texts[i:i + 64]]) for i in range(0, len(texts), 64)])
+    emb = np.concatenate([encoder([embed_text(t) for t in texts[i:i + 64]])
+                          for i in range(0, len(texts), 64)])
     signals = [analyse(t) for t in texts]
     sig = np.stack([s.vector for s in signals])
     mean, std = sig.mean(axis=0), sig.std(axis=0) + 1e-6
@@ -85,12 +86,13 @@ def main() -> None:
         if acc > best_acc:
             best_c, best_acc = c, acc
     intent_head = LogisticRegression(C=best_c, max_iter=5000).fit(x, y)
-    cv_probs = cross_val_predict(LogisticRegression(C=best_c, max_iter=5000), x, y, cv=cv, method="predict_proba")
+    cv_probs = cross_val_predict(LogisticRegression(C=best_c, max_iter=5000), x, y, cv=cv,
+                                 method="predict_proba")
 
     tier_c = 4.0
     tier_head = LogisticRegression(C=tier_c, max_iter=5000, class_weight="balanced").fit(x, strong)
-    cv_tier = cross_val_predict(LogisticRegression(C=tier_c, max_iter=5000, class_weight="balanced"), x, strong,
-                                cv=cv, method="decision_function")
+    tier_model = LogisticRegression(C=tier_c, max_iter=5000, class_weight="balanced")
+    cv_tier = cross_val_predict(tier_model, x, strong, cv=cv, method="decision_function")
     rules = np.array([s.rule_complexity for s in signals])
 
     # Calibrate: the smallest logit shift for which the cross-validated costly-error share meets the target.

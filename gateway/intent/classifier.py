@@ -97,7 +97,10 @@ def _sigmoid(x: float) -> float:
 
 
 class IntentClassifier:
-    """Intent + complexity + language for one prompt. Immutable after ``load``; safe to share across threads."""
+    """Intent + complexity + language for one prompt.
+
+    Immutable after ``load``; safe to share across threads.
+    """
 
     def __init__(
         self,

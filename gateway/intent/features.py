@@ -41,7 +41,8 @@ _MATH = re.compile(r"[+\-*/^=<>√∫∑π%]|\bx\b|\d+\s*[a-z]\b")
 _KW_TRANSLATE = re.compile(
     r"translat|\bin (korean|english|japanese|french|spanish|german|chinese|italian|portuguese|vietnamese)\b|"
     r"\bhow (do|would) (you|i) say\b|\bmean in\b|\blocali[sz]e|\bsubtitle|"
-    r"번역|영어로|한국어로|일본어로|중국어로|프랑스어로|스페인어로|독일어로|베트남어로|영작|뭐라고 해|무슨 뜻|현지화|자막|옮겨",
+    r"번역|영어로|한국어로|일본어로|중국어로|프랑스어로|스페인어로|독일어로|베트남어로|"
+    r"영작|뭐라고 해|무슨 뜻|현지화|자막|옮겨",
     re.IGNORECASE,
 )
 _KW_SUMMARIZE = re.compile(
@@ -57,7 +58,8 @@ _KW_CODE = re.compile(
 _KW_MATH = re.compile(
     r"\bsolve\b|\bprove\b|\bprobability\b|\bequation|\bintegral|\bderivative|\bprime\b|\bexpected\b|"
     r"\bhow many\b|\bpercent|\baverage\b|\bsquare root\b|\bdivided\b|\btimes\b|\bpuzzle\b|\bmatrix\b|"
-    r"풀어|증명|확률|방정식|적분|미분|소수|기댓값|경우의 수|몇 개|몇 분|얼마야|곱하기|나누기|평균|제곱|퍼즐|행렬|수열|"
+    r"풀어|증명|확률|방정식|적분|미분|소수|기댓값|경우의 수|몇 개|몇 분|얼마야|곱하기|"
+    r"나누기|평균|제곱|퍼즐|행렬|수열|"
     r"계산",
     re.IGNORECASE,
 )
@@ -66,7 +68,8 @@ _KW_HARD = re.compile(
     r"\barchitect|\bcritical|\bevaluat|\bderiv|\bassess|\btrade-?offs?\b|\bin depth\b|\bdetailed\b|"
     r"\brigorous|\bjustif|\bstrateg|\broot cause|\bscenario|\bimplement|\bproduction|\bconcurren|"
     r"\bthread-safe|\block-free|\bdistributed|\bmigrat|\bbenchmark|\bglossary|\bpreserv|\bconsisten|"
-    r"증명|단계별|최적화|분석|비교|설계|비판|평가|유도|근거|트레이드오프|깊이|상세|엄밀|전략|근본 원인|시나리오|"
+    r"증명|단계별|최적화|분석|비교|설계|비판|평가|유도|근거|트레이드오프|깊이|상세|엄밀|"
+    r"전략|근본 원인|시나리오|"
     r"구현|동시|마이그레이션|벤치마크|용어집|유지하|일관|검증|논증|귀납법",
     re.IGNORECASE,
 )

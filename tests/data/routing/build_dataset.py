@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (hand-written Korean prompt text: long lines are data)
 """Build ``routing.jsonl`` from the hand-written prompt lists in ``src/``.
 
 The hand-written prompts (``src/<intent>.txt``, one ``<tier> <lang> | <text>`` per line) are the core of
