@@ -1,0 +1,159 @@
+"""UsageRecorder: exactly-once rows, idempotency, DB outage with spill + replay, flush on close."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.db.engine import create_engine
+from gateway.db.migrate import migrate
+from gateway.db.models import UsageLog
+from gateway.usage.record import UsageRecord, UsageStatus
+from gateway.usage.recorder import UsageRecorder
+from tests.integration.db_fixtures import *  # noqa: F403
+from tests.integration.db_fixtures import PostgresInstance, create_database, db_test_settings
+
+pytestmark = pytest.mark.integration
+
+
+async def _count(engine: object, ids: list[str]) -> int:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    assert isinstance(engine, AsyncEngine)
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(func.count()).select_from(UsageLog).where(UsageLog.request_id.in_(ids))
+        )
+        return int(result.scalar_one())
+
+
+def _rec(request_id: str, **kw: object) -> UsageRecord:
+    return UsageRecord(request_id=request_id, user_id="u1", model_served="m", prompt_tokens=3, **kw)  # type: ignore[arg-type]
+
+
+async def test_concurrent_records_written_exactly_once(db_url: str, tmp_path: Path) -> None:
+    settings = db_test_settings(
+        db_url, usage_batch_size=50, usage_flush_interval_s=0.05, usage_spill_dir=tmp_path
+    )
+    engine = create_engine(settings)
+    recorder = UsageRecorder(settings=settings, engine=engine)
+    await recorder.start()
+    ids = [f"req-{uuid.uuid4().hex}" for _ in range(1000)]
+
+    async def producer(chunk: list[str]) -> None:
+        for rid in chunk:
+            recorder.record(_rec(rid, status=UsageStatus.OK))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(producer(ids[i::10]) for i in range(10)))
+    for _ in range(100):
+        if await _count(engine, ids) == len(ids):
+            break
+        await asyncio.sleep(0.05)
+    assert await _count(engine, ids) == len(ids)
+    await recorder.aclose()
+    assert recorder.dropped == 0
+    await engine.dispose()
+
+
+async def test_duplicates_not_double_counted_and_aclose_flushes(db_url: str, tmp_path: Path) -> None:
+    settings = db_test_settings(
+        db_url, usage_batch_size=1000, usage_flush_interval_s=60, usage_spill_dir=tmp_path
+    )
+    engine = create_engine(settings)
+    recorder = UsageRecorder(settings=settings, engine=engine)
+    await recorder.start()
+    ids = [f"dup-{uuid.uuid4().hex}" for _ in range(20)]
+    for rid in ids + ids:  # every id twice in one batch
+        recorder.record(_rec(rid))
+    assert await _count(engine, ids) == 0  # interval is 60 s: nothing written yet
+    await recorder.aclose()  # the SIGTERM path writes everything
+    assert await _count(engine, ids) == 20
+    # and again in a later batch
+    recorder2 = UsageRecorder(settings=settings, engine=engine)
+    for rid in ids:
+        recorder2.record(_rec(rid))
+    await recorder2.flush()
+    assert await _count(engine, ids) == 20
+    async with engine.connect() as conn:
+        total = (
+            await conn.execute(select(func.sum(UsageLog.prompt_tokens)).where(UsageLog.request_id.in_(ids)))
+        ).scalar_one()
+    assert total == 60
+    await engine.dispose()
+
+
+@pytest.mark.slow
+async def test_database_outage_spills_and_replays(private_postgres: PostgresInstance, tmp_path: Path) -> None:
+    url = await asyncio.to_thread(create_database, private_postgres.base_url)
+    settings = db_test_settings(
+        url,
+        usage_batch_size=20,
+        usage_flush_interval_s=0.05,
+        usage_spill_threshold=30,
+        usage_spill_dir=tmp_path,
+    )
+    await migrate(settings)
+    engine = create_engine(settings)
+    recorder = UsageRecorder(settings=settings, engine=engine)
+    await recorder.start()
+    before = [f"a-{i}" for i in range(10)]
+    for rid in before:
+        recorder.record(_rec(rid))
+    await recorder.flush()
+    assert await _count(engine, before) == 10
+
+    await asyncio.to_thread(private_postgres.stop)
+    during = [f"b-{i}" for i in range(200)]
+    for rid in during:
+        recorder.record(_rec(rid))
+        await asyncio.sleep(0.002)
+    for _ in range(100):  # the recorder notices, backs off, and spills past the threshold
+        if list(tmp_path.glob("*.jsonl")):
+            break
+        await asyncio.sleep(0.05)
+    assert list(tmp_path.glob("*.jsonl")), "nothing spilled while the database was down"
+    assert recorder.dropped == 0
+
+    await asyncio.to_thread(private_postgres.start)
+    everything = before + during
+    for _ in range(200):
+        try:
+            if await _count(engine, everything) == len(everything) and not list(tmp_path.glob("*.jsonl")):
+                break
+        except Exception:
+            pass
+        await asyncio.sleep(0.1)
+    await recorder.aclose()
+    assert await _count(engine, everything) == len(everything)
+    assert not list(tmp_path.glob("*.jsonl*"))
+    await engine.dispose()
+
+
+async def test_unreachable_database_spills_on_close_then_replays(tmp_path: Path, sqlite_url: str) -> None:
+    dead = db_test_settings(
+        "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere",
+        usage_spill_dir=tmp_path,
+        usage_flush_interval_s=0.05,
+    )
+    engine = create_engine(dead)
+    recorder = UsageRecorder(settings=dead, engine=engine)
+    await recorder.start()
+    ids = [f"c-{i}" for i in range(50)]
+    for rid in ids:
+        recorder.record(_rec(rid))
+    await recorder.aclose(timeout_s=0.5)
+    await engine.dispose()
+    assert recorder.dropped == 0
+    assert list(tmp_path.glob("*.jsonl"))
+
+    good = db_test_settings(sqlite_url, usage_spill_dir=tmp_path)
+    engine = create_engine(good)
+    recorder = UsageRecorder(settings=good, engine=engine)
+    assert await recorder.replay_spilled() == 50
+    assert await _count(engine, ids) == 50
+    await engine.dispose()
