@@ -36,8 +36,8 @@ for i = 0, n - 1 do
       local v = redis.call('HGET', resv, r)
       if v then
         local sep = string.find(v, ':', 1, true)
-        redis.call('HINCRBY', pend, 'tok', -tonumber(string.sub(v, 1, sep - 1)))
-        redis.call('HINCRBY', pend, 'usd', -tonumber(string.sub(v, sep + 1)))
+        redis.call('HINCRBY', pend, 'tok', 0 - tonumber(string.sub(v, 1, sep - 1)))
+        redis.call('HINCRBY', pend, 'usd', 0 - tonumber(string.sub(v, sep + 1)))
         redis.call('HDEL', resv, r)
       end
     end

@@ -23,8 +23,8 @@ for i = 0, n - 1 do
   local v = redis.call('HGET', p .. ':resv', rid)
   if v then
     local sep = string.find(v, ':', 1, true)
-    redis.call('HINCRBY', p .. ':pend', 'tok', -tonumber(string.sub(v, 1, sep - 1)))
-    redis.call('HINCRBY', p .. ':pend', 'usd', -tonumber(string.sub(v, sep + 1)))
+    redis.call('HINCRBY', p .. ':pend', 'tok', 0 - tonumber(string.sub(v, 1, sep - 1)))
+    redis.call('HINCRBY', p .. ':pend', 'usd', 0 - tonumber(string.sub(v, sep + 1)))
     redis.call('HDEL', p .. ':resv', rid)
     redis.call('ZREM', p .. ':rexp', rid)
   end
