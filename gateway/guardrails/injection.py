@@ -62,11 +62,11 @@ _RULES: list[tuple[str, float, str]] = [
         r"don'?t follow|do not follow|no longer follow|cancel|void|nullify|erase|delete|drop)\s+(?:(?:"
         r"all|any|every|each|the|your|these|those|of|previous|previously|prior|above|earlier|"
         r"preceding|foregoing|original|initial|old|existing|current|system|safety|default|"
-        r"developer|openai|anthropic|given|above-mentioned|other|and|following|such|its|their|"
-        r"set|programmed|built-in|internal)\s+){0,6}(?:instructions?|prompts?|rules|directions?|"
-        r"directives?|guidelines?|guidance|constraints?|commands?|orders|programming|polic(?:y|"
-        r"ies)|guardrails?|restrictions?|filters?|system message|system prompt|configuration|"
-        r"training|limitations?|safeguards?|ethical guidelines|content polic(?:y|ies))\b",
+        r"developer|openai|anthropic|given|above-mentioned|content|other|and|following|such|"
+        r"its|their|set|programmed|built-in|internal)\s+){0,6}(?:instructions?|prompts?|rules|"
+        r"directions?|directives?|guidelines?|guidance|constraints?|commands?|orders|programming|"
+        r"polic(?:y|ies)|guardrails?|restrictions?|filters?|system message|system prompt|configuration"
+        r"|training|limitations?|safeguards?|ethical guidelines|content polic(?:y|ies))\b",
     ),
     (
         "override",
@@ -124,7 +124,7 @@ _RULES: list[tuple[str, float, str]] = [
         "roleplay_jailbreak",
         0.85,
         r"\b(?:dan|jailbreak|developer|god|sudo|unrestricted|unfiltered|evil)\s+mode\s+(?:is\s+)?(?:no"
-        r"w\s+)?(?:enabled|activated|on|engaged|unlocked|output)\b",
+        r"w\s+)?(?:enabled|activated|engaged|unlocked|output)\b",
     ),
     (
         "roleplay_jailbreak",
@@ -143,9 +143,9 @@ _RULES: list[tuple[str, float, str]] = [
         0.82,
         r"\b(?:pretend|imagine|act|behave|respond|answer|roleplay|simulate|you are|you're|"
         r"as if you)\b[^.\n]{0,60}?\b(?:no|without|free from|free of|not bound by|unbound by|"
-        r"ignoring|zero|devoid of)\s+(?:any\s+)?(?:of\s+)?(?:your\s+)?(?:restrictions|rules|"
-        r"filters|filtering|guidelines|limits|limitations|censorship|ethical|ethics|moral|"
-        r"morals|content polic|safety|boundaries)",
+        r"ignoring|zero|devoid of)\s+(?:any\s+|all\s+)?(?:of\s+)?(?:your\s+)?(?:restrictions|"
+        r"rules|filters|filtering|guidelines|limits|limitations|censorship|ethical|ethics|"
+        r"moral|morals|content polic|safety|boundaries)",
     ),
     (
         "roleplay_jailbreak",
@@ -186,13 +186,14 @@ _RULES: list[tuple[str, float, str]] = [
         "prompt_extraction",
         0.88,
         r"\b(?:reveal|show|print|output|repeat|display|tell|give|share|leak|dump|expose|disclose|"
-        r"recite|spell out|write out|paste|copy|return|echo|list|send|translate)\b(?:\s+(?:me|"
-        r"us|back|out|again|all|everything|exactly|verbatim|word for word|in full|to me|of|"
-        r"in))*\s+(?:your|the|its)\s+(?:(?:full|entire|complete|exact|original|initial|hidden|"
-        r"secret|internal|confidential|underlying|first|actual|real|current)\s+)*(?:system\s*(?:prompt"
-        r"|message|instructions?)|initial (?:prompt|instructions?|message)|pre-?prompt|hidden (?:promp"
-        r"t|instructions?)|(?:instructions?|rules|guidelines) you were given|meta-?prompt|"
-        r"developer (?:message|prompt|instructions?))\b",
+        r"recite|spell out|write out|paste|copy|return|echo|list|send|translate|summari[sz]e|"
+        r"quote|paraphrase)\b(?:\s+(?:me|us|back|out|again|all|everything|exactly|verbatim|"
+        r"word for word|in full|to me|of|in))*\s+(?:your|the|its)\s+(?:(?:full|entire|complete|"
+        r"exact|original|initial|hidden|secret|internal|confidential|underlying|first|actual|"
+        r"real|current)\s+)*(?:system\s*(?:prompt|message|instructions?)|(?:initial|original|"
+        r"hidden|secret|internal|first|full|entire|exact) (?:prompt|instructions?|message|"
+        r"rules|guidelines)|pre-?prompt|hidden (?:prompt|instructions?)|(?:instructions?|rules|"
+        r"guidelines) you were given|meta-?prompt|developer (?:message|prompt|instructions?))\b",
     ),
     (
         "prompt_extraction",
@@ -229,12 +230,6 @@ _RULES: list[tuple[str, float, str]] = [
         "delimiter_smuggling",
         0.92,
         r"<\|im_start\|>\s*(?:system|assistant)",
-    ),
-    (
-        "delimiter_smuggling",
-        0.75,
-        r"<\|(?:im_start|im_end|system|endoftext|start_header_id|end_header_id|eot_id|begin_of_text|"
-        r"assistant|user)\|>",
     ),
     (
         "delimiter_smuggling",
@@ -299,12 +294,13 @@ _RULES: list[tuple[str, float, str]] = [
     (
         "override",
         0.92,
-        r"(?:(?:이전|이전의|앞의|앞선|앞에서|위의|위에|위|기존|기존의|모든|지금까지|지금까지의|"
-        r"원래|원래의|초기|시스템|개발자|너의|네|당신의|주어진|받은|들은|설정된|내려진|입력된|"
-        r"처음|기본)\s*(?:의\s*)?){1,3}(?:지시|지침|명령|규칙|프롬프트|설정|제약|제한|안내|"
-        r"가이드라인|정책|지령|규정|룰)(?:사항|어|문)?(?:들)?\s*(?:을|를|은|는|이나|도|과|"
-        r"와|에)?\s*(?:모두|전부|다|싹|완전히|전혀|모조리|일절)?\s*(?:무시|잊어|잊고|잊으|"
-        r"잊을|무효|취소|따르지\s*(?:마|말|않)|버리|버려|폐기|삭제|지워|신경\s*쓰지|어겨|어기)",
+        r"(?:(?:이전|이전의|앞의|앞선|앞에서|위의|위에|위|있는|적힌|나온|언급된|기존|기존의|"
+        r"모든|지금까지|지금까지의|원래|원래의|초기|시스템|개발자|너의|네|당신의|주어진|받은|"
+        r"들은|설정된|내려진|입력된|처음|기본)\s*(?:의\s*)?){1,3}(?:지시|지침|명령|규칙|프롬프트|"
+        r"설정|제약|제한|안내|가이드라인|정책|지령|규정|룰)(?:사항|어|문)?(?:들)?\s*(?:을|"
+        r"를|은|는|이나|도|과|와|에)?\s*(?:모두|전부|다|싹|완전히|전혀|모조리|일절)?\s*(?:무시|"
+        r"잊어|잊고|잊으|잊을|무효|취소|따르지\s*(?:마|말|않)|버리|버려|폐기|삭제|지워|신경\s*쓰지|"
+        r"어겨|어기)",
     ),
     (
         "override",
@@ -366,10 +362,11 @@ _RULES: list[tuple[str, float, str]] = [
     (
         "prompt_extraction",
         0.85,
-        r"(?:시스템|초기|원래|숨겨진|내부|처음|최초|비밀)\s*(?:의\s*)?(?:프롬프트|지시|지침|"
-        r"설정|명령|메시지|규칙)(?:사항|문)?\s*(?:을|를|전체를|전문을|내용을)\s*(?:전부|모두|"
-        r"그대로|원문\s*그대로|있는\s*그대로|정확히|한\s*글자도\s*빠짐없이|글자\s*그대로|다)?\s*(?:알려"
-        r"|보여|출력|공개|말해|반복|복사|적어|노출|유출|누설|뱉어|읊어|번역)",
+        r"(?:시스템|초기|원래|숨겨진|내부|처음|최초|비밀)\s*(?:의\s*|에\s*)?(?:받은\s*|주어진\s*|"
+        r"설정된\s*|입력된\s*)?(?:프롬프트|지시|지침|설정|명령|메시지|규칙)(?:사항|문)?\s*(?:을|"
+        r"를|전체를|전문을|내용을)\s*(?:전부|모두|그대로|원문\s*그대로|있는\s*그대로|정확히|"
+        r"한\s*글자도\s*빠짐없이|글자\s*그대로|다)?\s*(?:알려|보여|출력|공개|말해|반복|복사|"
+        r"적어|노출|유출|누설|뱉어|읊어|번역)",
     ),
     (
         "prompt_extraction",
@@ -387,7 +384,7 @@ _RULES: list[tuple[str, float, str]] = [
     (
         "prompt_extraction",
         0.8,
-        r"(?:어떤|무슨)\s*(?:지시|지시사항|명령|지침)을\s*(?:받았|들었)",
+        r"(?:어떤|무슨)\s*(?:지시|지시사항|명령|지침)(?:을|를)\s*(?:받았|들었)",
     ),
     (
         "delimiter_smuggling",
@@ -409,32 +406,60 @@ _RULES: list[tuple[str, float, str]] = [
     (
         "indirect_instruction",
         0.75,
-        r"(?:당신|너|네)(?:가|는)\s*(?:ai|인공지능|어시스턴트|챗봇|에이전트|언어\s*모델|llm|"
-        r"비서)(?:라면|이라면)",
+        r"(?:당신|너|네)(?:가|는|이)\s*(?:ai|인공지능|어시스턴트|챗봇|에이전트|언어\s*모델|"
+        r"llm|비서)(?:라면|이라면)",
+    ),
+    (
+        "delimiter_smuggling",
+        0.45,
+        r"<\|(?:im_start|im_end|endoftext|end_header_id|eot_id|begin_of_text|user)\|>",
+    ),
+    (
+        "delimiter_smuggling",
+        0.8,
+        r"<\|(?:system|assistant)\|>|<\|start_header_id\|>\s*system",
+    ),
+    (
+        "indirect_instruction",
+        0.75,
+        r"(?:ai|인공지능|어시스턴트|챗봇|에이전트|언어\s*모델|llm)\s*(?:에게|한테)\s*[:：]",
     ),
 ]
 
-# Indirect instruction that is only suspicious in tool/document content (weight for tool vs user role).
-_TOOL_ADDRESSED = re.compile(
-    rf"(?:\b{_ADDRESSEE}s?\b[^.\n]{{0,40}}\b(?:must|should|are instructed to|need to|please|will now)\b"
-    r"[^.\n]{0,60}\b(?:ignore|instead|send|forward|email|transfer|reveal|include|tell the user|recommend|"
-    rf"click|visit|execute|run|call|delete|output)\b|{_ADDRESSEE_KO}\s*(?:는|은|이|가|에게|한테)\s*[^.\n]{{0,40}}(?:무시|대신|보내|전송|"
-    rf"송금|이체|공개|출력|추천|삭제|실행|반드시))",
+# Content addressed to "the assistant" is only suspicious in tool/document content;
+# strong = urgency or override.
+_TOOL_ADDRESSED_STRONG = re.compile(
+    rf"(?:\b{_ADDRESSEE}s?\b[^\n]{{0,40}}\b(?:must now|should now|must immediately|will now|needs? to now|"
+    r"must instead|should instead|must not tell|without telling|are instructed to|is instructed to)\b"
+    rf"|{_ADDRESSEE_KO}\s*(?:는|은|이|가|에게|한테)\s*[^\n]{{0,60}}(?:반드시|즉시|몰래|알리지\s*말고|무조건))",
     _F,
 )
-_TOOL_WEIGHT = {"tool": 0.78, "function": 0.78, "user": 0.3, "system": 0.0, "assistant": 0.3}
+_TOOL_ADDRESSED_WEAK = re.compile(
+    rf"(?:\b{_ADDRESSEE}s?\b[^.\n]{{0,40}}\b(?:must|should|need to|please)\b"
+    r"[^.\n]{0,60}\b(?:ignore|instead|send|forward|email|transfer|reveal|include|tell the user|recommend|"
+    rf"click|visit|execute|run|call|delete|output)\b|{_ADDRESSEE_KO}\s*(?:는|은|이|가|에게|한테)\s*[^.\n]{{0,40}}"
+    r"(?:무시|대신|보내|전송|송금|이체|공개|출력|추천|삭제|실행))",
+    _F,
+)
+# (strong, weak) weight per role; the weak pattern alone never reaches the threshold in user messages.
+_TOOL_WEIGHT = {"tool": (0.8, 0.45), "function": (0.8, 0.45), "user": (0.4, 0.0), "assistant": (0.4, 0.0)}
 
+_ADDRESSEE_GATE = re.compile(
+    r"ai|assistant|bot|model|llm|gpt|claude|copilot|agent|인공지능|어시스턴트|에이전트|비서"
+)
 _HTML_COMMENT = re.compile(r"<!--(.{0,800}?)-->", re.DOTALL)
 _COMMENT_ADDRESSEE = re.compile(rf"\b{_ADDRESSEE}\b|{_ADDRESSEE_KO}|\byou\b|너|당신", re.IGNORECASE)
 _COMMENT_IMPERATIVE = re.compile(
     r"\b(?:ignore|instead|must|do not|don't|tell|say|reply|respond|send|include|output|print|reveal|"
-    r"recommend|forward|praise|rate|approve|summari[sz]e as)\b|무시|대신|반드시|말해|출력|보내|추천|포함",
+    r"recommend|forward|praise|rate|approve|summari[sz]e as)\b|"
+    r"무시|대신|반드시|말해|출력|보내|추천|포함|무조건|"
+    r"줘|주세요|하세요|해라",
     re.IGNORECASE,
 )
 
 _META_CUE = re.compile(
     r"\b(?:what is|what's|what are|explain|defen[dcs]\w*|detect\w*|prevent\w*|mitigat\w*|protect\w*|"
-    r"examples? of|classif\w*|attacks?|attackers?|research|paper|article|blog|security|red[- ]team\w*|"
+    r"examples? of|attacks?|attackers?|research|paper|article|blog|security|red[- ]team\w*|"
     r"how (?:do|can|should|would) (?:i|we|you)|is it safe|vulnerab\w*|guardrails?)\b|"
     r"방어|탐지|막는|막을|막으려|예시|무엇인가|뭐야|뭔가요|설명|차단|공격|대응|방지|보안|취약",
     re.IGNORECASE,
@@ -459,6 +484,7 @@ _DECODE_REQUEST = re.compile(
     r"|(?:디코딩|복호화|해독|base64|hex)\S*\s*(?:한\s*)?.{0,30}(?:따라|실행|수행|지시대로|그대로\s*해)",
     _F,
 )
+_DECODE_GATES = ("decod", "decrypt", "base64", "hex", "rot", "디코딩", "복호화", "해독")
 _ROT13 = re.compile(r"\brot-?13\b", re.IGNORECASE)
 
 
@@ -468,8 +494,19 @@ class InjectionResult:
     reasons: tuple[str, ...]
 
 
+_SQ_OPEN = re.compile(r"(?:^|(?<=[^\w']))'(?=\w)")
+_SQ_CLOSE = re.compile(r"(?<=[\w.!?])'(?:$|(?=[^\w']))")
+
+
 def _in_quotes(text: str, pos: int) -> bool:
     window = text[max(0, pos - 300) : pos]
+    if "'" in window:
+        lo = max(0, pos - 300)
+        opens = [m.start() for m in _SQ_OPEN.finditer(text, lo, pos + 1) if m.start() < pos]
+        if opens:
+            closes = [m.start() for m in _SQ_CLOSE.finditer(text, lo, pos)]
+            if not closes or opens[-1] > closes[-1]:
+                return True
     for o, c in zip(_QUOTES_OPEN, _QUOTES_CLOSE, strict=True):
         if o == c:
             if window.count(o) % 2 == 1:
@@ -483,7 +520,8 @@ class InjectionDetector:
     """Precompiled rules; ``score`` is pure and thread-safe."""
 
     def __init__(self) -> None:
-        self._rules = [(code, w, re.compile(p, _F)) for code, w, p in _RULES]
+        # The folded text is already lower-case: no IGNORECASE (it makes Python's re markedly slower).
+        self._rules = [(code, w, re.compile(p, re.DOTALL)) for code, w, p in _RULES]
 
     def _rule_scores(self, folded: str, role: str) -> tuple[dict[str, float], bool]:
         """Per-reason max weight, and whether every hit sits inside quotes."""
@@ -498,13 +536,14 @@ class InjectionDetector:
             best[code] = w
             if all_quoted and not _in_quotes(folded, m.start()):
                 all_quoted = False
-        tw = _TOOL_WEIGHT.get(role, 0.3)
-        if tw > best.get("indirect_instruction", 0.0):
-            m = _TOOL_ADDRESSED.search(folded)
-            if m is not None:
-                best["indirect_instruction"] = tw
-                if not _in_quotes(folded, m.start()):
-                    all_quoted = False
+        strong_w, weak_w = _TOOL_WEIGHT.get(role, (0.0, 0.0))
+        for tw, trx in ((strong_w, _TOOL_ADDRESSED_STRONG), (weak_w, _TOOL_ADDRESSED_WEAK)):
+            if tw > best.get("indirect_instruction", 0.0) and _ADDRESSEE_GATE.search(folded):
+                m = trx.search(folded)
+                if m is not None:
+                    best["indirect_instruction"] = tw
+                    if not _in_quotes(folded, m.start()):
+                        all_quoted = False
         if "<!--" in folded:
             for cm in _HTML_COMMENT.finditer(folded):
                 body = cm.group(1)
@@ -560,7 +599,7 @@ class InjectionDetector:
                     enc = min(0.95, sub.score + 0.05)
                     best["encoded_payload"] = max(best.get("encoded_payload", 0.0), enc)
                     all_quoted = False
-            if _DECODE_REQUEST.search(folded):
+            if any(k in folded for k in _DECODE_GATES) and _DECODE_REQUEST.search(folded):
                 best["encoded_payload"] = max(best.get("encoded_payload", 0.0), 0.55)
                 all_quoted = False
 

@@ -71,21 +71,24 @@ _PHONE = re.compile(
             r"\([2-9]\d{2}\)\s?\d{3}[ .\-]\d{4}",
             r"[2-9]\d{2}-[2-9]\d{2}-\d{4}",
         ]
-    ).join(["(?<![\\w+\\-.])(?:", ")(?![\\w\\-]|\\.\\d)"])
+    ).join([r"(?<![0-9A-Za-z_+\-.])(?:", r")(?![0-9A-Za-z_\-]|\.\d)"])
 )
 
-_RRN = re.compile(r"(?<![\w\-.])(\d{2})(\d{2})(\d{2})\s?[-–]\s?([1-8])\d{6}(?![\w\-])")
-_RRN_BARE = re.compile(r"(?<![\w\-.])(\d{2})(\d{2})(\d{2})([1-8])\d{6}(?![\w\-])")
+_RRN = re.compile(r"(?<![0-9A-Za-z_\-.])(\d{2})(\d{2})(\d{2})\s?[-–]\s?([1-8])\d{6}(?![0-9A-Za-z_\-])")
+_RRN_BARE = re.compile(r"(?<![0-9A-Za-z_\-.])(\d{2})(\d{2})(\d{2})([1-8])\d{6}(?![0-9A-Za-z_\-])")
 _RRN_KEYWORD = re.compile(r"주민|resident registration|rrn|외국인\s*등록", re.IGNORECASE)
 
 _CARD = re.compile(
-    r"(?<![\w\-.])(?:\d{4}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?P=s)\d{1,7}|\d{4}(?P<t>[ \-])\d{6}(?P=t)\d{4,5}"
+    r"(?<![0-9A-Za-z_\-.])(?:\d{4}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?P=s)\d{1,7}"
+    r"|\d{4}(?P<t>[ \-])\d{6}(?P=t)\d{4,5}"
     r"|\d{13,19})"
-    r"(?![\w\-]|\.\d)"
+    r"(?![0-9A-Za-z_\-]|\.\d)"
 )
 _CARD_IIN = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|35|6[0-9]|9[0-9]|1)")
 
-_ACCOUNT = re.compile(r"(?<![\w\-.])(?:\d{2,6}-\d{2,6}-\d{2,7}(?:-\d{1,3})?|\d{10,14})(?![\w\-]|\.\d)")
+_ACCOUNT = re.compile(
+    r"(?<![0-9A-Za-z_\-.])(?:\d{2,6}-\d{2,6}-\d{2,7}(?:-\d{1,3})?|\d{10,14})(?![0-9A-Za-z_\-]|\.\d)"
+)
 _BANK_KEYWORD = re.compile(
     r"계좌|은행|통장|입금|송금|이체|예금주|뱅크|account|acct|a/c|bank|iban|deposit|wire|"
     r"국민|신한|우리|하나|농협|기업|카카오|토스|케이뱅크|우체국|새마을|수협|신협|씨티|sc제일|산업|"
@@ -94,36 +97,46 @@ _BANK_KEYWORD = re.compile(
 )
 
 _IPV4 = re.compile(
-    r"(?<![\w.\-])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-    r"(?:/\d{1,2})?(?![\w\-]|\.\d)"
+    r"(?<![0-9A-Za-z_.\-])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    r"(?:/\d{1,2})?(?![0-9A-Za-z_\-]|\.\d)"
 )
 _VERSION_CUE = re.compile(
-    r"(?<![A-Za-z])(?:version|ver\.?|v|버전|release|릴리스|릴리즈|build|빌드|firmware|펌웨어|patch|패치|sdk|api|"
-    r"python|node|java|chrome|ios|android|update|업데이트)\s*[:=]?\s*$",
+    r"(?<![A-Za-z])(?:version|ver\.?|v|release[sd]?|build|section|chapter|spec|firmware|patch|sdk|python|node|"
+    r"java|chrome|ios|android|update|rc)(?![A-Za-z])|버전|릴리스|릴리즈|빌드|펌웨어|패치|업데이트|조항|섹션",
+    re.IGNORECASE,
+)
+_IP_CUE = re.compile(
+    r"(?<![A-Za-z])(?:ip|ips|ipv4|address|addr|host|server|subnet|gateway|dns|ping|firewall|proxy|client|"
+    r"bind|route|cidr|vpn|lan|wan)(?![A-Za-z])|서버|주소|접속|게이트웨이|내부망|외부망|방화벽|아이피",
     re.IGNORECASE,
 )
 _IPV6 = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
-    r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?:%\w+)?(?:/\d{1,3})?(?![\w:])"
-    r"|(?<![\w:.])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?:/\d{1,3})?(?![\w:])"
+    r"(?<![0-9A-Za-z_:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
+    r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?:%\w+)?(?:/\d{1,3})?(?![0-9A-Za-z_:])"
+    r"|(?<![0-9A-Za-z_:.])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?:/\d{1,3})?(?![0-9A-Za-z_:])"
 )
 
-_SECRETS = re.compile(
-    "|".join(
-        [
+# (literal gate, pattern): a pattern only runs when its gate substring occurs in the text.
+_SECRET_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
+    (gates, re.compile(p, re.DOTALL))
+    for gates, p in (
+        (
+            ("-----BEGIN",),
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
             r"(?: BLOCK)?-----|.*\Z)",
-            r"(?<![\w\-])sk-(?:proj-|svcacct-|admin-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}",
+        ),
+        (("sk-",), r"(?<![0-9A-Za-z_\-])sk-(?:proj-|svcacct-|admin-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}"),
+        (
+            ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"),
             r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}(?![A-Z0-9])",
-            r"(?<!\w)gh[pousr]_[A-Za-z0-9]{30,}",
-            r"(?<!\w)github_pat_[A-Za-z0-9_]{22,}",
-            r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{8,}",
-            r"(?<!\w)xox[abposr]-[A-Za-z0-9\-]{10,}",
-            r"(?<!\w)AIza[0-9A-Za-z_\-]{35}",
-            r"(?<!\w)(?:sk|rk)_live_[0-9A-Za-z]{20,}",
-        ]
-    ),
-    re.DOTALL,
+        ),
+        (("gh",), r"(?<![0-9A-Za-z_])gh[pousr]_[A-Za-z0-9]{30,}"),
+        (("github_pat_",), r"(?<![0-9A-Za-z_])github_pat_[A-Za-z0-9_]{22,}"),
+        (("eyJ",), r"(?<![0-9A-Za-z_\-])eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{8,}"),
+        (("xox",), r"(?<![0-9A-Za-z_])xox[abposr]-[A-Za-z0-9\-]{10,}"),
+        (("AIza",), r"(?<![0-9A-Za-z_])AIza[0-9A-Za-z_\-]{35}"),
+        (("_live_",), r"(?<![0-9A-Za-z_])(?:sk|rk)_live_[0-9A-Za-z]{20,}"),
+    )
 )
 
 # Cheap prefilters: skip whole detectors when their anchor character is absent.
@@ -164,8 +177,10 @@ class PiiDetector:
     def _iter(self, text: str) -> Iterator[PiiMatch]:
         cats = self.categories
         if "secret" in cats:
-            for m in _SECRETS.finditer(text):
-                yield PiiMatch("secret", m.start(), m.end(), m.group(0))
+            for gates, rx in _SECRET_RULES:
+                if any(g in text for g in gates):
+                    for m in rx.finditer(text):
+                        yield PiiMatch("secret", m.start(), m.end(), m.group(0))
         if "email" in cats and "@" in text:
             for m in _EMAIL.finditer(text):
                 yield PiiMatch("email", m.start(), m.end(), m.group(0))
@@ -203,7 +218,11 @@ class PiiDetector:
         if "ip_address" in cats:
             if "." in text:
                 for m in _IPV4.finditer(text):
-                    if _VERSION_CUE.search(text, max(0, m.start() - 20), m.start()):
+                    lo = max(0, m.start() - 30)
+                    if (
+                        _VERSION_CUE.search(text, lo, m.start())
+                        or _VERSION_CUE.search(text, m.end(), min(len(text), m.end() + 25))
+                    ) and not _IP_CUE.search(text, max(0, m.start() - 20), m.start()):
                         continue
                     yield PiiMatch("ip_address", m.start(), m.end(), m.group(0))
             if ":" in text:
