@@ -785,11 +785,11 @@ def main(argv: Sequence[str]) -> int:
         )
 
         if args.prism_cmd:
-            port = re.search(r":(\d+)", args.prism_url)
+            port_m = re.search(r":(\d+)", args.prism_url)
             env = {
                 **base_env,
                 "FAKE_UPSTREAM_URL": fake_url + "/v1",
-                "PRISM_BENCH_PORT": port.group(1) if port else "",
+                "PRISM_BENCH_PORT": port_m.group(1) if port_m else "",
             }
             cmd = args.prism_cmd.format(fake_url=fake_url + "/v1", port=env["PRISM_BENCH_PORT"])
             prism = start_server("prism", pinned(["bash", "-c", cmd], layout["sut"]), env, args.logdir)
