@@ -47,11 +47,15 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 120) -> subpro
 # --------------------------------------------------------------------------- nginx
 
 
-def render_nginx_conf(dest: Path, *, listen_port: int, upstream_ports: list[int]) -> Path:
+def render_nginx_conf(
+    dest: Path, *, listen_port: int, upstream_ports: list[int], ignore_upstream_accel_buffering: bool = False
+) -> Path:
     """Copy nginx/nginx.conf into ``dest`` with loopback listen/upstreams and paths inside ``dest``.
 
     The shipped file is rendered (not a second hand-kept copy), so the tests exercise
-    the real directives. Returns the path of the rendered nginx.conf.
+    the real directives. ``ignore_upstream_accel_buffering`` makes nginx ignore the
+    gateway's own ``X-Accel-Buffering: no`` so that a test proves nginx.conf alone streams.
+    Returns the path of the rendered nginx.conf.
     """
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "logs").mkdir(exist_ok=True)
@@ -60,7 +64,10 @@ def render_nginx_conf(dest: Path, *, listen_port: int, upstream_ports: list[int]
         (r"(?m)^user\s+[^;]+;", "user root;" if os.geteuid() == 0 else ""),
         (r"(?m)^pid\s+[^;]+;", f"pid {dest}/nginx.pid;"),
         (r"(?m)^error_log\s+[^;]+;", f"error_log {dest}/logs/error.log info;"),
-        (r"(?m)^(\s*)access_log\s+/dev/stdout\s+prism_json;", rf"\1access_log {dest}/logs/access.log prism_json;"),
+        (
+            r"(?m)^(\s*)access_log\s+/dev/stdout\s+prism_json;",
+            rf"\1access_log {dest}/logs/access.log prism_json;",
+        ),
         (r"(?m)^(\s*)listen\s+8080\b[^;]*;", rf"\1listen 127.0.0.1:{listen_port};"),
         (r"(?m)^worker_processes\s+[^;]+;", "worker_processes 1;"),
         (r"(?m)^(\s*)worker_connections\s+\d+;", r"\1worker_connections 1024;"),
@@ -72,6 +79,8 @@ def render_nginx_conf(dest: Path, *, listen_port: int, upstream_ports: list[int]
     temp_paths = "\n".join(
         f"    {d}_temp_path {dest}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    if ignore_upstream_accel_buffering:
+        temp_paths += "\n    proxy_ignore_headers X-Accel-Buffering;"
     text, n = re.subn(r"(?m)^http\s*\{", "http {\n" + temp_paths, text, count=1)
     assert n == 1
     upstreams = (ROOT / "nginx" / "upstreams.conf").read_text()
@@ -150,8 +159,20 @@ def test_alerts_cover_the_operational_signals() -> None:
 # ------------------------------------------------------------------ metric names
 
 PROMQL_KEYWORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "offset", "bool", "inf", "nan", "le",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "le",
 }
 TARGET_LABELS = {"job", "instance", "le", "__name__"}
 PROMQL_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
@@ -195,7 +216,7 @@ def promql_selectors(expr: str) -> list[tuple[str, set[str]]]:
     found: list[tuple[str, set[str]]] = []
     for m in re.finditer(r"(?<![\w:.])([a-zA-Z_:][\w:]*)\s*(\{([^}]*)\})?", expr):
         name, matchers = m.group(1), m.group(3) or ""
-        rest = expr[m.end():].lstrip()
+        rest = expr[m.end() :].lstrip()
         if rest.startswith("(") and not m.group(2):
             continue  # function call or aggregation
         if name.lower() in PROMQL_KEYWORDS or re.fullmatch(r"\d+\w*", name):
@@ -223,7 +244,9 @@ def dashboard_exprs() -> list[tuple[str, str]]:
                 elif key in ("query", "definition") and isinstance(value, str) and "(" in value:
                     inner = re.fullmatch(r"\s*label_values\(\s*(.+?)\s*(?:,\s*(\w+))?\s*\)\s*", value)
                     if inner:
-                        out.append((where, inner.group(1) + (f" by ({inner.group(2)})" if inner.group(2) else "")))
+                        out.append(
+                            (where, inner.group(1) + (f" by ({inner.group(2)})" if inner.group(2) else ""))
+                        )
                     elif not value.startswith(("label_names", "metrics(")):
                         out.append((where, value))
                 else:
@@ -255,7 +278,12 @@ def test_promql_parser_finds_names_and_labels() -> None:
         'histogram_quantile(0.95, sum by (le, model) (rate(foo_bucket{route="/v1/x",model=~"$model"}'
         '[$__rate_interval]))) / ignoring(model) group_left sum(up{job="a"}) > scalar(prism:budget) and bar'
     )
-    assert sel == [("foo_bucket", {"route", "model"}), ("up", {"job"}), ("prism:budget", set()), ("bar", set())]
+    assert sel == [
+        ("foo_bucket", {"route", "model"}),
+        ("up", {"job"}),
+        ("prism:budget", set()),
+        ("bar", set()),
+    ]
 
 
 def test_dashboard_and_alert_metrics_exist_in_the_gateway() -> None:
@@ -337,8 +365,15 @@ def test_kustomize_renders_valid_kubernetes(overlay: str) -> None:
         pytest.fail(f"kubernetes-validate is not installed (PyPI); {INSTALL_HINT}", pytrace=False)
     docs = kustomize_build(overlay)
     kinds = {d["kind"] for d in docs}
-    for kind in ("Deployment", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                 "ConfigMap", "Job"):
+    for kind in (
+        "Deployment",
+        "Service",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "Job",
+    ):
         assert kind in kinds, f"{overlay}: no {kind}"
     errors = []
     for doc in docs:
