@@ -193,7 +193,7 @@ def test_stream_output_guard_every_split(g: Guardrails, ext: GuardPolicy) -> Non
     masks = _masks_for(g, ext)
     text = "Mail <EMAIL_1> now. Leaked key sk-proj-abcdefghijklmnopqrstuvwxyz0123 and card 4111-1111-1111-1111 end"
     whole = g.check_output(text, policy=ext, masks=masks)
-    for i in range(0, len(text) + 1):
+    for i in range(len(text) + 1):
         s = g.stream_output(policy=ext, masks=masks, window=24)
         got = s.feed(text[:i]) + s.feed(text[i:]) + s.finish()
         assert got == whole.text, i
