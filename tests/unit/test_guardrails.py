@@ -191,7 +191,8 @@ def test_stream_unmasker_every_split(g: Guardrails, ext: GuardPolicy) -> None:
 
 def test_stream_output_guard_every_split(g: Guardrails, ext: GuardPolicy) -> None:
     masks = _masks_for(g, ext)
-    text = "Mail <EMAIL_1> now. Leaked key sk-proj-abcdefghijklmnopqrstuvwxyz0123 and card 4111-1111-1111-1111 end"
+    key = "sk-proj-abcdefghijklmnopqrstuvwxyz0123"
+    text = f"Mail <EMAIL_1> now. Leaked key {key} and card 4111-1111-1111-1111 end"
     whole = g.check_output(text, policy=ext, masks=masks)
     for i in range(len(text) + 1):
         s = g.stream_output(policy=ext, masks=masks, window=24)
