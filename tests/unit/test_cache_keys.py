@@ -214,3 +214,23 @@ async def test_quota_fail_modes() -> None:
     await closed.settle(ticket, actual_tokens=1, actual_cost_usd=0)  # never raises
     with pytest.raises(ServiceUnavailable):
         await closed.usage(principal_scope="key:k")
+
+
+async def test_pipeline_cache_adapter() -> None:
+    from gateway.cache.service import PipelineCache
+    from gateway.routing.config import RoutingConfig
+
+    config = RoutingConfig.model_validate(
+        {"models": {"private": {"provider": "mock"}, "public": {"provider": "mock", "shared_cache": True}}}
+    )
+    adapter = PipelineCache(ResponseCache(MemoryResponseStore()), lambda: config)
+    req = {"messages": BASE["messages"], "temperature": 0}
+    assert adapter.key_for(tenant="a", model="private", request=req) != adapter.key_for(
+        tenant="b", model="private", request=req
+    )
+    shared = adapter.key_for(tenant="a", model="public", request=req)
+    assert shared is not None and shared == adapter.key_for(tenant="b", model="public", request=req)
+    assert adapter.key_for(tenant="a", model="private", request=req | {"temperature": 1}) is None
+    assert await adapter.lookup(key=shared) is None
+    await adapter.store(key=shared, response={"id": "x", "choices": [], "usage": None}, model_served="public")
+    assert await adapter.lookup(key=shared) == {"id": "x", "choices": [], "usage": None}
