@@ -137,7 +137,7 @@ class StreamingChatUser(HttpUser):
                 resp.failure("stream ended without [DONE]")
                 return
         if first is not None:
-            events.request.fire(
+            events.request.fire(  # type: ignore[no-untyped-call]
                 request_type="SSE",
                 name="TTFT",
                 response_time=(first - started) * 1000,
