@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from gateway.errors import GatewayError
+from gateway.intent import IntentResult
 from gateway.providers.base import Completion, Delta, Usage
-from gateway.routing.router import IntentLike, RouteDecision
+from gateway.routing.router import RouteDecision
 from gateway.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class RequestTrace:
 
 
 class IntentService(Protocol):
-    def classify(self, text: str, *, context: tuple[str, ...] = ()) -> IntentLike: ...
+    def classify(self, text: str, *, context: tuple[str, ...] = ()) -> IntentResult: ...
 
 
 class ResponseCacheService(Protocol):
@@ -99,7 +100,7 @@ class PipelineState(TypedDict, total=False):
     max_attempts: int
     cached: dict[str, Any] | None
     cache_key: str | None
-    intent: IntentLike | None
+    intent: IntentResult | None
     route: RouteDecision
     messages: list[dict[str, Any]]
     target_index: int

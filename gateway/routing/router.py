@@ -10,22 +10,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from gateway.errors import ContextTooLong, ModelNotFound, PermissionDenied
+from gateway.intent import IntentResult, decide_tier
 from gateway.providers.registry import Target
 from gateway.routing.circuit import CircuitBreakers, CircuitState
 from gateway.routing.config import AliasConfig, RoutingConfig
 from gateway.security.principal import Principal
-
-
-class IntentLike(Protocol):
-    @property
-    def label(self) -> str: ...
-    @property
-    def confidence(self) -> float: ...
-    @property
-    def complexity(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +65,12 @@ def pick_weighted(weights: Mapping[str, float], position: float) -> str:
     return last
 
 
-def tier_for(intent: IntentLike, config: RoutingConfig) -> str:
+def tier_for(intent: IntentResult, config: RoutingConfig) -> str:
+    """The classifier's tier rule with the config's thresholds; unknown tier names mean the strongest tier."""
     smart = config.routing
-    if intent.confidence < smart.low_confidence or intent.complexity >= smart.strong_complexity:
-        return smart.tiers[-1]
-    return smart.intent_tiers.get(intent.label, smart.default_tier)
+    tier = decide_tier(intent, intent_tiers=smart.intent_tiers, strong_complexity=smart.strong_complexity,
+                       low_confidence=smart.low_confidence, default_tier=smart.default_tier)
+    return tier if tier in smart.tiers else smart.tiers[-1]
 
 
 class Router:
@@ -112,7 +104,7 @@ class Router:
         *,
         requested: str,
         principal: Principal,
-        intent: IntentLike | None,
+        intent: IntentResult | None,
         prompt_tokens: int,
         max_tokens: int | None,
         sticky: Mapping[str, str | None],

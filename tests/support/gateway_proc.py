@@ -1,0 +1,146 @@
+"""Start the real gateway under uvicorn on a free loopback port, for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    config_path: Path
+    log_file: IO[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def reload_config(self, text: str, *, timeout: float = 5.0) -> None:
+        """Rewrite the routing file and SIGHUP the server; waits until the reload is logged."""
+        before = self.log().count("config_loaded")
+        self.config_path.write_text(text)
+        self.signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count("config_loaded") > before:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"config reload not seen in the log:\n{self.log()[-3000:]}")
+
+    def stop(self, *, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+        return int(self.process.returncode)
+
+
+def start_gateway(
+    tmp_path: Path,
+    *,
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+    ready_timeout: float = 40.0,
+) -> GatewayProcess:
+    port = free_port()
+    config_path = tmp_path / "prism.yaml"
+    config_path.write_text(config if config is not None else (ROOT / "config" / "prism.yaml").read_text())
+    log_path = tmp_path / f"gateway-{port}.log"
+    full_env = {
+        **os.environ,
+        "GATEWAY_CONFIG": str(config_path),
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prism-{port}.db",
+        "GATEWAY_AUTH_ENABLED": "false",
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_ENV": "test",
+        "OPENBLAS_NUM_THREADS": "1",
+        "GATEWAY_USAGE_SPILL_DIR": str(tmp_path / "spill"),
+        **(env or {}),
+    }
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None) if workers == 1 and "PROMETHEUS_MULTIPROC_DIR" not in (
+        env or {}
+    ) else None
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "gateway.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "10",
+    ]
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    gateway = GatewayProcess(
+        process=process, port=port, log_path=log_path, config_path=config_path, log_file=log_file
+    )
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log_file.close()
+            raise RuntimeError(f"gateway exited with {process.returncode}:\n{gateway.log()[-5000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{gateway.url}/readyz", timeout=1.0).status_code == 200:
+                return gateway
+        time.sleep(0.1)
+    gateway.stop()
+    raise TimeoutError(f"gateway not ready in {ready_timeout}s:\n{gateway.log()[-5000:]}")
+
+
+@contextlib.contextmanager
+def running_gateway(tmp_path: Path, **kwargs: object) -> Iterator[GatewayProcess]:
+    gateway = start_gateway(tmp_path, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
