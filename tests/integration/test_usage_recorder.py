@@ -31,6 +31,10 @@ async def _count(engine: object, ids: list[str]) -> int:
         return int(result.scalar_one())
 
 
+def _spilled(directory: Path, pattern: str = "*.jsonl") -> list[Path]:
+    return list(directory.glob(pattern))
+
+
 def _rec(request_id: str, **kw: object) -> UsageRecord:
     return UsageRecord(request_id=request_id, user_id="u1", model_served="m", prompt_tokens=3, **kw)  # type: ignore[arg-type]
 
@@ -113,24 +117,24 @@ async def test_database_outage_spills_and_replays(private_postgres: PostgresInst
         recorder.record(_rec(rid))
         await asyncio.sleep(0.002)
     for _ in range(100):  # the recorder notices, backs off, and spills past the threshold
-        if list(tmp_path.glob("*.jsonl")):
+        if _spilled(tmp_path):
             break
         await asyncio.sleep(0.05)
-    assert list(tmp_path.glob("*.jsonl")), "nothing spilled while the database was down"
+    assert _spilled(tmp_path), "nothing spilled while the database was down"
     assert recorder.dropped == 0
 
     await asyncio.to_thread(private_postgres.start)
     everything = before + during
     for _ in range(200):
         try:
-            if await _count(engine, everything) == len(everything) and not list(tmp_path.glob("*.jsonl")):
+            if await _count(engine, everything) == len(everything) and not _spilled(tmp_path):
                 break
         except Exception:
             pass
         await asyncio.sleep(0.1)
     await recorder.aclose()
     assert await _count(engine, everything) == len(everything)
-    assert not list(tmp_path.glob("*.jsonl*"))
+    assert not _spilled(tmp_path, "*.jsonl*")
     await engine.dispose()
 
 
@@ -149,7 +153,7 @@ async def test_unreachable_database_spills_on_close_then_replays(tmp_path: Path,
     await recorder.aclose(timeout_s=0.5)
     await engine.dispose()
     assert recorder.dropped == 0
-    assert list(tmp_path.glob("*.jsonl"))
+    assert _spilled(tmp_path)
 
     good = db_test_settings(sqlite_url, usage_spill_dir=tmp_path)
     engine = create_engine(good)

@@ -1,0 +1,38 @@
+"""API key bodies. The secret appears only in ``ApiKeyCreated``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    expires_at: datetime | None = None
+    allowed_models: list[str] = Field(default_factory=list, max_length=100)
+    rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    tpm_limit: int | None = Field(default=None, ge=1, le=1_000_000_000)
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    allowed_models: list[str]
+    rpm_limit: int | None
+    tpm_limit: int | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret. Shown once; store it now.")
+
+
+class ApiKeyList(BaseModel):
+    data: list[ApiKeyOut]

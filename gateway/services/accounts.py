@@ -1,0 +1,72 @@
+"""Opens the account-side resources once per process: engine, sessions, auth, usage recorder."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.db.engine import create_engine, create_sessionmaker
+from gateway.db.migrate import migrate
+from gateway.security.authenticator import Authenticator
+from gateway.security.throttle import LoginThrottle
+from gateway.security.tokens import TokenService
+from gateway.services.auth import AuthService, ensure_admin
+from gateway.services.keys import KeyService
+from gateway.settings import Settings
+from gateway.usage.recorder import UsageRecorder
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Accounts:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    tokens: TokenService
+    authenticator: Authenticator
+    throttle: LoginThrottle
+    auth: AuthService
+    keys: KeyService
+    recorder: UsageRecorder
+
+
+async def open_accounts(settings: Settings, stack: contextlib.AsyncExitStack) -> Accounts:
+    """Migrate (when configured), bootstrap the first admin, start the background writers.
+
+    Everything is registered on ``stack``: the usage recorder flushes (or spills) on exit, then
+    the authenticator writes pending ``last_used_at`` values, then the engine is disposed.
+    """
+    if settings.database_migrate_on_start:
+        await migrate(settings)
+    engine = create_engine(settings)
+    stack.push_async_callback(engine.dispose)
+    sessionmaker = create_sessionmaker(engine)
+    tokens = TokenService(settings)
+    authenticator = Authenticator(settings=settings, sessionmaker=sessionmaker, tokens=tokens)
+    await authenticator.start()
+    stack.push_async_callback(authenticator.aclose)
+    throttle = LoginThrottle(
+        max_per_account=settings.login_max_failures_per_account,
+        max_per_ip=settings.login_max_failures_per_ip,
+        window_s=settings.login_throttle_window_s,
+    )
+    recorder = UsageRecorder(settings=settings, engine=engine)
+    await recorder.start()
+    stack.push_async_callback(recorder.aclose)
+    async with sessionmaker() as session, session.begin():
+        await ensure_admin(session, settings=settings)
+    return Accounts(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        tokens=tokens,
+        authenticator=authenticator,
+        throttle=throttle,
+        auth=AuthService(settings=settings, tokens=tokens, throttle=throttle, authenticator=authenticator),
+        keys=KeyService(authenticator=authenticator),
+        recorder=recorder,
+    )
