@@ -20,6 +20,7 @@ from gateway.agent.shadow import ShadowDispatcher
 from gateway.routing.circuit import CircuitBreakers
 from gateway.routing.config import CircuitBreakerConfig, ConfigError
 from gateway.runtime import ConfigHolder
+from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.settings import Settings
 
@@ -34,6 +35,7 @@ class AppState:
     completions: CompletionService
     http_client: Any
     draining: bool = False
+    accounts: Accounts | None = None
 
 
 def _install_sighup(holder: ConfigHolder) -> None:
@@ -68,13 +70,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         graph = build_graph()
         shadow = ShadowDispatcher()
         stack.push_async_callback(shadow.aclose)
-        services = CompletionServices(holder=holder, graph=graph, guard=GuardService(), shadow=shadow)
+        accounts = await open_accounts(settings, stack)
+        services = CompletionServices(
+            holder=holder, graph=graph, guard=GuardService(), shadow=shadow, usage=accounts.recorder,
+            classifier=classifier,
+        )
         state = AppState(
             settings=settings,
             holder=holder,
             graph=graph,
             completions=CompletionService(services),
             http_client=http_client,
+            accounts=accounts,
         )
         log.info("gateway_started", config=str(settings.config), models=sorted(holder.current.targets))
         yield {"app": state}

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_timeout_ms: int = 50
 
-    auth_enabled: bool = False
+    auth_enabled: bool = True
     registration_open: bool = True
     jwt_secret: SecretStr = SecretStr(_DEV_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"

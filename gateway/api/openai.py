@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.schemas.openai import ChatCompletionRequest
+from gateway.services import conversations
 from gateway.services.completion import chat_input
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -88,11 +89,41 @@ async def create_chat_completion(request: Request, state: AppStateDep, principal
         "conversation": conversation,
         "request": request_id,
     }
+    # Conversation store (issue #3): history is read in a short session before the call; the
+    # exchange is written in its own unit of work after the answer (no session held while streaming).
+    accounts = state.accounts if conversation and principal.user_id else None
+    new_messages = list(chat.messages)
+    if accounts is not None and conversation:
+        async with accounts.sessionmaker() as session:
+            history = await conversations.load_history(
+                conversation_id=conversation,
+                principal=principal,
+                session=session,
+                max_messages=settings.conversation_max_messages,
+            )
+        if history:
+            chat.messages = conversations.merge_history(history, chat.messages)
     result = await state.completions.run(chat=chat, principal=principal, request_id=request_id, sticky=sticky)
     request.state.metric_model = state.holder.current.model_label(result.model)
+
+    async def store(answer: str | None) -> None:
+        if accounts is not None and conversation:
+            await conversations.append_exchange(
+                sessionmaker=accounts.sessionmaker,
+                conversation_id=conversation,
+                principal=principal,
+                new_messages=new_messages,
+                answer=answer,
+                model=result.model,
+                request_id=request_id,
+            )
+
     if result.stream is not None:
         headers = {**result.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-        return StreamingResponse(result.stream, media_type="text/event-stream", headers=headers)
+        stream = conversations.capture_stream(result.stream, store) if accounts is not None else result.stream
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+    if accounts is not None:
+        await store(conversations.answer_text(result.body))
     return Response(content=orjson.dumps(result.body), media_type="application/json", headers=result.headers)
 
 

@@ -7,10 +7,11 @@ stream. ``trim_history`` is pure: it keeps the system message(s) and the most re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -176,3 +177,48 @@ async def delete_conversation(session: AsyncSession, *, principal: Principal, co
     if conversation is None:
         raise NotFound("Conversation not found")
     await repo.delete(conversation)
+
+
+def merge_history(
+    history: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Stored turns go after the request's system messages and before its other messages."""
+    system = [dict(m) for m in messages if m.get("role") in ("system", "developer")]
+    others = [dict(m) for m in messages if m.get("role") not in ("system", "developer")]
+    stored = [dict(m) for m in history if m.get("role") not in ("system", "developer") or not system]
+    return [*system, *stored, *others]
+
+
+def answer_text(body: Mapping[str, Any] | None) -> str | None:
+    choices = (body or {}).get("choices") or []
+    if not choices:
+        return None
+    content = (choices[0].get("message") or {}).get("content")
+    return content if isinstance(content, str) else None
+
+
+async def capture_stream(
+    stream: AsyncIterator[bytes], on_done: Callable[[str | None], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    """Relay SSE frames unchanged, collecting the assistant text; ``on_done`` runs after a complete
+    stream (``[DONE]`` seen), in the same task, once no session is open."""
+    parts: list[str] = []
+    complete = False
+    async for frame in stream:
+        if frame.startswith(b"data: {"):
+            try:
+                payload = orjson.loads(frame[6:])
+                for choice in payload.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if isinstance(text, str) and choice.get("index", 0) == 0:
+                        parts.append(text)
+            except orjson.JSONDecodeError:
+                pass
+        elif frame.startswith(b"data: [DONE]"):
+            complete = True
+        yield frame
+    if complete:
+        try:
+            await on_done("".join(parts))
+        except Exception:
+            log.warning("conversation_store_failed", exc_info=True)

@@ -228,3 +228,37 @@ async def test_admin_usage_and_users(gw: GatewayProcess) -> None:
 
 def test_fixture_paths_exist(tmp_path: Path) -> None:
     assert tmp_path.exists()
+
+
+async def test_conversation_store_through_completions(gw: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        _, alice = await _signup(client)
+        _, bob = await _signup(client)
+        conv = f"conv-{uuid.uuid4().hex[:8]}"
+        headers = {**_bearer(alice["access_token"]), "X-Prism-Conversation-Id": conv}
+        body = {"model": "mock-fast", "messages": [{"role": "user", "content": "first question"}]}
+        assert (await client.post("/v1/chat/completions", json=body, headers=headers)).status_code == 200
+        body = {"model": "mock-fast", "stream": True, "messages": [{"role": "user", "content": "second one"}]}
+        r = await client.post("/v1/chat/completions", json=body, headers=headers)
+        assert r.status_code == 200 and "[DONE]" in r.text
+        detail = (
+            await client.get(f"/api/conversations/{conv}", headers=_bearer(alice["access_token"]))
+        ).json()
+        roles = [m["role"] for m in detail["messages"]]
+        assert roles == ["user", "assistant", "user", "assistant"], detail
+        assert detail["messages"][2]["content"] == "second one" and detail["messages"][3]["content"]
+        listing = (await client.get("/api/conversations", headers=_bearer(alice["access_token"]))).json()
+        assert listing["total"] == 1 and listing["data"][0]["id"] == conv
+        # bob can neither read it nor write into it
+        assert (
+            await client.get(f"/api/conversations/{conv}", headers=_bearer(bob["access_token"]))
+        ).status_code == 404
+        bob_headers = {**_bearer(bob["access_token"]), "X-Prism-Conversation-Id": conv}
+        r = await client.post("/v1/chat/completions", json=body | {"stream": False}, headers=bob_headers)
+        assert r.status_code == 404
+        assert (
+            await client.delete(f"/api/conversations/{conv}", headers=_bearer(alice["access_token"]))
+        ).status_code == 204
+        assert (
+            await client.get(f"/api/conversations/{conv}", headers=_bearer(alice["access_token"]))
+        ).status_code == 404
