@@ -1,0 +1,135 @@
+"""The in-process canary state machine (one per replica, driven by request outcomes).
+
+States: ``ramping`` (step i of n) → ``complete`` (last step reached) or ``rolled_back``. Each
+outcome of either arm goes into that arm's sliding window; after every outcome, once both windows
+hold ``min_samples``, the canary is compared to the control and rolled back (share 0%) when its
+error rate or p95 latency is worse by more than the configured margin. Steps advance on the
+canary arm's request count at the step or on the time spent at the step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.experiments.config import CanaryConfig
+from gateway.experiments.stats import percentile
+
+
+@dataclass(slots=True)
+class _Window:
+    outcomes: deque[tuple[bool, float]]
+
+    @property
+    def n(self) -> int:
+        return len(self.outcomes)
+
+    def error_rate(self) -> float:
+        return sum(1 for ok, _ in self.outcomes if not ok) / self.n if self.outcomes else 0.0
+
+    def p95(self) -> float:
+        latencies = [latency for ok, latency in self.outcomes if ok]
+        return percentile(latencies, 95) if latencies else 0.0
+
+
+class CanaryState:
+    def __init__(
+        self,
+        *,
+        experiment: str,
+        control: str,
+        config: CanaryConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.experiment = experiment
+        self.control = control
+        self.config = config
+        self.clock = clock
+        self.step = 0
+        self.step_started = clock()
+        self.step_requests = 0
+        self.status = "ramping" if len(config.steps) > 1 else "complete"
+        self.rollback_reason: str | None = None
+        self.rolled_back_at: float | None = None
+        self.history: list[dict[str, Any]] = [
+            {"step": 0, "percent": config.steps[0].percent, "event": "start"}
+        ]
+        self._windows = {name: _Window(deque(maxlen=config.window)) for name in (control, config.arm)}
+
+    @property
+    def percent(self) -> float:
+        if self.status == "rolled_back":
+            return 0.0
+        return self.config.steps[self.step].percent
+
+    def observe(self, arm: str, *, ok: bool, latency_ms: float) -> None:
+        window = self._windows.get(arm)
+        if window is None or self.status == "rolled_back":
+            return
+        window.outcomes.append((ok, latency_ms))
+        if arm == self.config.arm:
+            self.step_requests += 1
+        if self._check_health():
+            return
+        self._maybe_advance()
+
+    def _check_health(self) -> bool:
+        cfg = self.config
+        control, canary = self._windows[self.control], self._windows[cfg.arm]
+        if control.n < cfg.min_samples or canary.n < cfg.min_samples:
+            return False
+        reason = None
+        c_err, k_err = control.error_rate(), canary.error_rate()
+        if k_err > c_err + cfg.max_error_rate_increase:
+            reason = f"error rate {k_err:.1%} > control {c_err:.1%} + {cfg.max_error_rate_increase:.1%}"
+        else:
+            c_p95, k_p95 = control.p95(), canary.p95()
+            limit = c_p95 * (1 + cfg.max_p95_latency_increase) + cfg.latency_floor_ms
+            if k_p95 > limit:
+                reason = f"p95 latency {k_p95:.0f} ms > control {c_p95:.0f} ms limit {limit:.0f} ms"
+        if reason is None:
+            return False
+        self.status = "rolled_back"
+        self.rollback_reason = reason
+        self.rolled_back_at = self.clock()
+        self.history.append({"step": self.step, "percent": 0.0, "event": "rollback", "reason": reason})
+        return True
+
+    def _maybe_advance(self) -> None:
+        if self.status != "ramping":
+            return
+        step = self.config.steps[self.step]
+        by_count = step.after_requests is not None and self.step_requests >= step.after_requests
+        by_time = step.after_s is not None and self.clock() - self.step_started >= step.after_s
+        if not (by_count or by_time):
+            return
+        self.step += 1
+        self.step_started = self.clock()
+        self.step_requests = 0
+        percent = self.config.steps[self.step].percent
+        self.history.append({"step": self.step, "percent": percent, "event": "advance"})
+        if self.step == len(self.config.steps) - 1:
+            self.status = "complete"
+
+    def tick(self) -> None:
+        """Time-based advance without traffic (called on assignment)."""
+        self._maybe_advance()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "arm": self.config.arm,
+            "status": self.status,
+            "step": self.step,
+            "steps": len(self.config.steps),
+            "percent": self.percent,
+            "step_requests": self.step_requests,
+            "rollback_reason": self.rollback_reason,
+            "windows": {
+                name: {"n": w.n, "error_rate": w.error_rate(), "p95_latency_ms": w.p95()}
+                for name, w in self._windows.items()
+            },
+            "history": list(self.history),
+        }
