@@ -128,3 +128,22 @@ def render_metrics() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+# -- experiments (issue #5): label values are experiment and arm names from the config only ------
+EXPERIMENT_REQUESTS = Counter(
+    "prism_experiment_requests", "Requests per experiment arm by outcome", ["experiment", "arm", "status"]
+)
+EXPERIMENT_DURATION = Histogram(
+    "prism_experiment_request_duration_seconds",
+    "End-to-end request duration per experiment arm",
+    ["experiment", "arm"],
+    buckets=LATENCY_BUCKETS,
+)
+EXPERIMENT_COST = Counter("prism_experiment_cost_usd", "Cost per experiment arm", ["experiment", "arm"])
+EXPERIMENT_TOKENS = Counter(
+    "prism_experiment_tokens", "Tokens per experiment arm", ["experiment", "arm", "direction"]
+)
+CANARY_PERCENT = Gauge(
+    "prism_canary_percent", "Current canary share in percent", ["experiment"], multiprocess_mode="livemax"
+)
+CANARY_ROLLBACKS = Counter("prism_canary_rollbacks", "Automatic canary rollbacks", ["experiment"])
