@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from gateway.agent.graph import Graph, build_graph
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
+from gateway.observability import access, metrics, tracing
 from gateway.routing.circuit import CircuitBreakers
 from gateway.routing.config import CircuitBreakerConfig, ConfigError
 from gateway.runtime import ConfigHolder
@@ -55,6 +56,10 @@ def _install_sighup(holder: ConfigHolder) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
     settings: Settings = app.state.settings
     async with contextlib.AsyncExitStack() as stack:
+        access.configure(log_prompts=settings.log_prompts)
+        stack.callback(metrics.mark_process_dead)  # multiprocess mode: drop this worker's live gauges
+        if tracing.configure_tracing(settings) is not None:
+            stack.callback(tracing.shutdown_tracing)  # flushes the batch exporter
         http_client = openai.DefaultAioHttpClient(
             timeout=openai.Timeout(120.0, connect=5.0), limits=openai.DEFAULT_CONNECTION_LIMITS
         )

@@ -26,6 +26,7 @@ from gateway.agent.nodes.router import route
 from gateway.agent.nodes.shadow import shadow
 from gateway.agent.state import PipelineContext, PipelineState
 from gateway.errors import ProviderError, ProviderRejected
+from gateway.observability.tracing import traced_node
 
 Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, PipelineState]
 
@@ -57,15 +58,16 @@ def after_output_guard(state: PipelineState) -> Literal["shadow", "format"]:
 
 def build_graph() -> Graph:
     graph = StateGraph(PipelineState, context_schema=PipelineContext)
-    graph.add_node("cache_lookup", cache_lookup)
-    graph.add_node("intent", intent)
-    graph.add_node("router", route)
-    graph.add_node("guard_input", guard_input)
-    graph.add_node("call_model", call_model)
-    graph.add_node("fallback", fallback)
-    graph.add_node("guard_output", guard_output)
-    graph.add_node("shadow", shadow)
-    graph.add_node("format", format_response)
+    # Each node gets a span when tracing is on (a flag check otherwise).
+    graph.add_node("cache_lookup", traced_node("cache_lookup", cache_lookup))
+    graph.add_node("intent", traced_node("intent", intent))
+    graph.add_node("router", traced_node("router", route))
+    graph.add_node("guard_input", traced_node("guard_input", guard_input))
+    graph.add_node("call_model", traced_node("call_model", call_model))
+    graph.add_node("fallback", traced_node("fallback", fallback))
+    graph.add_node("guard_output", traced_node("guard_output", guard_output))
+    graph.add_node("shadow", traced_node("shadow", shadow))
+    graph.add_node("format", traced_node("format", format_response))
 
     graph.add_edge(START, "cache_lookup")
     graph.add_conditional_edges(

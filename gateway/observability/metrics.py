@@ -121,6 +121,12 @@ class LabelSet:
         return value if value is not None and value in self._values else OTHER
 
 
+def mark_process_dead() -> None:
+    """On worker exit in multiprocess mode: remove this pid's ``live*`` gauge files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The exposition for ``/metrics``: this process's registry, or all workers' in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -12,14 +12,26 @@ import uuid
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge, internal_error_body
-from gateway.observability import metrics
+from gateway.observability import access, metrics, tracing
 
 log = structlog.get_logger("prism.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _KNOWN_ROUTES = metrics.LabelSet()
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    504: "timeout_error",
+}
+_QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
 def route_label(scope: Scope) -> str:
@@ -46,7 +58,14 @@ class GatewayMiddleware:
         request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        fields: dict[str, Any] = state.setdefault("access", {})
+        access.open_fields(fields)
+        span, token = self._start_trace(scope)
+        trace_id = tracing.current_trace_id() if token is not None else None
+        if trace_id is not None:
+            structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
+        else:
+            structlog.contextvars.bind_contextvars(request_id=request_id)
         status_holder = [500]
         response_started = False
         limit = self.max_body_bytes
@@ -60,6 +79,7 @@ class GatewayMiddleware:
                 request_id,
             )
             self._observe(scope, 413, started, request_id)
+            self._end_trace(scope, span, token, 413)
             structlog.contextvars.clear_contextvars()
             return
 
@@ -100,7 +120,49 @@ class GatewayMiddleware:
         finally:
             metrics.INFLIGHT.dec()
             self._observe(scope, status_holder[0], started, request_id)
+            self._end_trace(scope, span, token, status_holder[0])
             structlog.contextvars.clear_contextvars()
+
+    @staticmethod
+    def _start_trace(scope: Scope) -> tuple[Span | None, object | None]:
+        """The server span (tracing on) or the client's context alone (``traceparent`` sent, tracing off)."""
+        traceparent = _header(scope, b"traceparent")
+        if not tracing.enabled():
+            if traceparent is None:
+                return None, None
+            return None, otel_context.attach(tracing.extract({"traceparent": traceparent}))
+        parent = tracing.extract(_carrier(scope)) if traceparent is not None else None
+        method = str(scope.get("method", "HTTP"))
+        span = tracing.tracer().start_span(
+            method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": method,
+                "url.path": str(scope.get("path", "")),
+                "url.scheme": str(scope.get("scheme", "http")),
+            },
+        )
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    @staticmethod
+    def _end_trace(scope: Scope, span: Span | None, token: object | None, status: int) -> None:
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        if span is None:
+            return
+        route = route_label(scope)
+        if route != "unmatched":
+            span.update_name(f"{scope.get('method', 'HTTP')} {route}")
+            span.set_attribute("http.route", route)
+        span.set_attribute("http.response.status_code", status)
+        request_id = scope.get("state", {}).get("request_id")
+        if request_id:
+            span.set_attribute("prism.request_id", request_id)
+        if status >= 500:
+            span.set_status(StatusCode.ERROR)
+            span.set_attribute("error.type", str(status))
+        span.end()
 
     @staticmethod
     async def _send_error(send: Send, status: int, body: bytes, request_id: str) -> None:
@@ -125,7 +187,15 @@ class GatewayMiddleware:
         model = state.get("metric_model", "none")
         metrics.REQUESTS.labels(route=route, model=model, status=str(status)).inc()
         metrics.REQUEST_LATENCY.labels(route=route, model=model).observe(elapsed)
-        if route in ("/metrics", "/healthz", "/readyz"):
+        fields: dict[str, Any] = state.get("access", {})
+        if status >= 400 and "error_type" not in fields:
+            # Errors the completion service did not account for itself (auth, validation, 404...).
+            metrics.ERRORS.labels(
+                type=_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+            ).inc()
+        elif status < 400 and "error_type" in fields:
+            metrics.ERRORS.labels(type="stream_error").inc()  # the stream failed after its 200
+        if route in _QUIET_ROUTES:
             return
         log.info(
             "access",
@@ -134,8 +204,16 @@ class GatewayMiddleware:
             status=status,
             latency_ms=round(elapsed * 1000, 2),
             model=model,
-            **state.get("access", {}),
+            **fields,
         )
+
+
+def _carrier(scope: Scope) -> dict[str, str]:
+    return {
+        key.decode("latin-1"): value.decode("latin-1")
+        for key, value in scope.get("headers", ())
+        if key in (b"traceparent", b"tracestate", b"baggage")
+    }
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

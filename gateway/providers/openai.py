@@ -147,6 +147,8 @@ class OpenAIProvider(Provider):
 
     async def complete(self, call: ModelCall) -> Completion:
         stop, kwargs = forwarded_params(call.params)
+        if call.headers:
+            kwargs["extra_headers"] = call.headers  # W3C traceparent for the upstream's own traces
         try:
             message = await self._model(call.model).ainvoke(to_langchain(call.messages), stop=stop, **kwargs)
         except openai.OpenAIError as exc:
@@ -170,6 +172,8 @@ class OpenAIProvider(Provider):
 
     async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
         stop, kwargs = forwarded_params(call.params)
+        if call.headers:
+            kwargs["extra_headers"] = call.headers  # W3C traceparent for the upstream's own traces
         relayed = 0
         finish: str | None = None
         usage: Usage | None = None

@@ -30,7 +30,7 @@ from gateway.agent.state import (
     StreamHandle,
 )
 from gateway.errors import GatewayError, ProviderTimeout
-from gateway.observability import metrics
+from gateway.observability import access, metrics
 from gateway.providers.base import Delta, Usage
 from gateway.providers.tokens import count_messages, count_text
 from gateway.routing.router import RouteDecision
@@ -393,6 +393,7 @@ class CompletionService:
         )
         if self.s.usage is not None:
             self.s.usage.record(record)
+        access.note_usage(record)
 
 
 async def _prepend(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:

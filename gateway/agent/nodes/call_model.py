@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -22,8 +23,8 @@ from gateway.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from gateway.observability import metrics
-from gateway.providers.base import ModelCall, Timeouts
+from gateway.observability import metrics, tracing
+from gateway.providers.base import Delta, ModelCall, Timeouts
 from gateway.routing.config import RetryConfig
 
 EXHAUSTED = 1_000_000
@@ -85,28 +86,49 @@ async def call_model(state: PipelineState, runtime: Runtime[PipelineContext]) ->
             idle_s=timeouts.idle_s,
         ),
     )
+    span = tracing.start_attempt(
+        model=name,
+        provider=target.provider.kind,
+        upstream_model=target.upstream_model,
+        target=name,
+        attempt=attempt + 1,
+        params=call.params,
+    )
+    tracing.inject(call.headers, span=span)
     metrics.PROVIDER_REQUESTS.labels(provider=target.provider.kind, model=label).inc()
     started = time.perf_counter()
     try:
         if state["request"].stream:
             handle = await _open_stream(target.provider, call, name, min(timeouts.first_token_s, remaining))
+            if span.is_recording():
+                handle.rest = _traced_rest(handle.first, handle.rest, span, handle.model)
             result: dict[str, Any] = {"stream": handle, "error": None}
         else:
             async with asyncio.timeout(min(timeouts.total_s, remaining)):
                 completion = await target.provider.complete(call)
+            tracing.end_attempt(
+                span,
+                response_model=completion.model,
+                input_tokens=completion.usage.prompt_tokens,
+                output_tokens=completion.usage.completion_tokens,
+            )
             result = {"completion": completion, "usage": completion.usage, "error": None}
     except TimeoutError:
         error: GatewayError = ProviderTimeout(f"{name}: no answer within the time limit", target=name)
+        tracing.end_attempt(span, error_type=error.code or type(error).__name__)
         return _failed(ctx, state, name, label, error, started, attempt)
     except ProviderError as exc:
+        tracing.end_attempt(span, error_type=exc.code or type(exc).__name__)
         return _failed(ctx, state, name, label, exc, started, attempt)
     except GatewayError as exc:
+        tracing.end_attempt(span, error_type=exc.code or type(exc).__name__)
         circuits.release_probe(name)
         trace.attempts.append(
             Attempt(target=name, outcome="rejected", duration_s=time.perf_counter() - started, error=exc.code)
         )
         return {"error": exc, "attempt": EXHAUSTED}
     except asyncio.CancelledError:
+        tracing.end_attempt(span, error_type="cancelled")
         circuits.release_probe(name)
         raise
     elapsed = time.perf_counter() - started
@@ -156,6 +178,34 @@ async def _open_stream(provider: Any, call: ModelCall, name: str, first_token_s:
         opened_at=opened,
         first_at=time.perf_counter(),
     )
+
+
+async def _traced_rest(
+    first: Delta, rest: AsyncIterator[Delta], span: Any, model: str
+) -> AsyncIterator[Delta]:
+    """The stream after its first delta; ends the attempt's span with the usage when the stream ends."""
+    usage = first.usage
+    error: str | None = None
+    try:
+        async for delta in rest:
+            if delta.usage is not None:
+                usage = delta.usage
+            yield delta
+    except GatewayError as exc:
+        error = exc.code or type(exc).__name__
+        raise
+    except (asyncio.CancelledError, TimeoutError):
+        error = "cancelled"
+        raise
+    finally:
+        await _close(rest)
+        tracing.end_attempt(
+            span,
+            response_model=model,
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+            error_type=error,
+        )
 
 
 async def _close(iterator: Any) -> None:

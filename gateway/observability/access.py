@@ -1,0 +1,62 @@
+"""The fields of one request's ``access`` log event, gathered while the request runs.
+
+The middleware opens a dict per request (``scope["state"]["access"]``, also held in a
+context variable) and logs it once the response is done; the completion service adds
+who/what/how much here. Prompts appear only with ``GATEWAY_LOG_PROMPTS=true``; answers
+and secrets never do.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from gateway.usage.record import UsageRecord, UsageStatus
+
+_fields: ContextVar[dict[str, Any] | None] = ContextVar("prism_access_fields", default=None)
+_options = {"log_prompts": False}
+
+
+def configure(*, log_prompts: bool) -> None:
+    _options["log_prompts"] = log_prompts
+
+
+def open_fields(fields: dict[str, Any]) -> None:
+    """Called by the middleware: ``fields`` collects this request's access log entry."""
+    _fields.set(fields)
+
+
+def current() -> dict[str, Any] | None:
+    return _fields.get()
+
+
+def note_usage(
+    record: UsageRecord, *, key_prefix: str | None = None, messages: list[dict[str, Any]] | None = None
+) -> None:
+    """Copy the request's usage record into its access log entry (no-op outside a request)."""
+    fields = _fields.get()
+    if fields is None:
+        return
+    fields.update(
+        user_id=record.user_id,
+        key_prefix=key_prefix,
+        model_requested=record.model_requested,
+        model_served=record.model_served,
+        provider=record.provider,
+        route_label=record.route,
+        intent=record.intent,
+        usage_status=str(record.status),
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cost_usd=record.cost_usd,
+        cache_hit=record.cache_hit,
+        streamed=record.streamed,
+        attempts=record.attempts,
+        fallback=record.fallback_used,
+    )
+    if record.ttft_ms is not None:
+        fields["ttft_ms"] = record.ttft_ms
+    if record.error_type is not None or record.status in (UsageStatus.ERROR, UsageStatus.REJECTED):
+        fields["error_type"] = record.error_type or str(record.status)  # also: ERRORS already counted
+    if _options["log_prompts"] and messages is not None:
+        fields["prompt"] = messages
