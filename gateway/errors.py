@@ -8,7 +8,9 @@ status and OpenAI ``type``, the instance carries the message, ``param`` and
     GatewayError
     ├── InvalidRequest            400 invalid_request_error
     │   ├── ContextTooLong        400 code=context_length_exceeded
-    │   └── UnsupportedParameter  400 code=unsupported_parameter
+    │   ├── UnsupportedParameter  400 code=unsupported_parameter
+    │   └── ContentBlocked        400 guardrails (code=prompt_injection_detected, pii_blocked,
+    │                                 output_denied_pattern, output_pii_blocked)
     ├── AuthenticationFailed      401 authentication_error
     ├── PermissionDenied          403 permission_error
     ├── NotFound                  404 not_found_error (ModelNotFound: code=model_not_found)
@@ -82,6 +84,12 @@ class ContextTooLong(InvalidRequest):
 
 class UnsupportedParameter(InvalidRequest):
     default_code = "unsupported_parameter"
+
+
+class ContentBlocked(InvalidRequest):
+    """A guardrail refused the prompt or withheld the answer; ``code`` says which rule."""
+
+    default_code = "content_policy_violation"
 
 
 class AuthenticationFailed(GatewayError):

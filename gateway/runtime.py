@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from gateway.guardrails import Guardrails
 from gateway.observability import metrics
 from gateway.providers.registry import Target, build_targets
 from gateway.routing.circuit import CircuitBreakers
@@ -25,6 +26,8 @@ class RuntimeSnapshot:
     targets: Mapping[str, Target]
     router: Router
     model_label: metrics.LabelSet
+    guardrails: Guardrails
+    """Compiled from ``config.guardrails`` once per snapshot, so a reload recompiles the policies."""
 
 
 class ConfigHolder:
@@ -58,6 +61,7 @@ class ConfigHolder:
             targets=targets,
             router=router,
             model_label=metrics.LabelSet([*targets, *config.aliases]),
+            guardrails=Guardrails(config.guardrails),
         )
 
     def load(self) -> RuntimeSnapshot:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from gateway.errors import GatewayError
+from gateway.guardrails import GuardPolicy, MaskTable
 from gateway.intent import IntentResult
 from gateway.providers.base import Completion, Delta, Usage
 from gateway.routing.router import RouteDecision
@@ -103,6 +104,10 @@ class PipelineState(TypedDict, total=False):
     intent: IntentResult | None
     route: RouteDecision
     messages: list[dict[str, Any]]
+    """What the providers (and shadows) are sent: the request after the input guard (masked)."""
+    guard_policy: GuardPolicy | None
+    masks: MaskTable | None
+    """The input guard's placeholders, restored in the answer by the output guard."""
     target_index: int
     attempt: int
     completion: Completion | None

@@ -11,6 +11,7 @@ own data echoed back. The table never appears in logs (``repr`` hides values).
 
 from __future__ import annotations
 
+import json
 import re
 
 from gateway.guardrails.pii import PLACEHOLDER_TAG, PiiMatch
@@ -59,6 +60,18 @@ class MaskTable:
     def mapping(self) -> dict[str, str]:
         """placeholder -> original value (a copy)."""
         return dict(self._values)
+
+    def json_escaped(self) -> MaskTable:
+        """A view restoring JSON-string-escaped values (for tool call ``arguments``, which are JSON).
+
+        Shares the request's known values, so echoes are still recognised by the output guard.
+        """
+        view = MaskTable()
+        view._by_key = self._by_key
+        view._counters = self._counters
+        view._passed = self._passed
+        view._values = {ph: json.dumps(value, ensure_ascii=False)[1:-1] for ph, value in self._values.items()}
+        return view
 
     def unmask(self, text: str) -> str:
         if not self._values or "<" not in text:

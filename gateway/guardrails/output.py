@@ -87,6 +87,7 @@ class OutputFilter:
                 verdict.pii_detected.add(h.kind)
                 reason = "output_pii_blocked"
             verdict.escalate(h.action, reason)
+            verdict.note(h.kind, h.action)
             if h.action == "flag" and not h.kind.startswith("deny:"):
                 verdict.flagged.add(h.kind)
             if h.action in ("redact", "block") and h.start >= pos:

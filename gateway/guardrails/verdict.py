@@ -8,6 +8,7 @@ from typing import Any, Literal
 from gateway.guardrails.masking import MaskTable
 
 Decision = Literal["allow", "flag", "block"]
+_STRENGTH = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
 
 
 def _cats(xs: frozenset[str]) -> str:
@@ -90,10 +91,18 @@ class OutputVerdict:
     deny_matched: set[str] = field(default_factory=set)
     block_reason: str | None = None
     unmasked: int = 0
+    # strongest action taken per hit kind: a PII category or "deny:<pattern name>"
+    actions: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocked(self) -> bool:
         return self.action == "block"
+
+    def note(self, kind: str, action: str) -> None:
+        """Remember the strongest action taken for ``kind`` (for metric labels)."""
+        previous = self.actions.get(kind)
+        if previous is None or _STRENGTH.get(action, 0) > _STRENGTH.get(previous, 0):
+            self.actions[kind] = action
 
     def escalate(self, action: str, reason: str | None = None) -> None:
         if action == "block":
@@ -125,3 +134,11 @@ class OutputVerdict:
             "deny_matched": sorted(self.deny_matched),
             "placeholders_restored": self.unmasked,
         }
+
+    def metric_labels(self) -> list[tuple[str, str]]:
+        """(category, action) pairs for ``prism_guard_actions{stage="output"}``; deny patterns
+        count under the category ``deny_pattern`` (their names are in the header and the log)."""
+        return sorted(
+            ("deny_pattern" if kind.startswith("deny:") else kind, action)
+            for kind, action in self.actions.items()
+        )

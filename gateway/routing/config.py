@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.guardrails.policy import GuardrailsConfig
 from gateway.providers.mock import MockSettings
 
 
@@ -118,11 +119,6 @@ class CacheConfig(_Strict):
     cache_non_deterministic: bool = False
 
 
-class GuardPatternsConfig(_Strict):
-    input_block_patterns: list[str] = []
-    output_block_patterns: list[str] = []
-
-
 class RoutingConfig(_Strict):
     version: int = 1
     models: dict[str, ModelConfig]
@@ -132,7 +128,9 @@ class RoutingConfig(_Strict):
     retry: RetryConfig = RetryConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     cache: CacheConfig = CacheConfig()
-    guardrails: GuardPatternsConfig = GuardPatternsConfig()
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+    """Prompt-injection / PII / output policy per destination (docs/guardrails.md); the default
+    blocks injection everywhere, masks PII before external providers and passes it to local ones."""
     quotas: dict[str, Any] = {}
     experiments: dict[str, Any] = {}
 

@@ -1,4 +1,10 @@
-"""Apply the input policy for where the prompt is going (after routing, on purpose)."""
+"""Apply the input policy for where the prompt is going (after routing, on purpose).
+
+Blocks raise a 400 ``ContentBlocked``; otherwise the masked copies become
+``state["messages"]`` (sent to every attempt, fallback and shadow) and the
+``MaskTable`` is kept for the output guard. See ``gateway/agent/guard.py`` for
+the policy choice when the chain mixes local and external targets.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,13 @@ from gateway.agent.state import PipelineContext, PipelineState
 async def guard_input(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     ctx = runtime.context
     snapshot = ctx.snapshot
-    primary = snapshot.targets[state["route"].targets[0]]
-    verdict = ctx.guard.check_input(
+    route = state["route"]
+    policy = ctx.guard.policy_for_route(snapshot.guardrails, snapshot.targets, route)
+    guarded = ctx.guard.check_input(
+        snapshot.guardrails,
         state["request"].messages,
-        patterns=snapshot.config.guardrails.input_block_patterns,
-        is_local=primary.provider.is_local,
+        policy=policy,
+        trace=ctx.trace,
+        model=route.targets[0],
     )
-    if verdict.header:
-        ctx.trace.guard_header = verdict.header
-    return {"messages": verdict.messages}
+    return {"messages": guarded.messages, "guard_policy": guarded.policy, "masks": guarded.masks}
