@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from gateway.guardrails import Guardrails
+from gateway.experiments.runtime import Experiments
 from gateway.observability import metrics
 from gateway.providers.registry import Target, build_targets
 from gateway.routing.circuit import CircuitBreakers
@@ -40,6 +41,8 @@ class ConfigHolder:
         self._http_client = http_client
         self._env = env if env is not None else os.environ
         self.circuits = circuits
+        self.experiments = Experiments()
+        """Experiment assignment and canary state; survives reloads (issue #5)."""
         self._current: RuntimeSnapshot | None = None
 
     @property
@@ -55,7 +58,7 @@ class ConfigHolder:
     def build(self, config: RoutingConfig) -> RuntimeSnapshot:
         targets = build_targets(config, http_client=self._http_client, env=self._env)
         self.circuits.reconfigure(config.circuit_breaker, targets=set(targets))
-        router = Router(config=config, targets=targets, circuits=self.circuits)
+        router = Router(config=config, targets=targets, circuits=self.circuits, experiments=self.experiments)
         return RuntimeSnapshot(
             config=config,
             targets=targets,
@@ -72,6 +75,7 @@ class ConfigHolder:
             metrics.CONFIG_RELOADS.labels(outcome="rejected").inc()
             raise
         self._current = snapshot
+        self.experiments.configure(snapshot.config)
         metrics.CONFIG_RELOADS.labels(outcome="ok").inc()
         log.info("config_loaded", path=str(self.path), models=sorted(snapshot.targets))
         return snapshot

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from gateway.experiments.shadow import ShadowResults
 from gateway.observability import metrics
 
 log = structlog.get_logger("prism.shadow")
@@ -22,7 +23,16 @@ ShadowJob = Callable[[], Coroutine[Any, Any, None]]
 
 
 class ShadowDispatcher:
-    def __init__(self, *, max_concurrency: int = 8, max_queue: int = 256, deadline_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = 8,
+        max_queue: int = 256,
+        deadline_s: float = 30.0,
+        results: ShadowResults | None = None,
+    ) -> None:
+        self.results = results or ShadowResults()
+        """Pairs, spend caps and the ``shadow_results`` writer (issue #5)."""
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._max_pending = max_concurrency + max_queue
         self._deadline_s = deadline_s
@@ -32,12 +42,19 @@ class ShadowDispatcher:
     def pending(self) -> int:
         return len(self._tasks)
 
-    def submit(self, *, model: str, job: ShadowJob) -> str | None:
+    @property
+    def deadline_s(self) -> float:
+        return self._deadline_s
+
+    def has_room(self) -> bool:
+        return len(self._tasks) < self._max_pending
+
+    def submit(self, *, model: str, job: ShadowJob, pair_id: str | None = None) -> str | None:
         """Schedule a shadow call; returns its pair id, or None when it was dropped."""
         if len(self._tasks) >= self._max_pending:
             metrics.SHADOW_DROPPED.labels(model=model, reason="queue_full").inc()
             return None
-        pair_id = uuid.uuid4().hex
+        pair_id = pair_id or uuid.uuid4().hex
         task = asyncio.get_running_loop().create_task(self._run(model, pair_id, job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -24,6 +24,7 @@ from gateway.security.principal import Principal
 if TYPE_CHECKING:
     from gateway.agent.guard import GuardService
     from gateway.agent.shadow import ShadowDispatcher
+    from gateway.experiments.shadow import ShadowPair
     from gateway.runtime import RuntimeSnapshot
 
 
@@ -58,6 +59,10 @@ class RequestTrace:
     fallback_from: str | None = None
     guard_header: str | None = None
     guard_fields: dict[str, Any] = field(default_factory=dict)
+    shadow_pairs: list[ShadowPair] = field(default_factory=list)
+    """Shadow comparisons waiting for this request's answer (completed by the service at finish)."""
+    answer: str | None = None
+    """The primary's answer text, kept only when a shadow pair needs it."""
 
 
 class IntentService(Protocol):

@@ -201,3 +201,26 @@ class ShadowResult(Base):
     shadow_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     shadow_error: Mapped[str | None] = mapped_column(String(256), default=None)
     agreement: Mapped[float | None] = mapped_column(Float, default=None)
+    alias: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
+    streamed: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    primary_error: Mapped[str | None] = mapped_column(String(256), default=None)
+
+
+class Feedback(Base):
+    """A caller's rating of one answer, tied to the experiment arm that gave it (migration 0002)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_experiment_arm", "experiment", "arm"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    experiment: Mapped[str | None] = mapped_column(String(64), default=None)
+    arm: Mapped[str | None] = mapped_column(String(64), default=None)
+    model: Mapped[str | None] = mapped_column(String(128), default=None)
+    score: Mapped[float] = mapped_column(Float)
+    thumb: Mapped[str | None] = mapped_column(String(8), default=None)
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

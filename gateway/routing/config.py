@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.guardrails.policy import GuardrailsConfig
+from gateway.experiments.config import ExperimentConfig
 from gateway.providers.mock import MockSettings
 
 
@@ -66,6 +67,8 @@ class AliasConfig(_Strict):
     smart: bool = False
     shadow: list[str] = []
     shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    shadow_spend_cap_usd: dict[str, float] = {}
+    """Per shadow model: stop shadowing once this much was spent on it (per replica, since start)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> AliasConfig:
@@ -132,7 +135,7 @@ class RoutingConfig(_Strict):
     """Prompt-injection / PII / output policy per destination (docs/guardrails.md); the default
     blocks injection everywhere, masks PII before external providers and passes it to local ones."""
     quotas: dict[str, Any] = {}
-    experiments: dict[str, Any] = {}
+    experiments: dict[str, ExperimentConfig] = {}
 
     @model_validator(mode="after")
     def _references_exist(self) -> RoutingConfig:
@@ -144,6 +147,25 @@ class RoutingConfig(_Strict):
             for target in [alias.target, *(alias.split or {}), *alias.shadow]:
                 if target is not None and target not in known:
                     problems.append(f"aliases.{name}: unknown model {target!r}")
+            problems.extend(
+                f"aliases.{name}.shadow_spend_cap_usd: {model!r} is not a shadow of this alias"
+                for model in alias.shadow_spend_cap_usd
+                if model not in alias.shadow
+            )
+        aliases_taken: dict[str, str] = {}
+        for name, exp in self.experiments.items():
+            if exp.alias in known:
+                problems.append(f"experiments.{name}.alias: {exp.alias!r} is the name of a model")
+            if exp.enabled and exp.alias in aliases_taken:
+                problems.append(
+                    f"experiments.{name}.alias: {exp.alias!r} is already used by {aliases_taken[exp.alias]}"
+                )
+            aliases_taken.setdefault(exp.alias, name)
+            problems.extend(
+                f"experiments.{name}: unknown model {model!r}"
+                for model in sorted(exp.models())
+                if model not in known
+            )
         for name, chain in self.fallbacks.items():
             if name not in known and name not in self.aliases:
                 problems.append(f"fallbacks.{name}: unknown model {name!r}")

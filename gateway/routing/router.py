@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.errors import ContextTooLong, ModelNotFound, PermissionDenied
 from gateway.intent import IntentResult, decide_tier
@@ -17,6 +18,9 @@ from gateway.providers.registry import Target
 from gateway.routing.circuit import CircuitBreakers, CircuitState
 from gateway.routing.config import AliasConfig, RoutingConfig
 from gateway.security.principal import Principal
+
+if TYPE_CHECKING:
+    from gateway.experiments.runtime import Experiments
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +79,15 @@ def tier_for(intent: IntentResult, config: RoutingConfig) -> str:
 
 class Router:
     def __init__(
-        self, *, config: RoutingConfig, targets: Mapping[str, Target], circuits: CircuitBreakers
+        self,
+        *,
+        config: RoutingConfig,
+        targets: Mapping[str, Target],
+        circuits: CircuitBreakers,
+        experiments: Experiments | None = None,
     ) -> None:
         self.config = config
+        self.experiments = experiments
         self.targets = targets
         self.circuits = circuits
         tiers = config.routing.tiers
@@ -97,7 +107,8 @@ class Router:
         return (alias is not None and alias.smart) or self.config.routing.classify_all
 
     def public_names(self) -> list[str]:
-        return sorted([*self.targets, *self.config.aliases])
+        extra = self.experiments.aliases if self.experiments is not None else []
+        return sorted({*self.targets, *self.config.aliases, *extra})
 
     def route(
         self,
@@ -116,6 +127,27 @@ class Router:
             )
         alias = self.config.aliases.get(requested)
         needed = prompt_tokens + (max_tokens or 0)
+        if self.experiments is not None and self.experiments.covers(requested):
+            assignment = self.experiments.assign(requested, sticky=sticky, request_id=request_id)
+            if assignment is not None:
+                available = [name for name in assignment.chain if name in self.targets]
+                if not available:
+                    raise ModelNotFound(
+                        f"no model of arm {assignment.arm!r} of {requested!r} is available", param="model"
+                    )
+                self._check_fits(available[0], needed)
+                arm_chain = dict.fromkeys(available)
+                for name in self._chain(requested, available[0]):
+                    arm_chain.setdefault(name)
+                return RouteDecision(
+                    requested=requested,
+                    targets=tuple(arm_chain),
+                    shadows=self._shadows(alias, request_id) if alias is not None else (),
+                    experiment=assignment.experiment,
+                    arm=assignment.arm,
+                    intent=intent.label if intent else None,
+                    confidence=intent.confidence if intent else None,
+                )
         if alias is None:
             if requested not in self.targets:
                 raise ModelNotFound(f"The model {requested!r} does not exist", param="model")

@@ -1,0 +1,213 @@
+"""Shadow pairs: the primary's and the shadow's answers to one request, compared once both finish.
+
+The shadow node creates one ``ShadowPair`` per shadow model and hangs it on the request's trace;
+the shadow job completes the shadow side, ``CompletionService`` completes the primary side when
+the request finishes (for streams at the end of the relay). Whichever side finishes second
+computes the agreement (ROUGE-L F1, ``agreement.py``), updates the metrics and hands the row to
+the batched writer (``shadow_results``). Shadow calls are never billed to the user: no usage
+record, only this row. ``ShadowBudget`` enforces the per-model spend cap (per replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db.repositories.experiments import insert_shadow_results
+from gateway.experiments.agreement import rouge_l_f1
+from gateway.observability import metrics
+
+log = structlog.get_logger("prism.shadow")
+
+
+@dataclass(slots=True)
+class ShadowSide:
+    model: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = None
+    text: str | None = None
+
+
+class ShadowBudget:
+    """Spend per shadow model since start (this replica); a cap stops further shadowing."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def allows(self, model: str, cap: float | None) -> bool:
+        return cap is None or self.spent.get(model, 0.0) < cap
+
+    def add(self, model: str, cost: float) -> None:
+        self.spent[model] = self.spent.get(model, 0.0) + cost
+
+
+class ShadowPair:
+    def __init__(
+        self,
+        *,
+        pair_id: str,
+        request_id: str,
+        alias: str,
+        shadow_model: str,
+        streamed: bool,
+        on_done: Callable[[ShadowPair], None],
+    ) -> None:
+        self.pair_id = pair_id
+        self.request_id = request_id
+        self.alias = alias
+        self.shadow_model = shadow_model
+        self.streamed = streamed
+        self.created_at = datetime.now(UTC)
+        self.primary: ShadowSide | None = None
+        self.shadow: ShadowSide | None = None
+        self.agreement: float | None = None
+        self._on_done = on_done
+
+    def complete_primary(self, side: ShadowSide) -> None:
+        if self.primary is None:
+            self.primary = side
+            self._maybe_done()
+
+    def complete_shadow(self, side: ShadowSide) -> None:
+        if self.shadow is None:
+            self.shadow = side
+            self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self.primary is None or self.shadow is None:
+            return
+        p, s = self.primary, self.shadow
+        if p.error is None and s.error is None and p.text is not None and s.text is not None:
+            self.agreement = rouge_l_f1(p.text, s.text)
+        self._on_done(self)
+
+    def row(self) -> dict[str, Any]:
+        p, s = self.primary or ShadowSide(), self.shadow or ShadowSide()
+        return {
+            "pair_id": self.pair_id,
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "alias": self.alias,
+            "streamed": self.streamed,
+            "primary_model": p.model or "",
+            "shadow_model": self.shadow_model,
+            "primary_latency_ms": p.latency_ms,
+            "shadow_latency_ms": s.latency_ms,
+            "primary_ttft_ms": p.ttft_ms,
+            "shadow_ttft_ms": s.ttft_ms,
+            "primary_prompt_tokens": p.prompt_tokens,
+            "primary_completion_tokens": p.completion_tokens,
+            "shadow_prompt_tokens": s.prompt_tokens,
+            "shadow_completion_tokens": s.completion_tokens,
+            "primary_cost_usd": p.cost_usd,
+            "shadow_cost_usd": s.cost_usd,
+            "primary_error": p.error,
+            "shadow_error": s.error,
+            "agreement": self.agreement,
+        }
+
+
+class ShadowResultWriter:
+    """Batched, non-blocking inserts into ``shadow_results`` (bounded buffer; overflow is logged)."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, batch_size: int = 200, interval_s: float = 0.5, max_buffer: int = 20_000
+    ) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self.max_buffer = max_buffer
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        if len(self._buffer) >= self.max_buffer:
+            self.dropped += 1
+            log.warning("shadow_result_dropped", pair_id=row["pair_id"])
+            return
+        self._buffer.append(row)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="shadow-results")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+    async def flush(self) -> None:
+        while self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            try:
+                async with self.engine.begin() as conn:
+                    await insert_shadow_results(conn, batch)
+            except Exception:
+                self._buffer.extendleft(reversed(batch))
+                log.warning("shadow_results_flush_failed", depth=len(self._buffer), exc_info=True)
+                raise
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+
+class ShadowResults:
+    """What the shadow node and the completion service share: pairs, budget and the writer."""
+
+    def __init__(self, writer: ShadowResultWriter | None = None) -> None:
+        self.writer = writer
+        self.budget = ShadowBudget()
+
+    def new_pair(
+        self, *, pair_id: str, request_id: str, alias: str, shadow_model: str, streamed: bool
+    ) -> ShadowPair:
+        return ShadowPair(
+            pair_id=pair_id,
+            request_id=request_id,
+            alias=alias,
+            shadow_model=shadow_model,
+            streamed=streamed,
+            on_done=self._done,
+        )
+
+    def _done(self, pair: ShadowPair) -> None:
+        shadow = pair.shadow or ShadowSide()
+        if pair.agreement is not None:
+            metrics.SHADOW_AGREEMENT.labels(model=pair.shadow_model).observe(pair.agreement)
+        log.info(
+            "shadow_pair",
+            pair_id=pair.pair_id,
+            request_id=pair.request_id,
+            alias=pair.alias,
+            shadow_model=pair.shadow_model,
+            agreement=pair.agreement,
+            shadow_error=shadow.error,
+            shadow_latency_ms=shadow.latency_ms,
+        )
+        if self.writer is not None:
+            self.writer.add(pair.row())
+
+
+def monotonic_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
