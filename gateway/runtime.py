@@ -10,8 +10,8 @@ from typing import Any
 
 import structlog
 
-from gateway.guardrails import Guardrails
 from gateway.experiments.runtime import Experiments
+from gateway.guardrails import Guardrails
 from gateway.observability import metrics
 from gateway.providers.registry import Target, build_targets
 from gateway.routing.circuit import CircuitBreakers

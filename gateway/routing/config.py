@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.guardrails.policy import GuardrailsConfig
 from gateway.experiments.config import ExperimentConfig
+from gateway.guardrails.policy import GuardrailsConfig
 from gateway.providers.mock import MockSettings
 
 
