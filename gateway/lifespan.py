@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from gateway.agent.graph import Graph, build_graph
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
+from gateway.experiments.shadow import ShadowResultWriter
 from gateway.observability import access, metrics, tracing
 from gateway.routing.circuit import CircuitBreakers
 from gateway.routing.config import CircuitBreakerConfig, ConfigError
@@ -76,6 +77,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         shadow = ShadowDispatcher()
         stack.push_async_callback(shadow.aclose)
         accounts = await open_accounts(settings, stack)
+        shadow.results.writer = ShadowResultWriter(accounts.engine)  # shadow_results (issue #5)
+        await shadow.results.writer.start()
+        stack.push_async_callback(shadow.results.writer.aclose)
+        stack.push_async_callback(shadow.aclose)  # runs first: finish shadow calls, then write
         services = CompletionServices(
             holder=holder, graph=graph, guard=GuardService(), shadow=shadow, usage=accounts.recorder,
             classifier=classifier,

@@ -30,6 +30,7 @@ from gateway.agent.state import (
     StreamHandle,
 )
 from gateway.errors import GatewayError, ProviderTimeout
+from gateway.experiments.shadow import ShadowSide
 from gateway.observability import access, metrics
 from gateway.providers.base import Delta, Usage
 from gateway.providers.tokens import count_messages, count_text
@@ -170,6 +171,8 @@ class CompletionService:
             self._finish(record, trace, snapshot, usage=usage, served=body.get("model"), cost_free=True)
             return CompletionResult(headers=headers, body=body, model=body.get("model"))
         served = self._served(trace)
+        if trace.shadow_pairs:
+            trace.answer = _answer_text(body)
         self._finish(record, trace, snapshot, usage=result.get("usage"), served=served, route=route)
         return CompletionResult(headers=headers, body=body, model=served)
 
@@ -190,6 +193,7 @@ class CompletionService:
         include_usage = chat.include_usage
         request_id = trace.request_id
         relayed = 0
+        answer: list[str] = []
         usage: Usage | None = None
         status = UsageStatus.INCOMPLETE
         error: GatewayError | None = None
@@ -232,6 +236,8 @@ class CompletionService:
                     if delta.content:
                         body["content"] = delta.content
                         relayed += count_text(delta.content)
+                        if trace.shadow_pairs:
+                            answer.append(delta.content)
                     if delta.tool_calls:
                         body["tool_calls"] = delta.tool_calls
                     yield frame(
@@ -282,6 +288,8 @@ class CompletionService:
                 metrics.TIME_PER_OUTPUT_TOKEN.labels(model=model_label).observe(
                     elapsed / (final_usage.completion_tokens - 1)
                 )
+            if trace.shadow_pairs:
+                trace.answer = "".join(answer)
             self._finish(
                 record,
                 trace,
@@ -393,7 +401,32 @@ class CompletionService:
         )
         if self.s.usage is not None:
             self.s.usage.record(record)
+        self.s.holder.experiments.observe(record)
+        if trace.shadow_pairs:
+            _complete_shadow_pairs(trace, record)
         access.note_usage(record)
+
+
+def _answer_text(body: Mapping[str, Any]) -> str:
+    choices = body.get("choices") or []
+    message = choices[0].get("message") or {} if choices else {}
+    return str(message.get("content") or "")
+
+
+def _complete_shadow_pairs(trace: RequestTrace, record: UsageRecord) -> None:
+    """The primary side of every shadow pair of this request (issue #5)."""
+    side = ShadowSide(
+        model=record.model_served,
+        latency_ms=record.latency_ms,
+        ttft_ms=record.ttft_ms,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cost_usd=record.cost_usd,
+        error=record.error_type if record.status is not UsageStatus.OK else None,
+        text=trace.answer,
+    )
+    for pair in trace.shadow_pairs:
+        pair.complete_primary(side)
 
 
 async def _prepend(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
