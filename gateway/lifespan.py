@@ -17,7 +17,10 @@ from fastapi import FastAPI
 from gateway.agent.graph import Graph, build_graph
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
+from gateway.cache import CacheBackends, open_backends
+from gateway.cache.service import PipelineCache
 from gateway.experiments.shadow import ShadowResultWriter
+from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
 from gateway.routing.circuit import CircuitBreakers
 from gateway.routing.config import CircuitBreakerConfig, ConfigError
@@ -38,6 +41,7 @@ class AppState:
     http_client: Any
     draining: bool = False
     accounts: Accounts | None = None
+    backends: CacheBackends | None = None
 
 
 def _install_sighup(holder: ConfigHolder) -> None:
@@ -73,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         )
         holder.load()
         _install_sighup(holder)
+        classifier = await asyncio.to_thread(IntentClassifier.load)
         graph = build_graph()
         shadow = ShadowDispatcher()
         stack.push_async_callback(shadow.aclose)
@@ -81,9 +86,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         await shadow.results.writer.start()
         stack.push_async_callback(shadow.results.writer.aclose)
         stack.push_async_callback(shadow.aclose)  # runs first: finish shadow calls, then write
+        backends = await open_backends(
+            settings, quota_config=holder.current.config.quotas, prefix=settings.redis_key_prefix
+        )
+        stack.push_async_callback(backends.aclose)
         services = CompletionServices(
-            holder=holder, graph=graph, guard=GuardService(), shadow=shadow, usage=accounts.recorder,
+            holder=holder,
+            graph=graph,
+            guard=GuardService(),
+            shadow=shadow,
+            usage=accounts.recorder,
             classifier=classifier,
+            response_cache=PipelineCache(backends.cache, lambda: holder.current.config),
+            quotas=backends.quotas,
         )
         state = AppState(
             settings=settings,
@@ -92,6 +107,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             completions=CompletionService(services),
             http_client=http_client,
             accounts=accounts,
+            backends=backends,
         )
         log.info("gateway_started", config=str(settings.config), models=sorted(holder.current.targets))
         yield {"app": state}

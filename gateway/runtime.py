@@ -29,6 +29,10 @@ class RuntimeSnapshot:
     model_label: metrics.LabelSet
     guardrails: Guardrails
     """Compiled from ``config.guardrails`` once per snapshot, so a reload recompiles the policies."""
+    max_price_input: float = 0.0
+    max_price_output: float = 0.0
+    max_output_tokens: int = 4096
+    """Worst-case figures over every target, for quota reservations made before routing."""
 
 
 class ConfigHolder:
@@ -59,12 +63,16 @@ class ConfigHolder:
         targets = build_targets(config, http_client=self._http_client, env=self._env)
         self.circuits.reconfigure(config.circuit_breaker, targets=set(targets))
         router = Router(config=config, targets=targets, circuits=self.circuits, experiments=self.experiments)
+        models = [target.config for target in targets.values()]
         return RuntimeSnapshot(
             config=config,
             targets=targets,
             router=router,
             model_label=metrics.LabelSet([*targets, *config.aliases]),
             guardrails=Guardrails(config.guardrails),
+            max_price_input=max((m.price_input_per_mtok for m in models), default=0.0),
+            max_price_output=max((m.price_output_per_mtok for m in models), default=0.0),
+            max_output_tokens=max((m.max_output_tokens for m in models), default=4096),
         )
 
     def load(self) -> RuntimeSnapshot:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     database_pool_size: int = 10
     redis_url: str | None = None
     redis_timeout_ms: int = 50
+    redis_key_prefix: str = "prism"
+    """Prefix of every Redis key (cache, quotas): lets environments share one Redis."""
 
     auth_enabled: bool = True
     registration_open: bool = True

@@ -58,6 +58,7 @@ class RequestTrace:
     provider_time_s: float = 0.0
     fallback_from: str | None = None
     guard_header: str | None = None
+    cache_key: str | None = None
     guard_fields: dict[str, Any] = field(default_factory=dict)
     shadow_pairs: list[ShadowPair] = field(default_factory=list)
     """Shadow comparisons waiting for this request's answer (completed by the service at finish)."""

@@ -18,8 +18,12 @@ async def healthz() -> ORJSONResponse:
 
 @router.get("/readyz")
 async def readyz(state: AppStateDep) -> ORJSONResponse:
-    checks = {"config": state.holder.loaded, "draining": state.draining}
+    checks: dict[str, bool] = {"config": state.holder.loaded, "draining": state.draining}
     ready = checks["config"] and not state.draining
+    if state.backends is not None and state.backends.kind == "redis":
+        checks["redis"] = await state.backends.ping()
+        if state.backends.quotas.config.fail_mode == "closed":
+            ready = ready and checks["redis"]
     return ORJSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )

@@ -14,7 +14,7 @@ from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.services import conversations
-from gateway.services.completion import chat_input
+from gateway.services.completion import CachePolicy, chat_input
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -71,6 +71,14 @@ def parse_chat_request(
     return request, raw
 
 
+def cache_policy(cache_control: str | None, opt_in: str | None) -> CachePolicy:
+    """``Cache-Control: no-cache`` skips the lookup, ``no-store`` skips writing; ``X-Prism-Cache: on``
+    opts a non-deterministic request in."""
+    directives = {part.strip().lower() for part in (cache_control or "").split(",")}
+    return CachePolicy(read="no-cache" not in directives, write="no-store" not in directives,
+                       opt_in=(opt_in or "").strip().lower() in {"on", "1", "true", "force"})
+
+
 @router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
 async def create_chat_completion(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
     settings = state.settings
@@ -103,7 +111,13 @@ async def create_chat_completion(request: Request, state: AppStateDep, principal
             )
         if history:
             chat.messages = conversations.merge_history(history, chat.messages)
-    result = await state.completions.run(chat=chat, principal=principal, request_id=request_id, sticky=sticky)
+    result = await state.completions.run(
+        chat=chat,
+        principal=principal,
+        request_id=request_id,
+        sticky=sticky,
+        cache_policy=cache_policy(request.headers.get("cache-control"), request.headers.get("x-prism-cache")),
+    )
     request.state.metric_model = state.holder.current.model_label(result.model)
 
     async def store(answer: str | None) -> None:

@@ -41,9 +41,15 @@ class PipelineCache:
         return None if entry is None else entry.response
 
     async def store(
-        self, *, key: str, response: dict[str, Any], model_served: str, provider: str | None = None
+        self,
+        *,
+        key: str,
+        response: dict[str, Any],
+        model_served: str,
+        provider: str | None = None,
+        ttl_s: float | None = None,
     ) -> None:
         entry = CachedEntry(
             response=response, model_served=model_served, usage=response.get("usage"), provider=provider
         )
-        await self.cache.set(key, entry, self.ttl_s)
+        await self.cache.set(key, entry, self.ttl_s if ttl_s is None else ttl_s)

@@ -8,11 +8,12 @@ config. Prices are US dollars per million tokens.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.cache.quota import QuotaConfig
 from gateway.experiments.config import ExperimentConfig
 from gateway.guardrails.policy import GuardrailsConfig
 from gateway.providers.mock import MockSettings
@@ -134,7 +135,7 @@ class RoutingConfig(_Strict):
     guardrails: GuardrailsConfig = GuardrailsConfig()
     """Prompt-injection / PII / output policy per destination (docs/guardrails.md); the default
     blocks injection everywhere, masks PII before external providers and passes it to local ones."""
-    quotas: dict[str, Any] = {}
+    quotas: QuotaConfig = QuotaConfig()
     experiments: dict[str, ExperimentConfig] = {}
 
     @model_validator(mode="after")

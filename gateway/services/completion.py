@@ -26,9 +26,10 @@ from gateway.agent.state import (
     PipelineContext,
     PipelineState,
     RequestTrace,
-    ResponseCacheService,
     StreamHandle,
 )
+from gateway.cache import CachedEntry, QuotaLimiter, QuotaTicket, replay_chunks
+from gateway.cache.service import PipelineCache
 from gateway.errors import GatewayError, ProviderTimeout
 from gateway.experiments.shadow import ShadowSide
 from gateway.observability import access, metrics
@@ -36,7 +37,14 @@ from gateway.providers.base import Delta, Usage
 from gateway.providers.tokens import count_messages, count_text
 from gateway.routing.router import RouteDecision
 from gateway.runtime import ConfigHolder, RuntimeSnapshot
-from gateway.schemas.openai import GATEWAY_FIELDS, SAMPLING_FIELDS, ChatCompletionRequest, chunk
+from gateway.schemas.openai import (
+    GATEWAY_FIELDS,
+    SAMPLING_FIELDS,
+    ChatCompletionRequest,
+    chat_completion,
+    chunk,
+    completion_id,
+)
 from gateway.security.principal import Principal
 from gateway.usage.record import UsageRecord, UsageStatus
 
@@ -63,7 +71,8 @@ class CompletionServices:
     usage: UsageSink | None = None
     shadow: ShadowDispatcher | None = None
     classifier: IntentService | None = None
-    cache: ResponseCacheService | None = None
+    response_cache: PipelineCache | None = None
+    quotas: QuotaLimiter | None = None
     sleep: Callable[[float], Any] = asyncio.sleep
     extra_headers: dict[str, str] = field(default_factory=dict)
 
@@ -96,37 +105,54 @@ def sse(data: Mapping[str, Any] | bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
+@dataclass(slots=True)
+class CachePolicy:
+    """What the client asked of the cache: ``Cache-Control: no-cache`` (read), ``no-store`` (write),
+    or an explicit opt-in for non-deterministic requests."""
+
+    read: bool = True
+    write: bool = True
+    opt_in: bool = False
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request's bookkeeping, carried from admission to the usage record."""
+
+    chat: ChatInput
+    principal: Principal
+    record: UsageRecord
+    trace: RequestTrace
+    snapshot: RuntimeSnapshot
+    ticket: QuotaTicket | None = None
+    cache_key: str | None = None
+    cache_write: bool = False
+    route: RouteDecision | None = None
+    finished: bool = False
+    usage: Usage | None = None
+    """Tokens already spent upstream when the request fails afterwards (e.g. the output guard blocks)."""
+    served: str | None = None
+
+
 class CompletionService:
     def __init__(self, services: CompletionServices) -> None:
         self.s = services
 
     async def run(
-        self, *, chat: ChatInput, principal: Principal, request_id: str, sticky: dict[str, str | None]
+        self,
+        *,
+        chat: ChatInput,
+        principal: Principal,
+        request_id: str,
+        sticky: dict[str, str | None],
+        cache_policy: CachePolicy | None = None,
     ) -> CompletionResult:
         snapshot = self.s.holder.current
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         trace = RequestTrace(
             request_id=request_id,
             started_at=time.perf_counter(),
-            deadline=now + snapshot.config.retry.deadline_s,
+            deadline=asyncio.get_running_loop().time() + snapshot.config.retry.deadline_s,
         )
-        context = PipelineContext(
-            snapshot=snapshot,
-            principal=principal,
-            trace=trace,
-            guard=self.s.guard,
-            shadow=self.s.shadow,
-            classifier=self.s.classifier,
-            cache=self.s.cache,
-            sleep=self.s.sleep,
-            sticky=sticky,
-        )
-        state: PipelineState = {
-            "request": chat,
-            "needs_intent": self.s.classifier is not None and snapshot.router.needs_intent(chat.model),
-            "max_attempts": snapshot.config.retry.max_attempts,
-        }
         record = UsageRecord(
             request_id=request_id,
             user_id=principal.user_id,
@@ -136,81 +162,183 @@ class CompletionService:
             streamed=chat.stream,
             conversation_id=sticky.get("conversation"),
         )
+        call = _Call(chat=chat, principal=principal, record=record, trace=trace, snapshot=snapshot)
         try:
-            result = cast(PipelineState, await self.s.graph.ainvoke(state, context=context))
+            call.ticket = await self._reserve(call)
+            self._plan_cache(call, cache_policy or CachePolicy())
+            if call.cache_key is not None and self.s.response_cache is not None:
+                remaining = trace.deadline - asyncio.get_running_loop().time()
+                async with self.s.response_cache.cache.single_flight(
+                    call.cache_key, wait_s=remaining
+                ) as flight:
+                    if not flight and flight.entry is not None:
+                        metrics.CACHE_REQUESTS.labels(result="hit").inc()  # a waiter served by the leader
+                        return await self._answer_cached(call, flight.entry.response)
+                    return await self._execute(call, sticky)
+            return await self._execute(call, sticky)
         except GatewayError as exc:
-            self._finish(record, trace, snapshot, error=exc)
+            await self._finish(call, error=exc, usage=call.usage, served=call.served)
             raise
         except asyncio.CancelledError:
-            self._finish(record, trace, snapshot, status=UsageStatus.INCOMPLETE, http_status=499)
+            await self._finish(
+                call, status=UsageStatus.INCOMPLETE, http_status=499, usage=call.usage, served=call.served
+            )
             raise
-        route: RouteDecision | None = result.get("route")
-        self._describe(record, route)
+
+    async def _reserve(self, call: _Call) -> QuotaTicket | None:
+        limiter = self.s.quotas
+        if limiter is None:
+            return None
+        chat, snapshot = call.chat, call.snapshot
+        max_out = chat.params.get("max_completion_tokens") or chat.params.get("max_tokens")
+        estimate = chat.prompt_tokens + int(max_out or snapshot.max_output_tokens)
+        worst_cost = (
+            chat.prompt_tokens * snapshot.max_price_input
+            + int(max_out or snapshot.max_output_tokens) * snapshot.max_price_output
+        ) / 1e6
+        limiter.config = snapshot.config.quotas
+        return await limiter.check_and_reserve(
+            request_id=call.trace.request_id,
+            principal=call.principal,
+            estimated_tokens=estimate,
+            estimated_cost_usd=worst_cost,
+            limits=limiter.limits_for(call.principal),
+        )
+
+    def _plan_cache(self, call: _Call, policy: CachePolicy) -> None:
+        cache = self.s.response_cache
+        if cache is None:
+            return
+        key = cache.key_for(
+            tenant=call.principal.tenant,
+            model=call.chat.model,
+            request={"messages": call.chat.messages, **call.chat.params},
+            opt_in=policy.opt_in,
+        )
+        if key is None:
+            return
+        call.cache_write = policy.write
+        call.cache_key = key if policy.read else None
+        call.trace.cache_key = key
+        if not policy.read:
+            metrics.CACHE_REQUESTS.labels(result="bypass").inc()
+
+    async def _execute(self, call: _Call, sticky: dict[str, str | None]) -> CompletionResult:
+        chat, snapshot, trace = call.chat, call.snapshot, call.trace
+        context = PipelineContext(
+            snapshot=snapshot,
+            principal=call.principal,
+            trace=trace,
+            guard=self.s.guard,
+            shadow=self.s.shadow,
+            classifier=self.s.classifier,
+            cache=self.s.response_cache if call.cache_key is not None else None,
+            sleep=self.s.sleep,
+            sticky=sticky,
+        )
+        state: PipelineState = {
+            "request": chat,
+            "cache_key": call.cache_key,
+            "needs_intent": self.s.classifier is not None and snapshot.router.needs_intent(chat.model),
+            "max_attempts": snapshot.config.retry.max_attempts,
+        }
+        result = cast(PipelineState, await self.s.graph.ainvoke(state, context=context))
+        call.route = result.get("route")
+        self._describe(call.record, call.route)
         error = result.get("error")
         if error is not None:
-            self._finish(record, trace, snapshot, error=error, route=route)
+            call.usage = result.get("usage")
+            call.served = self._served(trace) if call.usage is not None else None
             raise error
-        headers = self._headers(trace, route, result, snapshot)
+        cached = result.get("cached")
+        if cached is not None:
+            return await self._answer_cached(call, cached)
+        headers = self._headers(call, result)
         handle = result.get("stream")
         if handle is not None:
-            return CompletionResult(
-                headers=headers,
-                model=handle.target,
-                stream=self._relay(handle, chat, record, trace, snapshot, route),
-            )
+            return CompletionResult(headers=headers, model=handle.target, stream=self._relay(handle, call))
         body = result.get("response")
         if body is None:
             raise RuntimeError("the graph produced neither a response nor an error")
-        if result.get("cached") is not None:
-            record.cache_hit = True
-            body_usage = body.get("usage") or {}
-            usage = Usage(
-                prompt_tokens=int(body_usage.get("prompt_tokens", 0)),
-                completion_tokens=int(body_usage.get("completion_tokens", 0)),
-            )
-            self._finish(record, trace, snapshot, usage=usage, served=body.get("model"), cost_free=True)
-            return CompletionResult(headers=headers, body=body, model=body.get("model"))
         served = self._served(trace)
         if trace.shadow_pairs:
             trace.answer = _answer_text(body)
-        self._finish(record, trace, snapshot, usage=result.get("usage"), served=served, route=route)
+        if call.cache_write and trace.cache_key is not None and served is not None:
+            await self._store(call, body, served)
+        await self._finish(call, usage=result.get("usage"), served=served)
         return CompletionResult(headers=headers, body=body, model=served)
+
+    async def _store(self, call: _Call, body: dict[str, Any], served: str) -> None:
+        cache = self.s.response_cache
+        target = call.snapshot.targets.get(served)
+        if cache is None or target is None or call.trace.cache_key is None or target.config.cache_ttl_s <= 0:
+            return
+        await cache.store(
+            key=call.trace.cache_key,
+            response=body,
+            model_served=served,
+            provider=target.provider.kind,
+            ttl_s=target.config.cache_ttl_s,
+        )
+
+    async def _answer_cached(self, call: _Call, cached: dict[str, Any]) -> CompletionResult:
+        """Serve a stored answer in the shape the client asked for (JSON or SSE), as a cache hit."""
+        call.record.cache_hit = True
+        request_id = call.trace.request_id
+        served = str(cached.get("model") or "")
+        headers = {
+            "x-prism-cache": "hit",
+            "x-prism-model": served,
+            **(call.ticket.headers() if call.ticket else {}),
+        }
+        body_usage = cached.get("usage") or {}
+        usage = Usage(
+            prompt_tokens=int(body_usage.get("prompt_tokens", 0)),
+            completion_tokens=int(body_usage.get("completion_tokens", 0)),
+        )
+        await self._finish(call, usage=usage, served=served, cost_free=True)
+        if not call.chat.stream:
+            body = {**cached, "id": completion_id(request_id), "created": int(time.time())}
+            return CompletionResult(headers=headers, body=body, model=served)
+        entry = CachedEntry(response=cached, model_served=served, usage=cached.get("usage"))
+        chunks = replay_chunks(entry, include_usage=call.chat.include_usage, request_id=request_id)
+
+        async def replay() -> AsyncIterator[bytes]:
+            for item in chunks:
+                yield sse(item)
+            yield b"data: [DONE]\n\n"
+
+        return CompletionResult(headers=headers, stream=replay(), model=served)
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def _relay(
-        self,
-        handle: StreamHandle,
-        chat: ChatInput,
-        record: UsageRecord,
-        trace: RequestTrace,
-        snapshot: RuntimeSnapshot,
-        route: RouteDecision | None,
-    ) -> AsyncIterator[bytes]:
+    async def _relay(self, handle: StreamHandle, call: _Call) -> AsyncIterator[bytes]:
+        chat, trace, snapshot, record = call.chat, call.trace, call.snapshot, call.record
         target = snapshot.targets[handle.target]
         idle_s = target.config.timeouts.idle_s
         created = int(time.time())
         include_usage = chat.include_usage
         request_id = trace.request_id
         relayed = 0
-        answer: list[str] = []
+        text: list[str] = []
         usage: Usage | None = None
         status = UsageStatus.INCOMPLETE
         error: GatewayError | None = None
+        finish: str | None = None
+        saw_tool_calls = False
         ttft = handle.first_at - trace.started_at
         record.ttft_ms = round(ttft * 1000, 3)
         model_label = snapshot.model_label(handle.target)
         metrics.TIME_TO_FIRST_TOKEN.labels(model=model_label).observe(ttft)
         metrics.OPEN_STREAMS.inc()
 
-        def frame(choices: list[dict[str, Any]], usage_body: dict[str, Any] | None = None) -> bytes:
+        def frame(choices: list[dict[str, Any]]) -> bytes:
             return sse(
                 chunk(
                     request_id=request_id,
                     model=handle.model,
                     created=created,
                     choices=choices,
-                    usage=usage_body,
                     with_usage_field=include_usage,
                 )
             )
@@ -229,17 +357,16 @@ class CompletionService:
                     }
                 ]
             )
-            finish: str | None = None
             async for delta in deltas:
                 if delta.content or delta.tool_calls:
                     body: dict[str, Any] = {}
                     if delta.content:
                         body["content"] = delta.content
                         relayed += count_text(delta.content)
-                        if trace.shadow_pairs:
-                            answer.append(delta.content)
+                        text.append(delta.content)
                     if delta.tool_calls:
                         body["tool_calls"] = delta.tool_calls
+                        saw_tool_calls = True
                     yield frame(
                         [{"index": delta.index, "delta": body, "logprobs": None, "finish_reason": None}]
                     )
@@ -254,8 +381,8 @@ class CompletionService:
                 raise ProviderTimeout(
                     f"{handle.target}: stream ended without finishing", target=handle.target
                 )
+            final = usage or Usage(prompt_tokens=chat.prompt_tokens, completion_tokens=relayed)
             if include_usage:
-                final = usage or Usage(prompt_tokens=chat.prompt_tokens, completion_tokens=relayed)
                 yield sse(
                     chunk(
                         request_id=request_id,
@@ -288,18 +415,24 @@ class CompletionService:
                 metrics.TIME_PER_OUTPUT_TOKEN.labels(model=model_label).observe(
                     elapsed / (final_usage.completion_tokens - 1)
                 )
+            if status is UsageStatus.OK and call.cache_write and trace.cache_key and not saw_tool_calls:
+                body_out = chat_completion(
+                    request_id=request_id,
+                    model=handle.model,
+                    usage=final_usage.as_openai(),
+                    choices=[
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(text)},
+                            "finish_reason": finish,
+                            "logprobs": None,
+                        }
+                    ],
+                )
+                await self._store(call, body_out, handle.target)
             if trace.shadow_pairs:
-                trace.answer = "".join(answer)
-            self._finish(
-                record,
-                trace,
-                snapshot,
-                usage=final_usage,
-                served=handle.target,
-                route=route,
-                status=status,
-                http_status=200,
-            )
+                trace.answer = "".join(text)
+            await self._finish(call, usage=final_usage, served=handle.target, status=status, http_status=200)
 
     # -- accounting -------------------------------------------------------------------------
 
@@ -317,18 +450,11 @@ class CompletionService:
             record.route = route.label
 
     @staticmethod
-    def _headers(
-        trace: RequestTrace, route: RouteDecision | None, result: PipelineState, snapshot: RuntimeSnapshot
-    ) -> dict[str, str]:
-        headers = {
-            "x-prism-cache": "hit"
-            if result.get("cached") is not None
-            else ("miss" if result.get("cache_key") else "bypass")
-        }
+    def _headers(call: _Call, result: PipelineState) -> dict[str, str]:
+        trace, route = call.trace, call.route
+        headers = {"x-prism-cache": "miss" if trace.cache_key and call.cache_key else "bypass"}
         handle = result.get("stream")
         served = handle.target if handle is not None else CompletionService._served(trace)
-        if result.get("cached") is not None:
-            served = str((result.get("response") or {}).get("model") or "")
         if served:
             headers["x-prism-model"] = served
         if route is not None:
@@ -337,22 +463,26 @@ class CompletionService:
             headers["x-prism-fallback"] = f"{trace.fallback_from}->{served}"
         if trace.guard_header:
             headers["x-prism-guard"] = trace.guard_header
+        if call.ticket is not None:
+            headers.update(call.ticket.headers())
         return headers
 
-    def _finish(
+    async def _finish(
         self,
-        record: UsageRecord,
-        trace: RequestTrace,
-        snapshot: RuntimeSnapshot,
+        call: _Call,
         *,
         usage: Usage | None = None,
         served: str | None = None,
-        route: RouteDecision | None = None,
         error: GatewayError | None = None,
         status: UsageStatus | None = None,
         http_status: int | None = None,
         cost_free: bool = False,
     ) -> None:
+        """Close the request's books exactly once: usage record, metrics, quota settlement."""
+        if call.finished:
+            return
+        call.finished = True
+        record, trace, snapshot = call.record, call.trace, call.snapshot
         elapsed = time.perf_counter() - trace.started_at
         record.latency_ms = round(elapsed * 1000, 3)
         record.attempts = len(trace.attempts)
@@ -380,31 +510,31 @@ class CompletionService:
             model = snapshot.model_label(served)
             provider = record.provider or "other"
             tier = record.tier or "other"
-            metrics.TOKENS.labels(model=model, provider=provider, tier=tier, direction="input").inc(
-                usage.prompt_tokens
-            )
-            metrics.TOKENS.labels(model=model, provider=provider, tier=tier, direction="output").inc(
-                usage.completion_tokens
-            )
-            metrics.TOKEN_USAGE.labels(model=model, provider=provider, token_type="input").observe(
-                usage.prompt_tokens
-            )
-            metrics.TOKEN_USAGE.labels(model=model, provider=provider, token_type="output").observe(
-                usage.completion_tokens
-            )
+            for direction, count in (("input", usage.prompt_tokens), ("output", usage.completion_tokens)):
+                metrics.TOKENS.labels(model=model, provider=provider, tier=tier, direction=direction).inc(
+                    count
+                )
+                metrics.TOKEN_USAGE.labels(model=model, provider=provider, token_type=direction).observe(
+                    count
+                )
             if record.cost_usd:
                 metrics.COST.labels(model=model, provider=provider, tier=tier).inc(record.cost_usd)
+        spent = elapsed if not record.streamed else (record.ttft_ms or 0) / 1000
         metrics.GATEWAY_OVERHEAD.labels(route="/v1/chat/completions").observe(
-            max(elapsed - trace.provider_time_s, 0.0)
-            if not record.streamed
-            else max((record.ttft_ms or 0) / 1000 - trace.provider_time_s, 0.0)
+            max(spent - trace.provider_time_s, 0.0)
         )
         if self.s.usage is not None:
             self.s.usage.record(record)
         self.s.holder.experiments.observe(record)
         if trace.shadow_pairs:
             _complete_shadow_pairs(trace, record)
-        access.note_usage(record)
+        access.note_usage(record, key_prefix=call.principal.api_key_prefix, messages=call.chat.messages)
+        if call.ticket is not None and self.s.quotas is not None:
+            await self.s.quotas.settle(
+                call.ticket,
+                actual_tokens=record.prompt_tokens + record.completion_tokens,
+                actual_cost_usd=record.cost_usd,
+            )
 
 
 def _answer_text(body: Mapping[str, Any]) -> str:

@@ -10,16 +10,9 @@ from gateway.agent.state import PipelineContext, PipelineState
 
 
 async def cache_lookup(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    ctx = runtime.context
-    cache = ctx.cache
-    if cache is None or not ctx.snapshot.config.cache.enabled:
-        return {"cached": None, "cache_key": None}
-    request = state["request"]
-    key = cache.key_for(
-        tenant=ctx.principal.tenant,
-        model=request.model,
-        request={"messages": request.messages, **request.params},
-    )
-    if key is None:
-        return {"cached": None, "cache_key": None}
-    return {"cached": await cache.lookup(key=key), "cache_key": key}
+    """The service decided cacheability and the key (tenant, model, normalised request); look it up."""
+    cache = runtime.context.cache
+    key = state.get("cache_key")
+    if cache is None or key is None:
+        return {"cached": None}
+    return {"cached": await cache.lookup(key=key)}

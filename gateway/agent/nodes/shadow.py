@@ -15,10 +15,11 @@ import uuid
 from typing import Any
 
 from langgraph.runtime import Runtime
+from opentelemetry import trace
 
 from gateway.agent.state import PipelineContext, PipelineState
 from gateway.experiments.shadow import ShadowPair, ShadowResults, ShadowSide
-from gateway.observability import metrics
+from gateway.observability import metrics, tracing
 from gateway.providers.base import ModelCall, Usage
 from gateway.providers.tokens import count_text
 
@@ -33,6 +34,7 @@ async def shadow(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
     alias = ctx.snapshot.config.aliases.get(route.requested)
     caps = alias.shadow_spend_cap_usd if alias is not None else {}
     results = dispatcher.results
+    primary = trace.get_current_span().get_span_context() if tracing.enabled() else None
     for name in route.shadows:
         label = ctx.snapshot.model_label(name)
         if not results.budget.allows(name, caps.get(name)):
@@ -59,7 +61,10 @@ async def shadow(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
             pair: ShadowPair = pair,
             prompt_tokens: int = request.prompt_tokens,
         ) -> None:
-            await _run_shadow(target, call, streamed, name, pair, prompt_tokens, results)
+            # Its own trace (it outlives the request), linked to the primary request's.
+            with tracing.shadow_span(name, primary=primary, provider=target.provider.kind) as span:
+                tracing.inject(call.headers, span=span)
+                await _run_shadow(target, call, streamed, name, pair, prompt_tokens, results)
 
         dispatcher.submit(model=label, job=job, pair_id=pair.pair_id)
         ctx.trace.shadow_pairs.append(pair)
