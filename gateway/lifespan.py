@@ -14,6 +14,7 @@ import openai
 import structlog
 from fastapi import FastAPI
 
+from gateway.agent.executor import DirectExecutor, PregelRunner
 from gateway.agent.graph import Graph, build_graph
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
@@ -79,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         _install_sighup(holder)
         classifier = await asyncio.to_thread(IntentClassifier.load)
         graph = build_graph()
+        runner = DirectExecutor(graph) if settings.pipeline_engine == "direct" else PregelRunner(graph)
         shadow = ShadowDispatcher()
         stack.push_async_callback(shadow.aclose)
         accounts = await open_accounts(settings, stack)
@@ -92,7 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         stack.push_async_callback(backends.aclose)
         services = CompletionServices(
             holder=holder,
-            graph=graph,
+            graph=runner,
             guard=GuardService(),
             shadow=shadow,
             usage=accounts.recorder,

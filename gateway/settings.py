@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     usage_spill_dir: Path = Path("var/usage-spill")
 
     drain_timeout_s: float = 30.0
+    pipeline_engine: Literal["direct", "langgraph"] = "direct"
+    """How the request graph is executed: the direct walker of the compiled graph, or LangGraph's Pregel loop."""
     otel_enabled: bool = False
     otel_console: bool = False
 

@@ -31,13 +31,13 @@ from gateway.observability.tracing import traced_node
 Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, PipelineState]
 
 
-def after_cache(state: PipelineState) -> Literal["hit", "classify", "route"]:
+async def after_cache(state: PipelineState) -> Literal["hit", "classify", "route"]:
     if state.get("cached") is not None:
         return "hit"
     return "classify" if state.get("needs_intent", False) else "route"
 
 
-def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback", "fail"]:
+async def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback", "fail"]:
     error = state.get("error")
     if error is None:
         return "ok"
@@ -50,7 +50,7 @@ def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback", "fail
     return "fail"
 
 
-def after_output_guard(state: PipelineState) -> Literal["shadow", "format"]:
+async def after_output_guard(state: PipelineState) -> Literal["shadow", "format"]:
     if state.get("error") is None and state["route"].shadows:
         return "shadow"
     return "format"

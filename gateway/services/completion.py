@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 import orjson
 import structlog
 
-from gateway.agent.graph import Graph
+from gateway.agent.executor import GraphRunner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.agent.state import (
@@ -66,7 +66,7 @@ class CompletionResult:
 @dataclass(slots=True)
 class CompletionServices:
     holder: ConfigHolder
-    graph: Graph
+    graph: GraphRunner
     guard: GuardService
     usage: UsageSink | None = None
     shadow: ShadowDispatcher | None = None
