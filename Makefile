@@ -42,11 +42,19 @@ test: install lint
 unit: install
 	$(PY) -m pytest -q tests/unit
 
-bench: install
-	$(PY) scripts/bench.py $(BENCH_ARGS)
+PRISM_BENCH := --prism-url http://127.0.0.1:18080 \
+  --prism-cmd "$(abspath $(PY)) scripts/bench_prism.py serve --fake-url {fake_url} --port {port}" \
+  --prism-setup "$(abspath $(PY)) scripts/bench_prism.py key --url {url}"
 
+## Pipeline micro-benchmark, quota/cache latency, then Prism (production config) vs LiteLLM vs the fake
+bench: install
+	$(PY) scripts/bench_graph.py
+	$(PY) scripts/bench_quota.py
+	$(PY) scripts/bench.py $(PRISM_BENCH) --out docs/performance.md $(BENCH_ARGS)
+
+## A few seconds, no LiteLLM: keeps the benchmark from rotting (run by the test suite too)
 bench-smoke: install
-	$(PY) scripts/bench.py --smoke
+	$(PY) scripts/bench.py --smoke $(PRISM_BENCH)
 
 load: install
 	@mkdir -p var/load

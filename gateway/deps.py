@@ -16,7 +16,7 @@ from gateway.services.accounts import Accounts
 from gateway.settings import Settings
 
 
-def get_app_state(request: Request) -> AppState:
+async def get_app_state(request: Request) -> AppState:
     state: AppState = request.state.app
     return state
 
@@ -24,14 +24,14 @@ def get_app_state(request: Request) -> AppState:
 AppStateDep = Annotated[AppState, Depends(get_app_state)]
 
 
-def get_settings_dep(state: AppStateDep) -> Settings:
+async def get_settings_dep(state: AppStateDep) -> Settings:
     return state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_accounts(state: AppStateDep) -> Accounts:
+async def get_accounts(state: AppStateDep) -> Accounts:
     if state.accounts is None:
         raise ServiceUnavailable("Accounts are not available")
     return state.accounts
@@ -72,7 +72,7 @@ async def get_principal(request: Request, state: AppStateDep) -> Principal:
     """The caller of /v1. With ``auth_enabled`` false every caller is anonymous (credentials ignored)."""
     if not state.settings.auth_enabled:
         return ANONYMOUS
-    return await _authenticate(request, get_accounts(state))
+    return await _authenticate(request, await get_accounts(state))
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

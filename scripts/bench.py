@@ -701,6 +701,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--prism-model", default="fake-gpt")
     p.add_argument("--prism-key", default=os.environ.get("PRISM_API_KEY"), help="API key for Prism")
     p.add_argument(
+        "--prism-setup",
+        default=None,
+        help="command run once Prism is up ({url} is replaced); its last stdout line is the API key to use",
+    )
+    p.add_argument(
         "--litellm",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -794,6 +799,15 @@ def main(argv: Sequence[str]) -> int:
             cmd = args.prism_cmd.format(fake_url=fake_url + "/v1", port=env["PRISM_BENCH_PORT"])
             prism = start_server("prism", pinned(["bash", "-c", cmd], layout["sut"]), env, args.logdir)
             running.append(prism)
+            if args.prism_setup:
+                setup = subprocess.run(
+                    ["bash", "-c", args.prism_setup.format(url=args.prism_url.rstrip("/"))],
+                    capture_output=True,
+                    text=True,
+                    timeout=args.start_timeout,
+                    check=True,
+                )
+                args.prism_key = setup.stdout.strip().splitlines()[-1]
             headers = {"Authorization": f"Bearer {args.prism_key}"} if args.prism_key else {}
             url = args.prism_url.rstrip("/") + "/v1/chat/completions"
             wait_ready(prism, url, args.prism_model, headers, args.start_timeout)
