@@ -24,6 +24,7 @@ declare -a apt_pkgs=()
 have promtool || apt_pkgs+=(prometheus)
 have nginx || apt_pkgs+=(nginx)
 have docker-compose || apt_pkgs+=(docker-compose)
+have wrk || apt_pkgs+=(wrk)
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     echo "install-tools: apt-get install ${apt_pkgs[*]}"

@@ -1,0 +1,34 @@
+"""`make bench` in miniature, so the benchmark cannot rot: the fake upstream alone, then Prism in its
+production configuration (Postgres, Redis, API key, quotas, guards, usage records) for a few seconds.
+It fails when either system errors on more than 0.1% of requests (the script exits non-zero)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke_runs_clean(tmp_path: Path) -> None:
+    python = sys.executable
+    command = [
+        python,
+        "scripts/bench.py",
+        "--smoke",
+        "--logdir",
+        str(tmp_path),
+        "--json",
+        str(tmp_path / "bench.json"),
+        "--prism-url",
+        "http://127.0.0.1:18090",
+        "--prism-cmd",
+        f"{python} scripts/bench_prism.py serve --fake-url {{fake_url}} --port {{port}}",
+        "--prism-setup",
+        f"{python} scripts/bench_prism.py key --url {{url}}",
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "prism    c=64" in result.stdout
+    assert (tmp_path / "bench.json").exists()
