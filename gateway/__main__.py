@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 # One BLAS thread per worker: the intent encoder's small matrix products only lose to thread hand-offs.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -39,22 +42,43 @@ def prepare_metrics_dir(workers: int) -> str | None:
     return path
 
 
+class PrismServer(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM/SIGINT drain ends with exit status 0.
+
+    uvicorn re-raises the captured signal after a graceful shutdown (so the process
+    dies "by the signal"); here the shutdown completed — usage and shadow results were
+    flushed in the lifespan shutdown — so the process exits normally instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 def main() -> None:
     settings = get_settings()
     workers = int(os.environ.get("GATEWAY_WORKERS", "1"))
     prepare_metrics_dir(workers)
-    uvicorn.run(
-        "gateway.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s),
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+        # The drain (gateway.services.drain) ends open streams at drain_timeout_s; uvicorn's
+        # own limit, which cancels without a word, comes a little later.
+        "timeout_graceful_shutdown": int(settings.drain_timeout_s + settings.drain_delay_s) + 5,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 64 * 1024,
+    }
+    if workers > 1:
+        uvicorn.run("gateway.main:create_app", workers=workers, **options)
+        return
+    PrismServer(uvicorn.Config("gateway.main:create_app", **options)).run()
 
 
 if __name__ == "__main__":

@@ -220,6 +220,12 @@ class ServiceUnavailable(GatewayError):
     default_code = "service_unavailable"
 
 
+class ServerShuttingDown(ServiceUnavailable):
+    """A stream still open when the shutdown drain ran out of time."""
+
+    default_code = "server_shutting_down"
+
+
 def internal_error_body() -> bytes:
     """The body of an unexpected failure: no stack trace, no exception text."""
     return orjson.dumps(

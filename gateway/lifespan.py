@@ -23,11 +23,12 @@ from gateway.cache.service import PipelineCache
 from gateway.experiments.shadow import ShadowResultWriter
 from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
-from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import CircuitBreakerConfig, ConfigError
+from gateway.routing.config import ConfigError
+from gateway.routing.shared_circuit import open_circuits
 from gateway.runtime import ConfigHolder
 from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
+from gateway.services.drain import DRAIN, install_sigterm
 from gateway.settings import Settings
 
 log = structlog.get_logger("prism.lifespan")
@@ -73,10 +74,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         holder = ConfigHolder(
             path=settings.config,
             http_client=http_client,
-            circuits=CircuitBreakers(CircuitBreakerConfig()),
+            circuits=open_circuits(
+                settings.redis_url, timeout_ms=settings.redis_timeout_ms, prefix=settings.redis_key_prefix
+            ),
             env=os.environ,
         )
+        stack.push_async_callback(holder.circuits.aclose)
         holder.load()
+        stack.push_async_callback(holder.aclose)
         _install_sighup(holder)
         classifier = await asyncio.to_thread(IntentClassifier.load)
         graph = build_graph()
@@ -111,6 +116,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             accounts=accounts,
             backends=backends,
         )
+        DRAIN.reset()
+        DRAIN.on_begin(lambda: setattr(state, "draining", True))
+        install_sigterm(delay_s=settings.drain_delay_s, timeout_s=settings.drain_timeout_s)
         log.info("gateway_started", config=str(settings.config), models=sorted(holder.current.targets))
         yield {"app": state}
         state.draining = True

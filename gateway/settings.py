@@ -61,9 +61,12 @@ class Settings(BaseSettings):
     usage_buffer_max: int = 100_000
     usage_spill_dir: Path = Path("var/usage-spill")
 
-    drain_timeout_s: float = 30.0
     pipeline_engine: Literal["direct", "langgraph"] = "direct"
-    """How the request graph is executed: the direct walker of the compiled graph, or LangGraph's Pregel loop."""
+    """How the request graph runs: the direct walker of the compiled graph, or LangGraph's Pregel loop."""
+    drain_timeout_s: float = 30.0
+    """SIGTERM: open streams may finish for this long, then end with ``server_shutting_down``."""
+    drain_delay_s: float = 0.0
+    """SIGTERM: keep accepting (``/readyz`` 503) this long before closing the port (load balancers)."""
     otel_enabled: bool = False
     otel_console: bool = False
 

@@ -31,12 +31,12 @@ async def reload_config(state: AppStateDep, principal: PrincipalDep) -> ORJSONRe
 @router.get("/circuits")
 async def list_circuits(state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
     _require_admin(principal)
-    return ORJSONResponse({"circuits": state.holder.circuits.snapshot()})
+    return ORJSONResponse({"circuits": await state.holder.circuits.shared_snapshot()})
 
 
 @router.post("/circuits/{target}/reset")
 async def reset_circuit(target: str, state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
     _require_admin(principal)
-    if not state.holder.circuits.reset(target):
+    if not await state.holder.circuits.shared_reset(target):
         raise NotFound(f"no circuit state for {target!r}")
     return ORJSONResponse({"status": "reset", "target": target})

@@ -27,6 +27,8 @@ _CHAT_SCHEMA = {
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Nested deeper than ``limit``, or holding an integer outside 64 bits (which no JSON
+    encoder downstream — cache keys, provider SDKs — could write back): refuse either."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -36,6 +38,8 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
             stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
+        elif type(item) is int and not -(2**63) <= item < 2**64:
+            return True
     return False
 
 
@@ -53,7 +57,9 @@ def parse_chat_request(
         raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
     if _depth_exceeds(raw, max_depth):
         raise InvalidRequest(
-            f"The request body is nested deeper than {max_depth} levels", code="invalid_json"
+            f"The request body is nested deeper than {max_depth} levels or holds an integer out of "
+            "the 64-bit range",
+            code="invalid_json",
         )
     try:
         request = ChatCompletionRequest.model_validate(raw)
@@ -65,10 +71,39 @@ def parse_chat_request(
         ) from exc
     if len(request.messages) > max_messages:
         raise InvalidRequest(f"At most {max_messages} messages are allowed", param="messages")
-    total = sum(len(message) for message in body.split(b'"content"')) if len(body) > max_chars else 0
+    total = sum(_content_chars(message.get("content")) for message in raw["messages"])
     if total > max_chars:
         raise InvalidRequest(f"The messages exceed {max_chars} characters", param="messages")
     return request, raw
+
+
+def _content_chars(content: Any) -> int:
+    """Characters of a message's content: the string, or the text of its parts."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(
+            len(part["text"])
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return 0
+
+
+def request_timeout(value: str | None) -> float | None:
+    """``X-Prism-Timeout: <seconds>``: the request's total deadline (capped by the config)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise InvalidRequest(
+            "X-Prism-Timeout must be a positive number of seconds", param="X-Prism-Timeout",
+            code="invalid_timeout",
+        )
+    return seconds
 
 
 def cache_policy(cache_control: str | None, opt_in: str | None) -> CachePolicy:
@@ -117,6 +152,7 @@ async def create_chat_completion(request: Request, state: AppStateDep, principal
         request_id=request_id,
         sticky=sticky,
         cache_policy=cache_policy(request.headers.get("cache-control"), request.headers.get("x-prism-cache")),
+        timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
     )
     request.state.metric_model = state.holder.current.model_label(result.model)
 

@@ -32,8 +32,8 @@ def _normalise(value: Any) -> Any:
         return [_normalise(v) for v in value]
     if isinstance(value, bool):
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # beyond 2**53 it would not fit the 64-bit integers JSON encoders write
     return value
 
 

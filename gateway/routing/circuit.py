@@ -1,22 +1,28 @@
-"""Per-target circuit breakers: closed → open after consecutive failures → half-open probe.
+"""Per-target circuit breakers: closed → open → half-open probe, and the per-target retry budget.
 
-A target whose circuit is open is skipped until its cooldown passes; then one
-request at a time is let through as a probe. A successful probe closes the
-circuit; a failed one reopens it with a doubled cooldown (capped). State is
-in-process; replicas each keep their own until the resilience work shares it.
+A circuit opens after ``failure_threshold`` consecutive failures, or when at
+least ``min_requests`` requests over ``window_s`` failed at ``failure_rate`` or
+more. An open target is skipped until its cooldown passes; then one request at
+a time is let through as a probe. A successful probe closes the circuit; a
+failed one reopens it with a doubled cooldown (capped).
+
+``CircuitBreakers`` keeps the state in-process; ``SharedCircuitBreakers``
+(``gateway.routing.shared_circuit``) shares it between replicas through Redis.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from gateway.observability import metrics
-from gateway.routing.config import CircuitBreakerConfig
+from gateway.routing.config import CircuitBreakerConfig, RetryConfig
 
 log = structlog.get_logger("prism.circuit")
 
@@ -35,6 +41,21 @@ class _Circuit:
     cooldown_s: float = 0.0
     probe_in_flight: bool = False
     last_failure_at: float = 0.0
+    window: deque[list[int]] = field(default_factory=deque)
+    """``[second, successes, failures]`` buckets over the failure-rate window."""
+
+    def count(self, now: float, *, failed: bool, window_s: float) -> tuple[int, int]:
+        """Add one outcome; returns (requests, failures) over the window."""
+        second = int(now)
+        if not self.window or self.window[-1][0] != second:
+            self.window.append([second, 0, 0])
+        self.window[-1][2 if failed else 1] += 1
+        horizon = second - math.ceil(window_s)
+        while self.window and self.window[0][0] <= horizon:
+            self.window.popleft()
+        ok = sum(bucket[1] for bucket in self.window)
+        bad = sum(bucket[2] for bucket in self.window)
+        return ok + bad, bad
 
 
 class CircuitBreakers:
@@ -43,6 +64,7 @@ class CircuitBreakers:
         self._clock = clock
         self._circuits: dict[str, _Circuit] = {}
         self._label = metrics.LabelSet()
+        self.retry_budget = RetryBudget()
 
     def reconfigure(self, config: CircuitBreakerConfig, *, targets: set[str]) -> None:
         self.config = config
@@ -76,9 +98,8 @@ class CircuitBreakers:
         return True
 
     def record_success(self, target: str) -> None:
-        circuit = self._circuits.get(target)
-        if circuit is None:
-            return
+        circuit = self._get(target)
+        circuit.count(self._clock(), failed=False, window_s=self.config.window_s)
         circuit.failures = 0
         circuit.probe_in_flight = False
         if circuit.state is not CircuitState.CLOSED:
@@ -90,11 +111,14 @@ class CircuitBreakers:
         now = self._clock()
         circuit.failures += 1
         circuit.last_failure_at = now
+        total, failed = circuit.count(now, failed=True, window_s=self.config.window_s)
         reopen = circuit.state is CircuitState.HALF_OPEN or circuit.probe_in_flight
         circuit.probe_in_flight = False
-        if reopen or (
-            circuit.state is CircuitState.CLOSED and circuit.failures >= self.config.failure_threshold
-        ):
+        too_many = circuit.failures >= self.config.failure_threshold or (
+            total >= self.config.min_requests and failed >= self.config.failure_rate * total
+        )
+        if reopen or (circuit.state is CircuitState.CLOSED and too_many):
+            circuit.window.clear()
             base = self.config.cooldown_s
             circuit.cooldown_s = min(circuit.cooldown_s * 2, self.config.max_cooldown_s) if reopen else base
             circuit.cooldown_s = max(circuit.cooldown_s, base)
@@ -108,8 +132,23 @@ class CircuitBreakers:
             circuit.probe_in_flight = False
 
     def least_recently_failed(self, targets: list[str]) -> str | None:
-        known = [(self._circuits[t].last_failure_at, t) for t in targets if t in self._circuits]
-        return min(known)[1] if known else (targets[0] if targets else None)
+        """The target to try when every circuit of a chain is open: never failed, else oldest failure."""
+        for target in targets:
+            circuit = self._circuits.get(target)
+            if circuit is None or circuit.last_failure_at == 0.0:
+                return target
+        known = [(self._circuits[t].last_failure_at, t) for t in targets]
+        return min(known)[1] if known else None
+
+    async def shared_snapshot(self) -> dict[str, dict[str, float | int | str]]:
+        """``GET /admin/circuits``: the shared state when there is one (overridden), else this process's."""
+        return self.snapshot()
+
+    async def shared_reset(self, target: str) -> bool:
+        return self.reset(target)
+
+    async def aclose(self) -> None:
+        return None
 
     def snapshot(self) -> dict[str, dict[str, float | int | str]]:
         return {
@@ -135,3 +174,42 @@ class CircuitBreakers:
         metrics.CIRCUIT_STATE.labels(target=label).set(int(state))
         metrics.CIRCUIT_TRANSITIONS.labels(target=label, state=state.name.lower()).inc()
         log.warning("circuit_state", target=target, state=state.name.lower(), cooldown_s=circuit.cooldown_s)
+
+
+class RetryBudget:
+    """Retries to a target are at most ``budget_ratio`` of its requests over a sliding window
+    (with a floor of ``budget_min_per_s`` retries per second), so an outage does not multiply load."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._requests: dict[str, deque[list[int]]] = {}
+        self._retries: dict[str, deque[list[int]]] = {}
+
+    @staticmethod
+    def _add(buckets: deque[list[int]], now: float, horizon: float) -> None:
+        second = int(now)
+        if not buckets or buckets[-1][0] != second:
+            buckets.append([second, 0])
+        buckets[-1][1] += 1
+        while buckets and buckets[0][0] <= horizon:
+            buckets.popleft()
+
+    @staticmethod
+    def _sum(buckets: deque[list[int]] | None, horizon: float) -> int:
+        return sum(count for second, count in buckets or () if second > horizon)
+
+    def note_request(self, target: str, config: RetryConfig) -> None:
+        now = self._clock()
+        self._add(self._requests.setdefault(target, deque()), now, now - config.budget_window_s)
+
+    def try_retry(self, target: str, config: RetryConfig) -> bool:
+        """Spend one retry from ``target``'s budget; ``False`` when the budget is used up."""
+        now = self._clock()
+        horizon = now - config.budget_window_s
+        requests = self._sum(self._requests.get(target), horizon)
+        retries = self._sum(self._retries.get(target), horizon)
+        allowed = max(config.budget_ratio * requests, config.budget_min_per_s * config.budget_window_s)
+        if retries + 1 > allowed:
+            return False
+        self._add(self._retries.setdefault(target, deque()), now, horizon)
+        return True

@@ -49,6 +49,8 @@ class ModelConfig(_Strict):
     context_window: int = Field(default=8192, gt=0)
     max_output_tokens: int = Field(default=4096, gt=0)
     timeouts: TimeoutsConfig = TimeoutsConfig()
+    deadline_s: float | None = Field(default=None, gt=0)
+    """Total deadline of a request to this model (all attempts); ``retry.deadline_s`` when unset."""
     cache_ttl_s: int = Field(default=300, ge=0)
     shared_cache: bool = False
     mock: MockSettings = MockSettings()
@@ -70,6 +72,8 @@ class AliasConfig(_Strict):
     shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
     shadow_spend_cap_usd: dict[str, float] = {}
     """Per shadow model: stop shadowing once this much was spent on it (per replica, since start)."""
+    deadline_s: float | None = Field(default=None, gt=0)
+    """Total deadline of a request to this alias; else the target model's, else ``retry.deadline_s``."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> AliasConfig:
@@ -110,12 +114,27 @@ class RetryConfig(_Strict):
     base_delay_s: float = Field(default=0.1, ge=0)
     max_delay_s: float = Field(default=2.0, ge=0)
     jitter: float = Field(default=0.2, ge=0, le=1)
+    max_deadline_s: float = Field(default=600.0, gt=0)
+    """Upper bound of a deadline asked for with the ``X-Prism-Timeout`` request header."""
+    budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    """Retries to one target are at most this fraction of its requests over ``budget_window_s``…"""
+    budget_min_per_s: float = Field(default=3.0, ge=0)
+    """…but at least this many retries per second are always allowed (quiet targets still retry)."""
+    budget_window_s: float = Field(default=10.0, gt=0)
 
 
 class CircuitBreakerConfig(_Strict):
     failure_threshold: int = Field(default=5, ge=1)
+    """Open after this many consecutive failures…"""
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    """…or when this fraction of the requests over ``window_s`` failed,"""
+    min_requests: int = Field(default=20, ge=1)
+    """provided the window holds at least this many requests."""
+    window_s: float = Field(default=30.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)
     max_cooldown_s: float = Field(default=300.0, gt=0)
+    sync_interval_s: float = Field(default=0.2, gt=0, le=5)
+    """Shared (Redis) breakers: how long a replica trusts its copy of the shared state."""
 
 
 class CacheConfig(_Strict):
@@ -137,6 +156,19 @@ class RoutingConfig(_Strict):
     blocks injection everywhere, masks PII before external providers and passes it to local ones."""
     quotas: QuotaConfig = QuotaConfig()
     experiments: dict[str, ExperimentConfig] = {}
+
+    def deadline_for(self, requested: str, asked_s: float | None = None) -> float:
+        """The total deadline of a request: the alias's, else its model's, else ``retry.deadline_s``;
+        a client's ``X-Prism-Timeout`` (``asked_s``) replaces it, capped at ``retry.max_deadline_s``."""
+        if asked_s is not None:
+            return min(asked_s, self.retry.max_deadline_s)
+        alias = self.aliases.get(requested)
+        if alias is not None and alias.deadline_s is not None:
+            return alias.deadline_s
+        model = self.models.get(alias.target if alias is not None and alias.target else requested)
+        if model is not None and model.deadline_s is not None:
+            return model.deadline_s
+        return self.retry.deadline_s
 
     @model_validator(mode="after")
     def _references_exist(self) -> RoutingConfig:

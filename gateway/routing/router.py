@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.errors import ContextTooLong, ModelNotFound, PermissionDenied
+from gateway.errors import ContextTooLong, InvalidRequest, ModelNotFound, PermissionDenied
 from gateway.intent import IntentResult, decide_tier
 from gateway.providers.registry import Target
 from gateway.routing.circuit import CircuitBreakers, CircuitState
@@ -135,7 +135,7 @@ class Router:
                     raise ModelNotFound(
                         f"no model of arm {assignment.arm!r} of {requested!r} is available", param="model"
                     )
-                self._check_fits(available[0], needed)
+                self._check_fits(available[0], needed, max_tokens)
                 arm_chain = dict.fromkeys(available)
                 for name in self._chain(requested, available[0]):
                     arm_chain.setdefault(name)
@@ -151,7 +151,7 @@ class Router:
         if alias is None:
             if requested not in self.targets:
                 raise ModelNotFound(f"The model {requested!r} does not exist", param="model")
-            self._check_fits(requested, needed)
+            self._check_fits(requested, needed, max_tokens)
             return RouteDecision(
                 requested=requested,
                 targets=self._chain(requested, requested),
@@ -189,7 +189,7 @@ class Router:
         assert alias.target is not None
         if alias.target not in self.targets:
             raise ModelNotFound(f"the model behind alias {requested!r} is not available", param="model")
-        self._check_fits(alias.target, needed)
+        self._check_fits(alias.target, needed, max_tokens)
         return RouteDecision(
             requested=requested, targets=self._chain(requested, alias.target), shadows=shadows
         )
@@ -201,13 +201,21 @@ class Router:
                 chain.append(name)
         return tuple(chain)
 
-    def _check_fits(self, name: str, needed: int) -> None:
-        window = self.targets[name].config.context_window
+    def _check_fits(self, name: str, needed: int, max_tokens: int | None = None) -> None:
+        config = self.targets[name].config
+        window = config.context_window
         if needed > window:
             raise ContextTooLong(
                 f"This model's maximum context length is {window} tokens; the request needs {needed} "
                 "(prompt plus max_tokens)",
                 param="messages",
+            )
+        if max_tokens is not None and max_tokens > config.max_output_tokens:
+            raise InvalidRequest(
+                f"max_tokens is too large: {max_tokens}. This model supports at most "
+                f"{config.max_output_tokens} completion tokens",
+                param="max_tokens",
+                code="invalid_value",
             )
 
     def _smart_chain(self, tier: str, needed: int) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from gateway.agent.state import (
 )
 from gateway.cache import CachedEntry, QuotaLimiter, QuotaTicket, replay_chunks
 from gateway.cache.service import PipelineCache
-from gateway.errors import GatewayError, ProviderTimeout
+from gateway.errors import GatewayError, ProviderError, ProviderTimeout
 from gateway.experiments.shadow import ShadowSide
 from gateway.observability import access, metrics
 from gateway.providers.base import Delta, Usage
@@ -46,6 +46,7 @@ from gateway.schemas.openai import (
     completion_id,
 )
 from gateway.security.principal import Principal
+from gateway.services.drain import DRAIN
 from gateway.usage.record import UsageRecord, UsageStatus
 
 log = structlog.get_logger("prism.completion")
@@ -146,12 +147,14 @@ class CompletionService:
         request_id: str,
         sticky: dict[str, str | None],
         cache_policy: CachePolicy | None = None,
+        timeout_s: float | None = None,
     ) -> CompletionResult:
+        """``timeout_s``: the client's ``X-Prism-Timeout`` (capped by ``retry.max_deadline_s``)."""
         snapshot = self.s.holder.current
         trace = RequestTrace(
             request_id=request_id,
             started_at=time.perf_counter(),
-            deadline=asyncio.get_running_loop().time() + snapshot.config.retry.deadline_s,
+            deadline=asyncio.get_running_loop().time() + snapshot.config.deadline_for(chat.model, timeout_s),
         )
         record = UsageRecord(
             request_id=request_id,
@@ -343,7 +346,7 @@ class CompletionService:
                 )
             )
 
-        deltas: AsyncIterator[Delta] = _prepend(handle.first, _idle_guard(handle.rest, idle_s, handle.target))
+        deltas: AsyncIterator[Delta] = _prepend(handle.first, DRAIN.guard(handle.rest, idle_s, handle.target))
         for apply in handle.filters:
             deltas = apply(deltas)
         try:
@@ -397,6 +400,8 @@ class CompletionService:
         except GatewayError as exc:
             error = exc
             log.warning("stream_failed", target=handle.target, error=exc.code, relayed_tokens=relayed)
+            if isinstance(exc, ProviderError) and exc.retryable:  # a death mid-answer counts too
+                snapshot.router.circuits.record_failure(handle.target)
             yield sse(exc.body())
         finally:
             metrics.OPEN_STREAMS.dec()

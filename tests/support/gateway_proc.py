@@ -78,7 +78,10 @@ def start_gateway(
     env: Mapping[str, str] | None = None,
     workers: int = 1,
     ready_timeout: float = 40.0,
+    entry: str = "uvicorn",
 ) -> GatewayProcess:
+    """``entry="gateway"`` runs ``python -m gateway`` (the production entry point: its own
+    drain and exit status) instead of ``python -m uvicorn``."""
     port = free_port()
     config_path = tmp_path / "prism.yaml"
     config_path.write_text(config if config is not None else (ROOT / "config" / "prism.yaml").read_text())
@@ -119,6 +122,9 @@ def start_gateway(
         "--timeout-graceful-shutdown",
         "10",
     ]
+    if entry == "gateway":
+        command = [sys.executable, "-m", "gateway"]
+        full_env.update(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port), GATEWAY_WORKERS=str(workers))
     log_file = log_path.open("wb")
     process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     gateway = GatewayProcess(

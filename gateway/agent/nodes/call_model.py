@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 
 from gateway.agent.state import Attempt, PipelineContext, PipelineState, StreamHandle
 from gateway.errors import (
+    DeadlineExceeded,
     GatewayError,
     ProviderError,
     ProviderRateLimited,
@@ -29,6 +30,22 @@ from gateway.routing.config import RetryConfig
 
 EXHAUSTED = 1_000_000
 """``attempt`` value meaning: do not retry this target (circuit open, no time left, fallback preferred)."""
+
+MIN_ATTEMPT_S = 0.005
+"""Less time than this left on the deadline: do not start another attempt."""
+
+
+def deadline_error(ctx: PipelineContext) -> DeadlineExceeded:
+    """504 ``deadline_exceeded`` naming every attempt made (target and outcome)."""
+    trace = ctx.trace
+    tried = ", ".join(
+        f"{a.target}: {a.error or a.outcome}" + (f" after {a.duration_s:.2f}s" if a.duration_s else "")
+        for a in trace.attempts
+    )
+    spent = time.perf_counter() - trace.started_at
+    return DeadlineExceeded(
+        f"The request's deadline was exceeded after {spent:.2f}s; tried: {tried or 'nothing'}"
+    )
 
 
 def backoff_delay(
@@ -57,23 +74,40 @@ async def call_model(state: PipelineState, runtime: Runtime[PipelineContext]) ->
     has_fallback = index + 1 < len(route.targets)
     loop = asyncio.get_running_loop()
 
+    if trace.deadline - loop.time() < MIN_ATTEMPT_S:
+        return {"error": deadline_error(ctx), "attempt": EXHAUSTED}
     if attempt > 0:
         previous = state.get("error")
         retry_after = previous.retry_after if isinstance(previous, ProviderError) else None
         delay = backoff_delay(config.retry, attempt, retry_after=retry_after, rng=_rng)
-        if delay >= trace.deadline - loop.time() or (
-            has_fallback and isinstance(previous, ProviderRateLimited)
-        ):
+        if delay >= trace.deadline - loop.time() - MIN_ATTEMPT_S:
+            if has_fallback:
+                return {"attempt": EXHAUSTED}
+            return {"error": deadline_error(ctx), "attempt": EXHAUSTED}
+        if has_fallback and isinstance(previous, ProviderRateLimited):
+            return {"attempt": EXHAUSTED}
+        if not circuits.retry_budget.try_retry(name, config.retry):
+            metrics.PROVIDER_ATTEMPTS.labels(target=label, outcome="retry_budget").inc()
             return {"attempt": EXHAUSTED}
         metrics.RETRIES.labels(target=label).inc()
         await ctx.sleep(delay)
+    else:
+        circuits.retry_budget.note_request(name, config.retry)
 
     if not circuits.allow(name):
         trace.attempts.append(Attempt(target=name, outcome="circuit_open", duration_s=0.0))
         metrics.PROVIDER_ATTEMPTS.labels(target=label, outcome="circuit_open").inc()
-        return {"error": ProviderUnavailable(f"{name}: circuit open", target=name), "attempt": EXHAUSTED}
+        chain = route.targets
+        if has_fallback or any(a.outcome != "circuit_open" for a in trace.attempts):
+            return {"error": ProviderUnavailable(f"{name}: circuit open", target=name), "attempt": EXHAUSTED}
+        # Every target of the chain is open: rather than failing at once, try the one whose
+        # last failure is oldest (it is the likeliest to have recovered).
+        forced = circuits.least_recently_failed(list(chain)) or name
+        name, target, label = forced, ctx.snapshot.targets[forced], ctx.snapshot.model_label(forced)
+        has_fallback = False
 
     remaining = trace.deadline - loop.time()
+    deadline_bound = False
     timeouts = target.config.timeouts
     call = ModelCall(
         model=target.upstream_model,
@@ -99,11 +133,13 @@ async def call_model(state: PipelineState, runtime: Runtime[PipelineContext]) ->
     started = time.perf_counter()
     try:
         if state["request"].stream:
+            deadline_bound = remaining < timeouts.first_token_s
             handle = await _open_stream(target.provider, call, name, min(timeouts.first_token_s, remaining))
             if span.is_recording():
                 handle.rest = _traced_rest(handle.first, handle.rest, span, handle.model)
             result: dict[str, Any] = {"stream": handle, "error": None}
         else:
+            deadline_bound = remaining < timeouts.total_s
             async with asyncio.timeout(min(timeouts.total_s, remaining)):
                 completion = await target.provider.complete(call)
             tracing.end_attempt(
@@ -116,7 +152,10 @@ async def call_model(state: PipelineState, runtime: Runtime[PipelineContext]) ->
     except TimeoutError:
         error: GatewayError = ProviderTimeout(f"{name}: no answer within the time limit", target=name)
         tracing.end_attempt(span, error_type=error.code or type(error).__name__)
-        return _failed(ctx, state, name, label, error, started, attempt)
+        failed = _failed(ctx, state, name, label, error, started, attempt)
+        if deadline_bound:  # the request's deadline, not the attempt's limit, cut it short
+            return {**failed, "error": deadline_error(ctx), "attempt": EXHAUSTED}
+        return failed
     except ProviderError as exc:
         tracing.end_attempt(span, error_type=exc.code or type(exc).__name__)
         return _failed(ctx, state, name, label, exc, started, attempt)
