@@ -75,6 +75,12 @@ class ConfigHolder:
             max_output_tokens=max((m.max_output_tokens for m in models), default=4096),
         )
 
+    async def aclose(self) -> None:
+        """Close the providers' own connection pools (the shared HTTP client is closed by the lifespan)."""
+        if self._current is not None:
+            for target in self._current.targets.values():
+                await target.provider.aclose()
+
     def load(self) -> RuntimeSnapshot:
         """Load the file; raises ``ConfigError`` and keeps the running snapshot when it is invalid."""
         try:

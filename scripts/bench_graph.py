@@ -17,17 +17,17 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.agent.executor import DirectExecutor, PregelRunner  # noqa: E402
-from gateway.agent.graph import build_graph  # noqa: E402
-from gateway.agent.guard import GuardService  # noqa: E402
-from gateway.intent import IntentClassifier  # noqa: E402
-from gateway.observability.logging import configure_logging  # noqa: E402
-from gateway.routing.circuit import CircuitBreakers  # noqa: E402
-from gateway.routing.config import CircuitBreakerConfig  # noqa: E402
-from gateway.runtime import ConfigHolder  # noqa: E402
-from gateway.schemas.openai import ChatCompletionRequest  # noqa: E402
-from gateway.security.principal import ANONYMOUS  # noqa: E402
-from gateway.services.completion import CompletionService, CompletionServices, chat_input  # noqa: E402
+from gateway.agent.executor import DirectExecutor, PregelRunner
+from gateway.agent.graph import build_graph
+from gateway.agent.guard import GuardService
+from gateway.intent import IntentClassifier
+from gateway.observability.logging import configure_logging
+from gateway.routing.circuit import CircuitBreakers
+from gateway.routing.config import CircuitBreakerConfig
+from gateway.runtime import ConfigHolder
+from gateway.schemas.openai import ChatCompletionRequest
+from gateway.security.principal import ANONYMOUS
+from gateway.services.completion import CompletionService, CompletionServices, chat_input
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "prism.yaml"
 

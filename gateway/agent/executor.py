@@ -85,10 +85,7 @@ class DirectExecutor:
             update = await step.node(state, runtime)
             if update:
                 state.update(update)  # type: ignore[typeddict-item]
-            if step.branch is not None:
-                current = step.ends[await step.branch(state)]
-            else:
-                current = cast(str, step.edge)
+            current = step.ends[await step.branch(state)] if step.branch is not None else cast(str, step.edge)
             if current == END:
                 return state
         raise RecursionError(f"the request graph did not finish within {self._limit} steps")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 from fastapi.responses import ORJSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.deps import AppStateDep
+from gateway.lifespan import AppState
 from gateway.observability.metrics import render_metrics
 
 router = APIRouter(tags=["health"])
@@ -16,10 +21,23 @@ async def healthz() -> ORJSONResponse:
     return ORJSONResponse({"status": "ok"})
 
 
+async def _database_ok(state: AppState) -> bool:
+    assert state.accounts is not None
+    try:
+        async with asyncio.timeout(1.0), state.accounts.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (TimeoutError, OSError, SQLAlchemyError):
+        return False
+    return True
+
+
 @router.get("/readyz")
 async def readyz(state: AppStateDep) -> ORJSONResponse:
     checks: dict[str, bool] = {"config": state.holder.loaded, "draining": state.draining}
     ready = checks["config"] and not state.draining
+    if state.accounts is not None:
+        checks["database"] = await _database_ok(state)
+        ready = ready and checks["database"]
     if state.backends is not None and state.backends.kind == "redis":
         checks["redis"] = await state.backends.ping()
         if state.backends.quotas.config.fail_mode == "closed":

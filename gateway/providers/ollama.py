@@ -149,6 +149,14 @@ class OllamaProvider(Provider):
             usage=usage or Usage(prompt_tokens=count_messages(call.messages), completion_tokens=relayed),
         )
 
+    async def aclose(self) -> None:
+        """Close the HTTP pools of the status client and of every per-model chat client."""
+        for chat in self._models.values():
+            await chat._async_client.close()  # type: ignore[no-untyped-call]
+            chat._client._client.close()
+        self._models.clear()
+        await self._client.close()  # type: ignore[no-untyped-call]
+
     async def list_models(self) -> list[str]:
         try:
             listing = await self._client.list()

@@ -45,7 +45,6 @@ _FORWARDED = (
     "tools",
     "tool_choice",
     "parallel_tool_calls",
-    "response_format",
 )
 
 
@@ -96,7 +95,11 @@ def translate_openai_error(exc: Exception, *, target: str) -> ProviderError:
 
 
 def forwarded_params(params: dict[str, Any]) -> tuple[list[str] | None, dict[str, Any]]:
-    """Split ``stop`` (its own argument in LangChain) from the payload kwargs."""
+    """Split ``stop`` (its own argument in LangChain) from the payload kwargs.
+
+    ``response_format`` and unknown client fields travel in ``extra_body``: given as a kwarg,
+    LangChain switches to the SDK's ``parse`` helper, which rejects non-strict tools and parses the
+    answer itself; the gateway relays the upstream's JSON untouched instead."""
     if int(params.get("n") or 1) != 1:
         raise UnsupportedParameter(
             "n > 1 is not supported for this model; send n separate requests", param="n"
@@ -104,8 +107,11 @@ def forwarded_params(params: dict[str, Any]) -> tuple[list[str] | None, dict[str
     stop = params.get("stop")
     stop_list = [stop] if isinstance(stop, str) else stop
     kwargs = {key: params[key] for key in _FORWARDED if params.get(key) is not None}
-    if params.get("extra"):
-        kwargs["extra_body"] = params["extra"]
+    extra = dict(params.get("extra") or {})
+    if params.get("response_format") is not None:
+        extra["response_format"] = params["response_format"]
+    if extra:
+        kwargs["extra_body"] = extra
     return stop_list, kwargs
 
 

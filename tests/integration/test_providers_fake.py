@@ -1,0 +1,161 @@
+"""The OpenAI and Ollama adapters against fake upstreams speaking the real wire protocols over HTTP:
+answers, SSE/NDJSON streams, tool calls, 429 with Retry-After, 5xx, hangs and streams cut mid-way."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from gateway.errors import ProviderRateLimited, ProviderTimeout, ProviderUnavailable
+from gateway.providers.base import Delta, ModelCall, Provider
+from gateway.providers.ollama import OllamaProvider
+from gateway.providers.openai import OpenAIProvider
+from tests.fakes import FakeOllamaUpstream, FakeOpenAIUpstream, running_fake_ollama, running_fake_openai
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a place",
+            "parameters": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}},
+                "required": ["location"],
+            },
+        },
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[FakeOpenAIUpstream]:
+    with running_fake_openai(hang_seconds=5, cut_after=2, retry_after=1.0) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def fake_ollama() -> Iterator[FakeOllamaUpstream]:
+    with running_fake_ollama(hang_seconds=5, cut_after=2) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def openai_provider(fake_openai: FakeOpenAIUpstream) -> AsyncIterator[OpenAIProvider]:
+    fake_openai.reset()
+    client = openai.DefaultAioHttpClient()
+    provider = OpenAIProvider(
+        name="up",
+        base_url=fake_openai.openai_base_url,
+        api_key="sk-test",
+        http_client=client,
+        is_local=False,
+        timeout_s=1.0,
+        connect_s=1.0,
+    )
+    yield provider
+    await client.aclose()
+
+
+@pytest.fixture
+async def ollama_provider(fake_ollama: FakeOllamaUpstream) -> AsyncIterator[OllamaProvider]:
+    fake_ollama.reset()
+    provider = OllamaProvider(name="local", base_url=fake_ollama.base_url, timeout_s=1.0)
+    yield provider
+    await provider.aclose()
+
+
+def _call(model: str, text: str, **params: Any) -> ModelCall:
+    return ModelCall(model=model, messages=[{"role": "user", "content": text}], params=params)
+
+
+async def _drain(provider: Provider, call: ModelCall) -> list[Delta]:
+    return [delta async for delta in provider.stream(call)]
+
+
+@pytest.fixture(params=["openai", "ollama"])
+def provider(
+    request: pytest.FixtureRequest, openai_provider: OpenAIProvider, ollama_provider: OllamaProvider
+) -> Provider:
+    return openai_provider if request.param == "openai" else ollama_provider
+
+
+async def test_complete_and_stream(provider: Provider) -> None:
+    completion = await provider.complete(_call("llama", "hello there", temperature=0, max_tokens=50, seed=7))
+    assert completion.choices[0].content == "echo: hello there"
+    assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+    deltas = await _drain(provider, _call("llama", "stream this please"))
+    assert "".join(d.content or "" for d in deltas) == "echo: stream this please"
+    assert len([d for d in deltas if d.content]) > 1  # relayed piece by piece, not buffered
+    assert deltas[-1].finish_reason == "stop" and deltas[-1].usage is not None
+
+
+async def test_tool_calls_both_ways(provider: Provider) -> None:
+    call = _call("llama", "what is the weather in Paris", tools=TOOLS)
+    completion = await provider.complete(call)
+    tool_call = completion.choices[0].tool_calls[0]  # type: ignore[index]
+    assert tool_call["function"]["name"] == "get_weather"
+    assert '"Paris"' in tool_call["function"]["arguments"]
+    assert completion.choices[0].finish_reason == "tool_calls"
+    deltas = await _drain(provider, call)
+    assert any(d.tool_calls for d in deltas)
+    assert deltas[-1].finish_reason == "tool_calls"
+
+
+async def test_parameters_reach_the_openai_upstream(
+    openai_provider: OpenAIProvider, fake_openai: FakeOpenAIUpstream
+) -> None:
+    await openai_provider.complete(
+        _call(
+            "gpt",
+            "x",
+            temperature=0.2,
+            top_p=0.9,
+            max_tokens=12,
+            seed=3,
+            stop=["\n"],
+            response_format={"type": "json_object"},
+            user="u-1",
+            tools=TOOLS,
+        )
+    )
+    request = fake_openai.last_request
+    assert request is not None and request.bearer == "sk-test"
+    body = request.body
+    assert (
+        body["temperature"] == 0.2 and body["top_p"] == 0.9 and body["seed"] == 3 and body["stop"] == ["\n"]
+    )
+    assert body["response_format"] == {"type": "json_object"} and body["user"] == "u-1"
+    assert body["tools"][0]["function"]["name"] == "get_weather"
+    assert body.get("max_tokens") == 12 or body.get("max_completion_tokens") == 12
+
+
+async def test_rate_limit_carries_retry_after(openai_provider: OpenAIProvider) -> None:
+    with pytest.raises(ProviderRateLimited) as caught:
+        await openai_provider.complete(_call("fake-429", "x"))
+    assert caught.value.retry_after == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", ["500", "503"])
+async def test_server_errors_are_unavailable(provider: Provider, mode: str) -> None:
+    with pytest.raises(ProviderUnavailable):
+        await provider.complete(_call(f"fake-{mode}", "x"))
+    with pytest.raises(ProviderUnavailable):
+        await _drain(provider, _call(f"fake-{mode}", "x"))
+
+
+async def test_hang_before_first_byte_times_out(provider: Provider) -> None:
+    with pytest.raises(ProviderTimeout):
+        await provider.complete(_call("fake-hang", "x"))
+
+
+async def test_stream_cut_mid_way_raises_after_the_relayed_part(provider: Provider) -> None:
+    received: list[Delta] = []
+    with pytest.raises((ProviderUnavailable, ProviderTimeout)):
+        async for delta in provider.stream(_call("fake-cut", "a long enough answer to be cut in the middle")):
+            received.append(delta)
+    assert any(d.content for d in received)
+    assert not any(d.finish_reason for d in received)
