@@ -1,0 +1,143 @@
+"""Retry budget, failure-rate circuits, deadlines from config, and breakers shared through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.cache.backends import make_redis
+from gateway.routing.circuit import CircuitBreakers, CircuitState, RetryBudget
+from gateway.routing.config import CircuitBreakerConfig, RetryConfig, parse_config
+from gateway.routing.shared_circuit import SharedCircuitBreakers
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_retry_budget_is_a_fraction_of_requests_with_a_floor() -> None:
+    clock = Clock()
+    budget = RetryBudget(clock=clock)
+    config = RetryConfig(budget_ratio=0.2, budget_min_per_s=0.5, budget_window_s=10)
+    for _ in range(100):
+        budget.note_request("t", config)
+    granted = sum(budget.try_retry("t", config) for _ in range(50))
+    assert granted == 20
+    clock.now += 11  # the window slid past: only the floor (0.5/s * 10 s) remains
+    assert sum(budget.try_retry("t", config) for _ in range(50)) == 5
+
+
+def test_circuit_opens_on_failure_rate_and_half_opens() -> None:
+    clock = Clock()
+    config = CircuitBreakerConfig(failure_threshold=100, failure_rate=0.5, min_requests=10, cooldown_s=5)
+    breakers = CircuitBreakers(config, clock=clock)
+    for _ in range(5):
+        breakers.record_success("t")
+        assert breakers.state("t") is CircuitState.CLOSED
+        breakers.record_failure("t")
+    assert breakers.state("t") is CircuitState.OPEN
+    assert not breakers.allow("t")
+    clock.now += 5
+    assert breakers.allow("t") and not breakers.allow("t")  # one probe at a time
+    breakers.record_failure("t")
+    assert breakers.state("t") is CircuitState.OPEN and breakers.snapshot()["t"]["cooldown_s"] == 10
+
+
+def test_least_recently_failed_prefers_never_failed_then_oldest() -> None:
+    clock = Clock()
+    breakers = CircuitBreakers(CircuitBreakerConfig(failure_threshold=1), clock=clock)
+    breakers.record_failure("a")
+    clock.now += 1
+    breakers.record_failure("b")
+    assert breakers.least_recently_failed(["b", "a"]) == "a"
+    assert breakers.least_recently_failed(["b", "a", "c"]) == "c"
+
+
+def test_deadline_for_alias_model_header() -> None:
+    config = parse_config(
+        """
+models:
+  m: {provider: mock, deadline_s: 7}
+  n: {provider: mock}
+aliases:
+  fast: {target: m, deadline_s: 3}
+  plain: {target: m}
+retry: {deadline_s: 20, max_deadline_s: 60}
+"""
+    )
+    assert config.deadline_for("fast") == 3
+    assert config.deadline_for("plain") == 7
+    assert config.deadline_for("m") == 7
+    assert config.deadline_for("n") == 20
+    assert config.deadline_for("n", 5) == 5
+    assert config.deadline_for("n", 600) == 60
+
+
+async def _redis() -> aioredis.Redis:
+    client = aioredis.Redis(socket_timeout=0.5)
+    try:
+        await client.ping()
+    except Exception:
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    return client
+
+
+async def test_shared_breakers_open_probe_and_close_across_replicas() -> None:
+    prefix = f"test-cb-{uuid.uuid4().hex[:8]}"
+    config = CircuitBreakerConfig(failure_threshold=3, cooldown_s=0.4, sync_interval_s=0.05)
+    a = SharedCircuitBreakers(config, await _redis(), prefix=prefix)
+    b = SharedCircuitBreakers(config, await _redis(), prefix=prefix)
+    for breakers in (a, b):
+        breakers.reconfigure(config, targets={"t"})
+        breakers.start()
+    try:
+        for _ in range(3):
+            a.record_failure("t")
+        assert a.state("t") is CircuitState.OPEN
+        await asyncio.sleep(0.25)
+        assert b.state("t") is CircuitState.OPEN and not b.allow("t")
+        assert (await b.shared_snapshot())["t"]["state"] == "open"
+        await asyncio.sleep(0.6)  # cooldown passed: the sync loop claims the probe for one replica
+        granted = [a.allow("t"), b.allow("t")]
+        assert granted.count(True) == 1, granted  # exactly one replica probes
+        (a if granted[0] else b).record_success("t")
+        await asyncio.sleep(0.25)
+        assert a.state("t") is CircuitState.CLOSED and b.state("t") is CircuitState.CLOSED
+        # Consecutive failures counted across replicas open the circuit on both.
+        a.record_failure("t")
+        b.record_failure("t")
+        await asyncio.sleep(0.2)
+        a.record_failure("t")
+        await asyncio.sleep(0.3)
+        assert a.state("t") is CircuitState.OPEN and b.state("t") is CircuitState.OPEN
+        assert await a.shared_reset("t")
+        await asyncio.sleep(0.3)
+        assert b.state("t") is CircuitState.CLOSED
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_shared_breakers_fall_back_to_local_when_redis_is_down() -> None:
+    config = CircuitBreakerConfig(failure_threshold=2, cooldown_s=0.2, sync_interval_s=0.05)
+    dead = make_redis("redis://127.0.0.1:1/0", timeout_ms=100)
+    breakers = SharedCircuitBreakers(config, dead, prefix="none")
+    breakers.reconfigure(config, targets={"t"})
+    breakers.start()
+    try:
+        breakers.record_failure("t")
+        breakers.record_failure("t")
+        await asyncio.sleep(0.3)
+        assert not breakers.healthy
+        assert breakers.allow("t")  # local probe after the cooldown
+        breakers.record_success("t")
+        assert breakers.state("t") is CircuitState.CLOSED
+    finally:
+        await breakers.aclose()
