@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.api import admin, admin_config, auth, conversations, experiments, health, keys, openai
+from gateway.api import admin, admin_config, auth, conversations, experiments, health, keys, openai, quotas
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(conversations.router)
     app.include_router(admin.router)
+    app.include_router(quotas.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)

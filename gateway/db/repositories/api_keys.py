@@ -22,6 +22,14 @@ class ApiKeyRepository:
         )
         return result.scalar_one_or_none()
 
+    async def get_with_user_or_none(self, key_id: str) -> tuple[ApiKey, User] | None:
+        """Any user's key with its owner (admin reads)."""
+        result = await self.session.execute(
+            select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.id == key_id)
+        )
+        row = result.first()
+        return None if row is None else (row[0], row[1])
+
     async def get_with_user_by_hash(self, key_hash: str) -> tuple[ApiKey, User] | None:
         result = await self.session.execute(
             select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == key_hash)
