@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.providers.tokens import count_messages
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.services import conversations
 from gateway.services.completion import CachePolicy, chat_input
@@ -145,7 +146,15 @@ async def create_chat_completion(request: Request, state: AppStateDep, principal
                 max_messages=settings.conversation_max_messages,
             )
         if history:
-            chat.messages = conversations.merge_history(history, chat.messages)
+            merged = conversations.merge_history(history, chat.messages)
+            window = state.holder.current.router.context_window_for(chat.model)
+            limit = chat.params.get("max_completion_tokens") or chat.params.get("max_tokens") or 0
+            if window is not None:
+                merged = conversations.trim_history(
+                    merged, context_window=window, max_tokens=int(limit), count_tokens=count_messages
+                )
+            chat.messages = merged
+            chat.prompt_tokens = count_messages(merged)
     result = await state.completions.run(
         chat=chat,
         principal=principal,

@@ -106,6 +106,25 @@ class Router:
         alias = self.config.aliases.get(requested)
         return (alias is not None and alias.smart) or self.config.routing.classify_all
 
+    def context_window_for(self, requested: str) -> int | None:
+        """The window a conversation's history is trimmed to: the model's own, the smallest among an
+        alias's possible targets, or the largest configured one for smart routing (which then picks
+        a model that fits); ``None`` for names that do not resolve (routing reports those)."""
+        if requested in self.targets:
+            return self.targets[requested].config.context_window
+        alias = self.config.aliases.get(requested)
+        if alias is None:
+            return None
+        if alias.smart:
+            names = list(self.targets)
+        else:
+            candidates = [alias.target, *(alias.split or {})]
+            names = [name for name in candidates if name is not None and name in self.targets]
+        windows = [self.targets[name].config.context_window for name in names]
+        if not windows:
+            return None
+        return max(windows) if alias.smart else min(windows)
+
     def public_names(self) -> list[str]:
         extra = self.experiments.aliases if self.experiments is not None else []
         return sorted({*self.targets, *self.config.aliases, *extra})
