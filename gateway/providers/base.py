@@ -116,3 +116,14 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:
         return None
+
+
+async def aclose_quietly(iterator: object) -> None:
+    """Close an async generator (an upstream stream) whose outcome is already decided; a failure
+    while closing a broken connection must not replace the error being reported."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            pass

@@ -19,9 +19,8 @@ from gateway.errors import (
     ProviderUnavailable,
     UnsupportedParameter,
 )
-from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
+from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage, aclose_quietly
 from gateway.providers.lc_messages import openai_tool_calls, text_of, to_langchain, tool_call_deltas, usage_of
-from gateway.providers.openai import _aclose
 from gateway.providers.tokens import count_messages, count_text
 
 _UNSUPPORTED = ("logit_bias", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty")
@@ -140,7 +139,7 @@ class OllamaProvider(Provider):
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise translate_ollama_error(exc, target=self.name) from exc
         finally:
-            await _aclose(iterator)
+            await aclose_quietly(iterator)
         if done_reason is None and usage is None:
             raise ProviderUnavailable(f"{self.name}: Ollama stream ended before done", target=self.name)
         finish = "tool_calls" if saw_tool_call else _finish(done_reason)

@@ -26,26 +26,13 @@ from gateway.errors import (
     ProviderUnavailable,
     UnsupportedParameter,
 )
-from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
+from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage, aclose_quietly
 from gateway.providers.lc_messages import openai_tool_calls, text_of, to_langchain, tool_call_deltas, usage_of
 from gateway.providers.tokens import count_messages, count_text
+from gateway.schemas.openai import SAMPLING_FIELDS
 
-_FORWARDED = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "seed",
-    "user",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-)
+_FORWARDED = tuple(field for field in SAMPLING_FIELDS if field not in ("n", "stop", "response_format"))
+"""ChatOpenAI call kwargs; ``stop`` is its own argument, ``response_format`` rides in ``extra_body``."""
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -206,7 +193,7 @@ class OpenAIProvider(Provider):
         except asyncio.CancelledError:
             raise
         finally:
-            await _aclose(iterator)
+            await aclose_quietly(iterator)
         if finish is None:
             raise ProviderUnavailable(f"{self.name}: stream ended without a finish reason", target=self.name)
         if usage is None:
@@ -215,12 +202,3 @@ class OpenAIProvider(Provider):
 
     async def list_models(self) -> list[str]:
         return sorted(self._models)
-
-
-async def _aclose(iterator: Any) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:
-            pass

@@ -33,7 +33,7 @@ from gateway.cache.service import PipelineCache
 from gateway.errors import GatewayError, ProviderError, ProviderTimeout
 from gateway.experiments.shadow import ShadowSide
 from gateway.observability import access, metrics
-from gateway.providers.base import Delta, Usage
+from gateway.providers.base import Delta, Usage, aclose_quietly
 from gateway.providers.tokens import count_messages, count_text
 from gateway.routing.router import RouteDecision
 from gateway.runtime import ConfigHolder, RuntimeSnapshot
@@ -405,7 +405,7 @@ class CompletionService:
             yield sse(exc.body())
         finally:
             metrics.OPEN_STREAMS.dec()
-            await _aclose(handle.rest)
+            await aclose_quietly(handle.rest)
             if status is UsageStatus.OK and usage is not None:
                 final_usage = usage
             else:
@@ -581,12 +581,3 @@ async def _idle_guard(iterator: AsyncIterator[Delta], idle_s: float, target: str
         except TimeoutError as exc:
             raise ProviderTimeout(f"{target}: stream stalled for {idle_s:g}s", target=target) from exc
         yield delta
-
-
-async def _aclose(iterator: AsyncIterator[Delta]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:
-            log.debug("stream_close_failed", exc_info=True)

@@ -25,7 +25,7 @@ from gateway.errors import (
     ProviderUnavailable,
 )
 from gateway.observability import metrics, tracing
-from gateway.providers.base import Delta, ModelCall, Timeouts
+from gateway.providers.base import Delta, ModelCall, Timeouts, aclose_quietly
 from gateway.routing.config import RetryConfig
 
 EXHAUSTED = 1_000_000
@@ -207,7 +207,7 @@ async def _open_stream(provider: Any, call: ModelCall, name: str, first_token_s:
     except StopAsyncIteration as exc:
         raise ProviderUnavailable(f"{name}: empty stream", target=name) from exc
     except BaseException:
-        await _close(iterator)
+        await aclose_quietly(iterator)
         raise
     return StreamHandle(
         target=name,
@@ -237,7 +237,7 @@ async def _traced_rest(
         error = "cancelled"
         raise
     finally:
-        await _close(rest)
+        await aclose_quietly(rest)
         tracing.end_attempt(
             span,
             response_model=model,
@@ -245,12 +245,3 @@ async def _traced_rest(
             output_tokens=usage.completion_tokens if usage else None,
             error_type=error,
         )
-
-
-async def _close(iterator: Any) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:
-            pass
