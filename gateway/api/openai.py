@@ -101,7 +101,8 @@ def request_timeout(value: str | None) -> float | None:
         seconds = float("nan")
     if not 0 < seconds < float("inf"):
         raise InvalidRequest(
-            "X-Prism-Timeout must be a positive number of seconds", param="X-Prism-Timeout",
+            "X-Prism-Timeout must be a positive number of seconds",
+            param="X-Prism-Timeout",
             code="invalid_timeout",
         )
     return seconds
@@ -111,8 +112,11 @@ def cache_policy(cache_control: str | None, opt_in: str | None) -> CachePolicy:
     """``Cache-Control: no-cache`` skips the lookup, ``no-store`` skips writing; ``X-Prism-Cache: on``
     opts a non-deterministic request in."""
     directives = {part.strip().lower() for part in (cache_control or "").split(",")}
-    return CachePolicy(read="no-cache" not in directives, write="no-store" not in directives,
-                       opt_in=(opt_in or "").strip().lower() in {"on", "1", "true", "force"})
+    return CachePolicy(
+        read="no-cache" not in directives,
+        write="no-store" not in directives,
+        opt_in=(opt_in or "").strip().lower() in {"on", "1", "true", "force"},
+    )
 
 
 @router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
@@ -205,4 +209,29 @@ async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) 
         raise ModelNotFound(f"The model {model_id!r} does not exist", param="model")
     return ORJSONResponse(
         {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "prism"}
+    )
+
+
+@router.post("/route/explain", openapi_extra=_CHAT_SCHEMA, response_model=None)
+async def explain_route(request: Request, state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+    """How a chat request would be routed (intent, confidence, tier, model, fallbacks, arm) — no model is
+    called, no quota is spent. Takes the same body as ``/v1/chat/completions``."""
+    settings = state.settings
+    chat_request, raw = parse_chat_request(
+        await request.body(),
+        max_depth=settings.max_json_depth,
+        max_messages=settings.max_messages,
+        max_chars=settings.max_total_chars,
+    )
+    chat = chat_input(chat_request, raw)
+    request_id: str = request.state.request_id
+    conversation = request.headers.get("x-prism-conversation-id") or chat.metadata.get("conversation_id")
+    sticky = {
+        "user": principal.user_id or chat_request.user,
+        "api_key": principal.api_key_id,
+        "conversation": conversation,
+        "request": request_id,
+    }
+    return ORJSONResponse(
+        state.completions.explain(chat=chat, principal=principal, request_id=request_id, sticky=sticky)
     )

@@ -34,7 +34,7 @@ from gateway.errors import GatewayError, ProviderError, ProviderTimeout
 from gateway.experiments.shadow import ShadowSide
 from gateway.observability import access, metrics
 from gateway.providers.base import Delta, Usage, aclose_quietly
-from gateway.providers.tokens import count_messages, count_text
+from gateway.providers.tokens import count_messages, count_text, message_text
 from gateway.routing.router import RouteDecision
 from gateway.runtime import ConfigHolder, RuntimeSnapshot
 from gateway.schemas.openai import (
@@ -187,6 +187,44 @@ class CompletionService:
                 call, status=UsageStatus.INCOMPLETE, http_status=499, usage=call.usage, served=call.served
             )
             raise
+
+    def explain(
+        self, *, chat: ChatInput, principal: Principal, request_id: str, sticky: dict[str, str | None]
+    ) -> dict[str, Any]:
+        """The routing decision for a request, without calling any model (``POST /v1/route/explain``)."""
+        snapshot = self.s.holder.current
+        intent = None
+        users = [message_text(m) for m in chat.messages if m.get("role") == "user"]
+        if self.s.classifier is not None and users:
+            intent = self.s.classifier.classify(users[-1], context=tuple(users[-4:-1]))
+        decision = snapshot.router.route(
+            requested=chat.model,
+            principal=principal,
+            intent=intent,
+            prompt_tokens=chat.prompt_tokens,
+            max_tokens=chat.params.get("max_completion_tokens") or chat.params.get("max_tokens"),
+            sticky=sticky,
+            request_id=request_id,
+        )
+        return {
+            "model_requested": chat.model,
+            "intent": None
+            if intent is None
+            else {
+                "label": intent.label,
+                "confidence": round(intent.confidence, 4),
+                "complexity": round(intent.complexity, 4),
+                "language": getattr(intent, "language", None),
+            },
+            "tier": decision.tier,
+            "model": decision.targets[0],
+            "fallbacks": list(decision.targets[1:]),
+            "shadows": list(decision.shadows),
+            "experiment": decision.experiment,
+            "arm": decision.arm,
+            "route": decision.label,
+            "prompt_tokens": chat.prompt_tokens,
+        }
 
     async def _reserve(self, call: _Call) -> QuotaTicket | None:
         limiter = self.s.quotas
