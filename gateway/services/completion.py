@@ -442,8 +442,9 @@ class CompletionService:
                 snapshot.router.circuits.record_failure(handle.target)
             yield sse(exc.body())
         finally:
+            # Account first, synchronously: once the client is gone or the server drains, this task may
+            # be cancelled and every later await in this block raises at once.
             metrics.OPEN_STREAMS.dec()
-            await aclose_quietly(handle.rest)
             if status is UsageStatus.OK and usage is not None:
                 final_usage = usage
             else:
@@ -458,24 +459,29 @@ class CompletionService:
                 metrics.TIME_PER_OUTPUT_TOKEN.labels(model=model_label).observe(
                     elapsed / (final_usage.completion_tokens - 1)
                 )
-            if status is UsageStatus.OK and call.cache_write and trace.cache_key and not saw_tool_calls:
-                body_out = chat_completion(
-                    request_id=request_id,
-                    model=handle.model,
-                    usage=final_usage.as_openai(),
-                    choices=[
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "".join(text)},
-                            "finish_reason": finish,
-                            "logprobs": None,
-                        }
-                    ],
-                )
-                await self._store(call, body_out, handle.target)
             if trace.shadow_pairs:
                 trace.answer = "".join(text)
-            await self._finish(call, usage=final_usage, served=handle.target, status=status, http_status=200)
+            try:
+                await self._finish(
+                    call, usage=final_usage, served=handle.target, status=status, http_status=200
+                )
+                if status is UsageStatus.OK and call.cache_write and trace.cache_key and not saw_tool_calls:
+                    body_out = chat_completion(
+                        request_id=request_id,
+                        model=handle.model,
+                        usage=final_usage.as_openai(),
+                        choices=[
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": "".join(text)},
+                                "finish_reason": finish,
+                                "logprobs": None,
+                            }
+                        ],
+                    )
+                    await self._store(call, body_out, handle.target)
+            finally:
+                await aclose_quietly(handle.rest)
 
     # -- accounting -------------------------------------------------------------------------
 

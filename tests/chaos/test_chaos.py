@@ -370,4 +370,4 @@ def test_sigterm_during_open_streams(fake: FakeOpenAIUpstream, tmp_path: Path) -
     statuses = {str(o.status) for o in load.outcomes}
     assert statuses <= {"200", "stream:server_shutting_down"}, fig
     assert "stream:server_shutting_down" in statuses, fig
-    assert fig["records_written"] == fig["records_expected"], fig
+    assert fig["records_written"] == fig["records_expected"], (fig, gateway.log()[-4000:])
