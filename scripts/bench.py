@@ -42,6 +42,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,7 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VERSION = "1.77.7"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-PROMPT = "bench {n}: explain in one sentence why the sky is blue"
+PROMPT = "bench {nonce}-{n}: explain in one sentence why the sky is blue"
+"""Every request of every phase is distinct (a nonce per phase), so a gateway cache never answers."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +261,7 @@ class Phase:
 
 WRK_LUA = """
 local counter = 0
+local nonce = %(nonce)s
 local model = %(model)s
 local path = %(path)s
 wrk.method = "POST"
@@ -266,7 +269,8 @@ wrk.headers["Content-Type"] = "application/json"
 %(headers)s
 request = function()
   counter = counter + 1
-  local body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"bench ' .. counter ..
+  local body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"bench ' ..
+    nonce .. '-' .. counter ..
     ': explain in one sentence why the sky is blue"}]}'
   return wrk.format("POST", path, nil, body)
 end
@@ -289,7 +293,12 @@ def run_wrk(
 
     parts = urlsplit(url)
     lua_headers = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
-    script = WRK_LUA % {"model": json.dumps(model), "path": json.dumps(parts.path), "headers": lua_headers}
+    script = WRK_LUA % {
+        "model": json.dumps(model),
+        "path": json.dumps(parts.path),
+        "headers": lua_headers,
+        "nonce": json.dumps(uuid.uuid4().hex[:12]),
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
     try:
@@ -375,6 +384,7 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
     ttft: list[float] = []
     errors: list[str] = []
     counter = 0
+    nonce = uuid.uuid4().hex[:12]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + duration
 
@@ -384,7 +394,7 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
             counter += 1
             body: dict[str, Any] = {
                 "model": model,
-                "messages": [{"role": "user", "content": PROMPT.format(n=counter)}],
+                "messages": [{"role": "user", "content": PROMPT.format(nonce=nonce, n=counter)}],
             }
             if stream:
                 body["stream"] = True
