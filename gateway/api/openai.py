@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import ORJSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
 
 from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import InvalidRequest, ModelNotFound
@@ -119,6 +120,23 @@ def cache_policy(cache_control: str | None, opt_in: str | None) -> CachePolicy:
     )
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always closes its body generator when the response ends.
+
+    Starlette cancels a stream whose client left; if the generator was suspended at a ``yield`` at
+    that moment it is never resumed, and its ``finally`` (the usage record) would only run when the
+    garbage collector finalises it — or never, if the process stops first. Closing it here runs that
+    ``finally`` now, every time."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+
 @router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
 async def create_chat_completion(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
     settings = state.settings
@@ -184,7 +202,7 @@ async def create_chat_completion(request: Request, state: AppStateDep, principal
     if result.stream is not None:
         headers = {**result.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
         stream = conversations.capture_stream(result.stream, store) if accounts is not None else result.stream
-        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        return ClosingStreamingResponse(stream, media_type="text/event-stream", headers=headers)
     if accounts is not None:
         await store(conversations.answer_text(result.body))
     return Response(content=orjson.dumps(result.body), media_type="application/json", headers=result.headers)

@@ -433,13 +433,23 @@ class CompletionService:
                         usage=final.as_openai(),
                     )
                 )
-            yield b"data: [DONE]\n\n"
             status = UsageStatus.OK
+            # The books close before the last frame: after it the client may leave and, during a
+            # shutdown, this generator may never be resumed again.
+            await self._finish(
+                call, usage=usage or final, served=handle.target, status=status, http_status=200
+            )
+            yield b"data: [DONE]\n\n"
         except GatewayError as exc:
             error = exc
+            record.error_type = exc.code
             log.warning("stream_failed", target=handle.target, error=exc.code, relayed_tokens=relayed)
             if isinstance(exc, ProviderError) and exc.retryable:  # a death mid-answer counts too
                 snapshot.router.circuits.record_failure(handle.target)
+            cut = Usage(
+                prompt_tokens=usage.prompt_tokens if usage else chat.prompt_tokens, completion_tokens=relayed
+            )
+            await self._finish(call, usage=cut, served=handle.target, status=status, http_status=200)
             yield sse(exc.body())
         finally:
             # Account first, synchronously: once the client is gone or the server drains, this task may

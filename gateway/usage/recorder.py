@@ -149,9 +149,13 @@ class UsageRecorder:
         USAGE_QUEUE_DEPTH.dec(len(batch))
         try:
             await self._write(batch)
-        except Exception as exc:
+        except BaseException as exc:
+            # Put the batch back whatever interrupted the write — a cancelled flush (aclose cancels
+            # this loop) would otherwise lose it. Re-writing is safe: inserts ignore known request ids.
             self._buffer.extendleft(reversed(batch))
             USAGE_QUEUE_DEPTH.inc(len(batch))
+            if not isinstance(exc, Exception):
+                raise
             USAGE_RECORDS.labels(outcome="retried").inc(len(batch))
             self._db_ok = False
             self._backoff_s = min(max(self._backoff_s * 2, 0.1), _MAX_BACKOFF_S)
