@@ -11,10 +11,13 @@ from fastapi.responses import ORJSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
+from gateway.agent.state import ChatInput
 from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
 from gateway.schemas.openai import ChatCompletionRequest
+from gateway.security.principal import Principal
 from gateway.services import conversations
 from gateway.services.completion import CachePolicy, chat_input
 
@@ -137,8 +140,10 @@ class ClosingStreamingResponse(StreamingResponse):
                 await close()
 
 
-@router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
-async def create_chat_completion(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
+async def _prepare(
+    request: Request, state: AppState, principal: Principal
+) -> tuple[ChatInput, str, str | None, dict[str, str | None]]:
+    """Parse and validate the body; the request id, conversation id and sticky keys for routing."""
     settings = state.settings
     chat_request, raw = parse_chat_request(
         await request.body(),
@@ -155,6 +160,12 @@ async def create_chat_completion(request: Request, state: AppStateDep, principal
         "conversation": conversation,
         "request": request_id,
     }
+    return chat, request_id, conversation, sticky
+
+
+@router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
+async def create_chat_completion(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
+    chat, request_id, conversation, sticky = await _prepare(request, state, principal)
     # Conversation store (issue #3): history is read in a short session before the call; the
     # exchange is written in its own unit of work after the answer (no session held while streaming).
     accounts = state.accounts if conversation and principal.user_id else None
@@ -165,7 +176,7 @@ async def create_chat_completion(request: Request, state: AppStateDep, principal
                 conversation_id=conversation,
                 principal=principal,
                 session=session,
-                max_messages=settings.conversation_max_messages,
+                max_messages=state.settings.conversation_max_messages,
             )
         if history:
             merged = conversations.merge_history(history, chat.messages)
@@ -234,22 +245,7 @@ async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) 
 async def explain_route(request: Request, state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
     """How a chat request would be routed (intent, confidence, tier, model, fallbacks, arm) — no model is
     called, no quota is spent. Takes the same body as ``/v1/chat/completions``."""
-    settings = state.settings
-    chat_request, raw = parse_chat_request(
-        await request.body(),
-        max_depth=settings.max_json_depth,
-        max_messages=settings.max_messages,
-        max_chars=settings.max_total_chars,
-    )
-    chat = chat_input(chat_request, raw)
-    request_id: str = request.state.request_id
-    conversation = request.headers.get("x-prism-conversation-id") or chat.metadata.get("conversation_id")
-    sticky = {
-        "user": principal.user_id or chat_request.user,
-        "api_key": principal.api_key_id,
-        "conversation": conversation,
-        "request": request_id,
-    }
+    chat, request_id, _, sticky = await _prepare(request, state, principal)
     return ORJSONResponse(
         state.completions.explain(chat=chat, principal=principal, request_id=request_id, sticky=sticky)
     )
