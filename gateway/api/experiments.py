@@ -8,6 +8,7 @@ usage logs, feedback and shadow results in the database (flushing this replica's
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Annotated, Any, Literal
 
@@ -45,10 +46,15 @@ async def post_feedback(
     body: FeedbackIn, state: AppStateDep, principal: PrincipalDep, accounts: AccountsDep, session: SessionDep
 ) -> FeedbackOut:
     usage = await repo.find_usage(session, body.request_id)
-    if usage is None:  # the record may still be in this replica's buffer
+    if usage is None:  # the record may still be in this replica's buffer, or in a flush under way
         with contextlib.suppress(Exception):
             await accounts.recorder.flush()
-        usage = await repo.find_usage(session, body.request_id)
+        for _ in range(10):
+            await session.rollback()  # a fresh read transaction sees what was committed since
+            usage = await repo.find_usage(session, body.request_id)
+            if usage is not None:
+                break
+            await asyncio.sleep(0.1)
     owner_ok = principal.is_admin or (
         principal.user_id is not None and usage is not None and usage.user_id == principal.user_id
     )
