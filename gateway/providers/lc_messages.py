@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,7 +17,8 @@ from langchain_core.messages import (
 )
 
 from gateway.errors import InvalidRequest
-from gateway.providers.base import Usage
+from gateway.providers.base import Delta, Usage, aclose_quietly
+from gateway.providers.tokens import count_text
 
 
 def _content(message: Mapping[str, Any]) -> str | list[str | dict[Any, Any]]:
@@ -111,3 +113,34 @@ def usage_of(message: AIMessage | AIMessageChunk) -> Usage | None:
         cached_tokens=int(input_details.get("cache_read", 0) or 0),
         reasoning_tokens=int(output_details.get("reasoning", 0) or 0),
     )
+
+
+@dataclass(slots=True)
+class StreamTally:
+    """What a relayed LangChain stream reported along the way: usage, finish reason, tokens relayed."""
+
+    finish_key: str
+    usage: Usage | None = None
+    finish: str | None = None
+    relayed: int = 0
+    saw_tool_calls: bool = False
+
+
+async def relay_chunks(stream: AsyncIterator[Any], tally: StreamTally) -> AsyncIterator[Delta]:
+    """LangChain message chunks → deltas (text and tool call pieces), filling ``tally``; the
+    upstream stream is closed however the relay ends."""
+    iterator = stream.__aiter__()
+    try:
+        async for part in iterator:
+            if not isinstance(part, AIMessageChunk):
+                continue
+            tally.usage = usage_of(part) or tally.usage
+            tally.finish = part.response_metadata.get(tally.finish_key) or tally.finish
+            text = text_of(part.content)
+            deltas = tool_call_deltas(part)
+            tally.saw_tool_calls = tally.saw_tool_calls or bool(deltas)
+            if text or deltas:
+                tally.relayed += count_text(text)
+                yield Delta(content=text or None, tool_calls=deltas)
+    finally:
+        await aclose_quietly(iterator)

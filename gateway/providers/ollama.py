@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import ollama
-from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages import AIMessage
 from langchain_ollama import ChatOllama
 
 from gateway.errors import (
@@ -19,8 +19,15 @@ from gateway.errors import (
     ProviderUnavailable,
     UnsupportedParameter,
 )
-from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage, aclose_quietly
-from gateway.providers.lc_messages import openai_tool_calls, text_of, to_langchain, tool_call_deltas, usage_of
+from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
+from gateway.providers.lc_messages import (
+    StreamTally,
+    openai_tool_calls,
+    relay_chunks,
+    text_of,
+    to_langchain,
+    usage_of,
+)
 from gateway.providers.tokens import count_messages, count_text
 
 _UNSUPPORTED = ("logit_bias", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty")
@@ -115,38 +122,20 @@ class OllamaProvider(Provider):
 
     async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
         kwargs = ollama_kwargs(call.params)
-        relayed = 0
-        usage: Usage | None = None
-        done_reason: str | None = None
-        saw_tool_call = False
-        iterator = self._model(call.model).astream(to_langchain(call.messages), **kwargs).__aiter__()
+        tally = StreamTally(finish_key="done_reason")
+        stream = self._model(call.model).astream(to_langchain(call.messages), **kwargs)
         try:
-            while True:
-                try:
-                    part = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                if not isinstance(part, AIMessageChunk):
-                    continue
-                usage = usage_of(part) or usage
-                done_reason = part.response_metadata.get("done_reason") or done_reason
-                text = text_of(part.content)
-                deltas = tool_call_deltas(part)
-                saw_tool_call = saw_tool_call or bool(deltas)
-                if text or deltas:
-                    relayed += count_text(text)
-                    yield Delta(content=text or None, tool_calls=deltas)
+            async for delta in relay_chunks(stream, tally):
+                yield delta
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise translate_ollama_error(exc, target=self.name) from exc
-        finally:
-            await aclose_quietly(iterator)
-        if done_reason is None and usage is None:
+        if tally.finish is None and tally.usage is None:
             raise ProviderUnavailable(f"{self.name}: Ollama stream ended before done", target=self.name)
-        finish = "tool_calls" if saw_tool_call else _finish(done_reason)
-        yield Delta(
-            finish_reason=finish,
-            usage=usage or Usage(prompt_tokens=count_messages(call.messages), completion_tokens=relayed),
+        finish = "tool_calls" if tally.saw_tool_calls else _finish(tally.finish)
+        usage = tally.usage or Usage(
+            prompt_tokens=count_messages(call.messages), completion_tokens=tally.relayed
         )
+        yield Delta(finish_reason=finish, usage=usage)
 
     async def aclose(self) -> None:
         """Close the HTTP pools of the status client and of every per-model chat client."""

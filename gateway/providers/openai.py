@@ -7,12 +7,11 @@ are off: the graph owns retries, fallbacks and deadlines.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
-from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
@@ -26,8 +25,15 @@ from gateway.errors import (
     ProviderUnavailable,
     UnsupportedParameter,
 )
-from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage, aclose_quietly
-from gateway.providers.lc_messages import openai_tool_calls, text_of, to_langchain, tool_call_deltas, usage_of
+from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
+from gateway.providers.lc_messages import (
+    StreamTally,
+    openai_tool_calls,
+    relay_chunks,
+    text_of,
+    to_langchain,
+    usage_of,
+)
 from gateway.providers.tokens import count_messages, count_text
 from gateway.schemas.openai import SAMPLING_FIELDS
 
@@ -167,38 +173,19 @@ class OpenAIProvider(Provider):
         stop, kwargs = forwarded_params(call.params)
         if call.headers:
             kwargs["extra_headers"] = call.headers  # W3C traceparent for the upstream's own traces
-        relayed = 0
-        finish: str | None = None
-        usage: Usage | None = None
-        iterator = (
-            self._model(call.model).astream(to_langchain(call.messages), stop=stop, **kwargs).__aiter__()
-        )
+        tally = StreamTally(finish_key="finish_reason")
+        stream = self._model(call.model).astream(to_langchain(call.messages), stop=stop, **kwargs)
         try:
-            while True:
-                try:
-                    part = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                if not isinstance(part, AIMessageChunk):
-                    continue
-                usage = usage_of(part) or usage
-                finish = part.response_metadata.get("finish_reason") or finish
-                text = text_of(part.content)
-                deltas = tool_call_deltas(part)
-                if text or deltas:
-                    relayed += count_text(text)
-                    yield Delta(content=text or None, tool_calls=deltas)
+            async for delta in relay_chunks(stream, tally):
+                yield delta
         except openai.OpenAIError as exc:
             raise translate_openai_error(exc, target=self.name) from exc
-        except asyncio.CancelledError:
-            raise
-        finally:
-            await aclose_quietly(iterator)
-        if finish is None:
+        if tally.finish is None:
             raise ProviderUnavailable(f"{self.name}: stream ended without a finish reason", target=self.name)
-        if usage is None:
-            usage = Usage(prompt_tokens=count_messages(call.messages), completion_tokens=relayed)
-        yield Delta(finish_reason=str(finish), usage=usage)
+        usage = tally.usage or Usage(
+            prompt_tokens=count_messages(call.messages), completion_tokens=tally.relayed
+        )
+        yield Delta(finish_reason=str(tally.finish), usage=usage)
 
     async def list_models(self) -> list[str]:
         return sorted(self._models)
