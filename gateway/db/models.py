@@ -63,6 +63,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16), default="user")
     tier: Mapped[str] = mapped_column(String(32), default="free")
+    max_route_tier: Mapped[str | None] = mapped_column(String(32), default=None)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -100,6 +101,7 @@ class ApiKey(Base):
     allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)
     rpm_limit: Mapped[int | None] = mapped_column(default=None)
     tpm_limit: Mapped[int | None] = mapped_column(default=None)
+    max_route_tier: Mapped[str | None] = mapped_column(String(32), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
     user: Mapped[User] = relationship(lazy="raise")
