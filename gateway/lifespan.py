@@ -8,9 +8,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import openai
 import structlog
 from fastapi import FastAPI
 
@@ -23,6 +21,7 @@ from gateway.cache.service import PipelineCache
 from gateway.experiments.shadow import ShadowResultWriter
 from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
+from gateway.providers.http import UpstreamClients
 from gateway.routing.config import ConfigError
 from gateway.routing.shared_circuit import open_circuits
 from gateway.runtime import ConfigHolder
@@ -40,7 +39,7 @@ class AppState:
     holder: ConfigHolder
     graph: Graph
     completions: CompletionService
-    http_client: Any
+    clients: UpstreamClients
     draining: bool = False
     accounts: Accounts | None = None
     backends: CacheBackends | None = None
@@ -67,13 +66,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         stack.callback(metrics.mark_process_dead)  # multiprocess mode: drop this worker's live gauges
         if tracing.configure_tracing(settings) is not None:
             stack.callback(tracing.shutdown_tracing)  # flushes the batch exporter
-        http_client = openai.DefaultAioHttpClient(
-            timeout=openai.Timeout(120.0, connect=5.0), limits=openai.DEFAULT_CONNECTION_LIMITS
-        )
-        stack.push_async_callback(http_client.aclose)
+        clients = UpstreamClients()
+        stack.push_async_callback(clients.aclose)
         holder = ConfigHolder(
             path=settings.config,
-            http_client=http_client,
+            clients=clients,
             circuits=open_circuits(
                 settings.redis_url, timeout_ms=settings.redis_timeout_ms, prefix=settings.redis_key_prefix
             ),
@@ -112,7 +109,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             holder=holder,
             graph=graph,
             completions=CompletionService(services),
-            http_client=http_client,
+            clients=clients,
             accounts=accounts,
             backends=backends,
         )

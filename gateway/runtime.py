@@ -6,13 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from gateway.experiments.runtime import Experiments
 from gateway.guardrails import Guardrails
 from gateway.observability import metrics
+from gateway.providers.http import UpstreamClients
 from gateway.providers.registry import Target, build_targets
 from gateway.routing.circuit import CircuitBreakers
 from gateway.routing.config import ConfigError, RoutingConfig, load_config
@@ -39,10 +39,15 @@ class ConfigHolder:
     """Owns the current snapshot. Requests take ``current`` once and keep it for their whole life."""
 
     def __init__(
-        self, *, path: Path, http_client: Any, circuits: CircuitBreakers, env: Mapping[str, str] | None = None
+        self,
+        *,
+        path: Path,
+        clients: UpstreamClients | None,
+        circuits: CircuitBreakers,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
-        self._http_client = http_client
+        self._clients = clients
         self._env = env if env is not None else os.environ
         self.circuits = circuits
         self.experiments = Experiments()
@@ -60,7 +65,7 @@ class ConfigHolder:
         return self._current is not None
 
     def build(self, config: RoutingConfig) -> RuntimeSnapshot:
-        targets = build_targets(config, http_client=self._http_client, env=self._env)
+        targets = build_targets(config, clients=self._clients, env=self._env)
         self.circuits.reconfigure(config.circuit_breaker, targets=set(targets))
         router = Router(config=config, targets=targets, circuits=self.circuits, experiments=self.experiments)
         models = [target.config for target in targets.values()]

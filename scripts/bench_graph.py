@@ -49,7 +49,7 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()
     configure_logging(level="WARNING", fmt="console")
-    holder = ConfigHolder(path=CONFIG, http_client=None, circuits=CircuitBreakers(CircuitBreakerConfig()))
+    holder = ConfigHolder(path=CONFIG, clients=None, circuits=CircuitBreakers(CircuitBreakerConfig()))
     holder.load()
     classifier = IntentClassifier.load()
     compiled = build_graph()

@@ -1,4 +1,4 @@
-"""OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, LM Studio) through ``langchain-openai``.
+"""OpenAI and any OpenAI-compatible server through ``langchain-openai`` (``client: langchain``).
 
 All models share one aiohttp-backed HTTP client owned by the lifespan (measured
 ~9x the throughput of httpx's default transport here). LangChain's own retries
@@ -16,11 +16,8 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from gateway.errors import (
-    ContextTooLong,
     ProviderBadResponse,
     ProviderError,
-    ProviderRateLimited,
-    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     UnsupportedParameter,
@@ -34,29 +31,12 @@ from gateway.providers.lc_messages import (
     to_langchain,
     usage_of,
 )
+from gateway.providers.openai_wire import error_for_status
 from gateway.providers.tokens import count_messages, count_text
 from gateway.schemas.openai import SAMPLING_FIELDS
 
 _FORWARDED = tuple(field for field in SAMPLING_FIELDS if field not in ("n", "stop", "response_format"))
 """ChatOpenAI call kwargs; ``stop`` is its own argument, ``response_format`` rides in ``extra_body``."""
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return float(millis) / 1000
-        except ValueError:
-            pass
-    seconds = headers.get("retry-after")
-    if seconds:
-        try:
-            return float(seconds)
-        except ValueError:
-            return None
-    return None
 
 
 def translate_openai_error(exc: Exception, *, target: str) -> ProviderError:
@@ -66,24 +46,8 @@ def translate_openai_error(exc: Exception, *, target: str) -> ProviderError:
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnavailable(f"{target}: cannot connect to upstream", target=target)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        message = f"{target}: upstream returned {status}"
-        if status == 429:
-            return ProviderRateLimited(
-                message, target=target, upstream_status=status, retry_after=_retry_after(exc.response.headers)
-            )
-        if status >= 500 or status in (408, 409):
-            return ProviderUnavailable(message, target=target, upstream_status=status)
-        if status == 400:
-            body = exc.body if isinstance(exc.body, dict) else {}
-            if body.get("code") == "context_length_exceeded":
-                raise ContextTooLong(f"{target}: prompt exceeds the model's context window") from exc
-            return ProviderRejected(
-                f"{target}: upstream rejected the request: {exc.message}"[:500],
-                target=target,
-                upstream_status=status,
-            )
-        return ProviderBadResponse(message, target=target, upstream_status=status)
+        body = exc.body if isinstance(exc.body, dict) else {"message": exc.message}
+        return error_for_status(exc.status_code, body, target=target, headers=exc.response.headers)
     return ProviderBadResponse(f"{target}: unexpected upstream failure ({type(exc).__name__})", target=target)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.providers.base import Provider
+from gateway.providers.http import UpstreamClients
 from gateway.providers.mock import MockProvider
 from gateway.providers.ollama import OllamaProvider
 from gateway.providers.openai import OpenAIProvider
+from gateway.providers.openai_wire import OpenAIWireProvider
 from gateway.routing.config import ModelConfig, RoutingConfig
 
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
@@ -29,31 +30,47 @@ class Target:
         return self.config.model or self.name
 
 
-def build_targets(config: RoutingConfig, *, http_client: Any, env: Mapping[str, str]) -> dict[str, Target]:
+def build_targets(
+    config: RoutingConfig, *, clients: UpstreamClients | None, env: Mapping[str, str]
+) -> dict[str, Target]:
     """One provider per configured model. Models whose ``enabled_if_env`` is unset are left out."""
     targets: dict[str, Target] = {}
     for name, model in config.models.items():
         if model.enabled_if_env and not env.get(model.enabled_if_env):
             continue
-        targets[name] = Target(name=name, config=model, provider=_provider(name, model, http_client, env))
+        targets[name] = Target(name=name, config=model, provider=_provider(name, model, clients, env))
     return targets
 
 
-def _provider(name: str, model: ModelConfig, http_client: Any, env: Mapping[str, str]) -> Provider:
+def _provider(
+    name: str, model: ModelConfig, clients: UpstreamClients | None, env: Mapping[str, str]
+) -> Provider:
     if model.provider == "mock":
         return MockProvider(name=name, settings=model.mock)
     if model.provider == "ollama":
         return OllamaProvider(
             name=name, base_url=model.base_url or DEFAULT_OLLAMA_URL, timeout_s=model.timeouts.total_s
         )
+    if clients is None:
+        raise ValueError(f"model {name!r} needs an HTTP client for provider {model.provider!r}")
     base_url = model.base_url or DEFAULT_OPENAI_URL
     api_key = env.get(model.api_key_env) if model.api_key_env else None
     is_local = model.local if model.local is not None else _is_loopback(base_url)
-    return OpenAIProvider(
+    if model.client == "langchain":
+        return OpenAIProvider(
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            http_client=clients.openai_client,
+            is_local=is_local,
+            timeout_s=model.timeouts.total_s,
+            connect_s=model.timeouts.connect_s,
+        )
+    return OpenAIWireProvider(
         name=name,
         base_url=base_url,
         api_key=api_key,
-        http_client=http_client,
+        session=clients.session,
         is_local=is_local,
         timeout_s=model.timeouts.total_s,
         connect_s=model.timeouts.connect_s,

@@ -44,6 +44,9 @@ class ModelConfig(_Strict):
     enabled_if_env: str | None = None
     """Only register the model when this environment variable is set (e.g. OPENAI_API_KEY)."""
     local: bool | None = None
+    client: Literal["wire", "langchain"] = "wire"
+    """``provider: openai`` only: ``wire`` speaks the OpenAI protocol directly on the shared aiohttp
+    session (the fast default); ``langchain`` goes through ``langchain-openai``'s ``ChatOpenAI``."""
     price_input_per_mtok: float = Field(default=0.0, ge=0)
     price_output_per_mtok: float = Field(default=0.0, ge=0)
     context_window: int = Field(default=8192, gt=0)

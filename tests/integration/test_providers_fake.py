@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import openai
 import pytest
 
 from gateway.errors import ProviderRateLimited, ProviderTimeout, ProviderUnavailable
 from gateway.providers.base import Delta, ModelCall, Provider
 from gateway.providers.ollama import OllamaProvider
+from gateway.providers.http import UpstreamClients
 from gateway.providers.openai import OpenAIProvider
+from gateway.providers.openai_wire import OpenAIWireProvider
 from tests.fakes import FakeOllamaUpstream, FakeOpenAIUpstream, running_fake_ollama, running_fake_openai
 
 TOOLS = [
@@ -43,21 +44,26 @@ def fake_ollama() -> Iterator[FakeOllamaUpstream]:
         yield fake
 
 
-@pytest.fixture
-async def openai_provider(fake_openai: FakeOpenAIUpstream) -> AsyncIterator[OpenAIProvider]:
+@pytest.fixture(params=["wire", "langchain"])
+async def openai_provider(
+    request: pytest.FixtureRequest, fake_openai: FakeOpenAIUpstream
+) -> AsyncIterator[Provider]:
+    """Both OpenAI adapters: the default wire client and ``client: langchain``."""
     fake_openai.reset()
-    client = openai.DefaultAioHttpClient()
-    provider = OpenAIProvider(
+    clients = UpstreamClients(connect_s=1.0)
+    options: dict[str, Any] = dict(
         name="up",
         base_url=fake_openai.openai_base_url,
         api_key="sk-test",
-        http_client=client,
         is_local=False,
         timeout_s=1.0,
         connect_s=1.0,
     )
-    yield provider
-    await client.aclose()
+    if request.param == "wire":
+        yield OpenAIWireProvider(session=clients.session, **options)
+    else:
+        yield OpenAIProvider(http_client=clients.openai_client, **options)
+    await clients.aclose()
 
 
 @pytest.fixture
@@ -78,7 +84,7 @@ async def _drain(provider: Provider, call: ModelCall) -> list[Delta]:
 
 @pytest.fixture(params=["openai", "ollama"])
 def provider(
-    request: pytest.FixtureRequest, openai_provider: OpenAIProvider, ollama_provider: OllamaProvider
+    request: pytest.FixtureRequest, openai_provider: Provider, ollama_provider: OllamaProvider
 ) -> Provider:
     return openai_provider if request.param == "openai" else ollama_provider
 
@@ -106,7 +112,7 @@ async def test_tool_calls_both_ways(provider: Provider) -> None:
 
 
 async def test_parameters_reach_the_openai_upstream(
-    openai_provider: OpenAIProvider, fake_openai: FakeOpenAIUpstream
+    openai_provider: Provider, fake_openai: FakeOpenAIUpstream
 ) -> None:
     await openai_provider.complete(
         _call(
@@ -133,7 +139,7 @@ async def test_parameters_reach_the_openai_upstream(
     assert body.get("max_tokens") == 12 or body.get("max_completion_tokens") == 12
 
 
-async def test_rate_limit_carries_retry_after(openai_provider: OpenAIProvider) -> None:
+async def test_rate_limit_carries_retry_after(openai_provider: Provider) -> None:
     with pytest.raises(ProviderRateLimited) as caught:
         await openai_provider.complete(_call("fake-429", "x"))
     assert caught.value.retry_after == pytest.approx(1.0)

@@ -54,7 +54,7 @@ async def _no_sleep(_: float) -> None:
 def _service(tmp_path: Path, runner_kind: str) -> CompletionService:
     path = tmp_path / f"{runner_kind}.yaml"
     path.write_text(CONFIG)
-    holder = ConfigHolder(path=path, http_client=None, circuits=CircuitBreakers(CircuitBreakerConfig()))
+    holder = ConfigHolder(path=path, clients=None, circuits=CircuitBreakers(CircuitBreakerConfig()))
     holder.load()
     compiled = build_graph()
     runner: GraphRunner = DirectExecutor(compiled) if runner_kind == "direct" else PregelRunner(compiled)

@@ -1,0 +1,48 @@
+"""The HTTP clients every upstream provider shares: opened on first use, closed once by the lifespan."""
+
+from __future__ import annotations
+
+import aiohttp
+import openai
+
+
+class UpstreamClients:
+    """One aiohttp session (the wire adapters) and one aiohttp-backed ``openai`` client (LangChain's
+    ``ChatOpenAI``), both with pooled keep-alive connections; each is created only if a configured
+    model uses it."""
+
+    def __init__(self, *, connect_s: float = 5.0, max_connections: int = 1000) -> None:
+        self._connect_s = connect_s
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._openai: openai.DefaultAioHttpClient | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
+                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    @property
+    def openai_client(self) -> openai.DefaultAioHttpClient:
+        if self._openai is None:
+            self._openai = openai.DefaultAioHttpClient(
+                timeout=openai.Timeout(120.0, connect=self._connect_s),
+                limits=openai.DEFAULT_CONNECTION_LIMITS,
+            )
+        return self._openai
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._openai is not None:
+            await self._openai.aclose()
+            self._openai = None

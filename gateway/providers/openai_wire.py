@@ -1,0 +1,262 @@
+"""OpenAI and any OpenAI-compatible server, spoken directly on the wire over one shared aiohttp session.
+
+The request body is the client's own OpenAI request (messages, sampling fields, tools,
+``response_format``, unknown fields) with the upstream model id, encoded once with orjson; the
+answer is decoded once and mapped to the normalised types. Streams are read as SSE lines and
+relayed delta by delta. No SDK object, LangChain message or thread hop per request: this is the
+default client for ``provider: openai`` (``client: langchain`` selects the LangChain adapter).
+
+Vendor failures become ``ProviderError``s here (status, in-stream error events, cut connections,
+undecodable bodies); deadlines are the graph's (``call_model``), the per-call limits below are a
+backstop for callers outside the graph (shadow calls, tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import (
+    ContextTooLong,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    UnsupportedParameter,
+)
+from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
+from gateway.providers.tokens import count_messages, count_text
+from gateway.schemas.openai import SAMPLING_FIELDS
+
+_FORWARDED = tuple(field for field in SAMPLING_FIELDS if field != "n")
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """``retry-after-ms`` (OpenAI) or ``retry-after`` (seconds) as seconds."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) / scale
+            except ValueError:
+                continue
+    return None
+
+
+def error_for_status(
+    status: int, body: Any, *, target: str, headers: Mapping[str, str] | None = None
+) -> ProviderError:
+    """An upstream's non-2xx answer as a gateway provider error (raises ``ContextTooLong`` for that 400)."""
+    message = f"{target}: upstream returned {status}"
+    if status == 429:
+        return ProviderRateLimited(
+            message, target=target, upstream_status=status, retry_after=retry_after_s(headers)
+        )
+    if status >= 500 or status in (408, 409):
+        return ProviderUnavailable(message, target=target, upstream_status=status)
+    if status == 400:
+        error = body.get("error", body) if isinstance(body, dict) else {}
+        error = error if isinstance(error, dict) else {}
+        if error.get("code") == "context_length_exceeded":
+            raise ContextTooLong(f"{target}: prompt exceeds the model's context window")
+        detail = error.get("message") or "invalid request"
+        return ProviderRejected(
+            f"{target}: upstream rejected the request: {detail}"[:500], target=target, upstream_status=status
+        )
+    return ProviderBadResponse(message, target=target, upstream_status=status)
+
+
+def request_body(call: ModelCall, *, stream: bool) -> dict[str, Any]:
+    """The upstream request: the client's OpenAI fields with the upstream model id."""
+    params = call.params
+    if int(params.get("n") or 1) != 1:
+        raise UnsupportedParameter(
+            "n > 1 is not supported for this model; send n separate requests", param="n"
+        )
+    body: dict[str, Any] = {"model": call.model, "messages": call.messages}
+    for key in _FORWARDED:
+        value = params.get(key)
+        if value is not None:
+            body[key] = value
+    extra = params.get("extra")
+    if extra:
+        body.update({key: value for key, value in extra.items() if key not in body})
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def usage_from(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    prompt_details = data.get("prompt_tokens_details") or {}
+    completion_details = data.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def completion_from(data: Any, call: ModelCall, *, target: str) -> Completion:
+    """A non-streamed answer → ``Completion`` (tokens counted here when the upstream sent no usage)."""
+    try:
+        raw_choices = data["choices"]
+        choices = [
+            Choice(
+                index=int(choice.get("index", position)),
+                content=choice["message"].get("content"),
+                finish_reason=choice.get("finish_reason") or "stop",
+                tool_calls=choice["message"].get("tool_calls") or None,
+            )
+            for position, choice in enumerate(raw_choices)
+        ]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ProviderBadResponse(f"{target}: malformed completion", target=target) from exc
+    if not choices:
+        raise ProviderBadResponse(f"{target}: completion without choices", target=target)
+    usage = usage_from(data.get("usage")) or Usage(
+        prompt_tokens=count_messages(call.messages),
+        completion_tokens=sum(count_text(choice.content or "") for choice in choices),
+    )
+    return Completion(model=str(data.get("model") or call.model), choices=choices, usage=usage)
+
+
+class StreamState:
+    """What an SSE relay saw so far: finish reason, usage, tokens relayed."""
+
+    __slots__ = ("finish", "relayed", "usage")
+
+    def __init__(self) -> None:
+        self.finish: str | None = None
+        self.usage: Usage | None = None
+        self.relayed = 0
+
+    def deltas(self, event: Any, *, target: str) -> list[Delta]:
+        """One decoded SSE ``data`` payload → the deltas to relay (an in-stream error raises)."""
+        if not isinstance(event, dict):
+            raise ProviderBadResponse(f"{target}: malformed stream event", target=target)
+        if "error" in event:
+            raise ProviderUnavailable(f"{target}: upstream reported an error mid-stream", target=target)
+        usage = event.get("usage")
+        if usage:
+            self.usage = usage_from(usage)
+        out: list[Delta] = []
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            tool_calls = delta.get("tool_calls")
+            if content or tool_calls:
+                if content:
+                    self.relayed += count_text(content)
+                out.append(Delta(content=content or None, tool_calls=tool_calls or None))
+            if choice.get("finish_reason"):
+                self.finish = str(choice["finish_reason"])
+        return out
+
+
+class OpenAIWireProvider(Provider):
+    kind = "openai"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str | None,
+        session: aiohttp.ClientSession,
+        is_local: bool,
+        timeout_s: float,
+        connect_s: float,
+    ) -> None:
+        super().__init__(name=name, is_local=is_local)
+        self.base_url = base_url.rstrip("/")
+        self._url = self.base_url + "/chat/completions"
+        self._session = session
+        self._headers = {
+            "Authorization": f"Bearer {api_key or 'not-needed'}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_s)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=timeout_s)
+
+    def _request_headers(self, call: ModelCall) -> dict[str, str]:
+        return {**self._headers, **call.headers} if call.headers else self._headers
+
+    async def complete(self, call: ModelCall) -> Completion:
+        payload = orjson.dumps(request_body(call, stream=False))
+        try:
+            async with self._session.post(
+                self._url, data=payload, headers=self._request_headers(call), timeout=self._timeout
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                headers = response.headers
+        except TimeoutError as exc:
+            raise ProviderTimeout(f"{self.name}: upstream timed out", target=self.name) from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(
+                f"{self.name}: cannot reach upstream ({type(exc).__name__})", target=self.name
+            ) from exc
+        data = _decode(raw)
+        if status >= 400:
+            raise error_for_status(status, data, target=self.name, headers=headers)
+        if data is None:
+            raise ProviderBadResponse(f"{self.name}: undecodable completion", target=self.name)
+        return completion_from(data, call, target=self.name)
+
+    async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
+        payload = orjson.dumps(request_body(call, stream=True))
+        headers = {**self._request_headers(call), "Accept": "text/event-stream"}
+        state = StreamState()
+        try:
+            async with self._session.post(
+                self._url, data=payload, headers=headers, timeout=self._stream_timeout
+            ) as response:
+                if response.status >= 400:
+                    raise error_for_status(
+                        response.status,
+                        _decode(await response.read()),
+                        target=self.name,
+                        headers=response.headers,
+                    )
+                async for line in response.content:
+                    if not line.startswith(b"data:"):
+                        continue  # comments, event names, blank separators
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        break
+                    event = _decode(data)
+                    if event is None:
+                        raise ProviderBadResponse(f"{self.name}: undecodable stream event", target=self.name)
+                    for delta in state.deltas(event, target=self.name):
+                        yield delta
+        except TimeoutError as exc:
+            raise ProviderTimeout(f"{self.name}: stream stalled", target=self.name) from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(
+                f"{self.name}: stream broken ({type(exc).__name__})", target=self.name
+            ) from exc
+        if state.finish is None:
+            raise ProviderUnavailable(f"{self.name}: stream ended without a finish reason", target=self.name)
+        usage = state.usage or Usage(
+            prompt_tokens=count_messages(call.messages), completion_tokens=state.relayed
+        )
+        yield Delta(finish_reason=state.finish, usage=usage)
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
