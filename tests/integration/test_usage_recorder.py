@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from gateway.db.engine import create_engine
 from gateway.db.migrate import migrate
 from gateway.db.models import UsageLog
+from gateway.db.repositories.usage import insert_ignore_duplicates
 from gateway.usage.record import UsageRecord, UsageStatus
 from gateway.usage.recorder import UsageRecorder
 from tests.integration.db_fixtures import *  # noqa: F403
@@ -88,6 +89,22 @@ async def test_duplicates_not_double_counted_and_aclose_flushes(db_url: str, tmp
             await conn.execute(select(func.sum(UsageLog.prompt_tokens)).where(UsageLog.request_id.in_(ids)))
         ).scalar_one()
     assert total == 60
+    await engine.dispose()
+
+
+async def test_insert_reports_only_new_rows_across_batches(db_url: str, tmp_path: Path) -> None:
+    """The cached INSERT … ON CONFLICT DO NOTHING RETURNING counts exactly the rows it added, also when
+    one call spans several of SQLAlchemy's multi-row batches."""
+    engine = create_engine(db_test_settings(db_url, usage_spill_dir=tmp_path))
+    ids = [f"ins-{uuid.uuid4().hex}" for _ in range(2500)]
+    rows = [_rec(rid).as_row() for rid in ids]
+    async with engine.begin() as conn:
+        assert await insert_ignore_duplicates(conn, rows[:1000]) == 1000
+    async with engine.begin() as conn:
+        assert await insert_ignore_duplicates(conn, rows + rows[:10]) == 1500
+    async with engine.begin() as conn:
+        assert await insert_ignore_duplicates(conn, []) == 0
+    assert await _count(engine, ids) == 2500
     await engine.dispose()
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import builtins
 import math
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, CursorResult, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -29,7 +28,6 @@ _COLUMN_OF: dict[str, Any] = {
     "tier": UsageLog.tier,
     "status": UsageLog.status,
 }
-_N_COLUMNS = len(UsageLog.__table__.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +55,14 @@ class UsageFilter:
         return where
 
 
-def _chunk_size(dialect: str) -> int:
-    limit = 32_000 if dialect == "postgresql" or sqlite3.sqlite_version_info >= (3, 32) else 999
-    return max(1, limit // _N_COLUMNS)
+_INSERT_IGNORING_DUPLICATES: dict[str, Any] = {
+    "postgresql": postgresql.insert(UsageLog)
+    .on_conflict_do_nothing(index_elements=["request_id"])
+    .returning(UsageLog.request_id),
+    "sqlite": sqlite_dialect.insert(UsageLog).on_conflict_do_nothing().returning(UsageLog.request_id),
+}
+"""Built once: executed with a list of rows, SQLAlchemy renders batched multi-row INSERTs from the
+cached compiled form ("insertmanyvalues") instead of compiling a new statement per flush."""
 
 
 async def insert_ignore_duplicates(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -67,25 +70,11 @@ async def insert_ignore_duplicates(conn: AsyncConnection, rows: Sequence[Mapping
     if not rows:
         return 0
     unique = list({row["request_id"]: row for row in rows}.values())
-    dialect = conn.dialect.name
-    inserted = 0
-    size = _chunk_size(dialect)
-    for start in range(0, len(unique), size):
-        chunk = unique[start : start + size]
-        if dialect == "postgresql":
-            stmt: Any = (
-                postgresql.insert(UsageLog)
-                .values(chunk)
-                .on_conflict_do_nothing(index_elements=["request_id"])
-            )
-        elif dialect == "sqlite":
-            stmt = sqlite_dialect.insert(UsageLog).values(chunk).prefix_with("OR IGNORE")
-        else:  # pragma: no cover - only Postgres and SQLite are supported
-            raise RuntimeError(f"unsupported dialect {dialect}")
-        result = await conn.execute(stmt)
-        assert isinstance(result, CursorResult)
-        inserted += max(int(result.rowcount), 0)
-    return inserted
+    stmt = _INSERT_IGNORING_DUPLICATES.get(conn.dialect.name)
+    if stmt is None:  # pragma: no cover - only Postgres and SQLite are supported
+        raise RuntimeError(f"unsupported dialect {conn.dialect.name}")
+    result = await conn.execute(stmt, unique)
+    return len(result.all())
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
