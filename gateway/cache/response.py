@@ -32,6 +32,8 @@ class Flight:
 
     leader: bool
     entry: CachedEntry | None = None
+    checked: bool = False
+    """The store was already consulted for this key (a miss, for a leader): no second lookup needed."""
 
     def __bool__(self) -> bool:
         return self.leader
@@ -42,6 +44,8 @@ class ResponseCache:
         self._store = store
         self._poll_max_s = poll_max_s
         self._inflight: dict[str, asyncio.Future[CachedEntry | None]] = {}
+        self._locks: dict[str, str] = {}
+        """Keys whose distributed single-flight lock this process holds → the lock's token."""
 
     @property
     def store(self) -> ResponseStore:
@@ -68,14 +72,27 @@ class ResponseCache:
         return entry
 
     async def set(self, key: str, entry: CachedEntry, ttl_s: float) -> None:
-        """Store ``entry`` (skipped on backend failure) and hand it to any local waiters."""
+        """Store ``entry`` (skipped on backend failure) and hand it to any local waiters; a leader's
+        lock is released in the same round trip."""
         fut = self._inflight.get(key)
         if fut is not None and not fut.done():
             fut.set_result(entry)
+        token = self._locks.pop(key, None)
         try:
-            await self._store.set(key, entry.to_bytes(), ttl_s)
+            if token is None:
+                await self._store.set(key, entry.to_bytes(), ttl_s)
+            else:
+                await self._store.set_and_unlock(key, entry.to_bytes(), ttl_s, token)
         except Exception as exc:
             self._backend_error("cache_set", exc)
+            if token is not None:
+                await self._release(key, token)
+
+    async def _release(self, key: str, token: str) -> None:
+        try:
+            await self._store.unlock(key, token)
+        except Exception as exc:
+            self._backend_error("cache_unlock", exc)
 
     @staticmethod
     def note_bypass() -> None:
@@ -110,8 +127,10 @@ class ResponseCache:
         provider and ``set`` the entry. Others wait up to ``wait_s`` (pass the request's
         remaining deadline) for the leader and get its entry; if the leader fails or the
         wait runs out they get ``entry=None`` and proceed on their own. Within one process
-        waiters share an ``asyncio.Future``; across processes (Redis) the leader holds a
-        ``SET NX PX`` lock for at most ``wait_s`` and waiters poll with backoff.
+        waiters share an ``asyncio.Future``; across processes (Redis) one script looks the key
+        up and, on a miss, takes a ``SET NX PX`` lock for at most ``wait_s`` (an entry found
+        there comes back as a non-leader ``Flight`` with ``entry`` set and ``checked``); the
+        leader's ``set`` stores and unlocks in one round trip, and waiters poll with backoff.
         """
         existing = self._inflight.get(key)
         if existing is not None:
@@ -125,17 +144,27 @@ class ResponseCache:
         fut: asyncio.Future[CachedEntry | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         token = uuid.uuid4().hex
-        holds_lock = False
         try:
-            leader = True
+            leader, found, checked = True, None, False
             if self._store.distributed:
                 try:
-                    holds_lock = await self._store.try_lock(key, token, int(max(wait_s, 1.0) * 1000))
-                    leader = holds_lock
+                    ttl_ms = int(max(wait_s, 1.0) * 1000)
+                    raw, locked = await self._store.lookup_or_lock(key, token, ttl_ms)
+                    checked = True
+                    if locked:
+                        self._locks[key] = token
+                    found = None if raw is None else CachedEntry.from_bytes(raw)
+                    leader = locked and found is None
                 except Exception as exc:
                     self._backend_error("cache_lock", exc)
-            if leader:
-                yield Flight(leader=True)
+            if found is not None:  # counted as a hit by the caller, like a waiter's entry
+                if not fut.done():
+                    fut.set_result(found)
+                yield Flight(leader=False, entry=found, checked=True)
+            elif leader:
+                if checked:
+                    CACHE_REQUESTS.labels(result="miss").inc()
+                yield Flight(leader=True, checked=checked)
             else:
                 entry = await self._wait_remote(key, wait_s)
                 if not fut.done():
@@ -146,8 +175,6 @@ class ResponseCache:
                 fut.set_result(None)
             if self._inflight.get(key) is fut:
                 del self._inflight[key]
-            if holds_lock:
-                try:
-                    await self._store.unlock(key, token)
-                except Exception as exc:
-                    self._backend_error("cache_unlock", exc)
+            held = self._locks.pop(key, None)
+            if held is not None:
+                await self._release(key, held)

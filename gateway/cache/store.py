@@ -15,6 +15,29 @@ end
 return 0
 """
 
+_LOOKUP_OR_LOCK_LUA = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  return {value, 0}
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {false, 1}
+end
+return {false, 0}
+"""
+"""The entry, or else the single-flight lock: one round trip for a miss's lookup and leadership."""
+
+_SET_AND_UNLOCK_LUA = """
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+"""The leader's answer stored and its lock released (compare-and-delete) in one round trip."""
+
 
 class ResponseStore(Protocol):
     """Where cache entries (opaque bytes) and single-flight locks live."""
@@ -25,7 +48,11 @@ class ResponseStore(Protocol):
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
-    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool: ...
+    async def lookup_or_lock(self, key: str, token: str, ttl_ms: int) -> tuple[bytes | None, bool]:
+        """The stored entry if there is one; else whether the single-flight lock was taken."""
+        ...
+
+    async def set_and_unlock(self, key: str, value: bytes, ttl_s: float, token: str) -> None: ...
 
     async def unlock(self, key: str, token: str) -> None: ...
 
@@ -82,8 +109,12 @@ class MemoryResponseStore:
         while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
             self._drop(next(iter(self._data)))
 
-    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
-        return True
+    async def lookup_or_lock(self, key: str, token: str, ttl_ms: int) -> tuple[bytes | None, bool]:
+        value = await self.get(key)
+        return value, value is None
+
+    async def set_and_unlock(self, key: str, value: bytes, ttl_s: float, token: str) -> None:
+        await self.set(key, value, ttl_s)
 
     async def unlock(self, key: str, token: str) -> None:
         return None
@@ -102,6 +133,8 @@ class RedisResponseStore:
         self._redis = redis
         self._prefix = prefix
         self._unlock = redis.register_script(_UNLOCK_LUA)
+        self._lookup_or_lock = redis.register_script(_LOOKUP_OR_LOCK_LUA)
+        self._set_and_unlock = redis.register_script(_SET_AND_UNLOCK_LUA)
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}:rc:{key}"
@@ -119,8 +152,18 @@ class RedisResponseStore:
             return
         await self._redis.set(self._key(key), value, px=ttl_ms)
 
-    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self._redis.set(self._lock(key), token, nx=True, px=max(ttl_ms, 1)))
+    async def lookup_or_lock(self, key: str, token: str, ttl_ms: int) -> tuple[bytes | None, bool]:
+        value, locked = await self._lookup_or_lock(
+            keys=[self._key(key), self._lock(key)], args=[token, max(ttl_ms, 1)]
+        )
+        if not value:  # Lua false arrives as nil (RESP2) or False (RESP3)
+            return None, bool(locked)
+        return value if isinstance(value, bytes) else str(value).encode(), bool(locked)
+
+    async def set_and_unlock(self, key: str, value: bytes, ttl_s: float, token: str) -> None:
+        await self._set_and_unlock(
+            keys=[self._key(key), self._lock(key)], args=[value, max(int(ttl_s * 1000), 0), token]
+        )
 
     async def unlock(self, key: str, token: str) -> None:
         await self._unlock(keys=[self._lock(key)], args=[token])

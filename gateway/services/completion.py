@@ -175,9 +175,9 @@ class CompletionService:
                     call.cache_key, wait_s=remaining
                 ) as flight:
                     if not flight and flight.entry is not None:
-                        metrics.CACHE_REQUESTS.labels(result="hit").inc()  # a waiter served by the leader
+                        metrics.CACHE_REQUESTS.labels(result="hit").inc()  # stored, or the leader's
                         return await self._answer_cached(call, flight.entry.response)
-                    return await self._execute(call, sticky)
+                    return await self._execute(call, sticky, looked_up=flight.checked)
             return await self._execute(call, sticky)
         except GatewayError as exc:
             await self._finish(call, error=exc, usage=call.usage, served=call.served)
@@ -264,7 +264,11 @@ class CompletionService:
         if not policy.read:
             metrics.CACHE_REQUESTS.labels(result="bypass").inc()
 
-    async def _execute(self, call: _Call, sticky: dict[str, str | None]) -> CompletionResult:
+    async def _execute(
+        self, call: _Call, sticky: dict[str, str | None], *, looked_up: bool = False
+    ) -> CompletionResult:
+        """Run the graph; ``looked_up``: the single flight already found no entry for the key, so the
+        graph's ``cache_lookup`` need not ask the store again."""
         chat, snapshot, trace = call.chat, call.snapshot, call.trace
         context = PipelineContext(
             snapshot=snapshot,
@@ -273,7 +277,7 @@ class CompletionService:
             guard=self.s.guard,
             shadow=self.s.shadow,
             classifier=self.s.classifier,
-            cache=self.s.response_cache if call.cache_key is not None else None,
+            cache=self.s.response_cache if call.cache_key is not None and not looked_up else None,
             sleep=self.s.sleep,
             sticky=sticky,
         )
@@ -585,15 +589,18 @@ class CompletionService:
         if self.s.usage is not None:
             self.s.usage.record(record)
         self.s.holder.experiments.observe(record)
-        if trace.shadow_pairs:
-            _complete_shadow_pairs(trace, record)
         access.note_usage(record, key_prefix=call.principal.api_key_prefix, messages=call.chat.messages)
-        if call.ticket is not None and self.s.quotas is not None:
-            await self.s.quotas.settle(
-                call.ticket,
-                actual_tokens=record.prompt_tokens + record.completion_tokens,
-                actual_cost_usd=record.cost_usd,
-            )
+        try:
+            if call.ticket is not None and self.s.quotas is not None:
+                await self.s.quotas.settle(
+                    call.ticket,
+                    actual_tokens=record.prompt_tokens + record.completion_tokens,
+                    actual_cost_usd=record.cost_usd,
+                )
+        finally:
+            if trace.shadow_pairs and self.s.shadow is not None:
+                # Last: the shadow calls start only once the primary is done (issue #5).
+                self.s.shadow.launch(trace.shadow_pairs, _primary_side(trace, record))
 
 
 def _answer_text(body: Mapping[str, Any]) -> str:
@@ -602,9 +609,9 @@ def _answer_text(body: Mapping[str, Any]) -> str:
     return str(message.get("content") or "")
 
 
-def _complete_shadow_pairs(trace: RequestTrace, record: UsageRecord) -> None:
-    """The primary side of every shadow pair of this request (issue #5)."""
-    side = ShadowSide(
+def _primary_side(trace: RequestTrace, record: UsageRecord) -> ShadowSide:
+    """The primary's side of this request's shadow pairs (issue #5)."""
+    return ShadowSide(
         model=record.model_served,
         latency_ms=record.latency_ms,
         ttft_ms=record.ttft_ms,
@@ -614,8 +621,6 @@ def _complete_shadow_pairs(trace: RequestTrace, record: UsageRecord) -> None:
         error=record.error_type if record.status is not UsageStatus.OK else None,
         text=trace.answer,
     )
-    for pair in trace.shadow_pairs:
-        pair.complete_primary(side)
 
 
 async def _prepend(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:

@@ -176,7 +176,7 @@ class BrokenStore(MemoryResponseStore):
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         raise ConnectionError("down")
 
-    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
+    async def lookup_or_lock(self, key: str, token: str, ttl_ms: int) -> tuple[bytes | None, bool]:
         raise ConnectionError("down")
 
 
