@@ -24,6 +24,7 @@ from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
 from gateway.routing.config import ConfigError
 from gateway.routing.shared_circuit import open_circuits
+from gateway.routing.smart import ConversationTiers, SmartRouting
 from gateway.runtime import ConfigHolder
 from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
@@ -100,7 +101,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             guard=GuardService(),
             shadow=shadow,
             usage=accounts.recorder,
-            classifier=classifier,
+            classifier=SmartRouting(
+                classifier, tiers=ConversationTiers.for_backends(backends, prefix=settings.redis_key_prefix)
+            ),
             response_cache=PipelineCache(backends.cache, lambda: holder.current.config),
             quotas=backends.quotas,
         )

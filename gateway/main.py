@@ -7,7 +7,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.api import admin, admin_config, auth, conversations, experiments, health, keys, openai, quotas
+from gateway.api import (
+    admin,
+    admin_config,
+    auth,
+    conversations,
+    experiments,
+    health,
+    keys,
+    openai,
+    quotas,
+    routing_policy,
+)
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
@@ -67,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(admin.router)
     app.include_router(quotas.router)
+    app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)

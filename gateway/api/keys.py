@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from gateway.deps import AccountsDep, SessionDep, SessionUserDep
-from gateway.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyOut
+from gateway.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyOut, ApiKeyUpdate
 
 router = APIRouter(prefix="/api/keys", tags=["api-keys"])
 
@@ -22,6 +22,7 @@ async def create_key(
         allowed_models=body.allowed_models,
         rpm_limit=body.rpm_limit,
         tpm_limit=body.tpm_limit,
+        max_route_tier=body.max_route_tier,
     )
     return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
 
@@ -30,6 +31,17 @@ async def create_key(
 async def list_keys(principal: SessionUserDep, accounts: AccountsDep, session: SessionDep) -> ApiKeyList:
     keys = await accounts.keys.list(session, principal=principal)
     return ApiKeyList(data=[ApiKeyOut.model_validate(k) for k in keys])
+
+
+@router.patch("/{key_id}", response_model=ApiKeyOut)
+async def update_key(
+    key_id: str, body: ApiKeyUpdate, principal: SessionUserDep, accounts: AccountsDep, session: SessionDep
+) -> ApiKeyOut:
+    """The key's routing policy (``max_route_tier``); another user's key id is a 404."""
+    key = await accounts.keys.set_route_policy(
+        session, principal=principal, key_id=key_id, max_route_tier=body.max_route_tier
+    )
+    return ApiKeyOut.model_validate(key)
 
 
 @router.delete("/{key_id}", status_code=204)

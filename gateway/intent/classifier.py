@@ -59,6 +59,7 @@ class IntentResult:
     confidence: float  # 0..1
     complexity: float  # 0..1
     language: str  # "en" | "ko" | "mixed"
+    escalation: str | None = None  # LLM escalation outcome: None (not tried) | "used" | "timeout" | "error"
 
 
 class Encoder(Protocol):

@@ -153,3 +153,19 @@ CANARY_PERCENT = Gauge(
     "prism_canary_percent", "Current canary share in percent", ["experiment"], multiprocess_mode="livemax"
 )
 CANARY_ROLLBACKS = Counter("prism_canary_rollbacks", "Automatic canary rollbacks", ["experiment"])
+
+# -- smart routing (issue #6): tier labels are tier names from the config only -------------------
+INTENT_ESCALATIONS = Counter(
+    "prism_intent_escalations", "LLM escalations of low-confidence intents by outcome", ["outcome"]
+)
+INTENT_ESCALATION_DURATION = Histogram(
+    "prism_intent_escalation_duration_seconds",
+    "Duration of LLM intent escalations (all outcomes)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0),
+)
+ROUTE_STICKY = Counter(
+    "prism_route_sticky_lookups", "Conversation tier stickiness lookups by result", ["result"]
+)
+ROUTE_CAPPED = Counter(
+    "prism_route_capped", "auto routes capped by a key or user max_route_tier", ["from_tier", "to_tier"]
+)

@@ -92,6 +92,22 @@ class AliasConfig(_Strict):
         return self
 
 
+class EscalationConfig(_Strict):
+    """Ask a small LLM when the fast classifier is unsure (docs/routing.md). Off by default."""
+
+    enabled: bool = False
+    model: str | None = None
+    """A configured model (``models``) that labels the prompt; it is called directly, no fallbacks."""
+    below_confidence: float = Field(default=0.5, ge=0, le=1)
+    """Escalate ``auto`` requests whose classifier confidence is below this."""
+    timeout_ms: int = Field(default=300, ge=1, le=10_000)
+    """The whole escalation call; on timeout (or an unparseable answer) the fast label is used."""
+    trust: float = Field(default=0.9, ge=0, le=1)
+    """The confidence given to a label the LLM answered."""
+    max_prompt_chars: int = Field(default=2000, ge=100, le=50_000)
+    """Head of the user's prompt sent to the labeller."""
+
+
 class SmartRoutingConfig(_Strict):
     tiers: list[str] = ["cheap", "strong"]
     """Tiers from cheapest to most capable."""
@@ -108,6 +124,13 @@ class SmartRoutingConfig(_Strict):
     default_tier: str = "strong"
     classify_all: bool = False
     """Classify every request (for usage analytics), not only ``auto`` ones."""
+    sticky_upgrade_s: float = Field(default=600.0, ge=0)
+    """Once a conversation (``X-Prism-Conversation-Id`` / ``metadata.conversation_id``) needed a tier
+    above the cheapest, ``auto`` keeps it at least there for this long after the last request that
+    needed it; 0 turns stickiness off."""
+    sticky_timeout_ms: int = Field(default=20, ge=1, le=1000)
+    """The longest the router waits for the stickiness store (Redis); slower means no stickiness."""
+    escalation: EscalationConfig = EscalationConfig()
 
 
 class RetryConfig(_Strict):
@@ -219,6 +242,9 @@ class RoutingConfig(_Strict):
             for intent, tier in self.routing.intent_tiers.items()
             if tier not in tiers
         )
+        escalation = self.routing.escalation
+        if escalation.enabled and escalation.model not in known:
+            problems.append(f"routing.escalation.model: unknown model {escalation.model!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import ContextTooLong, InvalidRequest, ModelNotFound, PermissionDenied
 from gateway.intent import IntentResult, decide_tier
+from gateway.observability import metrics
 from gateway.providers.registry import Target
 from gateway.routing.circuit import CircuitBreakers, CircuitState
 from gateway.routing.config import AliasConfig, RoutingConfig
@@ -33,6 +34,17 @@ class RouteDecision:
     confidence: float | None = None
     experiment: str | None = None
     arm: str | None = None
+    capped_from: str | None = None
+    """The tier smart routing chose before the key's / user's ``max_route_tier`` capped it."""
+    sticky_from: str | None = None
+    """The classifier's tier when the conversation's earlier tier (stickiness) raised it."""
+    escalation: str | None = None
+    """LLM escalation of the intent: ``used`` / ``timeout`` / ``error``; None when not tried."""
+
+    @property
+    def needed_tier(self) -> str | None:
+        """The tier the request needed before any policy cap (what conversation stickiness remembers)."""
+        return self.capped_from or self.tier
 
     @property
     def label(self) -> str:
@@ -41,8 +53,14 @@ class RouteDecision:
             parts.append(f"intent={self.intent}")
             if self.confidence is not None:
                 parts.append(f"confidence={self.confidence:.2f}")
+            if self.escalation is not None:
+                parts.append(f"escalation={self.escalation}")
         if self.tier is not None:
             parts.append(f"tier={self.tier}")
+        if self.sticky_from is not None:
+            parts.append(f"sticky_from={self.sticky_from}")
+        if self.capped_from is not None:
+            parts.append(f"capped_from={self.capped_from}")
         if self.experiment is not None:
             parts.append(f"experiment={self.experiment}")
             parts.append(f"arm={self.arm}")
@@ -102,6 +120,21 @@ class Router:
             for tier in tiers
         }
 
+    def is_smart(self, requested: str) -> bool:
+        alias = self.config.aliases.get(requested)
+        return alias is not None and alias.smart
+
+    def tier_cap(self, principal: Principal) -> str | None:
+        """The stricter of the key's and the user's ``max_route_tier``; a name that is not one of
+        ``routing.tiers`` (e.g. after a config change) caps at the cheapest tier (fail closed)."""
+        tiers = self.config.routing.tiers
+        caps = [cap for cap in (principal.max_route_tier, principal.user_max_route_tier) if cap is not None]
+        if not caps:
+            return None
+        if any(cap not in tiers for cap in caps):
+            return tiers[0]
+        return min(caps, key=tiers.index)
+
     def needs_intent(self, requested: str) -> bool:
         alias = self.config.aliases.get(requested)
         return (alias is not None and alias.smart) or self.config.routing.classify_all
@@ -139,7 +172,10 @@ class Router:
         max_tokens: int | None,
         sticky: Mapping[str, str | None],
         request_id: str,
+        min_tier: str | None = None,
     ) -> RouteDecision:
+        """``min_tier``: smart routing picks at least this tier (conversation stickiness); a principal's
+        ``max_route_tier`` caps smart routing's tier and its fallbacks, and wins over ``min_tier``."""
         if not principal.may_use(requested):
             raise PermissionDenied(
                 f"this key may not use model {requested!r}", param="model", code="model_not_allowed"
@@ -181,8 +217,17 @@ class Router:
         if alias.smart:
             if intent is None:
                 raise RuntimeError("smart routing needs an intent")
+            tiers = self.config.routing.tiers
             tier = tier_for(intent, self.config)
-            chain = self._smart_chain(tier, needed)
+            sticky_from = None
+            if min_tier in tiers and tiers.index(min_tier) > tiers.index(tier):
+                sticky_from, tier = tier, min_tier
+            cap = self.tier_cap(principal)
+            capped_from = None
+            if cap is not None and tiers.index(tier) > tiers.index(cap):
+                capped_from, tier = tier, cap
+                metrics.ROUTE_CAPPED.labels(from_tier=capped_from, to_tier=cap).inc()
+            chain = self._smart_chain(tier, needed, max_tier=cap)
             return RouteDecision(
                 requested=requested,
                 targets=chain,
@@ -190,6 +235,9 @@ class Router:
                 tier=tier,
                 intent=intent.label,
                 confidence=intent.confidence,
+                capped_from=capped_from,
+                sticky_from=sticky_from,
+                escalation=intent.escalation,
             )
         if alias.split is not None:
             key = sticky.get(alias.sticky) or sticky.get("request") or request_id
@@ -237,12 +285,15 @@ class Router:
                 code="invalid_value",
             )
 
-    def _smart_chain(self, tier: str, needed: int) -> tuple[str, ...]:
+    def _smart_chain(self, tier: str, needed: int, *, max_tier: str | None = None) -> tuple[str, ...]:
+        """Models of ``tier`` and above (up to ``max_tier``) that fit, cheapest first, healthy first;
+        else the lower tiers' models that fit. Fallbacks above ``max_tier`` are left out."""
         tiers = self.config.routing.tiers
         start = tiers.index(tier) if tier in tiers else len(tiers) - 1
+        stop = tiers.index(max_tier) + 1 if max_tier in tiers else len(tiers)
         fitting = [
             name
-            for t in tiers[start:]
+            for t in tiers[start:stop]
             for name in self._by_tier.get(t, ())
             if self.targets[name].config.context_window >= needed
         ]
@@ -255,12 +306,18 @@ class Router:
             ]
         if not fitting:
             raise ContextTooLong(
-                "no configured model has a context window large enough for this request", param="messages"
+                "no configured model has a context window large enough for this request"
+                + ("" if max_tier is None else f" within this key's max_route_tier {max_tier!r}"),
+                param="messages",
             )
         healthy = [name for name in fitting if self.circuits.state(name) is not CircuitState.OPEN]
         ordered = healthy + [name for name in fitting if name not in healthy]
         primary = ordered[0]
-        return tuple(dict.fromkeys((*self._chain(primary, primary), *ordered)))
+        chain = dict.fromkeys((*self._chain(primary, primary), *ordered))
+        if max_tier is not None:
+            allowed = set(tiers[:stop])
+            chain = dict.fromkeys(name for name in chain if self.targets[name].config.tier in allowed)
+        return tuple(chain)
 
     def _shadows(self, alias: AliasConfig, request_id: str) -> tuple[str, ...]:
         if not alias.shadow or bucket("shadow", request_id) >= alias.shadow_sample_rate:

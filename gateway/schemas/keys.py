@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+TIER_NAME = r"^[A-Za-z0-9_.-]+$"
+
 
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -14,6 +16,15 @@ class ApiKeyCreate(BaseModel):
     allowed_models: list[str] = Field(default_factory=list, max_length=100)
     rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000)
     tpm_limit: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    max_route_tier: str | None = Field(default=None, min_length=1, max_length=32, pattern=TIER_NAME)
+    """The highest routing tier ``model: "auto"`` may pick for this key (e.g. ``cheap``); null: no cap."""
+
+
+class ApiKeyUpdate(BaseModel):
+    """Change a key's routing policy; ``max_route_tier: null`` removes the cap."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_route_tier: str | None = Field(min_length=1, max_length=32, pattern=TIER_NAME)
 
 
 class ApiKeyOut(BaseModel):
@@ -28,6 +39,7 @@ class ApiKeyOut(BaseModel):
     allowed_models: list[str]
     rpm_limit: int | None
     tpm_limit: int | None
+    max_route_tier: str | None = None
 
 
 class ApiKeyCreated(ApiKeyOut):

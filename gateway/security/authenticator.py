@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.db.models import User
 from gateway.db.repositories.api_keys import ApiKeyRepository
 from gateway.db.repositories.users import UserRepository
 from gateway.errors import AuthenticationFailed
@@ -50,6 +51,7 @@ class _KeyEntry:
     allowed_models: frozenset[str]
     rpm_limit: int | None
     tpm_limit: int | None
+    max_route_tier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,17 @@ class _UserEntry:
     tier: str
     disabled: bool
     token_version: int
+    max_route_tier: str | None = None
+
+
+def _user_entry(user: User) -> _UserEntry:
+    return _UserEntry(
+        role=Role(user.role),
+        tier=user.tier,
+        disabled=user.disabled,
+        token_version=user.token_version,
+        max_route_tier=user.max_route_tier,
+    )
 
 
 K = TypeVar("K")
@@ -181,7 +194,13 @@ class Authenticator:
             raise AuthenticationFailed("Invalid access token", code="invalid_token")
         if user.token_version != claims.token_version:
             raise AuthenticationFailed("Session has been revoked", code="invalid_token")
-        return Principal(user_id=claims.user_id, role=user.role, tier=user.tier, session_id=claims.session_id)
+        return Principal(
+            user_id=claims.user_id,
+            role=user.role,
+            tier=user.tier,
+            session_id=claims.session_id,
+            user_max_route_tier=user.max_route_tier,
+        )
 
     async def _user(self, user_id: str) -> _UserEntry | None:
         hit, entry = self._users.get(user_id)
@@ -191,9 +210,7 @@ class Authenticator:
             user = await UserRepository(session).get_or_none(user_id)
         entry = None
         if user is not None:
-            entry = _UserEntry(
-                role=Role(user.role), tier=user.tier, disabled=user.disabled, token_version=user.token_version
-            )
+            entry = _user_entry(user)
             self._users.put(user_id, entry)
         return entry
 
@@ -221,6 +238,8 @@ class Authenticator:
             allowed_models=entry.allowed_models,
             rpm_limit=entry.rpm_limit,
             tpm_limit=entry.tpm_limit,
+            max_route_tier=entry.max_route_tier,
+            user_max_route_tier=user.max_route_tier,
         )
 
     async def _load_key(self, key_hash: str) -> _KeyEntry | None:
@@ -240,12 +259,8 @@ class Authenticator:
             allowed_models=frozenset(key.allowed_models or ()),
             rpm_limit=key.rpm_limit,
             tpm_limit=key.tpm_limit,
+            max_route_tier=key.max_route_tier,
         )
         self._keys.put(key_hash, entry)
-        self._users.put(
-            user.id,
-            _UserEntry(
-                role=Role(user.role), tier=user.tier, disabled=user.disabled, token_version=user.token_version
-            ),
-        )
+        self._users.put(user.id, _user_entry(user))
         return entry

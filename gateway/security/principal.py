@@ -16,6 +16,8 @@ class Principal:
     """Who is calling. Built by the API's auth dependency; nothing below ``api/`` reads headers.
 
     ``allowed_models`` empty means every model; ``rpm_limit``/``tpm_limit`` are per-key overrides.
+    ``max_route_tier`` (the key's) and ``user_max_route_tier`` (its owner's) cap the routing tier that
+    ``model: "auto"`` may pick (``None``: no cap); the stricter one applies.
     """
 
     user_id: str | None
@@ -27,6 +29,8 @@ class Principal:
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     session_id: str | None = None
+    max_route_tier: str | None = None
+    user_max_route_tier: str | None = None
 
     @property
     def is_admin(self) -> bool:

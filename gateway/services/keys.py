@@ -34,6 +34,7 @@ class KeyService:
         allowed_models: list[str],
         rpm_limit: int | None,
         tpm_limit: int | None,
+        max_route_tier: str | None = None,
     ) -> tuple[ApiKey, str]:
         assert principal.user_id is not None
         if expires_at is not None:
@@ -54,6 +55,7 @@ class KeyService:
             allowed_models=sorted(set(allowed_models)),
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
+            max_route_tier=max_route_tier,
         )
         log.info("api_key_created", user_id=principal.user_id, key_id=key.id, prefix=key.prefix)
         return key, new.secret
@@ -61,6 +63,22 @@ class KeyService:
     async def list(self, session: AsyncSession, *, principal: Principal) -> Sequence[ApiKey]:
         assert principal.user_id is not None
         return await ApiKeyRepository(session).list(user_id=principal.user_id)
+
+    async def set_route_policy(
+        self, session: AsyncSession, *, principal: Principal, key_id: str, max_route_tier: str | None
+    ) -> ApiKey:
+        """Cap (or uncap) the routing tier of one of the caller's own keys; effective at once here."""
+        assert principal.user_id is not None
+        repo = ApiKeyRepository(session)
+        key = await repo.get_or_none(key_id, user_id=principal.user_id)
+        if key is None or key.revoked_at is not None:
+            raise NotFound("API key not found")
+        await repo.set_max_route_tier(key, max_route_tier)
+        self.authenticator.invalidate_key(key_id=key.id)
+        log.info(
+            "api_key_route_policy", user_id=principal.user_id, key_id=key.id, max_route_tier=max_route_tier
+        )
+        return key
 
     async def revoke(self, session: AsyncSession, *, principal: Principal, key_id: str) -> ApiKey:
         assert principal.user_id is not None

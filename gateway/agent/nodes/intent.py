@@ -1,4 +1,8 @@
-"""Label the last user turn (intent, confidence, complexity) for routing and analytics."""
+"""Label the last user turn (intent, confidence, complexity) for routing and analytics.
+
+For ``auto`` requests the classifier is unsure about (``routing.escalation``), a small LLM is asked
+within a strict time budget; its label replaces the fast one only when it answers in time and clearly.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,36 @@ from langgraph.runtime import Runtime
 
 from gateway.agent.state import PipelineContext, PipelineState
 from gateway.providers.tokens import message_text
+from gateway.routing.circuit import CircuitState
+from gateway.routing.smart import escalate
 
 
 async def intent(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    classifier = runtime.context.classifier
+    ctx = runtime.context
+    classifier = ctx.classifier
     if classifier is None:
         return {"intent": None}
-    users = [message_text(m) for m in state["request"].messages if m.get("role") == "user"]
+    request = state["request"]
+    users = [message_text(m) for m in request.messages if m.get("role") == "user"]
     if not users:
         return {"intent": None}
-    return {"intent": classifier.classify(users[-1], context=tuple(users[-4:-1]))}
+    result = classifier.classify(users[-1], context=tuple(users[-4:-1]))
+    snapshot = ctx.snapshot
+    escalation = snapshot.config.routing.escalation
+    if (
+        escalation.enabled
+        and escalation.model is not None
+        and result.confidence < escalation.below_confidence
+        and snapshot.router.is_smart(request.model)
+    ):
+        target = snapshot.targets.get(escalation.model)
+        if target is not None and snapshot.router.circuits.state(target.name) is CircuitState.OPEN:
+            target = None
+        result = await escalate(
+            result,
+            text=users[-1],
+            target=target,
+            config=escalation,
+            labels=tuple(snapshot.config.routing.intent_tiers),
+        )
+    return {"intent": result}

@@ -1,4 +1,8 @@
-"""Resolve the requested model or alias into a chain of targets and shadows."""
+"""Resolve the requested model or alias into a chain of targets and shadows.
+
+For ``auto`` requests of a conversation, the tier the conversation needed earlier is a floor (upward
+stickiness, ``routing.sticky_upgrade_s``); the store is read with a short timeout and fails open.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,30 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from gateway.agent.state import PipelineContext, PipelineState
-from gateway.observability import metrics
+from gateway.observability import access, metrics
+from gateway.routing.smart import SmartRouting
 
 
 async def route(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     ctx = runtime.context
     request = state["request"]
-    decision = ctx.snapshot.router.route(
+    router = ctx.snapshot.router
+    smart = ctx.snapshot.config.routing
+    memory = ctx.classifier.tiers if isinstance(ctx.classifier, SmartRouting) else None
+    conversation = ctx.sticky.get("conversation")
+    sticky = (
+        memory is not None
+        and conversation is not None
+        and smart.sticky_upgrade_s > 0
+        and router.is_smart(request.model)
+    )
+    floor = None
+    if sticky:
+        assert memory is not None and conversation is not None
+        floor = await memory.floor(
+            tenant=ctx.principal.tenant, conversation=conversation, timeout_s=smart.sticky_timeout_ms / 1000
+        )
+    decision = router.route(
         requested=request.model,
         principal=ctx.principal,
         intent=state.get("intent"),
@@ -21,7 +42,23 @@ async def route(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict
         max_tokens=request.params.get("max_completion_tokens") or request.params.get("max_tokens"),
         sticky=ctx.sticky,
         request_id=ctx.trace.request_id,
+        min_tier=floor,
     )
+    needed = decision.needed_tier
+    # only a tier the request needed by itself (not one stickiness gave it) starts or extends the window
+    if sticky and needed is not None and decision.sticky_from is None and needed != smart.tiers[0]:
+        assert memory is not None and conversation is not None
+        memory.remember(
+            tenant=ctx.principal.tenant, conversation=conversation, tier=needed, ttl_s=smart.sticky_upgrade_s
+        )
     if decision.intent is not None:
         metrics.INTENTS.labels(intent=decision.intent, tier=decision.tier or "explicit").inc()
+    if decision.tier is not None:
+        fields = access.current()
+        if fields is not None:
+            fields["routing_tier"] = decision.tier
+            if decision.capped_from is not None:
+                fields["routing_tier_capped_from"] = decision.capped_from
+            if decision.sticky_from is not None:
+                fields["routing_tier_sticky_from"] = decision.sticky_from
     return {"route": decision, "target_index": 0, "attempt": 0}

@@ -48,6 +48,7 @@ class ApiKeyRepository:
         allowed_models: list[str],
         rpm_limit: int | None,
         tpm_limit: int | None,
+        max_route_tier: str | None = None,
     ) -> ApiKey:
         key = ApiKey(
             user_id=user_id,
@@ -58,6 +59,7 @@ class ApiKeyRepository:
             allowed_models=allowed_models,
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
+            max_route_tier=max_route_tier,
         )
         self.session.add(key)
         await self.session.flush()
@@ -68,6 +70,11 @@ class ApiKeyRepository:
         if not include_revoked:
             stmt = stmt.where(ApiKey.revoked_at.is_(None))
         return (await self.session.execute(stmt)).scalars().all()
+
+    async def set_max_route_tier(self, key: ApiKey, max_route_tier: str | None) -> ApiKey:
+        key.max_route_tier = max_route_tier
+        await self.session.flush()
+        return key
 
     async def revoke(self, key: ApiKey, *, now: datetime) -> ApiKey:
         if key.revoked_at is None:

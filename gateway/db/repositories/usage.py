@@ -16,8 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway.db.models import UsageLog
 
-Dimension = Literal["user", "key", "model", "provider", "intent", "tier", "status", "day", "hour"]
-DIMENSIONS: tuple[str, ...] = ("user", "key", "model", "provider", "intent", "tier", "status", "day", "hour")
+Dimension = Literal[
+    "user", "key", "model", "provider", "intent", "routing_tier", "tier", "status", "day", "hour"
+]
+DIMENSIONS: tuple[str, ...] = (
+    "user", "key", "model", "provider", "intent", "routing_tier", "tier", "status", "day", "hour"
+)
+"""``tier`` is the caller's quota tier; ``routing_tier`` the tier smart routing chose (``auto`` only)."""
 
 _COLUMN_OF: dict[str, Any] = {
     "user": UsageLog.user_id,
@@ -25,6 +30,7 @@ _COLUMN_OF: dict[str, Any] = {
     "model": UsageLog.model_served,
     "provider": UsageLog.provider,
     "intent": UsageLog.intent,
+    "routing_tier": UsageLog.routing_tier,
     "tier": UsageLog.tier,
     "status": UsageLog.status,
 }
@@ -164,6 +170,7 @@ class UsageRepository:
             UsageLog.model_served,
             UsageLog.provider,
             UsageLog.intent,
+            UsageLog.routing_tier,
             UsageLog.tier,
             UsageLog.status,
             UsageLog.http_status,
@@ -180,6 +187,7 @@ class UsageRepository:
             "model": "model_served",
             "provider": "provider",
             "intent": "intent",
+            "routing_tier": "routing_tier",
             "tier": "tier",
             "status": "status",
         }
