@@ -160,7 +160,7 @@ async def escalate(
                     {"role": "system", "content": _SYSTEM.format(labels=", ".join(labels))},
                     {"role": "user", "content": text[: config.max_prompt_chars]},
                 ],
-                params={"max_tokens": 8, "temperature": 0},
+                params={"max_tokens": 16, "temperature": 0},
                 timeouts=Timeouts(
                     connect_s=config.timeout_ms / 1000,
                     first_token_s=config.timeout_ms / 1000,

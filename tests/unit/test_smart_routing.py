@@ -204,7 +204,7 @@ async def test_escalation_used_changes_label_and_raises_complexity() -> None:
     )
     assert _count("used") == before + 1
     sent = provider.calls[0]
-    assert sent.params["max_tokens"] == 8 and len(sent.messages[1]["content"]) == 2000
+    assert sent.params["max_tokens"] == 16 and len(sent.messages[1]["content"]) == 2000
     assert "small_talk, general, reasoning" in sent.messages[0]["content"]
     simple = await escalate(
         HARD, text="q", target=_target(_Labeller(answer="general simple")), config=EscalationConfig(),
