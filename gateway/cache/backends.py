@@ -56,6 +56,7 @@ class CacheBackends:
             return False
 
     async def aclose(self) -> None:
+        await self.quotas.aclose()  # queued settlements go out before the connection closes
         if self.redis is not None:
             await self.redis.aclose()
 

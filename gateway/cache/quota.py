@@ -24,6 +24,7 @@ concurrent gateways can neither overshoot a limit nor overspend a budget.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from gateway.cache.quota_backends import (
     SettleArgs,
 )
 from gateway.errors import QuotaExceeded, RateLimited, ServiceUnavailable
-from gateway.observability.metrics import BACKEND_ERRORS, QUOTA_REJECTIONS
+from gateway.observability.metrics import BACKEND_ERRORS, QUOTA_REJECTIONS, QUOTA_SETTLE_QUEUE
 from gateway.security.principal import Principal
 
 log = structlog.get_logger(__name__)
@@ -195,9 +196,16 @@ _REASONS: dict[str, tuple[str, str]] = {
 
 
 class QuotaLimiter:
-    def __init__(self, backend: QuotaBackend, config: QuotaConfig | None = None) -> None:
+    def __init__(
+        self, backend: QuotaBackend, config: QuotaConfig | None = None, *, max_pending_settles: int = 10_000
+    ) -> None:
         self.backend = backend
         self.config = config or QuotaConfig()
+        self.max_pending_settles = max_pending_settles
+        self._pending: list[SettleArgs] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def _prefix(self, scope: str) -> str:
         return f"{self.backend.base_prefix}:q:{scope}"
@@ -309,15 +317,16 @@ class QuotaLimiter:
             headers=headers,
         )
 
-    async def settle(self, ticket: QuotaTicket, *, actual_tokens: int, actual_cost_usd: float) -> None:
-        """Replace the reservation by the actual usage. Exactly once per request id: later
-        calls (with this or another ticket of the same id) are no-ops. Never raises."""
+    def _settle_args(
+        self, ticket: QuotaTicket, actual_tokens: int, actual_cost_usd: float
+    ) -> SettleArgs | None:
+        """The settlement of ``ticket``, or ``None`` when it has none left to do (marks it settled)."""
         if ticket.settled or not ticket.scopes:
             ticket.settled = True
-            return
+            return None
         ticket.settled = True
         day, month, _ = _periods(datetime.now(UTC))
-        args = SettleArgs(
+        return SettleArgs(
             request_id=ticket.request_id,
             actual_tokens=max(int(actual_tokens), 0),
             actual_micro_usd=max(math.ceil(actual_cost_usd * MICRO), 0),
@@ -328,10 +337,59 @@ class QuotaLimiter:
             done_ttl_ms=self.config.settled_marker_ttl_s * 1000,
             prefixes=tuple(self._prefix(s) for s in ticket.scopes),
         )
+
+    async def settle(self, ticket: QuotaTicket, *, actual_tokens: int, actual_cost_usd: float) -> None:
+        """Replace the reservation by the actual usage. Exactly once per request id: later
+        calls (with this or another ticket of the same id) are no-ops. Never raises."""
+        args = self._settle_args(ticket, actual_tokens, actual_cost_usd)
+        if args is None:
+            return
         try:
             await self.backend.settle(args)
         except Exception as exc:
             self._backend_failed("quota_settle", exc, fatal=False)
+
+    async def settle_soon(self, ticket: QuotaTicket, *, actual_tokens: int, actual_cost_usd: float) -> None:
+        """``settle`` off the request path: queued, and sent with whatever else is queued in one
+        round trip by a background task (started on first use, drained by :meth:`aclose`). The
+        queue is bounded: when it is full this settles inline instead (back-pressure, never a drop).
+        A settlement lost with the process (SIGKILL) leaves a reservation that expires after
+        ``reservation_ttl_s``: the scope is over-counted, never under-counted, until then."""
+        if self._stopped or len(self._pending) >= self.max_pending_settles:
+            await self.settle(ticket, actual_tokens=actual_tokens, actual_cost_usd=actual_cost_usd)
+            return
+        args = self._settle_args(ticket, actual_tokens, actual_cost_usd)
+        if args is None:
+            return
+        self._pending.append(args)
+        QUOTA_SETTLE_QUEUE.inc()
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop(), name="quota-settle-flusher")
+        self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        while not self._stopped:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            QUOTA_SETTLE_QUEUE.dec(len(batch))
+            try:
+                await self.backend.settle_many(batch)
+            except Exception as exc:
+                self._backend_failed("quota_settle", exc, fatal=False)
+
+    async def aclose(self) -> None:
+        """Stop the background settler once it has sent what it holds (graceful shutdown); later
+        settlements go inline."""
+        self._stopped = True
+        self._wake.set()
+        if self._flusher is not None:
+            await self._flusher
+        await self._flush()
 
     async def usage(self, *, principal_scope: str, limits: ScopeLimits | None = None) -> dict[str, Any]:
         """Current usage of one scope (``key:<id>`` / ``user:<id>``) against ``limits`` (from the

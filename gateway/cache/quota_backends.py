@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 WINDOW_MS = 60_000
 DAY_MS = 86_400_000
@@ -93,6 +94,10 @@ class QuotaBackend(Protocol):
 
     async def settle(self, args: SettleArgs) -> bool: ...
 
+    async def settle_many(self, batch: list[SettleArgs]) -> None:
+        """Several settlements in one round trip (each still exactly once per request id)."""
+        ...
+
     async def usage(self, prefix: str, day_id: str, month_id: str) -> UsageResult: ...
 
 
@@ -141,8 +146,8 @@ class RedisQuotaBackend:
         raw = await self._reserve(keys=[], args=argv)
         return parse_reserve(list(raw))
 
-    async def settle(self, args: SettleArgs) -> bool:
-        argv: list[str | int] = [
+    def _settle_argv(self, args: SettleArgs) -> list[str | int]:
+        return [
             self.base_prefix,
             args.request_id,
             args.actual_tokens,
@@ -155,7 +160,27 @@ class RedisQuotaBackend:
             len(args.prefixes),
             *args.prefixes,
         ]
-        return bool(_int(await self._settle(keys=[], args=argv)))
+
+    async def settle(self, args: SettleArgs) -> bool:
+        return bool(_int(await self._settle(keys=[], args=self._settle_argv(args))))
+
+    async def settle_many(self, batch: list[SettleArgs]) -> None:
+        if len(batch) == 1:
+            await self.settle(batch[0])
+            return
+        for attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for args in batch:
+                    pipe.evalsha(self._settle.sha, 0, *self._settle_argv(args))
+                results = await pipe.execute(raise_on_error=False)
+            missing = [r for r in results if isinstance(r, Exception)]
+            if not missing:
+                return
+            if attempt == 0 and all(isinstance(r, NoScriptError) for r in missing):
+                await self._redis.script_load(self._settle.script)  # Redis restarted: scripts gone
+                batch = [args for args, r in zip(batch, results, strict=True) if isinstance(r, Exception)]
+                continue
+            raise missing[0]
 
     async def usage(self, prefix: str, day_id: str, month_id: str) -> UsageResult:
         raw = list(await self._usage(keys=[], args=[prefix, day_id, month_id]))
@@ -278,6 +303,10 @@ class MemoryQuotaBackend:
                 ScopeStats(stat.rpm_used + 1, WINDOW_MS, stat.tpm_used + args.est_tokens, stat.tpm_reset_ms)
             )
         return ReserveResult(1, "", -1, 0, minute, tuple(out))
+
+    async def settle_many(self, batch: list[SettleArgs]) -> None:
+        for args in batch:
+            await self.settle(args)
 
     async def settle(self, args: SettleArgs) -> bool:
         now = self.now_ms()

@@ -98,6 +98,11 @@ SHADOW_AGREEMENT = Histogram(
 USAGE_QUEUE_DEPTH = Gauge(
     "prism_usage_queue_depth", "Usage records waiting to be written", multiprocess_mode="livesum"
 )
+QUOTA_SETTLE_QUEUE = Gauge(
+    "prism_quota_settle_queue_depth",
+    "Quota settlements queued for the next batched round trip",
+    multiprocess_mode="livesum",
+)
 USAGE_FLUSH_LATENCY = Histogram(
     "prism_usage_flush_seconds", "Time to write one batch of usage records", buckets=LATENCY_BUCKETS
 )

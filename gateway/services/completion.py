@@ -592,7 +592,7 @@ class CompletionService:
         access.note_usage(record, key_prefix=call.principal.api_key_prefix, messages=call.chat.messages)
         try:
             if call.ticket is not None and self.s.quotas is not None:
-                await self.s.quotas.settle(
+                await self.s.quotas.settle_soon(
                     call.ticket,
                     actual_tokens=record.prompt_tokens + record.completion_tokens,
                     actual_cost_usd=record.cost_usd,

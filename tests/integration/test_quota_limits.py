@@ -170,3 +170,44 @@ async def test_limits_from_tiers_and_overrides(limiter_factory: LimiterFactory) 
         request_id="u", principal=ALICE, estimated_tokens=1, estimated_cost_usd=0, limits=unlimited
     )
     assert ticket.headers() == {}
+
+
+async def test_settle_soon_batches_exactly_once_and_aclose_drains(limiter_factory: LimiterFactory) -> None:
+    """Settlements queued off the request path go out together (one round trip on Redis), each once per
+    request id — a duplicate in the same batch changes nothing — and ``aclose`` sends what is queued."""
+    limiter = limiter_factory(QuotaConfig())
+    limits = one_scope(tokens_per_day=100_000, monthly_budget_usd=100.0)
+    tickets = [await reserve(limiter, f"soon{i}", limits, tokens=500, cost=1.0) for i in range(50)]
+    for ticket in tickets:
+        await limiter.settle_soon(ticket, actual_tokens=10, actual_cost_usd=0.01)
+    twin = QuotaTicket("soon0", tickets[0].scopes, 500, 1.0, minute=tickets[0].minute)
+    await limiter.settle_soon(twin, actual_tokens=999, actual_cost_usd=9.0)
+    await limiter.aclose()
+    usage = await limiter.usage(principal_scope="key:k-alice", limits=limits.scopes[0])
+    assert usage["tokens_per_day"]["settled"] == 500
+    assert usage["pending_reservations"] == 0
+    assert usage["monthly_budget_usd"]["used"] == pytest.approx(0.50)
+    # after aclose a settlement still lands (inline)
+    late = await reserve(limiter, "late", limits, tokens=500, cost=1.0)
+    await limiter.settle_soon(late, actual_tokens=20, actual_cost_usd=0.0)
+    usage = await limiter.usage(principal_scope="key:k-alice", limits=limits.scopes[0])
+    assert usage["tokens_per_day"]["settled"] == 520 and usage["pending_reservations"] == 0
+
+
+async def test_settle_soon_reloads_scripts_after_a_flush(backend_redis: object, key_prefix: str) -> None:
+    """A batch sent after Redis lost its scripts (restart, SCRIPT FLUSH) loads them and settles."""
+    from redis.asyncio import Redis
+
+    from gateway.cache.quota_backends import RedisQuotaBackend
+
+    if not isinstance(backend_redis, Redis):
+        pytest.skip("Redis only")
+    limiter = QuotaLimiter(RedisQuotaBackend(backend_redis, prefix=key_prefix), QuotaConfig())
+    limits = one_scope(tokens_per_day=100_000)
+    tickets = [await reserve(limiter, f"flushed{i}", limits, tokens=100) for i in range(3)]
+    await backend_redis.script_flush()
+    for ticket in tickets:
+        await limiter.settle_soon(ticket, actual_tokens=7, actual_cost_usd=0.0)
+    await limiter.aclose()
+    usage = await limiter.usage(principal_scope="key:k-alice", limits=limits.scopes[0])
+    assert usage["tokens_per_day"]["settled"] == 21 and usage["pending_reservations"] == 0
