@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/prism.db"
     database_pool_size: int = 10
     redis_url: str | None = None
-    redis_timeout_ms: int = 50
+    redis_timeout_ms: int = 250
+    """Bound on every Redis command (and on waiting for a pooled connection). Past it the cache
+    misses and quotas follow ``fail_mode``. It counts the gateway's own event-loop delay too, so it
+    must cover a saturated worker's scheduling latency, not only Redis's answer time."""
     redis_key_prefix: str = "prism"
     """Prefix of every Redis key (cache, quotas): lets environments share one Redis."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,22 +20,26 @@ from gateway.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-def make_redis(url: str, *, timeout_ms: int, max_connections: int = 64) -> Redis:
+def make_redis(url: str, *, timeout_ms: int, max_connections: int = 256) -> Redis:
     """A pooled asyncio client whose every command is bounded by ``timeout_ms``.
 
-    One immediate retry on connection errors only (a pooled connection that died with a
-    Redis restart is replaced transparently); timeouts are not retried — a retried reserve
-    could count twice, and a slow Redis must cost at most one timeout.
+    The pool blocks (for at most ``timeout_ms``) when all its connections are busy instead of
+    failing at once: a burst of concurrent requests queues for a connection rather than
+    degrading to fail-open. One immediate retry on connection errors only (a pooled connection
+    that died with a Redis restart is replaced transparently); timeouts are not retried — a
+    retried reserve could count twice, and a slow Redis must cost at most one timeout.
     """
     timeout = timeout_ms / 1000
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        max_connections=max_connections,
         health_check_interval=0,
     )
+    return Redis.from_pool(pool)  # the client owns (and closes) its pool
 
 
 @dataclass(slots=True)
