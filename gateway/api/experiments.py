@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.db.repositories import experiments as repo
 from gateway.deps import AccountsDep, AdminDep, AppStateDep, PrincipalDep, SessionDep
 from gateway.errors import NotFound
+from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.reports import collect, experiment_report, shadow_report
 
 router = APIRouter(prefix="/admin", tags=["experiments"])
@@ -154,13 +155,19 @@ async def get_shadow(
     alias: Annotated[str, Path(max_length=128)],
 ) -> dict[str, Any]:
     await _flush(state, accounts)
-    report = shadow_report(alias, await repo.shadow_rows(session, alias))
+    report = shadow_report(
+        alias, await repo.shadow_rows(session, alias), await repo.judgement_rows(session, alias)
+    )
     config = state.holder.current.config.aliases.get(alias)
     shadow = getattr(state.completions.s, "shadow", None)
     if config is not None:
         report["shadow_models"] = list(config.shadow)
         report["sample_rate"] = config.shadow_sample_rate
         report["spend_cap_usd"] = dict(config.shadow_spend_cap_usd)
+        report["judge"] = config.shadow_judge.model_dump() if config.shadow_judge is not None else None
     if shadow is not None:
         report["spent_usd_this_replica"] = dict(shadow.results.budget.spent)
+        judge = shadow.results.judge
+        if isinstance(judge, ShadowJudge):
+            report["judge_spent_usd_this_replica"] = judge.spent.get(alias, 0.0)
     return report

@@ -226,3 +226,27 @@ class Feedback(Base):
     thumb: Mapped[str | None] = mapped_column(String(8), default=None)
     comment: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShadowJudgement(Base):
+    """A judge model's scores (1-10) for the two answers of one shadow pair (migration 0004)."""
+
+    __tablename__ = "shadow_judgements"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    pair_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    alias: Mapped[str] = mapped_column(String(128), index=True)
+    shadow_model: Mapped[str] = mapped_column(String(128))
+    judge_model: Mapped[str] = mapped_column(String(128))
+    primary_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    shadow_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    winner: Mapped[str | None] = mapped_column(String(16), default=None)
+    """``shadow``, ``primary`` or ``tie``; None when the call failed."""
+    shadow_position: Mapped[str] = mapped_column(String(1))
+    """Where the shadow's answer was shown to the judge: ``a`` or ``b``."""
+    error: Mapped[str | None] = mapped_column(String(64), default=None)
+    latency_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)

@@ -5,7 +5,11 @@ so Korean and other scripts work); punctuation and whitespace are ignored. With 
 of the longest common subsequence of the two token lists, precision ``P = L / len(shadow)``,
 recall ``R = L / len(primary)`` and the score is ``F1 = 2PR / (P + R)``, in [0, 1]. Two empty
 answers agree (1.0); one empty answer does not (0.0). Inputs are capped at ``max_tokens`` tokens
-each so the O(n·m) dynamic programme stays bounded.
+each.
+
+The LCS length is computed bit-parallel (Hyyrö 2004: one big-integer add, subtract, and, or per
+token of the second sequence), so two 1,024-token answers cost about a millisecond instead of the
+~0.3 s of the O(n·m) Python dynamic programme; it runs in the shadow job, never on a request's path.
 """
 
 from __future__ import annotations
@@ -21,15 +25,24 @@ def tokens(text: str, *, max_tokens: int = 1024) -> list[str]:
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists (bit-parallel)."""
     if len(a) < len(b):
         a, b = b, a
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0] * (len(b) + 1)
-        for j, y in enumerate(b, start=1):
-            current[j] = previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1])
-        previous = current
-    return previous[-1]
+    if not b:
+        return 0
+    # Bits of ``b`` positions per token: the column vector of the DP, one bit per row of ``b``.
+    positions: dict[str, int] = {}
+    for i, token in enumerate(b):
+        positions[token] = positions.get(token, 0) | (1 << i)
+    mask = (1 << len(b)) - 1
+    v = mask
+    for token in a:
+        match = positions.get(token)
+        if match is None:
+            continue
+        u = v & match
+        v = ((v + u) | (v - u)) & mask
+    return len(b) - v.bit_count()
 
 
 def rouge_l_f1(reference: str, candidate: str, *, max_tokens: int = 1024) -> float:

@@ -92,3 +92,21 @@ class ExperimentConfig(_Strict):
 
     def models(self) -> set[str]:
         return {model for arm in self.arms.values() for model in arm.chain}
+
+
+class ShadowJudgeConfig(_Strict):
+    """``aliases.<name>.shadow_judge``: a configured model scores a sample of finished shadow pairs.
+
+    Off the request path and bounded: a stable sample of the pairs where both answers succeeded,
+    at most ``max_concurrent`` judge calls at once (more are dropped, ``reason=busy``), each under
+    its own ``deadline_s``, and no more calls once ``spend_cap_usd`` was spent (per replica).
+    """
+
+    model: str
+    """Any configured model, called through its provider (no retries, no fallbacks)."""
+    sample_rate: float = Field(default=0.1, ge=0, le=1)
+    max_concurrent: int = Field(default=2, ge=1, le=64)
+    spend_cap_usd: float | None = Field(default=None, ge=0)
+    deadline_s: float = Field(default=30.0, gt=0, le=600)
+    max_chars: int = Field(default=4000, ge=100, le=100_000)
+    """Head of the request and of each answer put into the judge's prompt."""

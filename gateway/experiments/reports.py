@@ -184,11 +184,15 @@ def experiment_report(
     return report
 
 
-def shadow_report(alias: str, rows: Iterable[Any]) -> dict[str, Any]:
-    """Per shadow model: error rate, latency and cost ratios to the primary, agreement distribution."""
+def shadow_report(alias: str, rows: Iterable[Any], judgements: Iterable[Any] = ()) -> dict[str, Any]:
+    """Per shadow model: error rate, latency and cost ratios to the primary, agreement distribution,
+    and the judge's scores when a judge is configured (``judge_report``)."""
     by_model: dict[str, list[Any]] = {}
     for row in rows:
         by_model.setdefault(row.shadow_model, []).append(row)
+    judged: dict[str, list[Any]] = {}
+    for row in judgements:
+        judged.setdefault(row.shadow_model, []).append(row)
     models: dict[str, Any] = {}
     for model, items in sorted(by_model.items()):
         errors = sum(1 for r in items if r.shadow_error)
@@ -220,8 +224,48 @@ def shadow_report(alias: str, rows: Iterable[Any]) -> dict[str, Any]:
                 "p90": _pct(agreements, 90),
                 "histogram": {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": n for i, n in enumerate(buckets)},
             },
+            "judge": judge_report(judged.get(model, [])),
         }
     return {"alias": alias, "models": models}
+
+
+def judge_report(rows: Sequence[Any]) -> dict[str, Any] | None:
+    """Judge scores of one shadow model's pairs: calls, failures by kind, score distributions
+    (1-10) of both sides, the shadow's win / tie / loss rates and the mean score difference."""
+    if not rows:
+        return None
+    ok = [r for r in rows if r.error is None and r.primary_score is not None and r.shadow_score is not None]
+    shadow_scores = [float(r.shadow_score) for r in ok]
+    primary_scores = [float(r.primary_score) for r in ok]
+    wins = sum(1 for r in ok if r.winner == "shadow")
+    ties = sum(1 for r in ok if r.winner == "tie")
+
+    def distribution(values: list[float]) -> dict[str, Any]:
+        counts = _count(str(int(v)) for v in values)
+        return {
+            "mean": _num(stats.mean(values)) if values else None,
+            "p50": _pct(values, 50),
+            "histogram": {str(score): counts.get(str(score), 0) for score in range(1, 11)},
+        }
+
+    return {
+        "calls": len(rows),
+        "judged": len(ok),
+        "errors": len(rows) - len(ok),
+        "errors_by_type": _count(r.error for r in rows if r.error),
+        "judge_models": sorted({r.judge_model for r in rows}),
+        "shadow_score": distribution(shadow_scores),
+        "primary_score": distribution(primary_scores),
+        "mean_difference": _num(
+            stats.mean([s - p for s, p in zip(shadow_scores, primary_scores, strict=True)])
+        )
+        if ok
+        else None,
+        "shadow_win_rate": _num(wins / len(ok)) if ok else None,
+        "tie_rate": _num(ties / len(ok)) if ok else None,
+        "primary_win_rate": _num((len(ok) - wins - ties) / len(ok)) if ok else None,
+        "judge_cost_usd": _num(sum(float(r.cost_usd or 0) for r in rows)),
+    }
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:

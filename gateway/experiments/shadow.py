@@ -1,32 +1,39 @@
 """Shadow pairs: the primary's and the shadow's answers to one request, compared once both finish.
 
-The shadow node creates one ``ShadowPair`` per shadow model and hangs it on the request's trace;
-the shadow job completes the shadow side, ``CompletionService`` completes the primary side when
-the request finishes (for streams at the end of the relay). Whichever side finishes second
-computes the agreement (ROUGE-L F1, ``agreement.py``), updates the metrics and hands the row to
-the batched writer (``shadow_results``). Shadow calls are never billed to the user: no usage
-record, only this row. ``ShadowBudget`` enforces the per-model spend cap (per replica).
+The shadow node plans one ``ShadowPair`` per shadow model (with the job that will call it) and
+hangs it on the request's trace; nothing runs yet. When the primary's books close
+(``CompletionService._finish``, for streams at the end of the relay) the primary side is filled in
+and the jobs are handed to the ``ShadowDispatcher``, so a shadow never competes with its own
+primary for the event loop. The shadow job fills the shadow side; the side that finishes second
+(normally the shadow) computes the agreement (ROUGE-L F1, ``agreement.py``), updates the metrics,
+hands the row to the batched writer (``shadow_results``) and offers the pair to the judge, if one
+is configured. Shadow calls are never billed to the user: no usage record, only this row.
+``ShadowBudget`` enforces the per-model spend cap (per replica).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db.repositories.experiments import insert_shadow_results
+from gateway.db.repositories.experiments import insert_shadow_judgements, insert_shadow_results
 from gateway.experiments.agreement import rouge_l_f1
 from gateway.observability import metrics
 
 log = structlog.get_logger("prism.shadow")
+
+ShadowJob = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass(slots=True)
@@ -64,16 +71,23 @@ class ShadowPair:
         shadow_model: str,
         streamed: bool,
         on_done: Callable[[ShadowPair], None],
+        label: str | None = None,
     ) -> None:
         self.pair_id = pair_id
         self.request_id = request_id
         self.alias = alias
         self.shadow_model = shadow_model
+        self.label = label or shadow_model
+        """The shadow model's metric label (a configured name or ``other``)."""
         self.streamed = streamed
         self.created_at = datetime.now(UTC)
         self.primary: ShadowSide | None = None
         self.shadow: ShadowSide | None = None
         self.agreement: float | None = None
+        self.job: ShadowJob | None = None
+        """The shadow call, planned by the shadow node and started once the primary has finished."""
+        self.prompt: list[dict[str, Any]] | None = None
+        """The (guarded) messages both models answered; kept for the judge."""
         self._on_done = on_done
 
     def complete_primary(self, side: ShadowSide) -> None:
@@ -121,7 +135,8 @@ class ShadowPair:
 
 
 class ShadowResultWriter:
-    """Batched, non-blocking inserts into ``shadow_results`` (bounded buffer; overflow is logged)."""
+    """Batched, non-blocking inserts into ``shadow_results`` and ``shadow_judgements`` (bounded
+    buffers; overflow is logged)."""
 
     def __init__(
         self, engine: AsyncEngine, *, batch_size: int = 200, interval_s: float = 0.5, max_buffer: int = 20_000
@@ -131,15 +146,22 @@ class ShadowResultWriter:
         self.interval_s = interval_s
         self.max_buffer = max_buffer
         self._buffer: deque[dict[str, Any]] = deque()
+        self._judgements: deque[dict[str, Any]] = deque()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
     def add(self, row: dict[str, Any]) -> None:
-        if len(self._buffer) >= self.max_buffer:
+        self._append(self._buffer, row)
+
+    def add_judgement(self, row: dict[str, Any]) -> None:
+        self._append(self._judgements, row)
+
+    def _append(self, buffer: deque[dict[str, Any]], row: dict[str, Any]) -> None:
+        if len(buffer) >= self.max_buffer:
             self.dropped += 1
             log.warning("shadow_result_dropped", pair_id=row["pair_id"])
             return
-        self._buffer.append(row)
+        buffer.append(row)
 
     async def start(self) -> None:
         if self._task is None:
@@ -152,15 +174,19 @@ class ShadowResultWriter:
                 await self.flush()
 
     async def flush(self) -> None:
-        while self._buffer:
-            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
-            try:
-                async with self.engine.begin() as conn:
-                    await insert_shadow_results(conn, batch)
-            except Exception:
-                self._buffer.extendleft(reversed(batch))
-                log.warning("shadow_results_flush_failed", depth=len(self._buffer), exc_info=True)
-                raise
+        for buffer, insert in (
+            (self._buffer, insert_shadow_results),
+            (self._judgements, insert_shadow_judgements),
+        ):
+            while buffer:
+                batch = [buffer.popleft() for _ in range(min(self.batch_size, len(buffer)))]
+                try:
+                    async with self.engine.begin() as conn:
+                        await insert(conn, batch)
+                except BaseException:
+                    buffer.extendleft(reversed(batch))
+                    log.warning("shadow_results_flush_failed", depth=len(buffer), exc_info=True)
+                    raise
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -172,21 +198,32 @@ class ShadowResultWriter:
             await self.flush()
 
 
+class PairSink(Protocol):
+    """Where finished pairs go besides the writer: the judge (``gateway/experiments/judge.py``)."""
+
+    def consider(self, pair: ShadowPair) -> None: ...
+
+
 class ShadowResults:
-    """What the shadow node and the completion service share: pairs, budget and the writer."""
+    """What the shadow node and the completion service share: pairs, budget, writer and judge."""
 
     def __init__(self, writer: ShadowResultWriter | None = None) -> None:
         self.writer = writer
+        self.judge: PairSink | None = None
         self.budget = ShadowBudget()
+        # Pair ids: a random prefix per process and a counter (no entropy syscall per request).
+        self._prefix = uuid.uuid4().hex[:16]
+        self._counter = itertools.count(1)
 
     def new_pair(
-        self, *, pair_id: str, request_id: str, alias: str, shadow_model: str, streamed: bool
+        self, *, request_id: str, alias: str, shadow_model: str, streamed: bool, label: str | None = None
     ) -> ShadowPair:
         return ShadowPair(
-            pair_id=pair_id,
+            pair_id=f"{self._prefix}{next(self._counter):016x}",
             request_id=request_id,
             alias=alias,
             shadow_model=shadow_model,
+            label=label,
             streamed=streamed,
             on_done=self._done,
         )
@@ -194,7 +231,7 @@ class ShadowResults:
     def _done(self, pair: ShadowPair) -> None:
         shadow = pair.shadow or ShadowSide()
         if pair.agreement is not None:
-            metrics.SHADOW_AGREEMENT.labels(model=pair.shadow_model).observe(pair.agreement)
+            metrics.SHADOW_AGREEMENT.labels(model=pair.label).observe(pair.agreement)
         log.info(
             "shadow_pair",
             pair_id=pair.pair_id,
@@ -204,9 +241,12 @@ class ShadowResults:
             agreement=pair.agreement,
             shadow_error=shadow.error,
             shadow_latency_ms=shadow.latency_ms,
+            shadow_ttft_ms=shadow.ttft_ms,
         )
         if self.writer is not None:
             self.writer.add(pair.row())
+        if self.judge is not None:
+            self.judge.consider(pair)
 
 
 def monotonic_ms(started: float) -> float:

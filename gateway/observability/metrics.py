@@ -174,3 +174,24 @@ ROUTE_STICKY = Counter(
 ROUTE_CAPPED = Counter(
     "prism_route_capped", "auto routes capped by a key or user max_route_tier", ["from_tier", "to_tier"]
 )
+
+# -- shadow judge (issue #5): model labels are configured names (judge model or shadow model) -----
+SHADOW_JUDGE_CALLS = Counter(
+    "prism_shadow_judge_calls",
+    "Shadow judge calls by outcome (ok, parse_error, timeout, provider error code); model = the judge",
+    ["model", "outcome"],
+)
+SHADOW_JUDGE_DROPPED = Counter(
+    "prism_shadow_judge_dropped",
+    "Sampled shadow pairs not judged (busy, spend_cap, no_model); model = the shadow model",
+    ["model", "reason"],
+)
+SHADOW_JUDGE_SCORE = Histogram(
+    "prism_shadow_judge_score",
+    "Judge scores 1-10 per shadow model and side (primary, shadow)",
+    ["model", "side"],
+    buckets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
+)
+SHADOW_JUDGE_DURATION = Histogram(
+    "prism_shadow_judge_duration_seconds", "Shadow judge call duration", ["model"], buckets=LATENCY_BUCKETS
+)

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.cache.quota import QuotaConfig
-from gateway.experiments.config import ExperimentConfig
+from gateway.experiments.config import ExperimentConfig, ShadowJudgeConfig
 from gateway.guardrails.policy import GuardrailsConfig
 from gateway.providers.mock import MockSettings
 
@@ -75,6 +75,8 @@ class AliasConfig(_Strict):
     shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
     shadow_spend_cap_usd: dict[str, float] = {}
     """Per shadow model: stop shadowing once this much was spent on it (per replica, since start)."""
+    shadow_judge: ShadowJudgeConfig | None = None
+    """A judge model scoring a sample of this alias's shadow pairs (docs/experiments.md)."""
     deadline_s: float | None = Field(default=None, gt=0)
     """Total deadline of a request to this alias; else the target model's, else ``retry.deadline_s``."""
 
@@ -211,6 +213,9 @@ class RoutingConfig(_Strict):
                 for model in alias.shadow_spend_cap_usd
                 if model not in alias.shadow
             )
+            judge = alias.shadow_judge
+            if judge is not None and judge.model not in known:
+                problems.append(f"aliases.{name}.shadow_judge.model: unknown model {judge.model!r}")
         aliases_taken: dict[str, str] = {}
         for name, exp in self.experiments.items():
             if exp.alias in known:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from gateway.experiments.stats import percentile
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, run_in_thread
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,15 @@ models:
   flaky: {provider: mock, mock: {latency_ms: 2, failure_rate: 0.5, failure_kind: "500", seed: 7}}
   shadow-slow: {provider: mock, price_input_per_mtok: 5, price_output_per_mtok: 5,
                 mock: {latency_ms: 2000, failure_rate: 0.5, seed: 3}}
+  judge: {provider: openai, model: gpt-judge, base_url: "JUDGE_URL", api_key_env: JUDGE_KEY, local: true}
+  judge-mock: {provider: mock}
 aliases:
   plain: {target: fast}
-  shadowed: {target: fast, shadow: [shadow-slow], shadow_sample_rate: 0.3}
+  shadowed: {target: fast, shadow: [shadow-slow], shadow_sample_rate: 1.0,
+             shadow_judge: {model: judge, sample_rate: 1.0, max_concurrent: 4, deadline_s: 5}}
+  judged: {target: fast, shadow: [fast2], shadow_judge: {model: judge, sample_rate: 1.0, max_concurrent: 4}}
+  judged-by-mock: {target: fast, shadow: [fast2], shadow_judge: {model: judge-mock, max_concurrent: 4,
+                                                                  sample_rate: 1.0}}
 retry: {max_attempts: 1}
 circuit_breaker: {failure_threshold: 1000}
 cache: {enabled: false}
@@ -70,12 +77,25 @@ experiments:
 """
 
 
+JUDGE_REPLY = '{"a": 4, "b": 8}'
+"""The fake judge always prefers answer B; which side that is varies per pair (position bias)."""
+
+
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def judge_upstream() -> Iterator[FakeOpenAIUpstream]:
+    with run_in_thread(FakeOpenAIUpstream(reply=JUDGE_REPLY)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(
+    tmp_path_factory: pytest.TempPathFactory, judge_upstream: FakeOpenAIUpstream
+) -> Iterator[GatewayProcess]:
     process = start_gateway(
         tmp_path_factory.mktemp("experiments"),
-        config=CONFIG,
+        config=CONFIG.replace("JUDGE_URL", judge_upstream.openai_base_url),
         env={
+            "JUDGE_KEY": "sk-fake-judge",
             "GATEWAY_AUTH_ENABLED": "false",
             "GATEWAY_ADMIN_EMAIL": ADMIN_EMAIL,
             "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -181,30 +201,101 @@ async def test_canary_rolls_back_and_advances(gw: GatewayProcess) -> None:
         assert "error rate higher" in report["comparisons"]["next"]["verdict"]
 
 
-@pytest.mark.xfail(
-    reason="issue #5 open item: on the shared CI box the shadowed alias's p95 was 10-20% above shadow-off "
-    "(extra graph step + shadow bookkeeping under CPU contention); the report assertions run first",
-    strict=False,
-)
-async def test_shadow_never_slows_or_fails_primary(gw: GatewayProcess) -> None:
+async def test_judge_scores_shadow_pairs_in_the_report(gw: GatewayProcess) -> None:
+    """A judge model (the fake OpenAI upstream through Prism's openai provider) scores shadow pairs
+    in the background; the report shows the score distribution and the win rate. A judge whose
+    answers hold no scores (the mock echoes its prompt) is counted as parse errors, never fatal."""
     async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
-        await _send(client, "plain", [f"warm-{i}" for i in range(50)], concurrency=8)
-        plain: list[float] = []
-        shadowed: list[float] = []
-        for round_ in range(8):
-            for model, sink in (("plain", plain), ("shadowed", shadowed)):
-                batch = await _send(
-                    client,
-                    model,
-                    [f"{model}-{round_}-{i}" for i in range(60)],
-                    concurrency=8,
-                    stream=round_ % 2 == 1,
-                )
-                assert all(r.status_code == 200 for _, r, _ in batch)
-                sink.append(percentile([elapsed for _, _, elapsed in batch], 95))
-        # the median of per-round p95s (rounds interleaved), robust to a noisy shared machine
-        p95_plain, p95_shadow = percentile(plain, 50), percentile(shadowed, 50)
-        print(f"primary p95 shadow-off {p95_plain * 1000:.1f} ms, shadow-on {p95_shadow * 1000:.1f} ms")
+        for alias in ("judged", "judged-by-mock"):
+            batch = await _send(client, alias, [f"{alias}-{i}" for i in range(40)], concurrency=4)
+            assert all(r.status_code == 200 for _, r, _ in batch)
+        headers = await _admin(client)
+        deadline = time.monotonic() + 20
+        while True:
+            reports = {
+                alias: (await client.get(f"/admin/shadow/{alias}", headers=headers)).json()
+                for alias in ("judged", "judged-by-mock")
+            }
+            judges = {alias: r["models"].get("fast2", {}).get("judge") for alias, r in reports.items()}
+            if (
+                all(j is not None and j["calls"] >= 20 for j in judges.values())
+                or time.monotonic() > deadline
+            ):
+                break
+            await asyncio.sleep(0.5)
+        judged, by_mock = judges["judged"], judges["judged-by-mock"]
+        print("judge report:", judged, "| mock judge:", by_mock)
+        assert judged is not None and judged["judged"] >= 20 and judged["errors"] == 0, judged
+        assert judged["judge_models"] == ["judge"]
+        histogram = judged["shadow_score"]["histogram"]
+        assert sum(histogram.values()) == judged["judged"]
+        assert {k for k, n in histogram.items() if n} <= {"4", "8"}  # the fake's scores, mapped back
+        assert 0 < judged["shadow_win_rate"] < 1 and judged["tie_rate"] == 0
+        assert judged["shadow_win_rate"] + judged["primary_win_rate"] == pytest.approx(1)
+        assert reports["judged"]["judge"]["model"] == "judge"
+        assert by_mock is not None and by_mock["judged"] == 0, by_mock
+        assert by_mock["errors_by_type"] == {"parse_error": by_mock["calls"]}
+        metrics_text = (await client.get("/metrics")).text
+        assert 'prism_shadow_judge_calls_total{model="judge",outcome="ok"}' in metrics_text
+        assert 'prism_shadow_judge_calls_total{model="judge-mock",outcome="parse_error"}' in metrics_text
+
+
+async def _shadow_latency_rounds(
+    client: httpx.AsyncClient, *, rounds: int, per_block: int, tag: str
+) -> dict[str, list[float]]:
+    """Alternating blocks of shadow-off (``plain``) and shadow-on (``shadowed``) requests.
+
+    Both aliases send to the same primary model. Blocks are short (40 requests, ~0.3 s), alternate, and swap
+    their order every other round (ABBA), so a burst of load from other processes on the shared
+    machine hits both sides alike; every other round streams. The shadow's background work (calls
+    finishing 2 s later, the agreement, the batched writer) lands in later blocks of both kinds; what
+    differs between the blocks is the shadow's cost on its own request's path.
+    """
+    samples: dict[str, list[float]] = {"plain": [], "shadowed": []}
+    for round_ in range(rounds):
+        stream = round_ % 2 == 1
+        order = ("plain", "shadowed") if round_ % 4 < 2 else ("shadowed", "plain")
+        for model in order:
+            users = [f"{tag}-{model}-{round_}-{i}" for i in range(per_block)]
+            batch = await _send(client, model, users, concurrency=8, stream=stream)
+            for _, response, elapsed in batch:
+                assert response.status_code == 200, response.text  # no primary request fails
+                if stream:
+                    assert response.text.endswith("data: [DONE]\n\n"), response.text[-300:]
+                samples[model].append(elapsed)
+    return samples
+
+
+async def test_shadow_never_slows_or_fails_primary(gw: GatewayProcess) -> None:
+    """A 2 s shadow failing half the time: the primary's p95 stays within 5% of shadow-off.
+
+    p95 over all samples of each side (1,280 per side per pass: the 64th slowest). On a shared
+    2-core machine a single pass can be thrown by other work; when the comparison fails the
+    measurement continues with another pass (at most two more) and the pooled samples decide — the
+    bound itself (5%, no absolute slack) never moves.
+    """
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        # Warm-up: connections, code paths, and the shadow queue, which fills (8 calls running, 256
+        # waiting) and stays full: every request is mirrored, far more than a 2 s shadow can take,
+        # so beyond the queue shadow calls are dropped and counted (``prism_shadow_dropped``).
+        for model in ("plain", "shadowed"):
+            await _send(client, model, [f"warm-{model}-{i}" for i in range(300)], concurrency=8)
+        pooled: dict[str, list[float]] = {"plain": [], "shadowed": []}
+        passes: list[str] = []
+        for pass_ in range(3):
+            samples = await _shadow_latency_rounds(client, rounds=32, per_block=40, tag=f"p{pass_}")
+            for model, values in samples.items():
+                pooled[model].extend(values)
+            p95_plain, p95_shadow = percentile(pooled["plain"], 95), percentile(pooled["shadowed"], 95)
+            passes.append(
+                f"pass {pass_ + 1}: n={len(pooled['plain'])}/side, p95 shadow-off {p95_plain * 1000:.1f} ms, "
+                f"shadow-on {p95_shadow * 1000:.1f} ms ({(p95_shadow / p95_plain - 1) * 100:+.1f}%); "
+                f"p50 {percentile(pooled['plain'], 50) * 1000:.1f} / "
+                f"{percentile(pooled['shadowed'], 50) * 1000:.1f} ms"
+            )
+            print("primary latency through the gateway,", passes[-1])
+            if p95_shadow <= p95_plain * 1.05:
+                break
 
         headers = await _admin(client)
         deadline = time.monotonic() + 30
@@ -216,11 +307,16 @@ async def test_shadow_never_slows_or_fails_primary(gw: GatewayProcess) -> None:
             await asyncio.sleep(1)
         assert model is not None, report
         assert 0.15 <= model["error_rate"] <= 0.85, model
+        assert model["errors_by_type"].get("upstream_unavailable", 0) > 0, model
         assert model["shadow_latency_ms"]["p50"] >= 1900
         assert model["latency_ratio_p50"] > 10
         assert model["agreement"]["n"] > 0 and model["cost_ratio"] > 1
+        assert model["judge"] is not None and model["judge"]["judged"] > 0, model
         print("shadow report:", model)
-        assert p95_shadow <= p95_plain * 1.05 + 0.010
+        metrics_text = (await client.get("/metrics")).text
+        counters = [line for line in metrics_text.splitlines() if line.startswith("prism_shadow_")]
+        print("shadow counters:", counters)
+        assert p95_shadow <= p95_plain * 1.05, passes
 
 
 async def test_feedback_only_for_own_requests(tmp_path: Path) -> None:

@@ -1,17 +1,34 @@
-"""Experiments: statistics against known values, ROUGE-L, sticky assignment, canary state machine."""
+"""Experiments: statistics against known values, ROUGE-L, sticky assignment, canary state machine,
+the shadow judge (prompt, parsing, budget)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import random
+import time
 from collections import Counter
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from gateway.experiments import stats
-from gateway.experiments.agreement import rouge_l_f1, tokens
+from gateway.experiments.agreement import lcs_length, rouge_l_f1, tokens
 from gateway.experiments.canary import CanaryState
 from gateway.experiments.config import CanaryConfig, CanaryStep
+from gateway.experiments.judge import (
+    JudgeParseError,
+    ShadowJudge,
+    judge_messages,
+    parse_scores,
+    shadow_position,
+    winner,
+)
 from gateway.experiments.runtime import Experiments
+from gateway.experiments.shadow import ShadowPair, ShadowResults, ShadowSide
+from gateway.providers.base import Choice, Completion, ModelCall, Usage
 from gateway.routing.config import ConfigError, parse_config
 from gateway.usage.record import UsageRecord, UsageStatus
 
@@ -234,3 +251,147 @@ def test_experiments_observe_drives_canary_and_assignment() -> None:
     exps.configure(parse_config(_config((1, 1), canary=canary.replace("min_samples: 20", "min_samples: 25"))))
     new = exps.canary("exp")
     assert new is not None and new is not state and new.status == "ramping"
+
+
+def test_lcs_bit_parallel_matches_the_dynamic_programme() -> None:
+    def reference(a: list[str], b: list[str]) -> int:
+        previous = [0] * (len(b) + 1)
+        for x in a:
+            current = [0] * (len(b) + 1)
+            for j, y in enumerate(b, start=1):
+                current[j] = previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1])
+            previous = current
+        return previous[-1]
+
+    rng = random.Random(5)
+    for _ in range(500):
+        a = [rng.choice("abcde") for _ in range(rng.randint(0, 40))]
+        b = [rng.choice("abcdef") for _ in range(rng.randint(0, 40))]
+        assert lcs_length(a, b) == reference(a, b), (a, b)
+    long_a = [str(rng.randint(0, 300)) for _ in range(1024)]
+    long_b = [str(rng.randint(0, 300)) for _ in range(1024)]
+    started = time.perf_counter()
+    assert lcs_length(long_a, long_b) == reference(long_a[:1024], long_b[:1024])
+    assert time.perf_counter() - started < 5  # the reference DP dominates; the bit-parallel part is ~1 ms
+
+
+def test_judge_prompt_holds_request_and_both_answers_clipped() -> None:
+    request = [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    messages = judge_messages(request=request, answer_a="Paris." * 100, answer_b="Lyon", max_chars=120)
+    assert messages[0]["role"] == "system" and "1 (useless" in messages[0]["content"]
+    body = messages[1]["content"]
+    assert "What is the capital of France?" in body and "first question" not in body
+    assert "Answer A:\n<<<\n" + "Paris." * 20 + " […]" in body and "Answer B:\n<<<\nLyon\n>>>" in body
+
+
+def test_judge_parse_scores() -> None:
+    assert parse_scores('{"a": 7, "b": 3}') == (7, 3)
+    assert parse_scores('Sure! ```json\n{"A": 10, "B": "2"}\n```') == (10, 2)
+    assert parse_scores('{"reason": "x"} then {"a": 5.0, "b": 6}') == (5, 6)
+    assert parse_scores("Answer A: 8\nAnswer B: 9") == (8, 9)
+    for bad in (
+        "",
+        "no idea",
+        '{"a": 0, "b": 5}',
+        '{"a": 11, "b": 5}',
+        '{"a": 7.5, "b": 5}',
+        '{"a": true, "b": 1}',
+        'judge says: {"a": <1-10>, "b": <1-10>}',
+    ):
+        with pytest.raises(JudgeParseError):
+            parse_scores(bad)
+    assert winner(3, 8) == "shadow" and winner(8, 3) == "primary" and winner(5, 5) == "tie"
+    positions = Counter(shadow_position(f"pair-{i}") for i in range(1000))
+    assert 400 < positions["a"] < 600 and shadow_position("pair-1") == shadow_position("pair-1")
+
+
+class _FakeProvider:
+    kind = "fake"
+
+    def __init__(self, reply: str, delay_s: float = 0.0) -> None:
+        self.reply, self.delay_s, self.calls = reply, delay_s, 0
+
+    async def complete(self, call: ModelCall) -> Completion:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        return Completion(
+            model=call.model,
+            choices=[Choice(index=0, content=self.reply, finish_reason="stop")],
+            usage=Usage(prompt_tokens=100, completion_tokens=10),
+        )
+
+
+def _judge_setup(provider: _FakeProvider, **judge: Any) -> tuple[ShadowJudge, list[dict[str, Any]]]:
+    config = parse_config(
+        "models:\n  fast: {provider: mock}\n  cand: {provider: mock}\n"
+        "  judge: {provider: mock, price_input_per_mtok: 1000, price_output_per_mtok: 1000}\n"
+        f"aliases:\n  chat: {{target: fast, shadow: [cand], shadow_judge: {json.dumps(judge)}}}\n"
+    )
+    targets = {
+        "judge": SimpleNamespace(
+            name="judge", upstream_model="judge", provider=provider, config=config.models["judge"]
+        )
+    }
+    snapshot = SimpleNamespace(config=config, targets=targets, model_label=lambda name: name or "other")
+    rows: list[dict[str, Any]] = []
+    sink = SimpleNamespace(add_judgement=rows.append)
+    return ShadowJudge(lambda: snapshot, writer=sink), rows  # type: ignore[arg-type,return-value]
+
+
+def _pair(results: ShadowResults, *, shadow_error: str | None = None) -> ShadowPair:
+    pair = results.new_pair(request_id="r", alias="chat", shadow_model="cand", streamed=False)
+    pair.prompt = [{"role": "user", "content": "hi"}]
+    pair.complete_primary(ShadowSide(model="fast", text="hello there"))
+    pair.complete_shadow(ShadowSide(model="cand", text="hello", error=shadow_error))
+    return pair
+
+
+async def test_judge_budget_timeouts_and_parse_errors_are_counted_not_raised() -> None:
+    provider = _FakeProvider('{"a": 9, "b": 2}')
+    judge, rows = _judge_setup(provider, model="judge", sample_rate=1.0, max_concurrent=2, spend_cap_usd=0.25)
+    results = ShadowResults()
+    results.judge = judge
+    for _ in range(5):  # completes both sides: judge.consider is called by the pair
+        _pair(results)
+    _pair(results, shadow_error="upstream_unavailable")  # failed pairs are not judged
+    assert judge.pending == 2  # max_concurrent: the other three were dropped (busy)
+    await judge.aclose()
+    assert len(rows) == 2 and all(r["error"] is None for r in rows)
+    for row in rows:  # scores mapped back from the shown position
+        assert (row["primary_score"], row["shadow_score"]) == (
+            (2, 9) if row["shadow_position"] == "a" else (9, 2)
+        )
+    assert judge.spent["chat"] == pytest.approx(2 * 0.11)
+
+    judge2, rows2 = _judge_setup(
+        provider, model="judge", sample_rate=1.0, max_concurrent=8, spend_cap_usd=0.1
+    )
+    results.judge = judge2
+    _pair(results)
+    await asyncio.sleep(0.01)
+    _pair(results)  # over the cap after the first call (0.11 USD)
+    await judge2.aclose()
+    assert len(rows2) == 1
+
+    slow, rows3 = _judge_setup(
+        _FakeProvider("{}", delay_s=1.0), model="judge", sample_rate=1.0, deadline_s=0.05
+    )
+    garbled, rows4 = _judge_setup(_FakeProvider("I prefer the first one"), model="judge", sample_rate=1.0)
+    for j in (slow, garbled):
+        results.judge = j
+        _pair(results)
+        await asyncio.sleep(0.2)
+        await j.aclose()
+    assert [r["error"] for r in rows3] == ["timeout"] and [r["error"] for r in rows4] == ["parse_error"]
+    assert rows3[0]["winner"] is None and rows4[0]["primary_score"] is None
+
+    none, rows5 = _judge_setup(provider, model="judge", sample_rate=0.0)
+    results.judge = none
+    _pair(results)
+    await none.aclose()
+    assert rows5 == []

@@ -1,24 +1,25 @@
-"""Mirror the (guarded) request to the route's shadow models without delaying the primary.
+"""Plan the mirroring of the (guarded) request to the route's shadow models.
 
-Each shadow call gets a ``ShadowPair`` (``gateway/experiments/shadow.py``) hung on the request's
-trace: the job completes the shadow side (latency, TTFT, tokens, cost, error, text), the
-completion service completes the primary side when the request finishes, and the pair is
-compared and stored. A shadow keeps the primary's streaming mode, runs under the dispatcher's own
-deadline and stops once its model's spend cap is reached (dropped, ``reason=spend_cap``).
+The node only decides and prepares: for each shadow model it checks the spend cap and the
+dispatcher's room, and hangs a ``ShadowPair`` with its job on the request's trace
+(``gateway/experiments/shadow.py``). Nothing is called here: the completion service launches the
+jobs once the primary has finished (``ShadowDispatcher.launch``), so a shadow never delays its
+primary. The job fills the shadow side (latency, TTFT, tokens, cost, error, text); a shadow keeps
+the primary's streaming mode, runs under the dispatcher's own deadline and stops once its model's
+spend cap is reached (dropped, ``reason=spend_cap``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 from langgraph.runtime import Runtime
 from opentelemetry import trace
 
 from gateway.agent.state import PipelineContext, PipelineState
-from gateway.experiments.shadow import ShadowPair, ShadowResults, ShadowSide
+from gateway.experiments.shadow import ShadowJob, ShadowPair, ShadowResults, ShadowSide
 from gateway.observability import metrics, tracing
 from gateway.providers.base import ModelCall, Usage
 from gateway.providers.tokens import count_text
@@ -31,61 +32,69 @@ async def shadow(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
         return {}
     request = state["request"]
     route = state["route"]
-    alias = ctx.snapshot.config.aliases.get(route.requested)
+    snapshot = ctx.snapshot
+    alias = snapshot.config.aliases.get(route.requested)
     caps = alias.shadow_spend_cap_usd if alias is not None else {}
     results = dispatcher.results
     primary = trace.get_current_span().get_span_context() if tracing.enabled() else None
+    messages = state["messages"]
     for name in route.shadows:
-        label = ctx.snapshot.model_label(name)
+        label = snapshot.model_label(name)
         if not results.budget.allows(name, caps.get(name)):
             metrics.SHADOW_DROPPED.labels(model=label, reason="spend_cap").inc()
             continue
         if not dispatcher.has_room():
             metrics.SHADOW_DROPPED.labels(model=label, reason="queue_full").inc()
             continue
-        target = ctx.snapshot.targets[name]
-        call = ModelCall(model=target.upstream_model, messages=state["messages"], params=request.params)
         pair = results.new_pair(
-            pair_id=uuid.uuid4().hex,
             request_id=ctx.trace.request_id,
             alias=route.requested,
             shadow_model=name,
+            label=label,
             streamed=request.stream,
         )
-
-        async def job(
-            target: Any = target,
-            call: ModelCall = call,
-            streamed: bool = request.stream,
-            name: str = name,
-            pair: ShadowPair = pair,
-            prompt_tokens: int = request.prompt_tokens,
-        ) -> None:
-            # Its own trace (it outlives the request), linked to the primary request's.
-            with tracing.shadow_span(name, primary=primary, provider=target.provider.kind) as span:
-                tracing.inject(call.headers, span=span)
-                await _run_shadow(target, call, streamed, name, pair, prompt_tokens, results)
-
-        dispatcher.submit(model=label, job=job, pair_id=pair.pair_id)
+        pair.prompt = messages
+        target = snapshot.targets[name]
+        pair.job = _shadow_job(
+            target=target,
+            call=ModelCall(model=target.upstream_model, messages=messages, params=request.params),
+            pair=pair,
+            prompt_tokens=request.prompt_tokens,
+            results=results,
+            primary=primary,
+        )
         ctx.trace.shadow_pairs.append(pair)
     return {}
 
 
-async def _run_shadow(
+def _shadow_job(
+    *,
     target: Any,
     call: ModelCall,
-    streamed: bool,
-    name: str,
     pair: ShadowPair,
     prompt_tokens: int,
     results: ShadowResults,
+    primary: trace.SpanContext | None,
+) -> ShadowJob:
+    async def job() -> None:
+        # Its own trace (it outlives the request), linked to the primary request's.
+        with tracing.shadow_span(pair.shadow_model, primary=primary, provider=target.provider.kind) as span:
+            tracing.inject(call.headers, span=span)
+            await _run_shadow(target, call, pair, prompt_tokens, results)
+
+    return job
+
+
+async def _run_shadow(
+    target: Any, call: ModelCall, pair: ShadowPair, prompt_tokens: int, results: ShadowResults
 ) -> None:
     started = time.perf_counter()
+    name = pair.shadow_model
     side = ShadowSide(model=name)
     parts: list[str] = []
     usage: Usage | None = None
     try:
-        if streamed:
+        if pair.streamed:
             async for delta in target.provider.stream(call):
                 if side.ttft_ms is None and (delta.content or delta.tool_calls):
                     side.ttft_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -99,8 +108,10 @@ async def _run_shadow(
             usage = completion.usage
         side.text = "".join(parts)
     except (Exception, asyncio.CancelledError) as exc:
-        side.error = "timeout" if isinstance(exc, TimeoutError | asyncio.CancelledError) else (
-            str(getattr(exc, "code", None) or type(exc).__name__)
+        side.error = (
+            "timeout"
+            if isinstance(exc, TimeoutError | asyncio.CancelledError)
+            else (str(getattr(exc, "code", None) or type(exc).__name__))
         )
         raise
     finally:

@@ -8,12 +8,17 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from gateway.db.models import Feedback, ShadowResult, UsageLog
+from gateway.db.models import Feedback, ShadowJudgement, ShadowResult, UsageLog
 
 
 async def insert_shadow_results(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(insert(ShadowResult), list(rows))
+
+
+async def insert_shadow_judgements(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(ShadowJudgement), list(rows))
 
 
 async def find_usage(session: AsyncSession, request_id: str) -> UsageLog | None:
@@ -59,6 +64,16 @@ async def shadow_rows(session: AsyncSession, alias: str, *, limit: int = 100_000
         select(ShadowResult)
         .where(ShadowResult.alias == alias)
         .order_by(ShadowResult.created_at.desc())
+        .limit(limit)
+    )
+    return list(result.scalars().all())
+
+
+async def judgement_rows(session: AsyncSession, alias: str, *, limit: int = 100_000) -> list[ShadowJudgement]:
+    result = await session.execute(
+        select(ShadowJudgement)
+        .where(ShadowJudgement.alias == alias)
+        .order_by(ShadowJudgement.created_at.desc())
         .limit(limit)
     )
     return list(result.scalars().all())
