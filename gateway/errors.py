@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
+from starlette.responses import Response
 
 
 class GatewayError(Exception):
@@ -237,4 +238,14 @@ def internal_error_body() -> bytes:
                 "code": "internal_error",
             }
         }
+    )
+
+
+def error_response(exc: GatewayError) -> Response:
+    """The one renderer of an error for clients: OpenAI's envelope, the error's status and headers."""
+    return Response(
+        content=exc.json_bytes(),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=exc.headers,
     )

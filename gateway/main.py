@@ -19,7 +19,8 @@ from gateway.api import (
     quotas,
     routing_policy,
 )
-from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from gateway.api.hot_path import HotPath
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, error_response
 from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
 from gateway.observability.middleware import GatewayMiddleware
@@ -29,12 +30,7 @@ from gateway.settings import Settings, get_settings
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return Response(
-        content=exc.json_bytes(),
-        status_code=exc.status_code,
-        media_type="application/json",
-        headers=exc.headers,
-    )
+    return error_response(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -81,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
-    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(HotPath, routes=openai.hot_routes())
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)  # outermost
 
     original_openapi = app.openapi
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from gateway.agent.state import ChatInput
-from gateway.deps import AppStateDep, PrincipalDep
+from gateway.deps import AppStateDep, PrincipalDep, get_app_state, get_principal
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
@@ -165,6 +166,24 @@ async def _prepare(
 
 @router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
 async def create_chat_completion(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
+    return await chat_completion(request, state, principal)
+
+
+async def serve_chat_completion(request: Request) -> Response:
+    """``POST /v1/chat/completions`` on the hot path (``gateway/api/hot_path.py``): the route's own
+    dependencies, called directly."""
+    state = await get_app_state(request)
+    return await chat_completion(request, state, await get_principal(request, state))
+
+
+def hot_routes() -> dict[str, tuple[Any, Callable[[Request], Awaitable[Response]]]]:
+    """Paths the hot path serves, with the FastAPI route objects that declare them."""
+    declared = {getattr(route, "path", None): route for route in router.routes}
+    path = router.prefix + "/chat/completions"
+    return {path: (declared[path], serve_chat_completion)}
+
+
+async def chat_completion(request: Request, state: AppState, principal: Principal) -> Response:
     chat, request_id, conversation, sticky = await _prepare(request, state, principal)
     # Conversation store (issue #3): history is read in a short session before the call; the
     # exchange is written in its own unit of work after the answer (no session held while streaming).

@@ -15,6 +15,7 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge, internal_error_body
@@ -112,6 +113,9 @@ class GatewayMiddleware:
             if not response_started:
                 status_holder[0] = 413
                 await self._send_error(send, 413, error.json_bytes(), request_id)
+        except ClientDisconnect:
+            status_holder[0] = 499  # the client left before its request body arrived: nothing to answer
+            log.info("client_disconnected", phase="request_body")
         except Exception:
             log.exception("unhandled_error")
             if not response_started:

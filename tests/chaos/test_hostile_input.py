@@ -124,3 +124,27 @@ def test_request_id_injection_is_replaced(gateway: GatewayProcess) -> None:
     ok = httpx.get(gateway.url + "/healthz", headers={"X-Request-ID": "ok-id.1"})
     assert ok.headers["x-request-id"] == "ok-id.1"
 
+
+
+def test_client_leaving_mid_body_is_not_a_server_error(
+    gateway: GatewayProcess, fake: FakeOpenAIUpstream
+) -> None:
+    """A client that announces a body and hangs up halfway: counted as 499, logged as a disconnect,
+    no traceback, nothing sent upstream — and the next request is served as usual."""
+    before = fake.total_requests
+    raw = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+    ).encode() + b'{"model": "chat", "messages": [{"role": "user", "content": "cut'
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(raw)
+    deadline = time.monotonic() + 5
+    while "client_disconnected" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = gateway.log()
+    assert "client_disconnected" in log and "unhandled_error" not in log
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'route="/v1/chat/completions",status="499"' in metrics
+    assert fake.total_requests == before
+    ok = httpx.post(gateway.url + CHAT, timeout=10, **chat())
+    assert ok.status_code == 200
