@@ -10,8 +10,8 @@ import pytest
 
 from gateway.errors import ProviderRateLimited, ProviderTimeout, ProviderUnavailable
 from gateway.providers.base import Delta, ModelCall, Provider
-from gateway.providers.ollama import OllamaProvider
 from gateway.providers.http import UpstreamClients
+from gateway.providers.ollama import OllamaProvider
 from gateway.providers.openai import OpenAIProvider
 from gateway.providers.openai_wire import OpenAIWireProvider
 from tests.fakes import FakeOllamaUpstream, FakeOpenAIUpstream, running_fake_ollama, running_fake_openai
@@ -51,14 +51,14 @@ async def openai_provider(
     """Both OpenAI adapters: the default wire client and ``client: langchain``."""
     fake_openai.reset()
     clients = UpstreamClients(connect_s=1.0)
-    options: dict[str, Any] = dict(
-        name="up",
-        base_url=fake_openai.openai_base_url,
-        api_key="sk-test",
-        is_local=False,
-        timeout_s=1.0,
-        connect_s=1.0,
-    )
+    options: dict[str, Any] = {
+        "name": "up",
+        "base_url": fake_openai.openai_base_url,
+        "api_key": "sk-test",
+        "is_local": False,
+        "timeout_s": 1.0,
+        "connect_s": 1.0,
+    }
     if request.param == "wire":
         yield OpenAIWireProvider(session=clients.session, **options)
     else:
