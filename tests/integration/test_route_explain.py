@@ -3,6 +3,7 @@ question to the strong one — visible in `x-prism-model` — and `/v1/route/exp
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -26,13 +27,13 @@ REASONING = (
 
 
 def test_auto_routes_korean_prompts_by_difficulty(gateway: GatewayProcess) -> None:
-    client = openai.OpenAI(base_url=gateway.openai_base_url, api_key="unused", max_retries=0)
-    cheap = client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": GREETING}]
-    )
-    strong = client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": REASONING}]
-    )
+    with openai.OpenAI(base_url=gateway.openai_base_url, api_key="unused", max_retries=0) as client:
+        cheap = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": GREETING}]
+        )
+        strong = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": REASONING}]
+        )
     assert cheap.headers["x-prism-model"] == "mock-fast"
     assert (
         "intent=small_talk" in cheap.headers["x-prism-route"]
@@ -108,6 +109,7 @@ def test_key_policy_caps_auto_and_conversations_stick_upward(tmp_path: Path) -> 
     with (
         running_gateway(tmp_path, config=POLICY_CONFIG, env=env) as gateway,
         httpx.Client(base_url=gateway.url) as http,
+        contextlib.ExitStack() as clients,
     ):
         email = f"route-{uuid.uuid4().hex[:8]}@example.com"
         assert http.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
@@ -118,8 +120,10 @@ def test_key_policy_caps_auto_and_conversations_stick_upward(tmp_path: Path) -> 
         capped_key = http.post("/api/keys", json={"name": "agent", "max_route_tier": "cheap"}, headers=user)
         assert capped_key.status_code == 201 and capped_key.json()["max_route_tier"] == "cheap"
         free_key = http.post("/api/keys", json={"name": "free"}, headers=user).json()
-        sdk = openai.OpenAI(base_url=gateway.openai_base_url, api_key=capped_key.json()["key"], max_retries=0)
-        free = openai.OpenAI(base_url=gateway.openai_base_url, api_key=free_key["key"], max_retries=0)
+        sdk, free = (
+            clients.enter_context(openai.OpenAI(base_url=gateway.openai_base_url, api_key=key, max_retries=0))
+            for key in (capped_key.json()["key"], free_key["key"])
+        )
 
         def ask(client: openai.OpenAI, prompt: str, conversation: str | None = None) -> tuple[str, str]:
             headers = {"X-Prism-Conversation-Id": conversation} if conversation else {}
@@ -169,7 +173,7 @@ def test_key_policy_caps_auto_and_conversations_stick_upward(tmp_path: Path) -> 
         assert meta.headers["x-prism-model"] == "mock-smart"  # metadata.conversation_id works too
         # usage records carry intent and routing tier; /admin/usage groups by them
         report: dict[str, Any] = {}
-        for _ in range(50):
+        for _ in range(150):  # records are written in batches off the request path
             report = http.get(
                 f"/admin/usage?group_by=routing_tier,intent&user_id={user_id}", headers=admin
             ).json()
@@ -208,8 +212,10 @@ def _escalations(gateway: GatewayProcess, outcome: str) -> float:
 
 
 def test_low_confidence_escalates_to_a_small_model_within_its_budget(tmp_path: Path) -> None:
-    with running_gateway(tmp_path, config=ESCALATION_CONFIG % {"latency": 0}) as gateway:
-        client = openai.OpenAI(base_url=gateway.openai_base_url, api_key="unused", max_retries=0)
+    with (
+        running_gateway(tmp_path, config=ESCALATION_CONFIG % {"latency": 0}) as gateway,
+        openai.OpenAI(base_url=gateway.openai_base_url, api_key="unused", max_retries=0) as client,
+    ):
 
         def ask(prompt: str) -> tuple[str, str]:
             raw = client.chat.completions.with_raw_response.create(
