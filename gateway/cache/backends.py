@@ -11,6 +11,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway.cache.pipelined import PipelinedRedis
 from gateway.cache.quota import QuotaConfig, QuotaLimiter
 from gateway.cache.quota_backends import MemoryQuotaBackend, RedisQuotaBackend
 from gateway.cache.response import ResponseCache
@@ -48,6 +49,8 @@ class CacheBackends:
     cache: ResponseCache
     quotas: QuotaLimiter
     redis: Redis | None = None
+    fast: PipelinedRedis | None = None
+    """The multiplexed client of the per-request scripts (``gateway/cache/pipelined.py``)."""
 
     async def ping(self) -> bool:
         """For ``/readyz``: the in-process backend is always ready; Redis must answer PING."""
@@ -61,6 +64,8 @@ class CacheBackends:
 
     async def aclose(self) -> None:
         await self.quotas.aclose()  # queued settlements go out before the connection closes
+        if self.fast is not None:
+            await self.fast.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -77,11 +82,17 @@ async def open_backends(
     (cache misses; quotas per ``fail_mode``) and the pool reconnects when Redis returns."""
     if settings.redis_url:
         redis = make_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
+        fast = (
+            PipelinedRedis(settings.redis_url, timeout_s=settings.redis_timeout_ms / 1000)
+            if PipelinedRedis.supports(settings.redis_url)
+            else None
+        )
         backends = CacheBackends(
             kind="redis",
-            cache=ResponseCache(RedisResponseStore(redis, prefix=prefix)),
-            quotas=QuotaLimiter(RedisQuotaBackend(redis, prefix=prefix), quota_config),
+            cache=ResponseCache(RedisResponseStore(redis, prefix=prefix, fast=fast)),
+            quotas=QuotaLimiter(RedisQuotaBackend(redis, prefix=prefix, fast=fast), quota_config),
             redis=redis,
+            fast=fast,
         )
         if not await backends.ping():
             log.warning("redis_unavailable_at_startup", fail_mode=backends.quotas.config.fail_mode)

@@ -8,6 +8,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from gateway.cache.pipelined import LuaScript, PipelinedRedis
+
 _UNLOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -129,12 +131,16 @@ class RedisResponseStore:
 
     distributed = True
 
-    def __init__(self, redis: Redis, *, prefix: str = "prism") -> None:
+    def __init__(self, redis: Redis, *, prefix: str = "prism", fast: PipelinedRedis | None = None) -> None:
+        """``fast``: a :class:`PipelinedRedis` on the same server for the per-request scripts."""
         self._redis = redis
+        self._fast = fast
         self._prefix = prefix
         self._unlock = redis.register_script(_UNLOCK_LUA)
         self._lookup_or_lock = redis.register_script(_LOOKUP_OR_LOCK_LUA)
         self._set_and_unlock = redis.register_script(_SET_AND_UNLOCK_LUA)
+        self._lookup_or_lock_lua = LuaScript(_LOOKUP_OR_LOCK_LUA)
+        self._set_and_unlock_lua = LuaScript(_SET_AND_UNLOCK_LUA)
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}:rc:{key}"
@@ -153,17 +159,21 @@ class RedisResponseStore:
         await self._redis.set(self._key(key), value, px=ttl_ms)
 
     async def lookup_or_lock(self, key: str, token: str, ttl_ms: int) -> tuple[bytes | None, bool]:
-        value, locked = await self._lookup_or_lock(
-            keys=[self._key(key), self._lock(key)], args=[token, max(ttl_ms, 1)]
-        )
+        keys, args = (self._key(key), self._lock(key)), (token, max(ttl_ms, 1))
+        if self._fast is not None:
+            value, locked = await self._fast.evalsha(self._lookup_or_lock_lua, keys, args)
+        else:
+            value, locked = await self._lookup_or_lock(keys=keys, args=args)
         if not value:  # Lua false arrives as nil (RESP2) or False (RESP3)
             return None, bool(locked)
         return value if isinstance(value, bytes) else str(value).encode(), bool(locked)
 
     async def set_and_unlock(self, key: str, value: bytes, ttl_s: float, token: str) -> None:
-        await self._set_and_unlock(
-            keys=[self._key(key), self._lock(key)], args=[value, max(int(ttl_s * 1000), 0), token]
-        )
+        keys, args = (self._key(key), self._lock(key)), (value, max(int(ttl_s * 1000), 0), token)
+        if self._fast is not None:
+            await self._fast.evalsha(self._set_and_unlock_lua, keys, args)
+        else:
+            await self._set_and_unlock(keys=keys, args=args)
 
     async def unlock(self, key: str, token: str) -> None:
         await self._unlock(keys=[self._lock(key)], args=[token])

@@ -1,0 +1,183 @@
+"""A lean, multiplexed Redis client for the per-request scripts (quota reserve, cache lookup/store).
+
+redis-py costs ~120 µs of CPU per command here (connection checkout, retry wrapper, command
+packing, observability hooks); the request path runs three. This client keeps a few long-lived
+connections, pipelines every caller's command onto one of them (replies come back in order, so a
+FIFO of futures matches them), parses with hiredis, and costs ~20 µs per command. It speaks
+only what the hot path needs — ``EVALSHA`` with a ``SCRIPT LOAD`` on ``NOSCRIPT``, and plain
+commands — over ``redis://`` (RESP2, optional ``AUTH`` and ``SELECT``); everything else
+(admin reads, pings, circuit sync) stays on redis-py.
+
+Failures are the caller's usual ones: ``TimeoutError`` past ``timeout_s`` (the command's reply is
+still consumed and dropped when it comes, so the connection stays in step), ``ConnectionError``
+when Redis cannot be reached or the connection drops (every waiting command fails, the next one
+reconnects), and ``RedisReplyError`` for an error reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+
+Arg = str | bytes | int | float
+
+
+class RedisReplyError(Exception):
+    """An error reply (``-ERR …``, ``-NOSCRIPT …``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+
+def encode(args: Sequence[Arg]) -> bytes:
+    """One command in RESP2 (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        else:
+            data = repr(arg).encode() if isinstance(arg, float) else b"%d" % arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader()
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(ConnectionError(f"Redis protocol error: {exc}"))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if reply is False:
+                return
+            if not self.waiters:  # a reply nobody asked for: the stream is out of step
+                self._fail(ConnectionError("unexpected reply from Redis"))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            waiter = self.waiters.popleft()
+            if waiter.done():  # timed out or cancelled: drop the late reply
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                waiter.set_exception(RedisReplyError(str(reply)))
+            else:
+                waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+
+    def _fail(self, error: Exception) -> None:
+        self.lost = True
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def send(self, payload: bytes) -> asyncio.Future[Any]:
+        assert self.transport is not None
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self.transport.write(payload)
+        return waiter
+
+
+class PipelinedRedis:
+    def __init__(self, url: str, *, timeout_s: float, connections: int = 2) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "redis":
+            raise ValueError(f"PipelinedRedis speaks redis:// only, not {parts.scheme}://")
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 6379
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        path = parts.path.lstrip("/")
+        self.db = int(path) if path else 0
+        self.timeout_s = timeout_s
+        self._slots: list[_Connection | None] = [None] * max(1, connections)
+        self._connecting: list[asyncio.Task[_Connection] | None] = [None] * len(self._slots)
+        self._next = itertools.cycle(range(len(self._slots)))
+
+    @staticmethod
+    def supports(url: str) -> bool:
+        return urlsplit(url).scheme == "redis"
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(_Connection, self.host, self.port)
+        setup: list[list[Arg]] = []
+        if self.password is not None:
+            setup.append(["AUTH", self.username, self.password] if self.username else ["AUTH", self.password])
+        if self.db:
+            setup.append(["SELECT", self.db])
+        for command in setup:
+            await conn.send(encode(command))
+        return conn
+
+    async def _connection(self) -> _Connection:
+        slot = next(self._next)
+        conn = self._slots[slot]
+        if conn is not None and not conn.lost:
+            return conn
+        task = self._connecting[slot]
+        if task is None or task.done():
+            task = self._connecting[slot] = asyncio.ensure_future(self._open())
+        try:
+            conn = await asyncio.shield(task)
+        except OSError as exc:
+            raise ConnectionError(f"cannot connect to Redis at {self.host}:{self.port}: {exc}") from exc
+        self._slots[slot] = conn
+        return conn
+
+    async def execute(self, *args: Arg) -> Any:
+        async with asyncio.timeout(self.timeout_s):
+            conn = await self._connection()
+            return await conn.send(encode(args))
+
+    async def evalsha(self, script: LuaScript, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """Run ``script`` by its sha; loads it once if Redis does not know it (new or restarted)."""
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self.execute("SCRIPT", "LOAD", script.source)
+        return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def aclose(self) -> None:
+        for task in self._connecting:
+            if task is not None and not task.done():
+                task.cancel()
+        for conn in self._slots:
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()
+        self._slots = [None] * len(self._slots)
