@@ -62,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
         self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.outgoing: list[bytes] = []
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,11 +105,19 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(error)
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
-        assert self.transport is not None
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        """Queue a command; commands queued in the same loop iteration leave in one write."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
         self.waiters.append(waiter)
-        self.transport.write(payload)
+        if not self.outgoing:
+            loop.call_soon(self._flush)
+        self.outgoing.append(payload)
         return waiter
+
+    def _flush(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if self.transport is not None and not self.lost:
+            self.transport.write(data)
 
 
 class PipelinedRedis:

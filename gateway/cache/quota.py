@@ -25,7 +25,9 @@ concurrent gateways can neither overshoot a limit nor overspend a budget.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -139,6 +141,16 @@ def _periods(now: datetime) -> tuple[str, str, int]:
     return now.strftime("%Y%m%d"), now.strftime("%Y%m"), int(nxt.timestamp() * 1000)
 
 
+@functools.lru_cache(maxsize=4)
+def _periods_of_day(day_number: int) -> tuple[str, str, int]:
+    return _periods(datetime.fromtimestamp(day_number * 86_400, UTC))
+
+
+def _current_periods() -> tuple[str, str, int]:
+    """``_periods`` of now, computed once per UTC day (it runs on every request)."""
+    return _periods_of_day(int(time.time() // 86_400))
+
+
 def _rate_headers(limits: tuple[ScopeLimits, ...], stats: tuple[ScopeStats, ...]) -> dict[str, str]:
     """``x-ratelimit-*`` from the most constrained scope for requests and for tokens."""
     headers: dict[str, str] = {}
@@ -206,6 +218,8 @@ class QuotaLimiter:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._stopped = False
+        self._limits_memo: dict[tuple[object, ...], EffectiveLimits] = {}
+        self._limits_config: QuotaConfig | None = None
 
     def _prefix(self, scope: str) -> str:
         return f"{self.backend.base_prefix}:q:{scope}"
@@ -218,7 +232,31 @@ class QuotaLimiter:
         user_override: QuotaTier | None = None,
     ) -> EffectiveLimits:
         """Tier defaults from config, then the principal's own ``rpm_limit``/``tpm_limit``
-        (per key), then the per-key / per-user overrides the caller read from the DB."""
+        (per key), then the per-key / per-user overrides the caller read from the DB. Without
+        overrides (the request path) the result is memoised per principal and config."""
+        if key_override is None and user_override is None:
+            if self._limits_config is not self.config:
+                self._limits_memo.clear()
+                self._limits_config = self.config
+            memo_key = (
+                principal.tier,
+                principal.api_key_id,
+                principal.rpm_limit,
+                principal.tpm_limit,
+                principal.tenant,
+            )
+            limits = self._limits_memo.get(memo_key)
+            if limits is None:
+                limits = self._limits(principal, None, None)
+                if len(self._limits_memo) >= 10_000:
+                    self._limits_memo.clear()
+                self._limits_memo[memo_key] = limits
+            return limits
+        return self._limits(principal, key_override, user_override)
+
+    def _limits(
+        self, principal: Principal, key_override: QuotaTier | None, user_override: QuotaTier | None
+    ) -> EffectiveLimits:
         tier = self.config.tiers.get(principal.tier) or self.config.tiers.get("default") or QuotaTier()
         scopes: list[ScopeLimits] = []
         if principal.api_key_id is not None:
@@ -265,7 +303,7 @@ class QuotaLimiter:
         ticket = QuotaTicket(request_id, tuple(s.scope for s in scopes), est_tokens, estimated_cost_usd)
         if not scopes:
             return ticket
-        day, month, next_month = _periods(datetime.now(UTC))
+        day, month, next_month = _current_periods()
         args = ReserveArgs(
             request_id=request_id,
             est_tokens=est_tokens,
@@ -325,7 +363,7 @@ class QuotaLimiter:
             ticket.settled = True
             return None
         ticket.settled = True
-        day, month, _ = _periods(datetime.now(UTC))
+        day, month, _ = _current_periods()
         return SettleArgs(
             request_id=ticket.request_id,
             actual_tokens=max(int(actual_tokens), 0),
@@ -395,7 +433,7 @@ class QuotaLimiter:
         """Current usage of one scope (``key:<id>`` / ``user:<id>``) against ``limits`` (from the
         caller: tier defaults merged with the DB overrides). Raises ``ServiceUnavailable`` when
         the backend is down — this is an admin read, not a request path."""
-        day, month, _ = _periods(datetime.now(UTC))
+        day, month, _ = _current_periods()
         try:
             u = await self.backend.usage(self._prefix(principal_scope), day, month)
         except Exception as exc:
