@@ -3,6 +3,9 @@ cache (miss path), router and guardrails on, usage records written.
 
     bench_prism.py serve --fake-url URL --port P [--workers N]   # used as bench.py's --prism-cmd
     bench_prism.py key --url http://127.0.0.1:P                  # used as bench.py's --prism-setup
+
+With ``--workers N`` above 1, ``python -m gateway`` runs N uvicorn workers and ``/metrics`` sums
+them (a temporary ``PROMETHEUS_MULTIPROC_DIR`` made by the gateway).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ cache: {{enabled: true}}
 def serve(args: argparse.Namespace) -> None:
     workdir = ROOT / "var" / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "prism-bench.yaml"
+    config = workdir / f"prism-bench-{args.port}.yaml"  # one per port: concurrent runs must not share it
     config.write_text(CONFIG.format(fake_url=args.fake_url))
     database = f"prism_bench_{uuid.uuid4().hex[:8]}"
     subprocess.run(
