@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke load eval-routing eval-guard lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,10 +43,11 @@ unit: install
 	$(PY) -m pytest -q tests/unit
 
 PRISM_BENCH := --prism-url http://127.0.0.1:18080 \
-  --prism-cmd "$(abspath $(PY)) scripts/bench_prism.py serve --fake-url {fake_url} --port {port}" \
+  --prism-cmd "$(abspath $(PY)) scripts/bench_prism.py serve --fake-url {fake_url} --port {port} --workers {workers}" \
   --prism-setup "$(abspath $(PY)) scripts/bench_prism.py key --url {url}"
 
-## Pipeline micro-benchmark, quota/cache latency, then Prism (production config) vs LiteLLM vs the fake
+## Pipeline micro-benchmark, quota/cache latency, then Prism (production config; 1 worker and one per
+## core) vs LiteLLM vs Portkey vs the fake, with ratios (LiteLLM and Portkey install under .bench/)
 bench: install
 	$(PY) scripts/bench_graph.py
 	$(PY) scripts/bench_quota.py
@@ -55,6 +56,10 @@ bench: install
 ## A few seconds, no LiteLLM: keeps the benchmark from rotting (run by the test suite too)
 bench-smoke: install
 	$(PY) scripts/bench.py --smoke $(PRISM_BENCH)
+
+## Prism (production config, 1 worker) at a steady 200 req/s for 10 minutes: RSS growth and ceiling
+soak: install
+	$(PY) scripts/bench.py --soak $${SOAK_SECONDS:-600} --soak-only $(PRISM_BENCH) --out docs/performance.md $(BENCH_ARGS)
 
 load: install
 	@mkdir -p var/load

@@ -1,24 +1,46 @@
 #!/usr/bin/env python3
-"""Benchmark driver: Prism vs LiteLLM's proxy vs a direct call, all against the fake upstream.
+"""Benchmark driver: Prism vs LiteLLM's proxy vs Portkey's gateway vs a direct call, all against the
+fake upstream (``tests.fakes.openai_upstream``), in one run, with ratios.
 
-Every system answers ``POST /v1/chat/completions`` with the same fake OpenAI upstream
-(``tests.fakes.openai_upstream``) behind it.  Per system it measures, at fixed
-concurrency for a fixed duration:
+Systems, each started fresh and measured the same way:
+
+* ``direct``: the fake itself (the floor every "added" figure is measured from);
+* ``prism``: Prism in production configuration (``--prism-cmd``), one worker;
+* ``prism-Nw``: the same with ``--prism-workers`` (default: as many as cores) uvicorn workers;
+* ``litellm``: LiteLLM's proxy (PyPI, own venv under ``.bench/``, no database, no callbacks, 1 worker);
+* ``portkey``: Portkey's Node gateway (npm, ``.bench/portkey``), routed to the fake by headers.
+
+Per system, at fixed concurrency for a fixed duration:
 
 * non-streamed c=1 and c=64 (``wrk`` + Lua when installed, else the aiohttp client):
   RPS, p50/p99 latency, added p50 over the direct call;
-* full streams at c=32 (aiohttp client): streams/s, time to first byte and first token;
-* CPU seconds per 1,000 requests and peak RSS of the server's process tree (``/proc``).
+* full streams at c=32 (aiohttp client): streams/s, time to first byte (and added over direct),
+  time to first token;
+* CPU seconds per 1,000 requests and peak RSS of the server's process tree (``/proc``);
+* for Prism, after every phase: ``prism_backend_errors_total`` (Redis/cache/quota degradation) and
+  ``prism_fallbacks_total`` from ``/metrics`` — failures a 200 would otherwise hide.
+
+Cores (2-core machine): fake and load generator share core 0, every single-process system under test
+gets core 1 to itself.  ``prism-Nw`` is allowed every core, so that phase is not core-isolated: its
+workers compete with the fake and the load generator.
+
+``--soak SECONDS`` then starts a fresh one-worker Prism and drives it at a steady ``--soak-rate``
+(paced aiohttp client, 1 request in 5 streamed), sampling RSS every 5 s; it fails when RSS grows by
+``--soak-max-growth`` (10 %) or more after the first minute (a third of the soak when shorter), or
+any process reaches ``--soak-max-rss-mb`` (300 MB).  ``--soak-only`` skips everything else.
 
 Usage::
 
-    python scripts/bench.py --smoke                                  # CI: fake only (+ --prism-cmd)
-    python scripts/bench.py --litellm --prism-cmd "uvicorn ..." --prism-url http://127.0.0.1:8080 \\
-        --out docs/performance.md
+    python scripts/bench.py --smoke --prism-cmd ... --prism-url ...    # CI: direct + Prism, seconds
+    python scripts/bench.py --prism-cmd "... --port {port} --workers {workers}" \\
+        --prism-url http://127.0.0.1:8080 --prism-setup "..." --out docs/performance.md
+    python scripts/bench.py --soak 600 --soak-only --prism-cmd ... --out docs/performance.md
 
-``--prism-cmd`` may contain ``{fake_url}`` (the fake's ``/v1`` base URL) and ``{port}``; the
-same values are exported as ``FAKE_UPSTREAM_URL`` / ``PRISM_BENCH_PORT``.  Exit status 1 when
-any system fails on more than ``--max-error-rate`` (0.1 %) of its requests.
+``--prism-cmd`` may contain ``{fake_url}`` (the fake's ``/v1`` base URL), ``{port}`` and
+``{workers}``; the same values are exported as ``FAKE_UPSTREAM_URL`` / ``PRISM_BENCH_PORT`` /
+``PRISM_BENCH_WORKERS``.  Exit status 1 when any system fails on more than ``--max-error-rate``
+(0.1 %) of its requests, when Prism's backend errors or fallbacks exceed the same share, or when
+the soak fails a verdict.
 """
 
 from __future__ import annotations
@@ -49,11 +71,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-LITELLM_VERSION = "1.77.7"
+LITELLM_VERSION = "1.108.7"
+PORTKEY_VERSION = "1.15.2"
+PORTKEY_NODE_SERVER = "1.13.5"
+"""``@hono/node-server`` for Portkey: the version its repository builds with (and patches).  npm would
+resolve ``^1.3.3`` to 1.19.x, with which every streamed chat completion fails with ``TypeError:
+immutable`` (Portkey-AI/gateway#1389; 1.14.2 fails the same way on Node 20)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROMPT = "bench {nonce}-{n}: explain in one sentence why the sky is blue"
 """Every request of every phase is distinct (a nonce per phase), so a gateway cache never answers."""
+HIDDEN_ERROR_METRICS = ("prism_backend_errors_total", "prism_fallbacks_total")
+"""Prism counters of failures that still answer 200: Redis/cache/quota degradation, and a fallback
+to another model (the fake was not the one answering)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,14 +126,15 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def proc_rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def tree_rss_bytes(root: int) -> int:
-    total = 0
-    for pid in process_tree(root):
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    return sum(proc_rss_bytes(pid) for pid in process_tree(root))
 
 
 class RssMonitor:
@@ -131,10 +162,13 @@ class RssMonitor:
 
 
 def cpu_layout() -> dict[str, str | None]:
-    """Which cores the fake, the load generator and the system under test get."""
+    """Which cores the fake, the load generator and the system under test get (``all``: the
+    multi-worker Prism, which shares every core with them)."""
     cores = sorted(os.sched_getaffinity(0))
+    every = ",".join(map(str, cores))
     if len(cores) >= 3:
         return {
+            "all": every,
             "fake": str(cores[0]),
             "load": str(cores[1]),
             "sut": ",".join(map(str, cores[2:])),
@@ -142,12 +176,13 @@ def cpu_layout() -> dict[str, str | None]:
         }
     if len(cores) == 2:  # the SUT gets a core of its own; fake and load generator share the other
         return {
+            "all": every,
             "fake": str(cores[0]),
             "load": str(cores[0]),
             "sut": str(cores[1]),
             "direct_load": str(cores[1]),
         }
-    return {"fake": None, "load": None, "sut": None, "direct_load": None}
+    return {"all": None, "fake": None, "load": None, "sut": None, "direct_load": None}
 
 
 def pinned(argv: list[str], cores: str | None) -> list[str]:
@@ -252,6 +287,8 @@ class Phase:
     ttft_p50_ms: float | None = None
     cpu_s_per_1k: float | None = None
     upstream_calls: int | None = None
+    hidden_errors: dict[str, int] | None = None
+    """Prism only: increase of each ``HIDDEN_ERROR_METRICS`` counter over the phase."""
     error_detail: str = ""
 
     @property
@@ -374,15 +411,73 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q / 100 * len(values)))]
 
 
+@dataclass
+class _Samples:
+    lat: list[float] = field(default_factory=list)
+    ttfb: list[float] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+async def _one_request(
+    session: Any, url: str, headers: dict[str, str], body: dict[str, Any], samples: _Samples
+) -> None:
+    """One chat completion; latency (and for streams TTFB/TTFT) or an error goes into ``samples``."""
+    import aiohttp
+
+    stream = bool(body.get("stream"))
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, data=json.dumps(body), headers=headers) as r:
+            if r.status != 200:
+                samples.errors.append(f"HTTP {r.status}")
+                await r.read()
+                return
+            if not stream:
+                await r.read()
+            else:
+                first = first_tok = None
+                done = False
+                async for line in r.content:
+                    if first is None:
+                        first = time.perf_counter() - t0
+                    if first_tok is None and b'"content":"' in line and b'"content":""' not in line:
+                        first_tok = time.perf_counter() - t0
+                    if line.startswith(b"data: [DONE]"):
+                        done = True
+                if not done:
+                    samples.errors.append("stream ended without [DONE]")
+                    return
+                if first is not None:
+                    samples.ttfb.append(first)
+                if first_tok is not None:
+                    samples.ttft.append(first_tok)
+        samples.lat.append(time.perf_counter() - t0)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        samples.errors.append(type(exc).__name__)
+
+
+def _summary(samples: _Samples, elapsed: float, stream: bool) -> dict[str, Any]:
+    return {
+        "requests": len(samples.lat) + len(samples.errors),
+        "errors": len(samples.errors),
+        "duration": elapsed,
+        "rps": len(samples.lat) / elapsed,
+        "p50_ms": _pct(samples.lat, 50) * 1e3,
+        "p99_ms": _pct(samples.lat, 99) * 1e3,
+        "ttfb_p50_ms": _pct(samples.ttfb, 50) * 1e3 if stream else None,
+        "ttft_p50_ms": _pct(samples.ttft, 50) * 1e3 if stream else None,
+        "error_detail": ", ".join(sorted({*samples.errors}))[:300],
+    }
+
+
 async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Closed loop: ``c`` workers, each sending its next request when the previous one is done."""
     import aiohttp
 
     url, model, c, duration, stream = spec["url"], spec["model"], spec["c"], spec["duration"], spec["stream"]
     headers = {"Content-Type": "application/json", **spec["headers"]}
-    lat: list[float] = []
-    ttfb: list[float] = []
-    ttft: list[float] = []
-    errors: list[str] = []
+    samples = _Samples()
     counter = 0
     nonce = uuid.uuid4().hex[:12]
     loop = asyncio.get_running_loop()
@@ -398,66 +493,94 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
             }
             if stream:
                 body["stream"] = True
-            t0 = time.perf_counter()
-            try:
-                async with session.post(url, data=json.dumps(body), headers=headers) as r:
-                    if r.status != 200:
-                        errors.append(f"HTTP {r.status}")
-                        await r.read()
-                        continue
-                    if not stream:
-                        await r.read()
-                    else:
-                        first = first_tok = None
-                        done = False
-                        async for line in r.content:
-                            if first is None:
-                                first = time.perf_counter() - t0
-                            if first_tok is None and b'"content":"' in line and b'"content":""' not in line:
-                                first_tok = time.perf_counter() - t0
-                            if line.startswith(b"data: [DONE]"):
-                                done = True
-                        if not done:
-                            errors.append("stream ended without [DONE]")
-                            continue
-                        if first is not None:
-                            ttfb.append(first)
-                        if first_tok is not None:
-                            ttft.append(first_tok)
-                lat.append(time.perf_counter() - t0)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                errors.append(type(exc).__name__)
+            await _one_request(session, url, headers, body, samples)
 
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(c)))
         elapsed = time.perf_counter() - started
-    n = len(lat) + len(errors)
-    return {
-        "requests": n,
-        "errors": len(errors),
-        "duration": elapsed,
-        "rps": len(lat) / elapsed,
-        "p50_ms": _pct(lat, 50) * 1e3,
-        "p99_ms": _pct(lat, 99) * 1e3,
-        "ttfb_p50_ms": _pct(ttfb, 50) * 1e3 if stream else None,
-        "ttft_p50_ms": _pct(ttft, 50) * 1e3 if stream else None,
-        "error_detail": ", ".join(sorted({*errors}))[:300],
-    }
+    return _summary(samples, elapsed, stream)
+
+
+async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open loop: one request every ``1/rate`` s whatever the answers do (every ``stream_every``-th
+    streamed); a request that would exceed ``max_inflight`` open ones is counted as an error."""
+    import aiohttp
+
+    url, model, rate, duration = spec["url"], spec["model"], spec["rate"], spec["duration"]
+    stream_every, max_inflight = spec["stream_every"], spec["max_inflight"]
+    headers = {"Content-Type": "application/json", **spec["headers"]}
+    samples = _Samples()
+    nonce = uuid.uuid4().hex[:12]
+    loop = asyncio.get_running_loop()
+    inflight: set[asyncio.Task[None]] = set()
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        started = loop.time()
+        for n in range(int(rate * duration)):
+            delay = started + n / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(inflight) >= max_inflight:
+                samples.errors.append(f"more than {max_inflight} in flight (rate not kept)")
+                continue
+            body: dict[str, Any] = {
+                "model": model,
+                "messages": [{"role": "user", "content": PROMPT.format(nonce=nonce, n=n)}],
+            }
+            if stream_every and n % stream_every == 0:
+                body["stream"] = True
+            task = asyncio.create_task(_one_request(session, url, headers, body, samples))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+        await asyncio.gather(*inflight)
+        elapsed = loop.time() - started
+    return _summary(samples, elapsed, stream=False)
 
 
 def client_entry(raw: str) -> None:
     spec = json.loads(raw)
     if spec.get("cores"):
         os.sched_setaffinity(0, {int(x) for x in spec["cores"].split(",")})
+    main = _paced_main(spec) if spec.get("rate") else _client_main(spec)
     try:
         import uvloop
 
-        result = uvloop.run(_client_main(spec))
+        result = uvloop.run(main)
     except ImportError:
-        result = asyncio.run(_client_main(spec))
+        result = asyncio.run(main)
     print(json.dumps(result))
+
+
+def run_paced(
+    url: str,
+    model: str,
+    headers: dict[str, str],
+    *,
+    rate: float,
+    duration: float,
+    stream_every: int,
+    cores: str | None,
+) -> Phase:
+    """The paced (fixed-rate) client in its own pinned process."""
+    spec = {
+        "url": url,
+        "model": model,
+        "headers": headers,
+        "rate": rate,
+        "duration": duration,
+        "stream_every": stream_every,
+        "max_inflight": 1024,
+        "cores": cores,
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, "_client", json.dumps(spec)], capture_output=True, text=True, check=True
+    ).stdout
+    phase = Phase(f"soak {rate:g}/s", 0, False, tool="aiohttp paced")
+    for key, value in json.loads(out.strip().splitlines()[-1]).items():
+        setattr(phase, key, value)
+    return phase
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,12 +591,32 @@ def client_entry(raw: str) -> None:
 class SystemResult:
     name: str
     url: str
+    label: str = ""
+    """What was measured, for the report (version, workers, settings)."""
     phases: list[Phase] = field(default_factory=list)
     peak_rss_mb: float | None = None
     cpu_s_per_1k: float | None = None
 
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)
+
+
+def scrape_counters(metrics_url: str) -> dict[str, int] | None:
+    """Sum every series of each ``HIDDEN_ERROR_METRICS`` counter; ``None`` when /metrics is unreadable."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as r:
+            text = r.read().decode()
+    except OSError as exc:
+        print(f"  cannot read {metrics_url}: {exc}", file=sys.stderr, flush=True)
+        return None
+    totals = dict.fromkeys(HIDDEN_ERROR_METRICS, 0.0)
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return {name: round(value) for name, value in totals.items()}
 
 
 def measure(
@@ -485,8 +628,11 @@ def measure(
     args: argparse.Namespace,
     load_cores: str | None,
     fake_url: str,
+    *,
+    label: str = "",
+    metrics_url: str | None = None,
 ) -> SystemResult:
-    result = SystemResult(name, url)
+    result = SystemResult(name, url, label)
     monitor = RssMonitor(root_pid) if root_pid else None
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
     plan = [(1, False), (64, False), (32, True)]
@@ -501,6 +647,7 @@ def measure(
             else:
                 run_client(url, model, headers, c, args.warmup, stream, load_cores)
         before_up = fake_stats(fake_url)["total_requests"]
+        before_hidden = scrape_counters(metrics_url) if metrics_url else None
         cpu0 = tree_cpu_seconds(root_pid) if root_pid else 0.0
         if use_wrk and not stream:
             phase = run_wrk(url, model, headers, c, args.duration, load_cores)
@@ -513,6 +660,10 @@ def measure(
                 total_cpu += cpu
                 total_req += phase.requests
         phase.upstream_calls = fake_stats(fake_url)["total_requests"] - before_up
+        if metrics_url:
+            after_hidden = scrape_counters(metrics_url)
+            if before_hidden is not None and after_hidden is not None:
+                phase.hidden_errors = {k: after_hidden[k] - before_hidden[k] for k in after_hidden}
         if stream:
             fake_control(fake_url, chunk_delay=0.0)
         result.phases.append(phase)
@@ -520,7 +671,8 @@ def measure(
             f"  {name:8} {phase.name:13} rps={phase.rps:9.1f} p50={phase.p50_ms:8.2f}ms "
             f"p99={phase.p99_ms:8.2f}ms "
             f"errors={phase.errors}/{phase.requests} upstream={phase.upstream_calls}"
-            + (f" ttfb_p50={phase.ttfb_p50_ms:.2f}ms" if phase.ttfb_p50_ms is not None else ""),
+            + (f" ttfb_p50={phase.ttfb_p50_ms:.2f}ms" if phase.ttfb_p50_ms is not None else "")
+            + (f" hidden={phase.hidden_errors}" if metrics_url else ""),
             flush=True,
         )
     if monitor:
@@ -530,24 +682,23 @@ def measure(
     return result
 
 
-def litellm_python() -> Path:
-    return ROOT / ".bench" / "litellm-venv" / "bin" / "python"
-
-
 def ensure_litellm(version: str) -> Path:
     venv = ROOT / ".bench" / "litellm-venv"
     marker = venv / f".litellm-{version}"
     if marker.exists():
         return venv / "bin" / "litellm"
     print(f"installing litellm[proxy]=={version} into {venv} ...", flush=True)
-    if not (venv / "bin" / "python").exists():
+    python = venv / "bin" / "python"
+    if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True
-    )
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"litellm[proxy]=={version}"], check=True
-    )
+    for stale in venv.glob(".litellm-*"):
+        stale.unlink()
+    uv = Path(sys.executable).with_name("uv")
+    if uv.exists():  # the project's uv: same PyPI, a fraction of pip's time
+        install = [str(uv), "pip", "install", "--quiet", "--python", str(python)]
+    else:
+        install = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*install, f"litellm[proxy]=={version}"], check=True)
     marker.touch()
     return venv / "bin" / "litellm"
 
@@ -571,6 +722,150 @@ general_settings:
   disable_error_logs: true
   disable_adding_master_key_hash_to_db: true
 """
+"""No database, no callbacks.  Since 1.10x the proxy refuses to start without a master key, so the
+run sets ``LITELLM_MASTER_KEY`` and sends it (a string compare per request without a database)."""
+
+
+def ensure_portkey(version: str) -> Path | None:
+    """Portkey's gateway under ``.bench/portkey`` (npm, no global install, no install scripts);
+    ``None`` when node or npm is missing."""
+    npm = shutil.which("npm")
+    if not shutil.which("node") or not npm:
+        return None
+    prefix = ROOT / ".bench" / "portkey"
+    server = prefix / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    marker = prefix / f".portkey-{version}-node-server-{PORTKEY_NODE_SERVER}"
+    if marker.exists() and server.exists():
+        return server
+    print(f"installing @portkey-ai/gateway@{version} into {prefix} ...", flush=True)
+    prefix.mkdir(parents=True, exist_ok=True)
+    for stale in prefix.glob(".portkey-*"):
+        stale.unlink()
+    manifest = {
+        "private": True,
+        "dependencies": {"@portkey-ai/gateway": version},
+        "overrides": {"@hono/node-server": PORTKEY_NODE_SERVER},
+    }
+    (prefix / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    subprocess.run(
+        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--ignore-scripts"], check=True
+    )
+    marker.touch()
+    return server
+
+
+def node_version() -> str:
+    node = shutil.which("node")
+    if not node:
+        return "?"
+    return subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# soak
+
+
+@dataclass
+class SoakResult:
+    rate: float
+    seconds: float
+    baseline_at: float
+    phase: Phase
+    samples: list[tuple[float, float, float]] = field(default_factory=list)
+    """(seconds since start, RSS of the process tree in MB, largest single process in MB)."""
+    baseline_mb: float = float("nan")
+    end_mb: float = float("nan")
+    growth_pct: float = float("nan")
+    max_process_mb: float = float("nan")
+    max_tree_mb: float = float("nan")
+    growth_ok: bool = False
+    rss_ok: bool = False
+
+
+class RssSampler:
+    """Samples a process tree's RSS every ``interval`` seconds: total and largest process."""
+
+    def __init__(self, root: int, interval: float = 5.0) -> None:
+        self.root, self.interval = root, interval
+        self.samples: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        per_process = [proc_rss_bytes(pid) for pid in process_tree(self.root)]
+        self.samples.append((time.monotonic() - self._t0, sum(per_process) / 1e6, max(per_process) / 1e6))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> list[tuple[float, float, float]]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self.samples
+
+
+def soak(
+    url: str,
+    model: str,
+    headers: dict[str, str],
+    root_pid: int,
+    args: argparse.Namespace,
+    load_cores: str | None,
+    metrics_url: str | None,
+) -> SoakResult:
+    seconds = args.soak
+    result = SoakResult(
+        rate=args.soak_rate,
+        seconds=seconds,
+        baseline_at=min(60.0, seconds / 3),
+        phase=Phase("soak", 0, False),
+    )
+    print(
+        f"soak: {args.soak_rate:g} req/s for {seconds:g}s, RSS every 5 s, "
+        f"growth measured from {result.baseline_at:g}s",
+        flush=True,
+    )
+    before_hidden = scrape_counters(metrics_url) if metrics_url else None
+    sampler = RssSampler(root_pid)
+    phase = run_paced(
+        url, model, headers, rate=args.soak_rate, duration=seconds, stream_every=5, cores=load_cores
+    )
+    result.samples = sampler.stop()
+    if metrics_url:
+        after_hidden = scrape_counters(metrics_url)
+        if before_hidden is not None and after_hidden is not None:
+            phase.hidden_errors = {k: after_hidden[k] - before_hidden[k] for k in after_hidden}
+    result.phase = phase
+    baseline = next((s for s in result.samples if s[0] >= result.baseline_at), result.samples[-1])
+    result.baseline_mb, result.end_mb = baseline[1], result.samples[-1][1]
+    result.growth_pct = (result.end_mb - result.baseline_mb) / result.baseline_mb * 100
+    result.max_tree_mb = max(s[1] for s in result.samples)
+    result.max_process_mb = max(s[2] for s in result.samples)
+    result.growth_ok = result.growth_pct < args.soak_max_growth
+    result.rss_ok = result.max_process_mb < args.soak_max_rss_mb
+    print(
+        f"  soak: {phase.requests} requests at {phase.rps:.1f}/s, errors={phase.errors} "
+        f"({phase.error_detail}) hidden={phase.hidden_errors} "
+        f"p50={phase.p50_ms:.2f}ms p99={phase.p99_ms:.2f}ms",
+        flush=True,
+    )
+    for line in soak_verdicts(result, args):
+        print("  " + line, flush=True)
+    return result
+
+
+def soak_verdicts(result: SoakResult, args: argparse.Namespace) -> list[str]:
+    return [
+        f"RSS growth after {result.baseline_at:g}s: {result.growth_pct:+.1f}% "
+        f"({result.baseline_mb:.1f} → {result.end_mb:.1f} MB; limit < {args.soak_max_growth:g}%): "
+        + ("PASS" if result.growth_ok else "FAIL"),
+        f"largest process RSS (per worker): {result.max_process_mb:.1f} MB "
+        f"(limit < {args.soak_max_rss_mb:g} MB): " + ("PASS" if result.rss_ok else "FAIL"),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,87 +902,223 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}"
 
 
+def _metric(r: SystemResult | None, phase: str, attr: str) -> float | None:
+    p = r.phase(phase) if r else None
+    v = getattr(p, attr) if p else None
+    return float(v) if v is not None else None
+
+
+def _added(r: SystemResult | None, direct: SystemResult | None, phase: str, attr: str) -> float | None:
+    """``attr`` of ``r`` over the direct call's in the same phase (the latency a gateway adds)."""
+    a, d = _metric(r, phase, attr), _metric(direct, phase, attr)
+    return a - d if a is not None and d is not None and r is not direct else None
+
+
+def _hidden(r: SystemResult) -> str:
+    counts = [p.hidden_errors for p in r.phases]
+    if not any(c is not None for c in counts):
+        return "–"
+    return "/".join(str(sum((c or {}).get(name, 0) for c in counts)) for name in HIDDEN_ERROR_METRICS)
+
+
+def _cmd() -> str:
+    return " ".join(shlex.quote(a) for a in ["python", "scripts/bench.py", *sys.argv[1:]])
+
+
 def render(results: list[SystemResult], args: argparse.Namespace, layout: dict[str, str | None]) -> str:
-    direct = next((r for r in results if r.name == "direct"), None)
-    d1 = direct.phase("c=1") if direct else None
-    d64 = direct.phase("c=64") if direct else None
+    by = {r.name: r for r in results}
+    direct = by.get("direct")
     lines = [
         "| system | RPS c=1 | p50 c=1 (ms) | added p50 c=1 (ms) | RPS c=64 | p50 c=64 (ms) | p99 c=64 (ms) "
-        "| added p50 c=64 (ms) | streams/s c=32 | stream TTFB p50 (ms) | stream TTFT p50 (ms) "
-        "| CPU s / 1k req | peak RSS (MiB) | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| added p50 c=64 (ms) | streams/s c=32 | stream TTFB p50 (ms) | added TTFB p50 (ms) "
+        "| stream TTFT p50 (ms) | CPU s / 1k req | peak RSS (MiB) | errors | backend errors/fallbacks |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         p1, p64, ps = r.phase("c=1"), r.phase("c=64"), r.phase("stream c=32")
         errs = sum(p.errors for p in r.phases)
         reqs = sum(p.requests for p in r.phases)
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    r.name,
-                    _f(p1.rps if p1 else None),
-                    _f(p1.p50_ms if p1 else None, "{:.2f}"),
-                    _f(p1.p50_ms - d1.p50_ms if p1 and d1 and r is not direct else None, "{:+.2f}"),
-                    _f(p64.rps if p64 else None),
-                    _f(p64.p50_ms if p64 else None, "{:.2f}"),
-                    _f(p64.p99_ms if p64 else None, "{:.2f}"),
-                    _f(p64.p50_ms - d64.p50_ms if p64 and d64 and r is not direct else None, "{:+.2f}"),
-                    _f(ps.rps if ps else None),
-                    _f(ps.ttfb_p50_ms if ps else None, "{:.2f}"),
-                    _f(ps.ttft_p50_ms if ps else None, "{:.2f}"),
-                    _f(r.cpu_s_per_1k, "{:.3f}"),
-                    _f(r.peak_rss_mb),
-                    f"{errs}/{reqs}",
-                ]
-            )
-            + " |"
-        )
-    by = {r.name: r for r in results}
-    prism, lite = by.get("prism"), by.get("litellm")
+        cells = [
+            r.name,
+            _f(p1.rps if p1 else None),
+            _f(p1.p50_ms if p1 else None, "{:.2f}"),
+            _f(_added(r, direct, "c=1", "p50_ms"), "{:+.2f}"),
+            _f(p64.rps if p64 else None),
+            _f(p64.p50_ms if p64 else None, "{:.2f}"),
+            _f(p64.p99_ms if p64 else None, "{:.2f}"),
+            _f(_added(r, direct, "c=64", "p50_ms"), "{:+.2f}"),
+            _f(ps.rps if ps else None),
+            _f(ps.ttfb_p50_ms if ps else None, "{:.2f}"),
+            _f(_added(r, direct, "stream c=32", "ttfb_p50_ms"), "{:+.2f}"),
+            _f(ps.ttft_p50_ms if ps else None, "{:.2f}"),
+            _f(r.cpu_s_per_1k, "{:.3f}"),
+            _f(r.peak_rss_mb),
+            f"{errs}/{reqs}",
+            _hidden(r),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
 
-    def metric(r: SystemResult | None, phase: str, attr: str) -> float | None:
-        p = r.phase(phase) if r else None
-        v = getattr(p, attr) if p else None
-        return float(v) if v is not None else None
-
-    ratio64 = _ratio(metric(prism, "c=64", "rps"), metric(lite, "c=64", "rps"))
+    prism, lite, portkey = by.get("prism"), by.get("litellm"), by.get("portkey")
+    multi = next((r for r in results if r.name.startswith("prism-") and r.name.endswith("w")), None)
+    cores = len(os.sched_getaffinity(0))
+    workers = multi.name.removeprefix("prism-").removesuffix("w") if multi else str(cores)
+    ratios = [
+        (
+            "Prism/LiteLLM RPS ratio (c=64, 1 worker)",
+            _metric(prism, "c=64", "rps"),
+            _metric(lite, "c=64", "rps"),
+        ),
+        (
+            f"Prism ({workers} workers)/Portkey RPS ratio (c=64)",
+            _metric(multi, "c=64", "rps"),
+            _metric(portkey, "c=64", "rps"),
+        ),
+        ("Prism/LiteLLM RPS ratio (c=1)", _metric(prism, "c=1", "rps"), _metric(lite, "c=1", "rps")),
+        (
+            "Prism/LiteLLM added p50 ratio (c=1)",
+            _added(prism, direct, "c=1", "p50_ms"),
+            _added(lite, direct, "c=1", "p50_ms"),
+        ),
+        (
+            "Prism/Portkey added p50 ratio (c=1, 1 worker)",
+            _added(prism, direct, "c=1", "p50_ms"),
+            _added(portkey, direct, "c=1", "p50_ms"),
+        ),
+        (
+            "Prism/LiteLLM streams/s ratio (c=32)",
+            _metric(prism, "stream c=32", "rps"),
+            _metric(lite, "stream c=32", "rps"),
+        ),
+        (
+            f"Prism ({workers} workers)/Portkey streams/s ratio (c=32)",
+            _metric(multi, "stream c=32", "rps"),
+            _metric(portkey, "stream c=32", "rps"),
+        ),
+        (
+            "Prism/LiteLLM stream TTFB p50 ratio",
+            _metric(prism, "stream c=32", "ttfb_p50_ms"),
+            _metric(lite, "stream c=32", "ttfb_p50_ms"),
+        ),
+        (
+            "Prism/Portkey stream TTFB p50 ratio (1 worker)",
+            _metric(prism, "stream c=32", "ttfb_p50_ms"),
+            _metric(portkey, "stream c=32", "ttfb_p50_ms"),
+        ),
+        (
+            "Prism/LiteLLM CPU per request ratio",
+            prism.cpu_s_per_1k if prism else None,
+            lite.cpu_s_per_1k if lite else None,
+        ),
+        (
+            "Prism/LiteLLM peak RSS ratio",
+            prism.peak_rss_mb if prism else None,
+            lite.peak_rss_mb if lite else None,
+        ),
+    ]
     info = machine_info()
-    cmd = " ".join(shlex.quote(a) for a in ["python", "scripts/bench.py", *sys.argv[1:]])
+    use_wrk = shutil.which("wrk") and not args.no_wrk
+    labels = [f"- {r.name}: {r.label}" for r in results if r.label]
     out = [
         "<!-- bench:start -->",
         "## Benchmark results",
         "",
         f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {info['nproc']} CPUs "
         f"({info['cpu']}), {info['memory']} RAM, kernel {info['kernel']}, Python {info['python']}.",
-        f"Command: `{cmd}`",
+        f"Command: `{_cmd()}`",
         "",
         f"Duration {args.duration:g}s per phase after {args.warmup:g}s warm-up; fake upstream "
         f"`--chunks {args.chunks}` (streams: {args.stream_chunk_delay * 1000:g} ms between chunks); "
-        f"cores: fake={layout['fake']}, load generator={layout['load']}, system under test={layout['sut']}. "
-        "Non-streamed load: "
-        + ("wrk" if shutil.which("wrk") and not args.no_wrk else "aiohttp client")
+        f"cores: fake={layout['fake']}, load generator={layout['load']}, single-process systems under "
+        f"test={layout['sut']}"
+        + (f", prism-{workers}w={layout['all']} (not core-isolated)" if multi else "")
+        + ". Non-streamed load: "
+        + ("wrk" if use_wrk else "aiohttp client")
         + ".",
+        "",
+        *labels,
         "",
         *lines,
         "",
-        f"Prism/LiteLLM RPS ratio (c=64, 1 worker): {ratio64}",
-        f"Prism/LiteLLM RPS ratio (c=1): {_ratio(metric(prism, 'c=1', 'rps'), metric(lite, 'c=1', 'rps'))}",
-        f"Prism/LiteLLM stream TTFB p50 ratio: "
-        f"{_ratio(metric(prism, 'stream c=32', 'ttfb_p50_ms'), metric(lite, 'stream c=32', 'ttfb_p50_ms'))}",
-        "Prism/LiteLLM CPU per request ratio: "
-        + _ratio(prism.cpu_s_per_1k if prism else None, lite.cpu_s_per_1k if lite else None),
-        "Prism/LiteLLM peak RSS ratio: "
-        + _ratio(prism.peak_rss_mb if prism else None, lite.peak_rss_mb if lite else None),
+        *(f"{label}: {_ratio(a, b)}" for label, a, b in ratios),
+        "",
+        *targets(prism, multi, lite, portkey, direct),
         "<!-- bench:end -->",
     ]
     return "\n".join(out) + "\n"
 
 
-def write_out(path: Path, section: str) -> None:
+def targets(
+    prism: SystemResult | None,
+    multi: SystemResult | None,
+    lite: SystemResult | None,
+    portkey: SystemResult | None,
+    direct: SystemResult | None,
+) -> list[str]:
+    """Issue #9's targets, each met / missed / n/a (a system that was not run)."""
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("met" if ok else "missed")
+
+    def ge(a: float | None, b: float | None) -> bool | None:
+        return None if a is None or b is None or a != a or b != b else a >= b
+
+    rps = _metric(prism, "c=64", "rps")
+    lite_rps = _metric(lite, "c=64", "rps")
+    added = _added(prism, direct, "c=1", "p50_ms")
+    lite_added = _added(lite, direct, "c=1", "p50_ms")
+    ttfb = _added(prism, direct, "stream c=32", "ttfb_p50_ms")
+    rows = [
+        ("1 worker, c=64: ≥ 600 RPS", ge(rps, 600)),
+        ("1 worker, c=64: ≥ 8× LiteLLM's RPS", ge(rps, 8 * lite_rps if lite_rps is not None else None)),
+        (
+            "as many workers as cores, c=64: ≥ Portkey's RPS",
+            ge(_metric(multi, "c=64", "rps"), _metric(portkey, "c=64", "rps")),
+        ),
+        ("added p50 at c=1 ≤ 2 ms", ge(2.0, added)),
+        ("added p50 at c=1 ≤ ⅙ of LiteLLM's", ge(lite_added / 6 if lite_added is not None else None, added)),
+        ("full streams at c=32 ≥ 500/s", ge(_metric(prism, "stream c=32", "rps"), 500)),
+        ("added stream TTFB p50 ≤ 2 ms", ge(2.0, ttfb)),
+    ]
+    return ["Targets (issue #9):", "", *(f"- {label}: {verdict(ok)}" for label, ok in rows)]
+
+
+def render_soak(result: SoakResult, args: argparse.Namespace) -> str:
+    phase = result.phase
+    info = machine_info()
+    per_minute = {int(s[0] // 60): s for s in reversed(result.samples) if s[0] >= 60}  # first of each
+    per_minute = dict(sorted(per_minute.items())) or {0: result.samples[-1]}
+    hidden = "/".join(str((phase.hidden_errors or {}).get(n, "?")) for n in HIDDEN_ERROR_METRICS)
+    lines = [
+        "<!-- soak:start -->",
+        "## Soak results",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {info['nproc']} CPUs "
+        f"({info['cpu']}), {info['memory']} RAM. Command: `{_cmd()}`",
+        "",
+        f"Prism (production configuration, 1 worker) driven at {result.rate:g} req/s "
+        f"for {result.seconds:g}s by a paced aiohttp client (1 request in 5 streamed); "
+        "RSS sampled every 5 s.",
+        f"{phase.requests} requests at {phase.rps:.1f}/s, {phase.errors} errors, "
+        f"backend errors/fallbacks {hidden}, p50 {phase.p50_ms:.2f} ms, p99 {phase.p99_ms:.2f} ms.",
+        "",
+        f"| RSS (MB) | after {result.baseline_at:g} s | at the end | growth | max (tree) "
+        "| max (one process) |",
+        "|---|---|---|---|---|---|",
+        f"| prism | {result.baseline_mb:.1f} | {result.end_mb:.1f} | {result.growth_pct:+.1f}% "
+        f"| {result.max_tree_mb:.1f} | {result.max_process_mb:.1f} |",
+        "",
+        "RSS by minute (MB): " + ", ".join(f"{m} min {s[1]:.1f}" for m, s in per_minute.items()),
+        "",
+        *(f"- {line}" for line in soak_verdicts(result, args)),
+        "<!-- soak:end -->",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_out(path: Path, section: str, marker: str = "bench") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.exists() else "# Performance\n\n"
-    m = re.search(r"<!-- bench:start -->.*?<!-- bench:end -->\n?", text, re.S)
+    m = re.search(rf"<!-- {marker}:start -->.*?<!-- {marker}:end -->\n?", text, re.S)
     text = text[: m.start()] + section + text[m.end() :] if m else text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
 
@@ -698,7 +1129,7 @@ def write_out(path: Path, section: str) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="a few seconds, no LiteLLM (CI)")
+    p.add_argument("--smoke", action="store_true", help="a few seconds: direct + Prism only (CI)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per measured phase")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured warm-up per phase")
     p.add_argument("--chunks", type=int, default=20, help="tokens per answer from the fake")
@@ -706,7 +1137,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--stream-chunk-delay", type=float, default=0.005, help="fake's delay between chunks (streams)"
     )
     p.add_argument("--fake-port", type=int, default=0)
-    p.add_argument("--prism-cmd", default=None, help="command that starts Prism (1 worker)")
+    p.add_argument(
+        "--prism-cmd", default=None, help="command that starts Prism ({fake_url}, {port}, {workers})"
+    )
     p.add_argument("--prism-url", default="http://127.0.0.1:8080", help="Prism's base URL")
     p.add_argument("--prism-model", default="fake-gpt")
     p.add_argument("--prism-key", default=os.environ.get("PRISM_API_KEY"), help="API key for Prism")
@@ -716,26 +1149,60 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="command run once Prism is up ({url} is replaced); its last stdout line is the API key to use",
     )
     p.add_argument(
+        "--prism-workers",
+        type=int,
+        default=None,
+        help="workers of the extra multi-worker Prism (default: as many as cores; 0 or 1: none; smoke: none)",
+    )
+    p.add_argument(
         "--litellm",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also run LiteLLM's proxy (default: on unless --smoke)",
     )
     p.add_argument("--litellm-version", default=LITELLM_VERSION)
+    p.add_argument(
+        "--portkey",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run Portkey's gateway (needs node and npm; default: on unless --smoke)",
+    )
+    p.add_argument("--portkey-version", default=PORTKEY_VERSION)
+    p.add_argument("--soak", type=float, default=0.0, help="seconds of steady-rate soak on Prism (0: none)")
+    p.add_argument("--soak-only", action="store_true", help="only the soak (no side-by-side phases)")
+    p.add_argument("--soak-rate", type=float, default=200.0, help="requests per second during the soak")
+    p.add_argument("--soak-max-growth", type=float, default=10.0, help="RSS growth limit, percent")
+    p.add_argument("--soak-max-rss-mb", type=float, default=300.0, help="RSS limit per process, MB")
     p.add_argument("--start-timeout", type=float, default=90.0)
     p.add_argument("--no-wrk", action="store_true", help="use the aiohttp client for non-streamed load too")
     p.add_argument("--max-error-rate", type=float, default=0.001)
     p.add_argument("--out", type=Path, default=None, help="markdown file to (re)write the results section in")
     p.add_argument("--json", type=Path, default=None, help="write raw results as JSON")
-    p.add_argument("--logdir", type=Path, default=ROOT / "var" / "bench")
+    p.add_argument(
+        "--logdir",
+        type=Path,
+        default=None,
+        help="server logs and configs (default: var/bench/run-<pid>, so concurrent runs never share one)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.duration = min(args.duration, 3.0)
         args.warmup = min(args.warmup, 1.0)
-        if args.litellm is None:
-            args.litellm = False
-    if args.litellm is None:
-        args.litellm = True
+        for flag in ("litellm", "portkey"):
+            if getattr(args, flag) is None:
+                setattr(args, flag, False)
+        if args.prism_workers is None:
+            args.prism_workers = 0
+    for flag in ("litellm", "portkey"):
+        if getattr(args, flag) is None:
+            setattr(args, flag, True)
+    if args.prism_workers is None:
+        args.prism_workers = len(os.sched_getaffinity(0))
+    if args.soak_only and args.soak <= 0:
+        p.error("--soak-only needs --soak SECONDS")
+    if args.soak_only:
+        args.litellm = args.portkey = False
+        args.prism_workers = 0
     return args
 
 
@@ -749,145 +1216,256 @@ def servers() -> Iterator[list[Server]]:
             s.stop()
 
 
+@dataclass
+class Prism:
+    server: Server
+    url: str
+    headers: dict[str, str]
+    metrics_url: str
+
+
+def start_prism(
+    args: argparse.Namespace,
+    base_env: dict[str, str],
+    fake_url: str,
+    *,
+    name: str,
+    workers: int,
+    cores: str | None,
+    running: list[Server],
+) -> Prism:
+    base = args.prism_url.rstrip("/")
+    port_m = re.search(r":(\d+)", base)
+    env = {
+        **base_env,
+        "FAKE_UPSTREAM_URL": fake_url + "/v1",
+        "PRISM_BENCH_PORT": port_m.group(1) if port_m else "",
+        "PRISM_BENCH_WORKERS": str(workers),
+    }
+    cmd = args.prism_cmd.format(fake_url=fake_url + "/v1", port=env["PRISM_BENCH_PORT"], workers=workers)
+    server = start_server(name, pinned(["bash", "-c", cmd], cores), env, args.logdir)
+    running.append(server)
+    key = args.prism_key
+    if args.prism_setup:
+        setup = subprocess.run(
+            ["bash", "-c", args.prism_setup.format(url=base)],
+            capture_output=True,
+            text=True,
+            timeout=args.start_timeout,
+            check=True,
+        )
+        key = setup.stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = base + "/v1/chat/completions"
+    wait_ready(server, url, args.prism_model, headers, args.start_timeout)
+    print(f"{name} ready at {base} ({workers} worker{'s' if workers > 1 else ''})", flush=True)
+    return Prism(server, url, headers, base + "/metrics")
+
+
+def run_litellm(
+    args: argparse.Namespace,
+    base_env: dict[str, str],
+    fake_url: str,
+    layout: dict[str, str | None],
+    running: list[Server],
+) -> SystemResult:
+    litellm_bin = ensure_litellm(args.litellm_version)
+    port = free_port()
+    cfg = args.logdir / "litellm-config.yaml"
+    cfg.write_text(LITELLM_CONFIG.format(fake_v1=fake_url + "/v1"))
+    master_key = f"sk-bench-{uuid.uuid4().hex}"
+    env = {
+        **base_env,
+        "LITELLM_MASTER_KEY": master_key,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "NO_DOCS": "True",
+    }
+    env.pop("DATABASE_URL", None)
+    argv = [str(litellm_bin), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)]
+    lite = start_server("litellm", pinned([*argv, "--num_workers", "1"], layout["sut"]), env, args.logdir)
+    running.append(lite)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {master_key}"}
+    wait_ready(lite, url, "fake-gpt", headers, args.start_timeout)
+    print(f"litellm ready on port {port}", flush=True)
+    label = f"LiteLLM {args.litellm_version} proxy, 1 worker, no database, no callbacks, master key set"
+    result = measure(
+        "litellm", url, "fake-gpt", headers, lite.proc.pid, args, layout["load"], fake_url, label=label
+    )
+    lite.stop()
+    return result
+
+
+def run_portkey(
+    args: argparse.Namespace,
+    base_env: dict[str, str],
+    fake_url: str,
+    layout: dict[str, str | None],
+    running: list[Server],
+) -> SystemResult | None:
+    server_js = ensure_portkey(args.portkey_version)
+    if server_js is None:
+        print("portkey: skipped — it needs node and npm on PATH (e.g. apt-get install nodejs npm)")
+        return None
+    port = free_port()
+    env = {**base_env, "NODE_ENV": "production"}
+    argv = [shutil.which("node") or "node", str(server_js), f"--port={port}", "--headless"]
+    portkey = start_server("portkey", pinned(argv, layout["sut"]), env, args.logdir)
+    running.append(portkey)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = {
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": fake_url + "/v1",
+        "Authorization": "Bearer sk-fake-bench",
+    }
+    wait_ready(portkey, url, "fake-gpt", headers, args.start_timeout)
+    print(f"portkey ready on port {port}", flush=True)
+    label = (
+        f"Portkey gateway {args.portkey_version} on Node {node_version()} (one process, headless, "
+        f"NODE_ENV=production, @hono/node-server {PORTKEY_NODE_SERVER}), routed by x-portkey-provider "
+        "and x-portkey-custom-host headers"
+    )
+    result = measure(
+        "portkey", url, "fake-gpt", headers, portkey.proc.pid, args, layout["load"], fake_url, label=label
+    )
+    portkey.stop()
+    return result
+
+
+def failures(results: list[SystemResult], soaked: SoakResult | None, args: argparse.Namespace) -> list[str]:
+    """Every reason to exit non-zero: request errors, Prism's hidden errors, soak verdicts."""
+    out = []
+    phases = [(r.name, p) for r in results for p in r.phases]
+    if soaked:
+        phases.append(("prism", soaked.phase))
+    for name, p in phases:
+        if p.requests == 0 or p.error_rate > args.max_error_rate:
+            out.append(f"{name} {p.name}: {p.errors}/{p.requests} request errors ({p.error_detail.strip()})")
+        if not name.startswith("prism"):
+            continue
+        if p.hidden_errors is None:
+            out.append(f"{name} {p.name}: backend errors unknown (/metrics not readable)")
+            continue
+        for metric, count in p.hidden_errors.items():
+            if count / max(p.requests, 1) > args.max_error_rate:
+                out.append(f"{name} {p.name}: {metric} rose by {count} over {p.requests} requests")
+    if soaked and not (soaked.growth_ok and soaked.rss_ok):
+        out.extend(line for line in soak_verdicts(soaked, args) if line.endswith("FAIL"))
+    return out
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    args.logdir = args.logdir or ROOT / "var" / "bench" / f"run-{os.getpid()}"
     args.logdir.mkdir(parents=True, exist_ok=True)
     layout = cpu_layout()
     results: list[SystemResult] = []
+    soaked: SoakResult | None = None
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    print(f"cores: {layout}", flush=True)
+    print(f"cores: {layout}; logs in {args.logdir}", flush=True)
     with servers() as running:
         fake_port = args.fake_port or free_port()
-        fake = start_server(
-            "fake",
-            pinned(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.fakes.openai_upstream",
-                    "--port",
-                    str(fake_port),
-                    "--chunks",
-                    str(args.chunks),
-                    "--latency",
-                    "0",
-                    "--chunk-delay",
-                    "0",
-                    "--error-rate",
-                    "0",
-                ],
-                layout["fake"],
-            ),
-            base_env,
-            args.logdir,
-        )
+        fake_argv = [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(fake_port)]
+        fake_argv += ["--chunks", str(args.chunks), "--latency", "0", "--chunk-delay", "0"]
+        fake_argv += ["--error-rate", "0"]
+        fake = start_server("fake", pinned(fake_argv, layout["fake"]), base_env, args.logdir)
         running.append(fake)
         fake_url = f"http://127.0.0.1:{fake_port}"
         direct_url = fake_url + "/v1/chat/completions"
         wait_ready(fake, direct_url, "fake-gpt", {}, 20)
         print(f"fake upstream ready at {fake_url}", flush=True)
-        results.append(
-            measure(
-                "direct",
-                direct_url,
-                "fake-gpt",
-                {"Authorization": "Bearer sk-fake"},
-                fake.proc.pid,
-                args,
-                layout["direct_load"],
-                fake_url,
-            )
-        )
 
-        if args.prism_cmd:
-            port_m = re.search(r":(\d+)", args.prism_url)
-            env = {
-                **base_env,
-                "FAKE_UPSTREAM_URL": fake_url + "/v1",
-                "PRISM_BENCH_PORT": port_m.group(1) if port_m else "",
-            }
-            cmd = args.prism_cmd.format(fake_url=fake_url + "/v1", port=env["PRISM_BENCH_PORT"])
-            prism = start_server("prism", pinned(["bash", "-c", cmd], layout["sut"]), env, args.logdir)
-            running.append(prism)
-            if args.prism_setup:
-                setup = subprocess.run(
-                    ["bash", "-c", args.prism_setup.format(url=args.prism_url.rstrip("/"))],
-                    capture_output=True,
-                    text=True,
-                    timeout=args.start_timeout,
-                    check=True,
-                )
-                args.prism_key = setup.stdout.strip().splitlines()[-1]
-            headers = {"Authorization": f"Bearer {args.prism_key}"} if args.prism_key else {}
-            url = args.prism_url.rstrip("/") + "/v1/chat/completions"
-            wait_ready(prism, url, args.prism_model, headers, args.start_timeout)
-            print(f"prism ready at {args.prism_url}", flush=True)
+        if not args.soak_only:
             results.append(
                 measure(
-                    "prism", url, args.prism_model, headers, prism.proc.pid, args, layout["load"], fake_url
+                    "direct",
+                    direct_url,
+                    "fake-gpt",
+                    {"Authorization": "Bearer sk-fake"},
+                    fake.proc.pid,
+                    args,
+                    layout["direct_load"],
+                    fake_url,
+                    label="the fake upstream called directly",
                 )
             )
-            prism.stop()
-
+        prism_runs = [] if args.soak_only else [("prism", 1, layout["sut"])]
+        if args.prism_workers > 1 and not args.soak_only:
+            if args.prism_cmd and "{workers}" not in args.prism_cmd:
+                print("prism multi-worker: skipped — --prism-cmd has no {workers} placeholder", flush=True)
+            else:
+                prism_runs.append((f"prism-{args.prism_workers}w", args.prism_workers, layout["all"]))
+        if args.prism_cmd:
+            for name, workers, cores in prism_runs:
+                prism = start_prism(
+                    args, base_env, fake_url, name=name, workers=workers, cores=cores, running=running
+                )
+                label = (
+                    f"Prism, production configuration, {workers} uvicorn worker{'s' if workers > 1 else ''}"
+                    + (" sharing every core with the fake and the load generator" if workers > 1 else "")
+                )
+                results.append(
+                    measure(
+                        name,
+                        prism.url,
+                        args.prism_model,
+                        prism.headers,
+                        prism.server.proc.pid,
+                        args,
+                        layout["load"],
+                        fake_url,
+                        label=label,
+                        metrics_url=prism.metrics_url,
+                    )
+                )
+                prism.server.stop()
         if args.litellm:
-            litellm_bin = ensure_litellm(args.litellm_version)
-            port = free_port()
-            cfg = args.logdir / "litellm-config.yaml"
-            cfg.write_text(LITELLM_CONFIG.format(fake_v1=fake_url + "/v1"))
-            env = {
-                **base_env,
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                "LITELLM_LOG": "ERROR",
-                "LITELLM_TELEMETRY": "False",
-                "NO_DOCS": "True",
-            }
-            env.pop("DATABASE_URL", None)
-            lite = start_server(
-                "litellm",
-                pinned(
-                    [
-                        str(litellm_bin),
-                        "--config",
-                        str(cfg),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--num_workers",
-                        "1",
-                    ],
-                    layout["sut"],
-                ),
-                env,
-                args.logdir,
+            results.append(run_litellm(args, base_env, fake_url, layout, running))
+        if args.portkey:
+            portkey = run_portkey(args, base_env, fake_url, layout, running)
+            if portkey:
+                results.append(portkey)
+        if args.soak > 0:
+            if not args.prism_cmd:
+                raise SystemExit("--soak needs --prism-cmd")
+            prism = start_prism(
+                args, base_env, fake_url, name="prism-soak", workers=1, cores=layout["sut"], running=running
             )
-            running.append(lite)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            wait_ready(lite, url, "fake-gpt", {}, args.start_timeout)
-            print(f"litellm ready on port {port}", flush=True)
-            results.append(
-                measure("litellm", url, "fake-gpt", {}, lite.proc.pid, args, layout["load"], fake_url)
+            soaked = soak(
+                prism.url,
+                args.prism_model,
+                prism.headers,
+                prism.server.proc.pid,
+                args,
+                layout["load"],
+                prism.metrics_url,
             )
-            lite.stop()
+            prism.server.stop()
 
-    section = render(results, args, layout)
-    print()
-    print(section)
-    if args.out:
-        write_out(args.out, section)
-        print(f"results written to {args.out}")
+    if results:
+        section = render(results, args, layout)
+        print()
+        print(section)
+        if args.out:
+            write_out(args.out, section, "bench")
+            print(f"results written to {args.out}")
+    if soaked:
+        section = render_soak(soaked, args)
+        print()
+        print(section)
+        if args.out:
+            write_out(args.out, section, "soak")
+            print(f"soak written to {args.out}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    failed = [
-        f"{r.name} {p.name}: {p.errors}/{p.requests} errors ({p.error_detail.strip()})"
-        for r in results
-        for p in r.phases
-        if p.requests == 0 or p.error_rate > args.max_error_rate
-    ]
+        raw = {"systems": [asdict(r) for r in results], "soak": asdict(soaked) if soaked else None}
+        args.json.write_text(json.dumps(raw, indent=2))
+    failed = failures(results, soaked, args)
     if failed:
         print(
-            f"FAIL: error rate above {args.max_error_rate:.2%}:\n  " + "\n  ".join(failed),
+            f"FAIL (error limit {args.max_error_rate:.2%} of requests):\n  " + "\n  ".join(failed),
             file=sys.stderr,
         )
         return 1

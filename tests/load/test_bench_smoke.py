@@ -1,9 +1,11 @@
 """`make bench` in miniature, so the benchmark cannot rot: the fake upstream alone, then Prism in its
-production configuration (Postgres, Redis, API key, quotas, guards, usage records) for a few seconds.
-It fails when either system errors on more than 0.1% of requests (the script exits non-zero)."""
+production configuration (Postgres, Redis, API key, quotas, guards, usage records) for a few seconds;
+no LiteLLM, Portkey, multi-worker Prism or soak. It fails when either system errors on more than 0.1%
+of requests or Prism's /metrics shows backend errors or fallbacks (the script exits non-zero)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +26,15 @@ def test_bench_smoke_runs_clean(tmp_path: Path) -> None:
         "--prism-url",
         "http://127.0.0.1:18090",
         "--prism-cmd",
-        f"{python} scripts/bench_prism.py serve --fake-url {{fake_url}} --port {{port}}",
+        f"{python} scripts/bench_prism.py serve --fake-url {{fake_url}} --port {{port}}"
+        " --workers {workers}",
         "--prism-setup",
         f"{python} scripts/bench_prism.py key --url {{url}}",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "prism    c=64" in result.stdout
-    assert (tmp_path / "bench.json").exists()
+    systems = json.loads((tmp_path / "bench.json").read_text())["systems"]
+    assert [s["name"] for s in systems] == ["direct", "prism"]
+    for phase in systems[1]["phases"]:  # read from Prism's /metrics after every phase
+        assert set(phase["hidden_errors"]) == {"prism_backend_errors_total", "prism_fallbacks_total"}
