@@ -139,6 +139,7 @@ class RedisResponseStore:
         self._unlock = redis.register_script(_UNLOCK_LUA)
         self._lookup_or_lock = redis.register_script(_LOOKUP_OR_LOCK_LUA)
         self._set_and_unlock = redis.register_script(_SET_AND_UNLOCK_LUA)
+        self._unlock_lua = LuaScript(_UNLOCK_LUA)
         self._lookup_or_lock_lua = LuaScript(_LOOKUP_OR_LOCK_LUA)
         self._set_and_unlock_lua = LuaScript(_SET_AND_UNLOCK_LUA)
 
@@ -156,7 +157,10 @@ class RedisResponseStore:
         ttl_ms = int(ttl_s * 1000)
         if ttl_ms <= 0:
             return
-        await self._redis.set(self._key(key), value, px=ttl_ms)
+        if self._fast is not None:
+            await self._fast.execute("SET", self._key(key), value, "PX", ttl_ms)
+        else:
+            await self._redis.set(self._key(key), value, px=ttl_ms)
 
     async def lookup_or_lock(self, key: str, token: str, ttl_ms: int) -> tuple[bytes | None, bool]:
         keys, args = (self._key(key), self._lock(key)), (token, max(ttl_ms, 1))
@@ -176,7 +180,10 @@ class RedisResponseStore:
             await self._set_and_unlock(keys=keys, args=args)
 
     async def unlock(self, key: str, token: str) -> None:
-        await self._unlock(keys=[self._lock(key)], args=[token])
+        if self._fast is not None:
+            await self._fast.evalsha(self._unlock_lua, (self._lock(key),), (token,))
+        else:
+            await self._unlock(keys=[self._lock(key)], args=[token])
 
     async def locked(self, key: str) -> bool:
         return bool(await self._redis.exists(self._lock(key)))

@@ -162,6 +162,8 @@ class StreamOutputGuard:
         return out
 
     def _process(self, *, final: bool) -> str:
+        if not final and not self._in_key and len(self._buf) <= self._window:
+            return ""  # all of it is still inside the held-back window: a scan could emit nothing
         if self._in_key:
             m = _KEY_END.search(self._buf)
             if m is None:

@@ -134,12 +134,17 @@ def completion_from(data: Any, call: ModelCall, *, target: str) -> Completion:
 class StreamState:
     """What an SSE relay saw so far: finish reason, usage, tokens relayed."""
 
-    __slots__ = ("finish", "relayed", "usage")
+    __slots__ = ("finish", "pieces", "usage")
 
     def __init__(self) -> None:
         self.finish: str | None = None
         self.usage: Usage | None = None
-        self.relayed = 0
+        self.pieces: list[str] = []
+
+    @property
+    def relayed(self) -> int:
+        """Tokens of the text relayed so far (counted once, only when the upstream sent no usage)."""
+        return count_text("".join(self.pieces))
 
     def deltas(self, event: Any, *, target: str) -> list[Delta]:
         """One decoded SSE ``data`` payload → the deltas to relay (an in-stream error raises)."""
@@ -157,7 +162,7 @@ class StreamState:
             tool_calls = delta.get("tool_calls")
             if content or tool_calls:
                 if content:
-                    self.relayed += count_text(content)
+                    self.pieces.append(content)
                 out.append(Delta(content=content or None, tool_calls=tool_calls or None))
             if choice.get("finish_reason"):
                 self.finish = str(choice["finish_reason"])

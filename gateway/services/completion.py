@@ -364,7 +364,7 @@ class CompletionService:
         created = int(time.time())
         include_usage = chat.include_usage
         request_id = trace.request_id
-        relayed = 0
+        relayed = 0  # tokens relayed, counted once from ``text`` where needed (cheaper than per chunk)
         text: list[str] = []
         usage: Usage | None = None
         status = UsageStatus.INCOMPLETE
@@ -407,7 +407,6 @@ class CompletionService:
                     body: dict[str, Any] = {}
                     if delta.content:
                         body["content"] = delta.content
-                        relayed += count_text(delta.content)
                         text.append(delta.content)
                     if delta.tool_calls:
                         body["tool_calls"] = delta.tool_calls
@@ -426,6 +425,8 @@ class CompletionService:
                 raise ProviderTimeout(
                     f"{handle.target}: stream ended without finishing", target=handle.target
                 )
+            if usage is None:
+                relayed = count_text("".join(text))
             final = usage or Usage(prompt_tokens=chat.prompt_tokens, completion_tokens=relayed)
             if include_usage:
                 yield sse(
@@ -447,6 +448,7 @@ class CompletionService:
         except GatewayError as exc:
             error = exc
             record.error_type = exc.code
+            relayed = count_text("".join(text))
             log.warning("stream_failed", target=handle.target, error=exc.code, relayed_tokens=relayed)
             if isinstance(exc, ProviderError) and exc.retryable:  # a death mid-answer counts too
                 snapshot.router.circuits.record_failure(handle.target)
@@ -464,7 +466,7 @@ class CompletionService:
             else:
                 final_usage = Usage(
                     prompt_tokens=usage.prompt_tokens if usage else chat.prompt_tokens,
-                    completion_tokens=relayed,
+                    completion_tokens=relayed or count_text("".join(text)),
                 )
             if error is not None:
                 record.error_type = error.code

@@ -17,7 +17,6 @@ Streams read their upstream through ``Drain.guard`` (which is also the idle guar
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
@@ -38,6 +37,8 @@ class Drain:
         self.open_streams = 0
         self._expired: asyncio.Future[None] | None = None
         self._callbacks: list[Callable[[], None]] = []
+        self._waiting: set[asyncio.Timeout] = set()
+        """Timeouts of the streams now waiting on their upstream (fired at once when the drain expires)."""
 
     def on_begin(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
@@ -47,6 +48,10 @@ class Drain:
         if self._expired is None or self._expired.get_loop() is not loop:
             self._expired = loop.create_future()
         return self._expired
+
+    @property
+    def expired(self) -> bool:
+        return self._expired is not None and self._expired.done()
 
     def begin(self, timeout_s: float) -> None:
         """Start draining (idempotent): readiness off now, open streams ended after ``timeout_s``."""
@@ -63,39 +68,50 @@ class Drain:
         if not future.done():
             log.warning("drain_expired", open_streams=self.open_streams)
             future.set_result(None)
+            # Streams waiting on their upstream now stop waiting; the others stop at their next item.
+            now = asyncio.get_running_loop().time()
+            for limit in list(self._waiting):
+                limit.reschedule(now)
 
     def reset(self) -> None:
         self.draining = False
         self._expired = None
         self._callbacks.clear()
+        self._waiting.clear()
 
     async def guard(self, iterator: AsyncIterator[T], idle_s: float, target: str) -> AsyncIterator[T]:
-        """Relay ``iterator``; fail it after ``idle_s`` without an item, or when the drain expires."""
-        expired = self._future()
+        """Relay ``iterator``; fail it after ``idle_s`` without an item, or when the drain expires.
+
+        One ``asyncio.timeout`` per stream, re-armed for each item (no task or ``asyncio.wait``
+        per chunk); while the stream waits on its upstream its timeout is registered, so an
+        expiring drain fires it at once. The timeout is disarmed while the item is being
+        relayed to the client (the generator is suspended at ``yield``)."""
+        loop = asyncio.get_running_loop()
         self.open_streams += 1
         try:
-            while True:
-                step: asyncio.Future[T] = asyncio.ensure_future(iterator.__anext__())
-                waiters: set[asyncio.Future[Any]] = {step, expired}
-                try:
-                    done, _ = await asyncio.wait(waiters, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not step.done():
-                        step.cancel()
-                        with contextlib.suppress(BaseException):
-                            await step
-                if step in done:
+            async with asyncio.timeout(None) as limit:
+                while True:
+                    if self.expired:
+                        raise ServerShuttingDown(
+                            "The server is shutting down; the stream was ended before it finished"
+                        )
+                    limit.reschedule(loop.time() + idle_s)
+                    self._waiting.add(limit)
                     try:
-                        item = step.result()
+                        item = await iterator.__anext__()
                     except StopAsyncIteration:
                         return
+                    finally:
+                        self._waiting.discard(limit)
+                        if not limit.expired():  # an expired one cannot be re-armed (it raises below)
+                            limit.reschedule(None)
                     yield item
-                    continue
-                if expired.done():
-                    raise ServerShuttingDown(
-                        "The server is shutting down; the stream was ended before it finished"
-                    )
-                raise ProviderTimeout(f"{target}: stream stalled for {idle_s:g}s", target=target)
+        except TimeoutError as exc:
+            if self.expired:
+                raise ServerShuttingDown(
+                    "The server is shutting down; the stream was ended before it finished"
+                ) from exc
+            raise ProviderTimeout(f"{target}: stream stalled for {idle_s:g}s", target=target) from exc
         finally:
             self.open_streams -= 1
 

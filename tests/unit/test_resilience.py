@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway.cache.backends import make_redis
+from gateway.errors import ProviderTimeout, ServerShuttingDown
 from gateway.routing.circuit import CircuitBreakers, CircuitState, RetryBudget
 from gateway.routing.config import CircuitBreakerConfig, RetryConfig, parse_config
 from gateway.routing.shared_circuit import SharedCircuitBreakers
+from gateway.services.drain import Drain
 
 
 class Clock:
@@ -141,3 +144,40 @@ async def test_shared_breakers_fall_back_to_local_when_redis_is_down() -> None:
         assert breakers.state("t") is CircuitState.CLOSED
     finally:
         await breakers.aclose()
+
+
+async def _ticks(delays: list[float]) -> AsyncIterator[int]:
+    for i, delay in enumerate(delays):
+        await asyncio.sleep(delay)
+        yield i
+
+
+async def test_drain_guard_idle_timeout_and_expiry() -> None:
+    """One timeout per stream, re-armed per item: a stall is a ProviderTimeout; an expiring drain ends a
+    stream that waits on its upstream at once with ServerShuttingDown, and the relay can still send its
+    error event afterwards (no cancellation leaks into the task)."""
+    drain = Drain()
+    assert [i async for i in drain.guard(_ticks([0.01] * 5), 0.5, "t")] == [0, 1, 2, 3, 4]
+    seen: list[int] = []
+    with pytest.raises(ProviderTimeout):
+        async for i in drain.guard(_ticks([0.01, 0.01, 5.0]), 0.2, "t"):
+            seen.append(i)
+    assert seen == [0, 1] and drain.open_streams == 0
+
+    outcome: list[str] = []
+
+    async def relay() -> None:
+        try:
+            async for _ in drain.guard(_ticks([0.01] + [0.05] * 100), 30.0, "t"):
+                await asyncio.sleep(0.01)  # the client write, with the timeout disarmed
+        except ServerShuttingDown:
+            await asyncio.sleep(0.01)  # sending the error event still works
+            outcome.append("shutting_down")
+
+    task = asyncio.create_task(relay())
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    drain.begin(0.1)
+    await task
+    assert outcome == ["shutting_down"] and task.cancelling() == 0
+    assert asyncio.get_running_loop().time() - started < 0.3
