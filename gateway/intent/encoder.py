@@ -63,7 +63,7 @@ class SentenceEncoder:
         *,
         max_tokens: int = MAX_TOKENS,
         tail_tokens: int = TAIL_TOKENS,
-        token_cache_size: int = 8_192,
+        token_cache_size: int = 2_048,
         text_cache_size: int = 2_048,
     ) -> None:
         if not 0 < tail_tokens < max_tokens:

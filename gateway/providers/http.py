@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
-import openai
+
+if TYPE_CHECKING:
+    import openai
 
 
 class UpstreamClients:
@@ -33,6 +37,8 @@ class UpstreamClients:
     @property
     def openai_client(self) -> openai.DefaultAioHttpClient:
         if self._openai is None:
+            import openai  # only for ``client: langchain`` models
+
             self._openai = openai.DefaultAioHttpClient(
                 timeout=openai.Timeout(120.0, connect=self._connect_s),
                 limits=openai.DEFAULT_CONNECTION_LIMITS,

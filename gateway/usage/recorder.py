@@ -162,6 +162,7 @@ class UsageRecorder:
             log.warning(
                 "usage_flush_failed",
                 error=type(exc).__name__,
+                detail=str(exc).splitlines()[0][:200] if str(exc) else None,
                 depth=len(self._buffer),
                 retry_in_s=self._backoff_s,
             )
