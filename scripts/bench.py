@@ -1134,7 +1134,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured warm-up per phase")
     p.add_argument("--chunks", type=int, default=20, help="tokens per answer from the fake")
     p.add_argument(
-        "--stream-chunk-delay", type=float, default=0.005, help="fake's delay between chunks (streams)"
+        "--stream-chunk-delay",
+        type=float,
+        default=0.0,
+        help="fake's delay between chunks (streams); 0 as in issue #9's anchors: the fake is never the limit",
     )
     p.add_argument("--fake-port", type=int, default=0)
     p.add_argument(
