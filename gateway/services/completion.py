@@ -166,18 +166,23 @@ class CompletionService:
             conversation_id=sticky.get("conversation"),
         )
         call = _Call(chat=chat, principal=principal, record=record, trace=trace, snapshot=snapshot)
+        self._plan_cache(call, cache_policy or CachePolicy())
+        # The quota reservation and the cache lookup are independent round trips: start the first and
+        # send the second while it is in flight (the multiplexed client writes both at once). Nothing
+        # is answered, from the cache or upstream, before the reservation has passed.
+        reserving = asyncio.ensure_future(self._reserve(call))
         try:
-            call.ticket = await self._reserve(call)
-            self._plan_cache(call, cache_policy or CachePolicy())
             if call.cache_key is not None and self.s.response_cache is not None:
                 remaining = trace.deadline - asyncio.get_running_loop().time()
                 async with self.s.response_cache.cache.single_flight(
                     call.cache_key, wait_s=remaining
                 ) as flight:
+                    call.ticket = await reserving
                     if not flight and flight.entry is not None:
                         metrics.CACHE_REQUESTS.labels(result="hit").inc()  # stored, or the leader's
                         return await self._answer_cached(call, flight.entry.response)
                     return await self._execute(call, sticky, looked_up=flight.checked)
+            call.ticket = await reserving
             return await self._execute(call, sticky)
         except GatewayError as exc:
             await self._finish(call, error=exc, usage=call.usage, served=call.served)
@@ -187,6 +192,17 @@ class CompletionService:
                 call, status=UsageStatus.INCOMPLETE, http_status=499, usage=call.usage, served=call.served
             )
             raise
+        finally:
+            if not reserving.done():
+                reserving.cancel()
+            elif call.ticket is None and not reserving.cancelled() and reserving.exception() is None:
+                call.ticket = reserving.result()  # reserved, then the request failed: still settled
+                await self._settle_unused(call)
+
+    async def _settle_unused(self, call: _Call) -> None:
+        """A reservation whose request ended before it was taken up (e.g. the cache lookup failed)."""
+        if call.ticket is not None and self.s.quotas is not None:
+            await self.s.quotas.settle_soon(call.ticket, actual_tokens=0, actual_cost_usd=0.0)
 
     def explain(
         self, *, chat: ChatInput, principal: Principal, request_id: str, sticky: dict[str, str | None]
