@@ -53,6 +53,10 @@ RUN groupadd --system --gid 10001 prism \
     && useradd --system --uid 10001 --gid prism --home-dir /app --shell /usr/sbin/nologin prism
 
 COPY --from=builder /opt/venv /opt/venv
+# The intent encoder's embedding table as a plain .npy file, built once here: workers read rows from it
+# instead of decompressing 62.5 MB each (gateway/intent/weights.py; the root filesystem is read-only).
+ENV PRISM_CACHE_DIR=/opt/prism-cache
+RUN python -m gateway.intent.weights && chmod -R a+rX /opt/prism-cache
 WORKDIR /app
 COPY --chown=root:root config ./config
 COPY --chown=root:root alembic ./alembic

