@@ -235,16 +235,16 @@ class OpenAIWireProvider(Provider):
                         target=self.name,
                         headers=response.headers,
                     )
-                async for line in response.content:
-                    if not line.startswith(b"data:"):
-                        continue  # comments, event names, blank separators
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        break
-                    event = _decode(data)
-                    if event is None:
-                        raise ProviderBadResponse(f"{self.name}: undecodable stream event", target=self.name)
-                    for delta in state.deltas(event, target=self.name):
+                async for batch in _event_batches(response.content):
+                    out: list[Delta] = []
+                    for data in batch:
+                        event = _decode(data)
+                        if event is None:
+                            raise ProviderBadResponse(
+                                f"{self.name}: undecodable stream event", target=self.name
+                            )
+                        out += state.deltas(event, target=self.name)
+                    for delta in _coalesce(out):
                         yield delta
         except TimeoutError as exc:
             raise ProviderTimeout(f"{self.name}: stream stalled", target=self.name) from exc
@@ -258,6 +258,58 @@ class OpenAIWireProvider(Provider):
             prompt_tokens=count_messages(call.messages), completion_tokens=state.relayed
         )
         yield Delta(finish_reason=state.finish, usage=usage)
+
+
+async def _event_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The SSE ``data`` payloads, in batches of what had already arrived together.
+
+    Each read takes every byte already buffered (``readany`` waits only when nothing is), so a
+    batch never waits for more data: an event is relayed as soon as its line is complete. A line
+    split across reads is carried over; ``[DONE]`` ends the stream."""
+    tail = b""
+    while True:
+        chunk = await content.readany()
+        if chunk:
+            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+            tail = lines.pop()
+        elif tail:  # the last line had no newline
+            lines, tail = [tail], b""
+        else:
+            return
+        batch: list[bytes] = []
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # comments, event names, blank separators
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                if batch:
+                    yield batch
+                return
+            batch.append(data)
+        if batch:
+            yield batch
+
+
+def _coalesce(deltas: list[Delta]) -> list[Delta]:
+    """Consecutive text-only deltas that arrived in one read, as one delta (one SSE frame out, one
+    guard scan, one write): the client gets the same text no later, in fewer frames."""
+    if len(deltas) < 2:
+        return deltas
+    out: list[Delta] = []
+    for delta in deltas:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and delta.content
+            and not delta.tool_calls
+            and last.content
+            and not last.tool_calls
+            and last.index == delta.index
+        ):
+            out[-1] = Delta(content=last.content + delta.content, index=delta.index)
+        else:
+            out.append(delta)
+    return out
 
 
 def _decode(raw: bytes) -> Any:

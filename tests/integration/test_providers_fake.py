@@ -3,6 +3,7 @@ answers, SSE/NDJSON streams, tool calls, 429 with Retry-After, 5xx, hangs and st
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -95,8 +96,52 @@ async def test_complete_and_stream(provider: Provider) -> None:
     assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
     deltas = await _drain(provider, _call("llama", "stream this please"))
     assert "".join(d.content or "" for d in deltas) == "echo: stream this please"
-    assert len([d for d in deltas if d.content]) > 1  # relayed piece by piece, not buffered
     assert deltas[-1].finish_reason == "stop" and deltas[-1].usage is not None
+
+
+async def test_stream_is_relayed_as_it_arrives(
+    openai_provider: Provider, fake_openai: FakeOpenAIUpstream
+) -> None:
+    """Spaced chunks come out one delta each, each before the next one was sent: nothing waits for
+    more. (Chunks that arrive in one read may come out merged; see the test below.)"""
+    await _drain(openai_provider, _call("llama", "warm up"))  # the first call also builds the client
+    fake_openai.config.chunk_delay = 0.05
+    seen: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async for delta in openai_provider.stream(_call("llama", "one two three four")):
+        if delta.content:
+            seen.append((loop.time() - started, delta.content))
+    assert "".join(text for _, text in seen) == "echo: one two three four"
+    assert len(seen) >= 4
+    # the first piece was relayed long before the last one was even sent
+    assert seen[-1][0] - seen[0][0] >= 0.05 * (len(seen) - 2)
+
+
+async def test_wire_stream_merges_what_arrived_together(fake_openai: FakeOpenAIUpstream) -> None:
+    """Text deltas already buffered together leave the wire adapter as one delta (one frame, one guard
+    scan, one write downstream); the text, the finish reason and the usage are unchanged."""
+    fake_openai.reset()
+    clients = UpstreamClients(connect_s=1.0)
+    provider = OpenAIWireProvider(
+        session=clients.session,
+        name="up",
+        base_url=fake_openai.openai_base_url,
+        api_key="sk-test",
+        is_local=False,
+        timeout_s=1.0,
+        connect_s=1.0,
+    )
+    try:
+        text = "alpha beta gamma delta epsilon zeta eta theta"
+        deltas = await _drain(provider, _call("llama", text))
+    finally:
+        await clients.aclose()
+    content = [d.content for d in deltas if d.content]
+    assert "".join(content) == f"echo: {text}"
+    assert len(content) < len(text.split())  # the fake writes a frame per word, all at once
+    assert deltas[-1].finish_reason == "stop" and deltas[-1].usage is not None
+    assert deltas[-1].usage.completion_tokens > 0
 
 
 async def test_tool_calls_both_ways(provider: Provider) -> None:
