@@ -79,6 +79,11 @@ CIRCUIT_STATE = Gauge(
 CIRCUIT_TRANSITIONS = Counter("prism_circuit_transitions", "Circuit state changes", ["target", "state"])
 
 CACHE_REQUESTS = Counter("prism_cache_requests", "Response cache lookups", ["result"])
+AUTH_CACHE = Counter(
+    "prism_auth_cache",
+    "API-key lookups by the in-process cache: hit, load (DB read) or joined (shared a load)",
+    ["result"],
+)
 QUOTA_REJECTIONS = Counter("prism_quota_rejections", "Requests refused by a quota", ["limit"])
 BACKEND_ERRORS = Counter("prism_backend_errors", "Cache/quota backend failures (Redis)", ["operation"])
 GUARD_ACTIONS = Counter("prism_guard_actions", "Guardrail verdicts", ["stage", "category", "action"])
@@ -139,6 +144,7 @@ def render_metrics() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
 
 # -- experiments (issue #5): label values are experiment and arm names from the config only ------
 EXPERIMENT_REQUESTS = Counter(

@@ -7,7 +7,9 @@ Caching: API-key lookups and user states (role, tier, disabled, token version) a
 process for at most ``settings.api_key_cache_ttl_s`` seconds. A key revoked or a user disabled
 through *another* process therefore takes effect here within that time; changes made through this
 process's API call ``invalidate_key``/``invalidate_user`` and take effect at once. Expiry is
-checked on every request against the cached expiry time.
+checked on every request against the cached expiry time. Concurrent misses on one key share a
+single database read (when an entry expires under load, one request reads it, the rest wait for
+that read), so an expiry never turns into a burst of identical queries.
 
 ``last_used_at`` is not written on the request path: uses are collected in memory and written in
 one short transaction every ``settings.api_key_last_used_flush_s`` seconds (and on close).
@@ -31,12 +33,16 @@ from gateway.db.models import User
 from gateway.db.repositories.api_keys import ApiKeyRepository
 from gateway.db.repositories.users import UserRepository
 from gateway.errors import AuthenticationFailed
+from gateway.observability import metrics
 from gateway.security.api_keys import hash_api_key, is_api_key
 from gateway.security.principal import Principal, Role
 from gateway.security.tokens import TokenService
 from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
+_AUTH_HIT = metrics.AUTH_CACHE.labels(result="hit")
+_AUTH_LOAD = metrics.AUTH_CACHE.labels(result="load")
+_AUTH_JOINED = metrics.AUTH_CACHE.labels(result="joined")
 
 _MAX_ENTRIES = 50_000
 
@@ -126,6 +132,7 @@ class Authenticator:
         self._keys: _TTLCache[str, _KeyEntry | None] = _TTLCache(settings.api_key_cache_ttl_s, clock)
         self._users: _TTLCache[str, _UserEntry] = _TTLCache(settings.api_key_cache_ttl_s, clock)
         self._last_used: dict[str, datetime] = {}
+        self._loading: dict[str, asyncio.Future[_KeyEntry | None]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -219,8 +226,10 @@ class Authenticator:
             raise AuthenticationFailed("Invalid API key")
         key_hash = hash_api_key(secret)
         hit, entry = self._keys.get(key_hash)
-        if not hit:
-            entry = await self._load_key(key_hash)
+        if hit:
+            _AUTH_HIT.inc()
+        else:
+            entry = await self._load_key_once(key_hash)
         if entry is None or entry.revoked:
             raise AuthenticationFailed("Invalid API key")
         if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
@@ -241,6 +250,21 @@ class Authenticator:
             max_route_tier=entry.max_route_tier,
             user_max_route_tier=user.max_route_tier,
         )
+
+    async def _load_key_once(self, key_hash: str) -> _KeyEntry | None:
+        """``_load_key``, shared by every request that misses on ``key_hash`` while it runs.
+
+        The read runs in its own task: a caller that is cancelled (client gone) does not cancel
+        the read the others wait for."""
+        pending = self._loading.get(key_hash)
+        if pending is not None:
+            _AUTH_JOINED.inc()
+            return await asyncio.shield(pending)
+        _AUTH_LOAD.inc()
+        task = asyncio.ensure_future(self._load_key(key_hash))
+        self._loading[key_hash] = task
+        task.add_done_callback(lambda _: self._loading.pop(key_hash, None))
+        return await asyncio.shield(task)
 
     async def _load_key(self, key_hash: str) -> _KeyEntry | None:
         async with self.sessionmaker() as session:

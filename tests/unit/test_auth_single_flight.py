@@ -1,0 +1,93 @@
+"""API-key lookups that miss the in-process cache at the same moment share one database read."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.errors import AuthenticationFailed
+from gateway.security.api_keys import generate_api_key
+from gateway.security.authenticator import Authenticator, _KeyEntry, _UserEntry
+from gateway.security.principal import Role
+from gateway.settings import get_settings
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _authenticator(clock: _Clock, reads: list[str], *, fail: bool = False) -> Authenticator:
+    auth = Authenticator(settings=get_settings(api_key_cache_ttl_s=5.0), sessionmaker=None, clock=clock)  # type: ignore[arg-type]
+
+    async def load(key_hash: str) -> _KeyEntry | None:
+        reads.append(key_hash)
+        await asyncio.sleep(0.02)  # the database round trip every waiter shares
+        if fail:
+            raise ConnectionError("database unavailable")
+        auth._users.put("u1", _UserEntry(role=Role.USER, tier="free", disabled=False, token_version=0))
+        entry = _KeyEntry(
+            key_id="k1",
+            prefix="sk-prism-ab",
+            user_id="u1",
+            expires_at=None,
+            revoked=False,
+            allowed_models=frozenset(),
+            rpm_limit=None,
+            tpm_limit=None,
+        )
+        auth._keys.put(key_hash, entry)
+        return entry
+
+    auth._load_key = load  # type: ignore[method-assign]
+    return auth
+
+
+async def test_concurrent_misses_share_one_read_and_expiry_reads_once_more() -> None:
+    clock, reads = _Clock(), []
+    auth = _authenticator(clock, reads)
+    key = generate_api_key().secret
+    principals: list[Any] = await asyncio.gather(
+        *(auth.authenticate(authorization=f"Bearer {key}", x_api_key=None) for _ in range(32))
+    )
+    assert {p.api_key_id for p in principals} == {"k1"}
+    assert len(reads) == 1
+    await auth.authenticate(authorization=None, x_api_key=key)  # cached
+    assert len(reads) == 1
+    clock.now += 6.0  # the entry expired: the next burst reads once again
+    await asyncio.gather(*(auth.authenticate(authorization=None, x_api_key=key) for _ in range(16)))
+    assert len(reads) == 2
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_read() -> None:
+    clock, reads = _Clock(), []
+    auth = _authenticator(clock, reads)
+    key = generate_api_key().secret
+    first = asyncio.ensure_future(auth.authenticate(authorization=None, x_api_key=key))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(auth.authenticate(authorization=None, x_api_key=key))
+    await asyncio.sleep(0)
+    first.cancel()  # e.g. that client disconnected
+    principal = await second
+    assert principal.api_key_id == "k1" and len(reads) == 1
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_a_failed_read_fails_every_waiter_and_is_not_cached() -> None:
+    clock, reads = _Clock(), []
+    auth = _authenticator(clock, reads, fail=True)
+    key = generate_api_key().secret
+    results = await asyncio.gather(
+        *(auth.authenticate(authorization=None, x_api_key=key) for _ in range(8)), return_exceptions=True
+    )
+    assert all(isinstance(r, ConnectionError) for r in results) and len(reads) == 1
+    with pytest.raises(ConnectionError):
+        await auth.authenticate(authorization=None, x_api_key=key)
+    assert len(reads) == 2  # the next request tries again
+    assert not isinstance(results[0], AuthenticationFailed)
