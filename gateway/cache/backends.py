@@ -9,6 +9,7 @@ import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.cache.pipelined import PipelinedRedis
@@ -19,6 +20,9 @@ from gateway.cache.store import MemoryResponseStore, RedisResponseStore
 from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
+_DRIVER_INFO = DriverInfo()
+"""Built once: redis-py otherwise reads its package metadata (``importlib.metadata``) for every new
+connection, which made each reconnect after a timeout cost about a millisecond of CPU."""
 
 
 def make_redis(url: str, *, timeout_ms: int, max_connections: int = 256) -> Redis:
@@ -39,6 +43,7 @@ def make_redis(url: str, *, timeout_ms: int, max_connections: int = 256) -> Redi
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=0,
+        driver_info=_DRIVER_INFO,
     )
     return Redis.from_pool(pool)  # the client owns (and closes) its pool
 

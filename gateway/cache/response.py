@@ -145,7 +145,7 @@ class ResponseCache:
         self._inflight[key] = fut
         token = uuid.uuid4().hex
         try:
-            leader, found, checked = True, None, False
+            leader, found, checked, failed = True, None, False, False
             if self._store.distributed:
                 try:
                     ttl_ms = int(max(wait_s, 1.0) * 1000)
@@ -156,7 +156,10 @@ class ResponseCache:
                     found = None if raw is None else CachedEntry.from_bytes(raw)
                     leader = locked and found is None
                 except Exception as exc:
+                    # fail open as a leader, and do not look again: a slow Redis costs one timeout
+                    # per request, not one per lookup (the pipeline's cache node skips checked keys)
                     self._backend_error("cache_lock", exc)
+                    failed = True
             if found is not None:  # counted as a hit by the caller, like a waiter's entry
                 if not fut.done():
                     fut.set_result(found)
@@ -164,7 +167,7 @@ class ResponseCache:
             elif leader:
                 if checked:
                     CACHE_REQUESTS.labels(result="miss").inc()
-                yield Flight(leader=True, checked=checked)
+                yield Flight(leader=True, checked=checked or failed)
             else:
                 entry = await self._wait_remote(key, wait_s)
                 if not fut.done():

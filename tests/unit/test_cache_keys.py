@@ -186,6 +186,8 @@ async def test_cache_failures_never_fail_a_request() -> None:
     await cache.set("k", CachedEntry(response={}, model_served="m"), 10)
     async with cache.single_flight("k") as flight:
         assert flight
+        # the failed lookup counts as the lookup: the pipeline does not ask a slow Redis twice
+        assert flight.checked and flight.entry is None
 
 
 class BrokenQuota(MemoryQuotaBackend):
