@@ -70,5 +70,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEWAY_PORT', '8080'), timeout=2)"]
 
-# Runs migrations first when GATEWAY_MIGRATE=1, then uvicorn with GATEWAY_WORKERS workers.
+# Migrates at start unless GATEWAY_DATABASE_MIGRATE_ON_START=false, then uvicorn with GATEWAY_WORKERS workers.
 CMD ["python", "-m", "gateway"]

@@ -9,7 +9,6 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.db.engine import create_engine, create_sessionmaker
-from gateway.db.migrate import migrate
 from gateway.security.authenticator import Authenticator
 from gateway.security.throttle import LoginThrottle
 from gateway.security.tokens import TokenService
@@ -41,6 +40,9 @@ async def open_accounts(settings: Settings, stack: contextlib.AsyncExitStack) ->
     the authenticator writes pending ``last_used_at`` values, then the engine is disposed.
     """
     if settings.database_migrate_on_start:
+        # Imported here: Alembic (~5 MB per worker) stays out of processes that do not migrate.
+        from gateway.db.migrate import migrate
+
         await migrate(settings)
     engine = create_engine(settings)
     stack.push_async_callback(engine.dispose)
