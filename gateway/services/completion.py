@@ -387,6 +387,7 @@ class CompletionService:
         error: GatewayError | None = None
         finish: str | None = None
         saw_tool_calls = False
+        closing: list[bytes] = []  # the last frames, sent in one write
         ttft = handle.first_at - trace.started_at
         record.ttft_ms = round(ttft * 1000, 3)
         model_label = snapshot.model_label(handle.target)
@@ -427,15 +428,23 @@ class CompletionService:
                     if delta.tool_calls:
                         body["tool_calls"] = delta.tool_calls
                         saw_tool_calls = True
-                    yield frame(
+                    out = frame(
                         [{"index": delta.index, "delta": body, "logprobs": None, "finish_reason": None}]
                     )
+                    if closing:  # another choice finished before this one (n > 1): keep the order
+                        out = b"".join(closing) + out
+                        closing.clear()
+                    yield out
                 if delta.usage is not None:
                     usage = delta.usage
                 if delta.finish_reason is not None:
                     finish = delta.finish_reason
-                    yield frame(
-                        [{"index": delta.index, "delta": {}, "logprobs": None, "finish_reason": finish}]
+                    # held back to leave in one write with what follows: the usage chunk and
+                    # [DONE] once the books are closed, or the next choice's text (n > 1)
+                    closing.append(
+                        frame(
+                            [{"index": delta.index, "delta": {}, "logprobs": None, "finish_reason": finish}]
+                        )
                     )
             if finish is None:
                 raise ProviderTimeout(
@@ -445,13 +454,15 @@ class CompletionService:
                 relayed = count_text("".join(text))
             final = usage or Usage(prompt_tokens=chat.prompt_tokens, completion_tokens=relayed)
             if include_usage:
-                yield sse(
-                    chunk(
-                        request_id=request_id,
-                        model=handle.model,
-                        created=created,
-                        choices=[],
-                        usage=final.as_openai(),
+                closing.append(
+                    sse(
+                        chunk(
+                            request_id=request_id,
+                            model=handle.model,
+                            created=created,
+                            choices=[],
+                            usage=final.as_openai(),
+                        )
                     )
                 )
             status = UsageStatus.OK
@@ -460,7 +471,8 @@ class CompletionService:
             await self._finish(
                 call, usage=usage or final, served=handle.target, status=status, http_status=200
             )
-            yield b"data: [DONE]\n\n"
+            closing.append(b"data: [DONE]\n\n")
+            yield b"".join(closing)
         except GatewayError as exc:
             error = exc
             record.error_type = exc.code
@@ -472,7 +484,8 @@ class CompletionService:
                 prompt_tokens=usage.prompt_tokens if usage else chat.prompt_tokens, completion_tokens=relayed
             )
             await self._finish(call, usage=cut, served=handle.target, status=status, http_status=200)
-            yield sse(exc.body())
+            closing.append(sse(exc.body()))
+            yield b"".join(closing)
         finally:
             # Account first, synchronously: once the client is gone or the server drains, this task may
             # be cancelled and every later await in this block raises at once.
