@@ -631,13 +631,19 @@ def measure(
     *,
     label: str = "",
     metrics_url: str | None = None,
+    extra_models: Sequence[str] = (),
 ) -> SystemResult:
+    """Every phase of ``plan`` against ``model``; then non-streamed c=1 and c=64 against each of
+    ``extra_models`` (Prism's ``auto``: intent classifier + router on top of the same path), as
+    phases named ``"<model> c=N"`` that stay out of the CPU-per-request total."""
     result = SystemResult(name, url, label)
     monitor = RssMonitor(root_pid) if root_pid else None
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
-    plan = [(1, False), (64, False), (1, True), (32, True)]  # stream c=1: TTFB as issue #9 defines it
+    plan = [(1, False, model), (64, False, model), (1, True, model), (32, True, model)]
+    plan += [(c, False, extra) for extra in extra_models for c in (1, 64)]
     total_cpu = total_req = 0.0
-    for c, stream in plan:
+    for c, stream, model in plan:
+        extra = model in extra_models
         if stream:
             fake_control(fake_url, chunk_delay=args.stream_chunk_delay)
         # warm-up at the same concurrency, not measured
@@ -656,7 +662,7 @@ def measure(
         if root_pid:
             cpu = tree_cpu_seconds(root_pid) - cpu0
             phase.cpu_s_per_1k = cpu / max(phase.requests, 1) * 1000
-            if not stream:
+            if not stream and not extra:
                 total_cpu += cpu
                 total_req += phase.requests
         phase.upstream_calls = fake_stats(fake_url)["total_requests"] - before_up
@@ -666,9 +672,11 @@ def measure(
                 phase.hidden_errors = {k: after_hidden[k] - before_hidden[k] for k in after_hidden}
         if stream:
             fake_control(fake_url, chunk_delay=0.0)
+        if extra:
+            phase.name = f"{model} {phase.name}"
         result.phases.append(phase)
         print(
-            f"  {name:8} {phase.name:13} rps={phase.rps:9.1f} p50={phase.p50_ms:8.2f}ms "
+            f"  {name:8} {phase.name:17} rps={phase.rps:9.1f} p50={phase.p50_ms:8.2f}ms "
             f"p99={phase.p99_ms:8.2f}ms "
             f"errors={phase.errors}/{phase.requests} upstream={phase.upstream_calls}"
             + (f" ttfb_p50={phase.ttfb_p50_ms:.2f}ms" if phase.ttfb_p50_ms is not None else "")
@@ -959,6 +967,43 @@ def render(results: list[SystemResult], args: argparse.Namespace, layout: dict[s
         lines.append("| " + " | ".join(cells) + " |")
 
     prism, lite, portkey = by.get("prism"), by.get("litellm"), by.get("portkey")
+    auto = args.prism_auto_model
+    if prism is not None and auto and prism.phase(f"{auto} c=1") is not None:
+        a1, a64 = prism.phase(f"{auto} c=1"), prism.phase(f"{auto} c=64")
+        lines += [
+            "",
+            f'`model: "{auto}"` on one-worker Prism (intent classifier + smart router on top of the same '
+            "path; non-streamed):",
+            "",
+            "| phase | RPS | p50 (ms) | added p50 over direct (ms) | over the explicit model (ms) "
+            "| p99 (ms) | CPU s / 1k req | upstream calls / requests |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c, ph in (("1", a1), ("64", a64)):
+            if ph is None:
+                continue
+            explicit = prism.phase(f"c={c}")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        f"{auto} c={c}",
+                        _f(ph.rps),
+                        _f(ph.p50_ms, "{:.2f}"),
+                        _f(
+                            ph.p50_ms - direct_p50
+                            if (direct_p50 := _metric(direct, f"c={c}", "p50_ms"))
+                            else None,
+                            "{:+.2f}",
+                        ),
+                        _f(ph.p50_ms - explicit.p50_ms if explicit else None, "{:+.2f}"),
+                        _f(ph.p99_ms, "{:.2f}"),
+                        _f(ph.cpu_s_per_1k, "{:.3f}"),
+                        f"{ph.upstream_calls}/{ph.requests}",
+                    ]
+                )
+                + " |"
+            )
     multi = next((r for r in results if r.name.startswith("prism-") and r.name.endswith("w")), None)
     cores = len(os.sched_getaffinity(0))
     workers = multi.name.removeprefix("prism-").removesuffix("w") if multi else str(cores)
@@ -1041,7 +1086,7 @@ def render(results: list[SystemResult], args: argparse.Namespace, layout: dict[s
         "",
         *(f"{label}: {_ratio(a, b)}" for label, a, b in ratios),
         "",
-        *targets(prism, multi, lite, portkey, direct),
+        *targets(prism, multi, lite, portkey, direct, auto),
         "<!-- bench:end -->",
     ]
     return "\n".join(out) + "\n"
@@ -1053,6 +1098,7 @@ def targets(
     lite: SystemResult | None,
     portkey: SystemResult | None,
     direct: SystemResult | None,
+    auto: str = "",
 ) -> list[str]:
     """Issue #9's targets, each met / missed / n/a (a system that was not run)."""
 
@@ -1079,6 +1125,15 @@ def targets(
         ("full streams at c=32 ≥ 500/s", ge(_metric(prism, "stream c=32", "rps"), 500)),
         ("added stream TTFB p50 at c=1 ≤ 2 ms", ge(2.0, ttfb)),
     ]
+    auto_p50 = _metric(prism, f"{auto} c=1", "p50_ms") if auto else None
+    explicit_p50 = _metric(prism, "c=1", "p50_ms")
+    if auto_p50 is not None and explicit_p50 is not None:
+        rows.append(
+            (
+                f"`{auto}` at c=1: p50 ≤ the explicit model's + 5 ms (the classifier's p95 budget)",
+                ge(explicit_p50 + 5.0, auto_p50),
+            )
+        )
     return ["Targets (issue #9):", "", *(f"- {label}: {verdict(ok)}" for label, ok in rows)]
 
 
@@ -1145,6 +1200,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--prism-url", default="http://127.0.0.1:8080", help="Prism's base URL")
     p.add_argument("--prism-model", default="fake-gpt")
+    p.add_argument(
+        "--prism-auto-model",
+        default="auto",
+        help="smart alias measured in extra non-streamed phases of 1-worker Prism ('' skips; not in --smoke)",
+    )
     p.add_argument("--prism-key", default=os.environ.get("PRISM_API_KEY"), help="API key for Prism")
     p.add_argument(
         "--prism-setup",
@@ -1196,6 +1256,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                 setattr(args, flag, False)
         if args.prism_workers is None:
             args.prism_workers = 0
+        args.prism_auto_model = ""
     for flag in ("litellm", "portkey"):
         if getattr(args, flag) is None:
             setattr(args, flag, True)
@@ -1405,6 +1466,7 @@ def main(argv: Sequence[str]) -> int:
                 prism = start_prism(
                     args, base_env, fake_url, name=name, workers=workers, cores=cores, running=running
                 )
+                auto_phases = bool(args.prism_auto_model) and workers == 1
                 label = (
                     f"Prism, production configuration, {workers} uvicorn worker{'s' if workers > 1 else ''}"
                     + (" sharing every core with the fake and the load generator" if workers > 1 else "")
@@ -1421,6 +1483,7 @@ def main(argv: Sequence[str]) -> int:
                         fake_url,
                         label=label,
                         metrics_url=prism.metrics_url,
+                        extra_models=(args.prism_auto_model,) if auto_phases else (),
                     )
                 )
                 prism.server.stop()

@@ -38,11 +38,23 @@ models:
     price_output_per_mtok: 0.60
     context_window: 128000
     timeouts: {{connect_s: 5, first_token_s: 30, total_s: 60, idle_s: 30}}
-  mock-smart: {{provider: mock, tier: strong}}
+  fake-gpt-strong:
+    provider: openai
+    model: fake-gpt-strong
+    base_url: {fake_url}
+    api_key_env: PRISM_BENCH_UPSTREAM_KEY
+    local: false
+    tier: strong
+    price_input_per_mtok: 2.50
+    price_output_per_mtok: 10.00
+    context_window: 128000
+    timeouts: {{connect_s: 5, first_token_s: 30, total_s: 60, idle_s: 30}}
+  mock-smart: {{provider: mock, tier: strong, price_input_per_mtok: 100, price_output_per_mtok: 100}}
 aliases:
   auto: {{smart: true}}
 fallbacks:
   fake-gpt: [mock-smart]
+  fake-gpt-strong: [mock-smart]
 quotas:
   fail_mode: open
   tiers:
