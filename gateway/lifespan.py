@@ -61,6 +61,16 @@ def _install_sighup(holder: ConfigHolder) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload)
 
 
+def _resident_mb() -> float | None:
+    """This process's resident set size in MB (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
     settings: Settings = app.state.settings
@@ -129,7 +139,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         # under load (more often with shadow traffic, whose queued calls survive into the old generation).
         gc.collect()
         gc.freeze()
-        log.info("gateway_started", config=str(settings.config), models=sorted(holder.current.targets))
+        log.info(
+            "gateway_started",
+            config=str(settings.config),
+            models=sorted(holder.current.targets),
+            rss_mb=_resident_mb(),  # issue #9: a worker stays under 300 MB
+        )
         yield {"app": state}
         state.draining = True
         log.info("gateway_stopping")
