@@ -151,7 +151,7 @@ class UsageLog(Base):
     user_id: Mapped[str | None] = mapped_column(String(32))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     tier: Mapped[str | None] = mapped_column(String(32))
-    route: Mapped[str] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(String(255))
     model_requested: Mapped[str | None] = mapped_column(String(128))
     model_served: Mapped[str | None] = mapped_column(String(128))
     provider: Mapped[str | None] = mapped_column(String(64))

@@ -108,6 +108,30 @@ async def test_insert_reports_only_new_rows_across_batches(db_url: str, tmp_path
     await engine.dispose()
 
 
+async def test_over_long_labels_are_cut_to_fit_not_lost(db_url: str, tmp_path: Path) -> None:
+    """One over-long value used to make Postgres refuse the whole batch (retried, then spilled, for
+    ever); a smart route's label outgrew the old 64 characters. Values are now cut to their column."""
+    engine = create_engine(db_test_settings(db_url, usage_spill_dir=tmp_path))
+    route = "auto → intent=reasoning,confidence=0.93,escalation=used,tier=strong → " + "m" * 400
+    long_one, normal = f"long-{uuid.uuid4().hex}", f"ok-{uuid.uuid4().hex}"
+    rows = [
+        _rec(long_one, route=route, error_type="e" * 300, model_requested="r" * 500).as_row(),
+        _rec(normal, route="fake-gpt").as_row(),
+    ]
+    async with engine.begin() as conn:
+        assert await insert_ignore_duplicates(conn, rows) == 2
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                select(UsageLog.route, UsageLog.error_type).where(UsageLog.request_id == long_one)
+            )
+        ).one()
+    assert stored.route.startswith("auto → intent=reasoning") and len(stored.route) == 255
+    assert stored.route.endswith("…") and len(stored.error_type) == 64
+    assert rows[0]["route"] == route  # the caller's row is not modified
+    await engine.dispose()
+
+
 @pytest.mark.slow
 async def test_database_outage_spills_and_replays(private_postgres: PostgresInstance, tmp_path: Path) -> None:
     url = await asyncio.to_thread(create_database, private_postgres.base_url)

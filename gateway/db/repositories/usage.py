@@ -9,18 +9,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+import structlog
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway.db.models import UsageLog
 
+log = structlog.get_logger(__name__)
+
 Dimension = Literal[
     "user", "key", "model", "provider", "intent", "routing_tier", "tier", "status", "day", "hour"
 ]
 DIMENSIONS: tuple[str, ...] = (
-    "user", "key", "model", "provider", "intent", "routing_tier", "tier", "status", "day", "hour"
+    "user",
+    "key",
+    "model",
+    "provider",
+    "intent",
+    "routing_tier",
+    "tier",
+    "status",
+    "day",
+    "hour",
 )
 """``tier`` is the caller's quota tier; ``routing_tier`` the tier smart routing chose (``auto`` only)."""
 
@@ -71,11 +83,35 @@ _INSERT_IGNORING_DUPLICATES: dict[str, Any] = {
 cached compiled form ("insertmanyvalues") instead of compiling a new statement per flush."""
 
 
+_WIDTHS: tuple[tuple[str, int], ...] = tuple(
+    (column.name, column.type.length)
+    for column in UsageLog.__table__.columns
+    if isinstance(column.type, String) and column.type.length and column.name != "request_id"
+)
+"""Every bounded text column but the key: a value longer than its column is cut to fit, because
+Postgres refuses the whole multi-row INSERT for one over-long value (the batch would be retried,
+then spilled, forever) — a usage record must never be lost to a label's length."""
+
+
+def _fitted(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    fitted: dict[str, Any] | None = None
+    for name, width in _WIDTHS:
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > width:
+            if fitted is None:
+                fitted = dict(row)
+            fitted[name] = value[: width - 1] + "…"
+    if fitted is not None:
+        log.warning("usage_value_truncated", request_id=row.get("request_id"))
+        return fitted
+    return row
+
+
 async def insert_ignore_duplicates(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert rows, skipping request ids already stored. Returns how many rows were new."""
     if not rows:
         return 0
-    unique = list({row["request_id"]: row for row in rows}.values())
+    unique = list({row["request_id"]: _fitted(row) for row in rows}.values())
     stmt = _INSERT_IGNORING_DUPLICATES.get(conn.dialect.name)
     if stmt is None:  # pragma: no cover - only Postgres and SQLite are supported
         raise RuntimeError(f"unsupported dialect {conn.dialect.name}")
