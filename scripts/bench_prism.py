@@ -87,6 +87,8 @@ def serve(args: argparse.Namespace) -> None:
         "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "GATEWAY_LOG_LEVEL": "WARNING",
         "GATEWAY_WORKERS": str(args.workers),
+        # its own spill directory: a spill file belongs to this run's database, not another run's
+        "GATEWAY_USAGE_SPILL_DIR": str(workdir / f"spill-{database}"),
         "PRISM_BENCH_UPSTREAM_KEY": "sk-fake-bench",
     }
     os.execve(sys.executable, [sys.executable, "-m", "gateway"], env)
