@@ -120,6 +120,16 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
 
 
+def _expire(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():  # give the loop's next socket poll a chance to deliver the reply
+        loop.call_soon(_fail_late, waiter)
+
+
+def _fail_late(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("Redis did not answer in time"))
+
+
 class PipelinedRedis:
     def __init__(self, url: str, *, timeout_s: float, connections: int = 2) -> None:
         parts = urlsplit(url)
@@ -152,8 +162,7 @@ class PipelinedRedis:
             await conn.send(encode(command))
         return conn
 
-    async def _connection(self) -> _Connection:
-        slot = next(self._next)
+    async def _connection(self, slot: int) -> _Connection:
         conn = self._slots[slot]
         if conn is not None and not conn.lost:
             return conn
@@ -168,9 +177,25 @@ class PipelinedRedis:
         return conn
 
     async def execute(self, *args: Arg) -> Any:
-        async with asyncio.timeout(self.timeout_s):
-            conn = await self._connection()
-            return await conn.send(encode(args))
+        """One command, bounded by ``timeout_s`` of Redis's own lateness, not of this loop's.
+
+        A plain ``asyncio.timeout`` also fires when the reply is already in the socket but a busy
+        event loop has not read it yet (timers run before the loop polls its sockets), so a saturated
+        worker failed quotas and cache open although Redis had answered in microseconds. Here the
+        expiry only marks the command late; it fails if the reply is still missing once the loop has
+        polled its sockets (one ``call_soon`` later)."""
+        loop = asyncio.get_running_loop()
+        slot = next(self._next)
+        conn = self._slots[slot]
+        if conn is None or conn.lost:  # (re)connect first; the common case has no await here
+            async with asyncio.timeout(self.timeout_s):
+                conn = await self._connection(slot)
+        waiter = conn.send(encode(args))
+        timer = loop.call_later(self.timeout_s, _expire, loop, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
 
     async def evalsha(self, script: LuaScript, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run ``script`` by its sha; loads it once if Redis does not know it (new or restarted)."""

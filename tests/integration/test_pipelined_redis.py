@@ -5,6 +5,7 @@ lost server fails fast and is reconnected to when it returns."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -88,3 +89,21 @@ def test_works_on_uvloop(shared_redis_url: str) -> None:
             await client.aclose()
 
     assert uvloop.run(roundtrip()) == [b"k", b"v", 42, None]
+
+
+async def test_a_reply_that_waited_on_a_busy_loop_is_not_a_timeout(shared_redis_url: str) -> None:
+    """The reply is in the socket before the limit; the loop is busy past it (a saturated worker).
+    Only Redis's own lateness counts: the command succeeds."""
+    client = PipelinedRedis(shared_redis_url, timeout_s=0.05, connections=1)
+    try:
+        assert await client.execute("PING") == b"PONG"  # connected
+        task = asyncio.ensure_future(client.execute("ECHO", "busy"))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the command leaves (its write is flushed with call_soon)
+        time.sleep(0.2)  # noqa: ASYNC251 - the loop is blocked on purpose: Redis answers long before
+        assert await task == b"busy"
+        # and a Redis that really is late still times out
+        with pytest.raises(TimeoutError):
+            await client.execute("BLPOP", f"pipelined-late-{uuid.uuid4().hex}", "0.3")
+    finally:
+        await client.aclose()
