@@ -176,7 +176,7 @@ class PipelinedRedis:
         self._slots[slot] = conn
         return conn
 
-    async def execute(self, *args: Arg) -> Any:
+    async def execute(self, *args: Arg, timeout_s: float | None = None) -> Any:
         """One command, bounded by ``timeout_s`` of Redis's own lateness, not of this loop's.
 
         A plain ``asyncio.timeout`` also fires when the reply is already in the socket but a busy
@@ -185,27 +185,30 @@ class PipelinedRedis:
         expiry only marks the command late; it fails if the reply is still missing once the loop has
         polled its sockets (one ``call_soon`` later)."""
         loop = asyncio.get_running_loop()
+        limit = self.timeout_s if timeout_s is None else timeout_s
         slot = next(self._next)
         conn = self._slots[slot]
         if conn is None or conn.lost:  # (re)connect first; the common case has no await here
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(limit):
                 conn = await self._connection(slot)
         waiter = conn.send(encode(args))
-        timer = loop.call_later(self.timeout_s, _expire, loop, waiter)
+        timer = loop.call_later(limit, _expire, loop, waiter)
         try:
             return await waiter
         finally:
             timer.cancel()
 
-    async def evalsha(self, script: LuaScript, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+    async def evalsha(
+        self, script: LuaScript, keys: Sequence[Arg], args: Sequence[Arg], *, timeout_s: float | None = None
+    ) -> Any:
         """Run ``script`` by its sha; loads it once if Redis does not know it (new or restarted)."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, timeout_s=timeout_s)
         except RedisReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        await self.execute("SCRIPT", "LOAD", script.source)
-        return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        await self.execute("SCRIPT", "LOAD", script.source, timeout_s=timeout_s)
+        return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         for task in self._connecting:

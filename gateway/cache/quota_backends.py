@@ -104,6 +104,9 @@ class QuotaBackend(Protocol):
     async def usage(self, prefix: str, day_id: str, month_id: str) -> UsageResult: ...
 
 
+SETTLE_BATCH_TIMEOUT_S = 2.0
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bytes):
         return int(value)
@@ -183,8 +186,12 @@ class RedisQuotaBackend:
             return
         if self._fast is not None:  # multiplexed: the batch is pipelined on the connection by itself
             fast, script = self._fast, self._settle_lua
+            # off the request path: a long batch queues behind itself in Redis, so it gets more time
+            # than a request's command (a timed-out settle leaves its reservation to expire: over-count)
+            limit = max(fast.timeout_s, SETTLE_BATCH_TIMEOUT_S)
             results = await asyncio.gather(
-                *(fast.evalsha(script, (), self._settle_argv(args)) for args in batch), return_exceptions=True
+                *(fast.evalsha(script, (), self._settle_argv(args), timeout_s=limit) for args in batch),
+                return_exceptions=True,
             )
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
