@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from alembic import command
@@ -39,11 +40,20 @@ async def downgrade(settings: Settings, *, revision: str = "base") -> None:
     await _apply(settings, "downgrade", revision)
 
 
+_LOCK_ID = 0x707269736D  # "prism": one advisory lock for every migrating process of a database
+
+
 async def _apply(settings: Settings, action: str, revision: str) -> None:
+    """One transaction; on Postgres under a transaction-scoped advisory lock, so processes that start
+    together (uvicorn workers, pods beside the migration Job) migrate one after the other — the
+    later ones find the schema at ``revision`` and do nothing. Without it two workers on a fresh
+    database both created ``alembic_version`` and one failed to start."""
     cfg = alembic_config(settings)
     engine = create_engine(settings)
     try:
         async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
             await conn.run_sync(_run, cfg, action, revision)
     finally:
         await engine.dispose()

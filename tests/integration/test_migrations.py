@@ -49,3 +49,21 @@ def test_postgres_upgrade_downgrade() -> None:
 
 def test_sqlite_upgrade_downgrade(tmp_path: Path) -> None:
     asyncio.run(_roundtrip(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"))
+
+
+def test_processes_starting_together_migrate_one_after_the_other() -> None:
+    """Workers started together on a fresh database: each migrates at start-up; one creates the schema,
+    the others wait on the advisory lock and find it at head (before: duplicate ``alembic_version``)."""
+    if not postgres_available():
+        pytest.skip("Postgres is not reachable")
+    url = create_database()
+
+    async def together() -> None:
+        settings = db_test_settings(url)
+        await asyncio.gather(*(migrate(settings) for _ in range(4)))
+        assert set(Base.metadata.tables) <= await _tables(url)
+
+    try:
+        asyncio.run(together())
+    finally:
+        drop_database(url)
