@@ -200,23 +200,25 @@ def answer_text(body: Mapping[str, Any] | None) -> str | None:
 async def capture_stream(
     stream: AsyncIterator[bytes], on_done: Callable[[str | None], Awaitable[None]]
 ) -> AsyncIterator[bytes]:
-    """Relay SSE frames unchanged, collecting the assistant text; ``on_done`` runs after a complete
-    stream (``[DONE]`` seen), in the same task, once no session is open."""
+    """Relay SSE chunks unchanged, collecting the assistant text; ``on_done`` runs after a complete
+    stream (``[DONE]`` seen), in the same task, once no session is open. A chunk may hold several
+    events (the relay sends the finish frame, the usage chunk and ``[DONE]`` in one write)."""
     parts: list[str] = []
     complete = False
-    async for frame in stream:
-        if frame.startswith(b"data: {"):
-            try:
-                payload = orjson.loads(frame[6:])
-                for choice in payload.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content")
-                    if isinstance(text, str) and choice.get("index", 0) == 0:
-                        parts.append(text)
-            except orjson.JSONDecodeError:
-                pass
-        elif frame.startswith(b"data: [DONE]"):
-            complete = True
-        yield frame
+    async for chunk in stream:
+        for event in chunk.split(b"\n\n"):
+            if event.startswith(b"data: {"):
+                try:
+                    payload = orjson.loads(event[6:])
+                    for choice in payload.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if isinstance(text, str) and choice.get("index", 0) == 0:
+                            parts.append(text)
+                except orjson.JSONDecodeError:
+                    pass
+            elif event.startswith(b"data: [DONE]"):
+                complete = True
+        yield chunk
     if complete:
         try:
             await on_done("".join(parts))
