@@ -44,7 +44,8 @@ unit: install
 
 PRISM_BENCH := --prism-url http://127.0.0.1:18080 \
   --prism-cmd "$(abspath $(PY)) scripts/bench_prism.py serve --fake-url {fake_url} --port {port} --workers {workers}" \
-  --prism-setup "$(abspath $(PY)) scripts/bench_prism.py key --url {url}"
+  --prism-setup "$(abspath $(PY)) scripts/bench_prism.py key --url {url}" \
+  --prism-teardown "$(abspath $(PY)) scripts/bench_prism.py drop --port {port}"
 
 ## Pipeline micro-benchmark, quota/cache latency, then Prism (production config; 1 worker and one per
 ## core) vs LiteLLM vs Portkey vs the fake, with ratios (LiteLLM and Portkey install under .bench/)

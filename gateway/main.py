@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api import (
@@ -20,6 +20,7 @@ from gateway.api import (
     routing_policy,
 )
 from gateway.api.hot_path import HotPath
+from gateway.api.responses import OrjsonResponse
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, error_response
 from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
@@ -61,7 +62,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    app = FastAPI(title="Prism", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(title="Prism", version="0.1.0", lifespan=lifespan, default_response_class=OrjsonResponse)
     app.state.settings = settings
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -202,6 +202,7 @@ class Server:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    teardown: str | None = None  # shell command run once after the server stopped (e.g. drop its database)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -213,6 +214,16 @@ class Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        command, self.teardown = self.teardown, None
+        if command:
+            done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                print(
+                    f"{self.name} teardown failed ({done.returncode}): {done.stderr.strip()[-300:]}",
+                    flush=True,
+                )
+            elif done.stdout.strip():
+                print(f"{self.name} teardown: {done.stdout.strip().splitlines()[-1]}", flush=True)
 
 
 def start_server(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> Server:
@@ -1198,6 +1209,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--prism-cmd", default=None, help="command that starts Prism ({fake_url}, {port}, {workers})"
     )
+    p.add_argument(
+        "--prism-teardown",
+        default=None,
+        help="command run after each Prism server stopped, even on failure ({port}; e.g. drop its database)",
+    )
     p.add_argument("--prism-url", default="http://127.0.0.1:8080", help="Prism's base URL")
     p.add_argument("--prism-model", default="fake-gpt")
     p.add_argument(
@@ -1308,17 +1324,31 @@ def start_prism(
     }
     cmd = args.prism_cmd.format(fake_url=fake_url + "/v1", port=env["PRISM_BENCH_PORT"], workers=workers)
     server = start_server(name, pinned(["bash", "-c", cmd], cores), env, args.logdir)
+    if args.prism_teardown:
+        server.teardown = args.prism_teardown.format(port=env["PRISM_BENCH_PORT"])
     running.append(server)
     key = args.prism_key
     if args.prism_setup:
-        setup = subprocess.run(
-            ["bash", "-c", args.prism_setup.format(url=base)],
-            capture_output=True,
-            text=True,
-            timeout=args.start_timeout,
-            check=True,
-        )
-        key = setup.stdout.strip().splitlines()[-1]
+        try:
+            setup = subprocess.run(
+                ["bash", "-c", args.prism_setup.format(url=base)],
+                capture_output=True,
+                text=True,
+                timeout=args.start_timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise SystemExit(
+                f"{name}: --prism-setup did not finish in {args.start_timeout:.0f}s; see {server.log}"
+            ) from None
+        lines = setup.stdout.strip().splitlines()
+        if setup.returncode != 0 or not lines:
+            exited = server.proc.poll()
+            raise SystemExit(
+                f"{name}: --prism-setup failed ({setup.returncode}): {setup.stderr.strip()[-400:]}"
+                + (f"; the server exited with {exited}" if exited is not None else "")
+                + f"; see {server.log}"
+            )
+        key = lines[-1]
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = base + "/v1/chat/completions"
     wait_ready(server, url, args.prism_model, headers, args.start_timeout)

@@ -3,6 +3,11 @@ cache (miss path), router and guardrails on, usage records written.
 
     bench_prism.py serve --fake-url URL --port P [--workers N]   # used as bench.py's --prism-cmd
     bench_prism.py key --url http://127.0.0.1:P                  # used as bench.py's --prism-setup
+    bench_prism.py drop --port P                                 # used as bench.py's --prism-teardown
+
+Each ``serve`` creates its own database (``prism_bench_<hex>``) and records its name next to the config;
+``drop`` removes that database and the run's empty spill directory once the server has stopped, so
+repeated runs do not pile up databases.
 
 With ``--workers N`` above 1, ``python -m gateway`` runs N uvicorn workers and ``/metrics`` sums
 them (a temporary ``PROMETHEUS_MULTIPROC_DIR`` made by the gateway).
@@ -70,9 +75,8 @@ def serve(args: argparse.Namespace) -> None:
     config = workdir / f"prism-bench-{args.port}.yaml"  # one per port: concurrent runs must not share it
     config.write_text(CONFIG.format(fake_url=args.fake_url))
     database = f"prism_bench_{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {database}"], check=True
-    )
+    psql(f"CREATE DATABASE {database}")
+    record(args.port).write_text(database)
     env = {
         **os.environ,
         "GATEWAY_ENV": "production",
@@ -92,6 +96,31 @@ def serve(args: argparse.Namespace) -> None:
         "PRISM_BENCH_UPSTREAM_KEY": "sk-fake-bench",
     }
     os.execve(sys.executable, [sys.executable, "-m", "gateway"], env)
+
+
+def record(port: int) -> Path:
+    return ROOT / "var" / "bench" / f"prism-bench-{port}.database"
+
+
+def psql(sql: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+
+
+def drop(args: argparse.Namespace) -> None:
+    """Drop the database the last ``serve`` on this port created (its server has stopped)."""
+    path = record(args.port)
+    try:
+        database = path.read_text().strip()
+    except FileNotFoundError:
+        return
+    if not database.startswith("prism_bench_") or not database.replace("_", "").isalnum():
+        raise SystemExit(f"{path} does not name a bench database: {database!r}")
+    psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    path.unlink()
+    spill = path.parent / f"spill-{database}"
+    if spill.is_dir() and not any(spill.iterdir()):
+        spill.rmdir()  # a non-empty one holds usage that never reached the database: kept for a look
+    print(f"dropped {database}")
 
 
 def key(args: argparse.Namespace) -> None:
@@ -122,8 +151,10 @@ def main() -> None:
     serve_parser.add_argument("--workers", type=int, default=1)
     key_parser = sub.add_parser("key")
     key_parser.add_argument("--url", required=True)
+    drop_parser = sub.add_parser("drop")
+    drop_parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    serve(args) if args.command == "serve" else key(args)
+    {"serve": serve, "key": key, "drop": drop}[args.command](args)
 
 
 if __name__ == "__main__":

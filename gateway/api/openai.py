@@ -9,11 +9,12 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from gateway.agent.state import ChatInput
+from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, get_app_state, get_principal
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.lifespan import AppState
@@ -265,7 +266,7 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
 
 
 @router.get("/models")
-async def list_models(state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+async def list_models(state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     snapshot = state.holder.current
     created = int(time.time())
     data = [
@@ -273,24 +274,24 @@ async def list_models(state: AppStateDep, principal: PrincipalDep) -> ORJSONResp
         for name in snapshot.router.public_names()
         if principal.may_use(name)
     ]
-    return ORJSONResponse({"object": "list", "data": data})
+    return OrjsonResponse({"object": "list", "data": data})
 
 
 @router.get("/models/{model_id}")
-async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     snapshot = state.holder.current
     if model_id not in snapshot.router.public_names() or not principal.may_use(model_id):
         raise ModelNotFound(f"The model {model_id!r} does not exist", param="model")
-    return ORJSONResponse(
+    return OrjsonResponse(
         {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "prism"}
     )
 
 
 @router.post("/route/explain", openapi_extra=_CHAT_SCHEMA, response_model=None)
-async def explain_route(request: Request, state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+async def explain_route(request: Request, state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     """How a chat request would be routed (intent, confidence, tier, model, fallbacks, arm) — no model is
     called, no quota is spent. Takes the same body as ``/v1/chat/completions``."""
     chat, request_id, _, sticky = await _prepare(request, state, principal)
-    return ORJSONResponse(
+    return OrjsonResponse(
         state.completions.explain(chat=chat, principal=principal, request_id=request_id, sticky=sticky)
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 
+from gateway.api.responses import OrjsonResponse
 from gateway.cache import QuotaLimiter, ScopeLimits, key_scope, user_scope
 from gateway.db.repositories.api_keys import ApiKeyRepository
 from gateway.db.repositories.users import UserRepository
@@ -67,15 +67,15 @@ async def _report(state: AppStateDep, subject: Principal, kind: str, ident: str)
 
 
 @router.get("/{scope}")
-async def get_quota(scope: str, state: AppStateDep, session: SessionDep, _: AdminDep) -> ORJSONResponse:
+async def get_quota(scope: str, state: AppStateDep, session: SessionDep, _: AdminDep) -> OrjsonResponse:
     kind, ident = _split(scope)
-    return ORJSONResponse(await _report(state, await _subject(session, kind, ident), kind, ident))
+    return OrjsonResponse(await _report(state, await _subject(session, kind, ident), kind, ident))
 
 
 @router.patch("/{scope}")
 async def patch_quota(
     scope: str, body: QuotaPatch, state: AppStateDep, session: SessionDep, accounts: AccountsDep, _: AdminDep
-) -> ORJSONResponse:
+) -> OrjsonResponse:
     kind, ident = _split(scope)
     changes = body.model_dump(exclude_unset=True)
     if kind == "key":
@@ -100,4 +100,4 @@ async def patch_quota(
             raise NotFound(f"no user {ident!r}")
         await users.update(user_row, **changes)
         accounts.authenticator.invalidate_user(user_id=user_row.id)
-    return ORJSONResponse(await _report(state, await _subject(session, kind, ident), kind, ident))
+    return OrjsonResponse(await _report(state, await _subject(session, kind, ident), kind, ident))

