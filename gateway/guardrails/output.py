@@ -22,6 +22,15 @@ _SECRET_PREFIX_AT_END = re.compile(
 _KEY_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 MAX_SECRET_HOLD = 1024
 _CONTEXT = 48
+# Whitespace that no built-in detector's match can contain: inside a match, whitespace only ever follows a
+# digit, ``)`` (phone groups, ``(0) 10``, ``(415) 555``), or ``-``/``–`` (RRN ``900101 - 1234567``); a PEM
+# header is held by ``_SECRET_PREFIX_AT_END`` instead.
+_HARD_BREAK = r"(?<![0-9)\-–])\s"
+_LAST_BREAK = re.compile(rf"(?s:.*){_HARD_BREAK}")
+_ANY_BREAK = re.compile(_HARD_BREAK)
+_DIGIT = re.compile(r"[0-9]")
+# Text after a match that a validator reads (IPv4 version cue: 25 chars, bank keyword: 15 chars).
+_RIGHT_CONTEXT = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,16 @@ class OutputFilter:
         self._policy = policy
         self._masks = masks
         self._deny = deny
+
+    @property
+    def active(self) -> bool:
+        """False when nothing can ever be found (the output policy is off)."""
+        return self._policy.enabled
+
+    @property
+    def built_in_only(self) -> bool:
+        """Only the built-in detectors run (no deny patterns, whose matches may span anything)."""
+        return not self._deny
 
     def find(self, text: str) -> list[_Hit]:
         hits: list[_Hit] = []
@@ -114,6 +133,11 @@ class StreamOutputGuard:
     ``feed(chunk)`` returns the text safe to emit now; at most ``window`` raw
     characters are held back (plus a partial placeholder, and up to
     ``MAX_SECRET_HOLD`` chars while a token looks like the start of a secret).
+    With only the built-in detectors (no deny patterns) far less is held: the text
+    after the last whitespace no match can contain (``_HARD_BREAK``), and a run with
+    a digit until ``_RIGHT_CONTEXT`` chars follow it; in English that is the last
+    word, so tokens flow one behind the model instead of ``window`` chars behind.
+    With the output policy off nothing is held but a partial placeholder.
     When ``verdict.blocked`` becomes true, nothing more is emitted and the
     gateway should end the stream with an error.
     """
@@ -124,6 +148,8 @@ class StreamOutputGuard:
         self._flt = flt
         self._unmasker: StreamUnmasker | None = StreamUnmasker(masks) if policy.unmask else None
         self._window = max(1, window)
+        self._passthrough = not flt.active
+        self._by_words = flt.built_in_only
         self._buf = ""
         self._ctx = ""
         self._in_key = False
@@ -161,14 +187,38 @@ class StreamOutputGuard:
             self.verdict.unmasked += 1
         return out
 
+    def _pending_start(self, scan: str, off: int) -> int:
+        """Where the text that may still belong to (or decide) an unfinished match begins."""
+        n = len(scan)
+        last = _LAST_BREAK.match(scan, off)
+        tail = last.end() if last is not None else off
+        near = max(off, n - _RIGHT_CONTEXT - 1)  # a digit run ending after this needs more text
+        if near < tail:
+            seg = _LAST_BREAK.match(scan, off, near)
+            digit = _DIGIT.search(scan, seg.end() if seg is not None else off, tail)
+            if digit is not None:
+                run = _LAST_BREAK.match(scan, off, digit.start())
+                return run.end() if run is not None else off
+        return tail
+
     def _process(self, *, final: bool) -> str:
-        if not final and not self._in_key and len(self._buf) <= self._window:
+        if self._passthrough:
+            text, self._buf = self._buf, ""
+            return self._emit(text)
+        if (
+            not final
+            and not self._in_key
+            and len(self._buf) <= self._window
+            and not (self._by_words and _ANY_BREAK.search(self._buf))
+        ):
             return ""  # all of it is still inside the held-back window: a scan could emit nothing
         if self._in_key:
             m = _KEY_END.search(self._buf)
             if m is None:
                 self._buf = self._buf[-60:]
                 return ""
+            # the END line stays as (never emitted) context, so what follows is scanned as in the whole text
+            self._ctx = self._buf[: m.end()][-_CONTEXT:]
             self._buf = self._buf[m.end() :]
             self._in_key = False
         ctx = self._ctx
@@ -177,6 +227,8 @@ class StreamOutputGuard:
         hits = [h for h in self._flt.find(scan) if h.start >= off]
         n = len(scan)
         cut = n if final else max(off, n - self._window)
+        if not final and self._by_words:
+            cut = max(cut, self._pending_start(scan, off))
         if not final:
             for h in hits:
                 if h.start < cut < h.end and not h.open_key and h.action in ("redact", "block"):
