@@ -17,6 +17,7 @@ reconnects), and ``RedisReplyError`` for an error reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 from collections import deque
@@ -64,6 +65,7 @@ class _Connection(asyncio.Protocol):
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.outgoing: list[bytes] = []
         self.lost = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass asyncio's
@@ -96,6 +98,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._fail(ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def _fail(self, error: Exception) -> None:
         self.lost = True
@@ -150,7 +154,7 @@ class PipelinedRedis:
     def supports(url: str) -> bool:
         return urlsplit(url).scheme == "redis"
 
-    async def _open(self) -> _Connection:
+    async def _open(self, slot: int) -> _Connection:
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Connection, self.host, self.port)
         setup: list[list[Arg]] = []
@@ -158,8 +162,15 @@ class PipelinedRedis:
             setup.append(["AUTH", self.username, self.password] if self.username else ["AUTH", self.password])
         if self.db:
             setup.append(["SELECT", self.db])
-        for command in setup:
-            await conn.send(encode(command))
+        try:
+            for command in setup:
+                await conn.send(encode(command))
+        except BaseException:
+            if conn.transport is not None:
+                conn.transport.close()
+            raise
+        # stored here, not by the caller: a caller that timed out must not orphan the connection
+        self._slots[slot] = conn
         return conn
 
     async def _connection(self, slot: int) -> _Connection:
@@ -168,13 +179,11 @@ class PipelinedRedis:
             return conn
         task = self._connecting[slot]
         if task is None or task.done():
-            task = self._connecting[slot] = asyncio.ensure_future(self._open())
+            task = self._connecting[slot] = asyncio.ensure_future(self._open(slot))
         try:
-            conn = await asyncio.shield(task)
+            return await asyncio.shield(task)
         except OSError as exc:
             raise ConnectionError(f"cannot connect to Redis at {self.host}:{self.port}: {exc}") from exc
-        self._slots[slot] = conn
-        return conn
 
     async def execute(self, *args: Arg, timeout_s: float | None = None) -> Any:
         """One command, bounded by ``timeout_s`` of Redis's own lateness, not of this loop's.
@@ -211,10 +220,19 @@ class PipelinedRedis:
         return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
-        for task in self._connecting:
-            if task is not None and not task.done():
-                task.cancel()
+        """Close every connection and wait (≤ 1 s) until their sockets are released, so a loop that
+        stops right after never leaves a half-closed transport behind."""
+        pending = [task for task in self._connecting if task is not None and not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        closing = []
         for conn in self._slots:
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
+                closing.append(conn.closed)
         self._slots = [None] * len(self._slots)
+        if closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.gather(*closing)

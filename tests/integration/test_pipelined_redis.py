@@ -107,3 +107,24 @@ async def test_a_reply_that_waited_on_a_busy_loop_is_not_a_timeout(shared_redis_
             await client.execute("BLPOP", f"pipelined-late-{uuid.uuid4().hex}", "0.3")
     finally:
         await client.aclose()
+
+
+async def test_aclose_releases_sockets_and_no_connection_is_orphaned(shared_redis_url: str) -> None:
+    """A caller whose wait for the connection timed out must not orphan it (the finished connect
+    fills its slot), and ``aclose`` returns only once every socket is released: a loop closed right
+    after must not leave an unclosed socket for the garbage collector (an unraisable warning)."""
+    client = PipelinedRedis(shared_redis_url, timeout_s=2.0, connections=1)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0):
+                await client._connection(0)
+        task = client._connecting[0]
+        assert task is not None
+        await task
+        conn = client._slots[0]
+        assert conn is not None and not conn.lost
+        assert await client.execute("PING") == b"PONG"
+        assert client._slots[0] is conn  # the connection the timed-out caller started, reused
+    finally:
+        await client.aclose()
+    assert conn.lost and conn.closed.done()
