@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 from collections import deque
@@ -64,6 +65,7 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.outgoing: list[bytes] = []
+        self.pending: list[tuple[asyncio.Future[Any], float | None]] = []  # queued, not yet written
         self.lost = False
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -103,30 +105,51 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.lost = True
-        while self.waiters:
-            waiter = self.waiters.popleft()
+        queued, self.pending, self.outgoing = self.pending, [], []
+        for waiter in (*self.waiters, *(w for w, _ in queued)):
             if not waiter.done():
                 waiter.set_exception(error)
+        self.waiters.clear()
 
-    def send(self, payload: bytes) -> asyncio.Future[Any]:
-        """Queue a command; commands queued in the same loop iteration leave in one write."""
+    def send(self, payload: bytes, limit_s: float | None = None) -> asyncio.Future[Any]:
+        """Queue a command; commands queued in the same loop iteration leave in one write.
+
+        ``limit_s`` counts from that write, not from now: on a loop busy for longer than the limit
+        (a saturated worker) the command may not even have left yet when the limit is up."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
-        self.waiters.append(waiter)
         if not self.outgoing:
-            loop.call_soon(self._flush)
+            loop.call_soon(self._flush, loop)
         self.outgoing.append(payload)
+        self.pending.append((waiter, limit_s))
         return waiter
 
-    def _flush(self) -> None:
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         data, self.outgoing = b"".join(self.outgoing), []
-        if self.transport is not None and not self.lost:
-            self.transport.write(data)
+        queued, self.pending = self.pending, []
+        if self.transport is None or self.lost:
+            for waiter, _ in queued:
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("connection to Redis lost"))
+            return
+        self.transport.write(data)
+        for waiter, limit_s in queued:
+            self.waiters.append(waiter)
+            if limit_s is not None and not waiter.done():
+                timer = loop.call_later(limit_s, _expire, loop, waiter)
+                waiter.add_done_callback(functools.partial(_cancel_timer, timer))
+
+
+def _cancel_timer(timer: asyncio.TimerHandle, _: asyncio.Future[Any]) -> None:
+    timer.cancel()
 
 
 def _expire(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():  # give the loop's next socket poll a chance to deliver the reply
-        loop.call_soon(_fail_late, waiter)
+    # The reply may sit unread in the socket of a loop that was busy past the limit. Give it the
+    # next socket poll: a 1 ms timer runs after it on both loops (uvloop runs ``call_soon``
+    # callbacks *before* its poll, so a ``call_soon`` grace failed commands Redis had answered).
+    if not waiter.done():
+        loop.call_later(0.001, _fail_late, waiter)
 
 
 def _fail_late(waiter: asyncio.Future[Any]) -> None:
@@ -164,7 +187,7 @@ class PipelinedRedis:
             setup.append(["SELECT", self.db])
         try:
             for command in setup:
-                await conn.send(encode(command))
+                await conn.send(encode(command), self.timeout_s)
         except BaseException:
             if conn.transport is not None:
                 conn.transport.close()
@@ -192,20 +215,14 @@ class PipelinedRedis:
         event loop has not read it yet (timers run before the loop polls its sockets), so a saturated
         worker failed quotas and cache open although Redis had answered in microseconds. Here the
         expiry only marks the command late; it fails if the reply is still missing once the loop has
-        polled its sockets (one ``call_soon`` later)."""
-        loop = asyncio.get_running_loop()
+        polled its sockets, and the limit starts when the command is written (see ``send``)."""
         limit = self.timeout_s if timeout_s is None else timeout_s
         slot = next(self._next)
         conn = self._slots[slot]
         if conn is None or conn.lost:  # (re)connect first; the common case has no await here
             async with asyncio.timeout(limit):
                 conn = await self._connection(slot)
-        waiter = conn.send(encode(args))
-        timer = loop.call_later(limit, _expire, loop, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
+        return await conn.send(encode(args), limit)
 
     async def evalsha(
         self, script: LuaScript, keys: Sequence[Arg], args: Sequence[Arg], *, timeout_s: float | None = None
