@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -92,9 +92,18 @@ async def _redis() -> aioredis.Redis:
     return client
 
 
+async def _eventually(check: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
+    """Wait until the replicas' sync loops (every 50 ms) make ``check`` true; a loaded CI machine
+    may take a few rounds, so the bound is generous and only a failure waits it out."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"not within {within_s}s: {what}"
+        await asyncio.sleep(0.02)
+
+
 async def test_shared_breakers_open_probe_and_close_across_replicas() -> None:
     prefix = f"test-cb-{uuid.uuid4().hex[:8]}"
-    config = CircuitBreakerConfig(failure_threshold=3, cooldown_s=0.4, sync_interval_s=0.05)
+    config = CircuitBreakerConfig(failure_threshold=3, cooldown_s=2.0, sync_interval_s=0.05)
     a = SharedCircuitBreakers(config, await _redis(), prefix=prefix)
     b = SharedCircuitBreakers(config, await _redis(), prefix=prefix)
     for breakers in (a, b):
@@ -104,25 +113,28 @@ async def test_shared_breakers_open_probe_and_close_across_replicas() -> None:
         for _ in range(3):
             a.record_failure("t")
         assert a.state("t") is CircuitState.OPEN
-        await asyncio.sleep(0.25)
-        assert b.state("t") is CircuitState.OPEN and not b.allow("t")
+        await _eventually(lambda: b.state("t") is CircuitState.OPEN, "b sees a's open circuit")
+        assert not b.allow("t")
         assert (await b.shared_snapshot())["t"]["state"] == "open"
-        await asyncio.sleep(0.6)  # cooldown passed: the sync loop claims the probe for one replica
+        await asyncio.sleep(config.cooldown_s + 0.3)  # cooled down: the sync loop lets one replica probe
         granted = [a.allow("t"), b.allow("t")]
         assert granted.count(True) == 1, granted  # exactly one replica probes
         (a if granted[0] else b).record_success("t")
-        await asyncio.sleep(0.25)
-        assert a.state("t") is CircuitState.CLOSED and b.state("t") is CircuitState.CLOSED
+        await _eventually(
+            lambda: a.state("t") is CircuitState.CLOSED and b.state("t") is CircuitState.CLOSED,
+            "the probe's success closes the circuit on both replicas",
+        )
         # Consecutive failures counted across replicas open the circuit on both.
         a.record_failure("t")
         b.record_failure("t")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # both failures reach the shared count (10 sync rounds)
         a.record_failure("t")
-        await asyncio.sleep(0.3)
-        assert a.state("t") is CircuitState.OPEN and b.state("t") is CircuitState.OPEN
+        await _eventually(
+            lambda: a.state("t") is CircuitState.OPEN and b.state("t") is CircuitState.OPEN,
+            "three failures on two replicas open the circuit on both",
+        )
         assert await a.shared_reset("t")
-        await asyncio.sleep(0.3)
-        assert b.state("t") is CircuitState.CLOSED
+        await _eventually(lambda: b.state("t") is CircuitState.CLOSED, "a shared reset reaches b")
     finally:
         await a.aclose()
         await b.aclose()
