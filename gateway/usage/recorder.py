@@ -97,12 +97,19 @@ class UsageRecorder:
         """Stop the loop and write everything still buffered; spill what the database refuses."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.settings.drain_timeout_s)
+        if self._task is not None:
+            # Let the loop finish the write it may be in: cancelled mid-transaction, an aiosqlite
+            # write kept its lock and the final flush below waited out SQLite's busy timeout, then
+            # spilled every record of a graceful stop. Cancel only a loop that overruns the deadline.
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
         while self._buffer and time.monotonic() < deadline:
             if not await self._flush_once():
                 break
@@ -136,6 +143,8 @@ class UsageRecorder:
                     break
                 if len(self._buffer) < self.batch_size:
                     break
+            if self._closing:
+                return  # aclose writes (or spills) whatever is left
             if self._db_ok and self._has_spill_files():
                 try:
                     await self.replay_spilled()

@@ -202,3 +202,40 @@ async def test_unreachable_database_spills_on_close_then_replays(tmp_path: Path,
     assert await recorder.replay_spilled() == 50
     assert await _count(engine, ids) == 50
     await engine.dispose()
+
+
+async def test_aclose_lets_the_write_in_flight_finish(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graceful stop during a flush: the write is allowed to finish, not cancelled mid-transaction.
+
+    Cancelled, an aiosqlite write kept its lock in its thread; the final flush then waited out
+    SQLite's 5 s busy timeout and spilled every record of a SIGTERM (seen in the chaos suite)."""
+    import gateway.usage.recorder as recorder_module
+
+    settings = db_test_settings(
+        db_url, usage_batch_size=1000, usage_flush_interval_s=0.01, usage_spill_dir=tmp_path
+    )
+    engine = create_engine(settings)
+    recorder = UsageRecorder(settings=settings, engine=engine)
+    writing, started, finished = asyncio.Event(), [], []
+
+    async def slow_insert(conn: object, rows: object) -> int:
+        started.append(1)
+        writing.set()
+        await asyncio.sleep(0.3)  # inside the transaction
+        inserted = await insert_ignore_duplicates(conn, rows)  # type: ignore[arg-type]
+        finished.append(inserted)
+        return inserted
+
+    monkeypatch.setattr(recorder_module, "insert_ignore_duplicates", slow_insert)
+    await recorder.start()
+    ids = [f"inflight-{uuid.uuid4().hex}" for _ in range(12)]
+    for rid in ids:
+        recorder.record(_rec(rid, status=UsageStatus.INCOMPLETE))
+    await asyncio.wait_for(writing.wait(), 5)
+    await recorder.aclose(timeout_s=5)
+    assert started == [1] and finished == [12]  # the loop's write finished: nothing to redo
+    assert await _count(engine, ids) == 12
+    assert _spilled(tmp_path) == []
+    await engine.dispose()
