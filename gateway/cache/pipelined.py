@@ -64,8 +64,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
         self.waiters: deque[asyncio.Future[Any]] = deque()
-        self.outgoing: list[bytes] = []
-        self.pending: list[tuple[asyncio.Future[Any], float | None]] = []  # queued, not yet written
+        # queued in this loop iteration, not yet written: (command, its waiter, its time limit)
+        self.pending: list[tuple[bytes, asyncio.Future[Any], float | None]] = []
         self.lost = False
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -105,8 +105,8 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.lost = True
-        queued, self.pending, self.outgoing = self.pending, [], []
-        for waiter in (*self.waiters, *(w for w, _ in queued)):
+        queued, self.pending = self.pending, []
+        for waiter in (*self.waiters, *(w for _, w, _ in queued)):
             if not waiter.done():
                 waiter.set_exception(error)
         self.waiters.clear()
@@ -118,22 +118,20 @@ class _Connection(asyncio.Protocol):
         (a saturated worker) the command may not even have left yet when the limit is up."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
-        if not self.outgoing:
+        if not self.pending:
             loop.call_soon(self._flush, loop)
-        self.outgoing.append(payload)
-        self.pending.append((waiter, limit_s))
+        self.pending.append((payload, waiter, limit_s))
         return waiter
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        data, self.outgoing = b"".join(self.outgoing), []
         queued, self.pending = self.pending, []
         if self.transport is None or self.lost:
-            for waiter, _ in queued:
+            for _, waiter, _ in queued:
                 if not waiter.done():
                     waiter.set_exception(ConnectionError("connection to Redis lost"))
             return
-        self.transport.write(data)
-        for waiter, limit_s in queued:
+        self.transport.write(b"".join(payload for payload, _, _ in queued))
+        for _, waiter, limit_s in queued:
             self.waiters.append(waiter)
             if limit_s is not None and not waiter.done():
                 timer = loop.call_later(limit_s, _expire, loop, waiter)
