@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,7 +19,7 @@ from gateway.api import (
     quotas,
     routing_policy,
 )
-from gateway.api.hot_path import HotPath
+from gateway.api.hot_path import PrismApp
 from gateway.api.responses import OrjsonResponse
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, error_response
 from gateway.lifespan import lifespan
@@ -59,10 +59,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await _gateway_error(request, error)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> PrismApp:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    app = FastAPI(title="Prism", version="0.1.0", lifespan=lifespan, default_response_class=OrjsonResponse)
+    app = PrismApp(title="Prism", version="0.1.0", lifespan=lifespan, default_response_class=OrjsonResponse)
     app.state.settings = settings
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -78,8 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
-    app.add_middleware(HotPath, routes=openai.hot_routes())
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)  # outermost
+    app.serve_hot(
+        openai.hot_routes(), lambda hot: GatewayMiddleware(hot, max_body_bytes=settings.max_body_bytes)
+    )
 
     original_openapi = app.openapi
 

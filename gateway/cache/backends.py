@@ -68,6 +68,7 @@ class CacheBackends:
             return False
 
     async def aclose(self) -> None:
+        await self.cache.aclose()  # answers still on their way to the store go out first
         await self.quotas.aclose()  # queued settlements go out before the connection closes
         if self.fast is not None:
             await self.fast.aclose()

@@ -17,7 +17,7 @@ import structlog
 
 from gateway.cache.entry import CachedEntry
 from gateway.cache.store import ResponseStore
-from gateway.observability.metrics import BACKEND_ERRORS, CACHE_REQUESTS
+from gateway.observability.metrics import BACKEND_ERRORS, CACHE_REQUESTS, CACHE_WRITES_BEHIND
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +40,16 @@ class Flight:
 
 
 class ResponseCache:
-    def __init__(self, store: ResponseStore, *, poll_max_s: float = 0.05) -> None:
+    def __init__(self, store: ResponseStore, *, poll_max_s: float = 0.05, max_behind: int = 1024) -> None:
         self._store = store
         self._poll_max_s = poll_max_s
         self._inflight: dict[str, asyncio.Future[CachedEntry | None]] = {}
         self._locks: dict[str, str] = {}
         """Keys whose distributed single-flight lock this process holds → the lock's token."""
+        self.max_behind = max_behind
+        self._behind: dict[str, CachedEntry] = {}
+        """Entries on their way to a distributed store (``set_behind``): this process answers from here."""
+        self._writes: set[asyncio.Task[None]] = set()
 
     @property
     def store(self) -> ResponseStore:
@@ -57,6 +61,9 @@ class ResponseCache:
         log.warning("cache_backend_error", operation=operation, error=type(exc).__name__, detail=str(exc))
 
     async def _fetch(self, key: str) -> CachedEntry | None:
+        behind = self._behind.get(key)
+        if behind is not None:
+            return behind
         raw = await self._store.get(key)
         return None if raw is None else CachedEntry.from_bytes(raw)
 
@@ -87,6 +94,53 @@ class ResponseCache:
             self._backend_error("cache_set", exc)
             if token is not None:
                 await self._release(key, token)
+
+    async def set_behind(self, key: str, entry: CachedEntry, ttl_s: float) -> None:
+        """``set`` off the request path: local waiters get ``entry`` and this process answers the key
+        from memory at once; the store write (and the leader's unlock) goes out in a background task,
+        awaited by :meth:`aclose`. An in-process store, or more than ``max_behind`` writes in
+        flight, is written inline instead (back-pressure, never a drop)."""
+        if not self._store.distributed or len(self._writes) >= self.max_behind:
+            await self.set(key, entry, ttl_s)
+            return
+        fut = self._inflight.get(key)
+        if fut is not None and not fut.done():
+            fut.set_result(entry)
+        # Taken now, before the caller leaves ``single_flight`` (whose exit would unlock separately).
+        token = self._locks.pop(key, None)
+        self._behind[key] = entry
+        task = asyncio.create_task(self._write_behind(key, entry, ttl_s, token), name="cache-write-behind")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        CACHE_WRITES_BEHIND.inc()
+
+    async def _write_behind(self, key: str, entry: CachedEntry, ttl_s: float, token: str | None) -> None:
+        try:
+            if token is None:
+                await self._store.set(key, entry.to_bytes(), ttl_s)
+            else:
+                await self._store.set_and_unlock(key, entry.to_bytes(), ttl_s, token)
+        except Exception as exc:
+            self._backend_error("cache_set", exc)
+            if token is not None:
+                await self._release(key, token)
+        finally:
+            CACHE_WRITES_BEHIND.dec()
+            if self._behind.get(key) is entry:
+                del self._behind[key]
+
+    async def aclose(self, *, timeout_s: float = 5.0) -> None:
+        """Wait (at most ``timeout_s``) for the writes still behind (graceful shutdown, before the
+        store's connections close). One that overruns is cancelled: its entry is a cache miss later."""
+        if not self._writes:
+            return
+        pending = set(self._writes)
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("cache_writes_behind_abandoned", writes=len(late))
+            await asyncio.wait(late)
 
     async def _release(self, key: str, token: str) -> None:
         try:
@@ -139,6 +193,11 @@ class ResponseCache:
             except TimeoutError:
                 entry = None
             yield Flight(leader=False, entry=entry)
+            return
+
+        behind = self._behind.get(key)
+        if behind is not None:  # answered a moment ago here, still on its way to the store
+            yield Flight(leader=False, entry=behind, checked=True)
             return
 
         fut: asyncio.Future[CachedEntry | None] = asyncio.get_running_loop().create_future()

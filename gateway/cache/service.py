@@ -52,4 +52,4 @@ class PipelineCache:
         entry = CachedEntry(
             response=response, model_served=model_served, usage=response.get("usage"), provider=provider
         )
-        await self.cache.set(key, entry, self.ttl_s if ttl_s is None else ttl_s)
+        await self.cache.set_behind(key, entry, self.ttl_s if ttl_s is None else ttl_s)

@@ -79,6 +79,11 @@ CIRCUIT_STATE = Gauge(
 CIRCUIT_TRANSITIONS = Counter("prism_circuit_transitions", "Circuit state changes", ["target", "state"])
 
 CACHE_REQUESTS = Counter("prism_cache_requests", "Response cache lookups", ["result"])
+CACHE_WRITES_BEHIND = Gauge(
+    "prism_cache_writes_behind",
+    "Answers sent to the client whose cache write is still on its way to Redis",
+    multiprocess_mode="livesum",
+)
 AUTH_CACHE = Counter(
     "prism_auth_cache",
     "API-key lookups by the in-process cache: hit, load (DB read) or joined (shared a load)",

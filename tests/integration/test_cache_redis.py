@@ -77,9 +77,10 @@ async def test_corrupt_entry_is_a_miss_not_an_error(cache_factory: CacheFactory)
     assert await cache.get("k-corrupt") is None
 
 
+@pytest.mark.parametrize("writer", ["set", "set_behind"])
 @pytest.mark.parametrize("instances", [1, 2])
 async def test_single_flight_twenty_concurrent_misses_one_producer(
-    cache_factory: CacheFactory, instances: int
+    cache_factory: CacheFactory, instances: int, writer: str
 ) -> None:
     """20 identical concurrent misses → exactly one upstream call. With 2 instances over one
     store the second behaves like another process (Redis lock + polling)."""
@@ -98,7 +99,7 @@ async def test_single_flight_twenty_concurrent_misses_one_producer(
                     calls += 1
                     await asyncio.sleep(0.1)  # the upstream call
                     entry = _entry("produced once")
-                    await cache.set(key, entry, ttl_s=30)
+                    await getattr(cache, writer)(key, entry, ttl_s=30)
                 else:
                     entry = flight.entry or await cache.get(key)
         assert entry is not None
@@ -107,6 +108,8 @@ async def test_single_flight_twenty_concurrent_misses_one_producer(
     results = await asyncio.gather(*(request(caches[i % instances]) for i in range(20)))
     assert calls == 1
     assert results == ["produced once"] * 20
+    for cache in caches:
+        await cache.aclose()
 
 
 @pytest.mark.parametrize("instances", [1, 2])
@@ -161,3 +164,111 @@ async def test_single_flight_wait_is_bounded(cache_factory: CacheFactory) -> Non
     # after the leader left, the next caller leads again
     async with cache.single_flight(key, wait_s=1) as flight:
         assert flight
+
+
+class _HeldStore:
+    """A store whose writes wait for ``release`` (or fail with ``fail``): the write behind in flight."""
+
+    def __init__(self, inner: Any, *, fail: bool = False) -> None:
+        self.inner = inner
+        self.distributed = inner.distributed
+        self.release = asyncio.Event()
+        self.fail = fail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def set_and_unlock(self, key: str, value: bytes, ttl_s: float, token: str) -> None:
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("redis went away")
+        await self.inner.set_and_unlock(key, value, ttl_s, token)
+
+
+def _redis_only(cache: ResponseCache) -> None:
+    if not cache.store.distributed:
+        pytest.skip("the in-process store is written inline: nothing is ever behind")
+
+
+async def test_write_behind_answers_here_at_once_and_lands_by_aclose(cache_factory: CacheFactory) -> None:
+    """The production store path: the answer is served from this process at once, the Redis write
+    (and the single-flight unlock) goes out behind the response, and a graceful close waits for it."""
+    from gateway.observability.metrics import CACHE_WRITES_BEHIND
+
+    here, there = cache_factory(), cache_factory()
+    _redis_only(here)
+    held = _HeldStore(here.store)
+    here = ResponseCache(held)  # type: ignore[arg-type]
+    key = "k-behind"
+    behind_before = CACHE_WRITES_BEHIND._value.get()
+    async with here.single_flight(key, wait_s=5) as flight:
+        assert flight
+        await asyncio.wait_for(here.set_behind(key, _entry("fresh"), ttl_s=30), 1)
+    assert CACHE_WRITES_BEHIND._value.get() == behind_before + 1
+    got = await here.get(key)  # read-your-write in this process, before Redis has it
+    assert got is not None and got.response["choices"][0]["message"]["content"] == "fresh"
+    async with here.single_flight(key, wait_s=5) as again:
+        assert not again and again.entry is not None  # no second upstream call for the same prompt
+    assert await there.get(key) is None  # another process: not yet stored
+    assert await there.store.locked(key)  # ... and the leader's lock still stands until it is
+
+    closing = asyncio.ensure_future(here.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # waits for the write behind
+    held.release.set()
+    await asyncio.wait_for(closing, 2)
+    stored = await there.get(key)
+    assert stored is not None and stored.response["choices"][0]["message"]["content"] == "fresh"
+    assert not await there.store.locked(key)
+    assert CACHE_WRITES_BEHIND._value.get() == behind_before
+    assert await here.get(key) is not None  # now from Redis
+
+
+async def test_write_behind_failure_is_counted_and_unlocks(cache_factory: CacheFactory) -> None:
+    from gateway.observability.metrics import BACKEND_ERRORS
+
+    first = cache_factory()
+    _redis_only(first)
+    held = _HeldStore(first.store, fail=True)
+    here = ResponseCache(held)  # type: ignore[arg-type]
+    errors = BACKEND_ERRORS.labels(operation="cache_set")._value.get()
+    async with here.single_flight("k-behind-fails", wait_s=5) as flight:
+        assert flight
+        await here.set_behind("k-behind-fails", _entry(), ttl_s=30)
+    held.release.set()
+    await asyncio.wait_for(here.aclose(), 2)
+    assert BACKEND_ERRORS.labels(operation="cache_set")._value.get() == errors + 1
+    assert not await first.store.locked("k-behind-fails")  # released, so the next leader need not wait
+    assert await first.get("k-behind-fails") is None
+    assert await here.get("k-behind-fails") is None  # nothing served from memory once the write failed
+
+
+async def test_write_behind_overrunning_close_is_cancelled(cache_factory: CacheFactory) -> None:
+    first = cache_factory()
+    _redis_only(first)
+    here = ResponseCache(_HeldStore(first.store))  # type: ignore[arg-type]
+    async with here.single_flight("k-behind-stuck", wait_s=5) as flight:
+        assert flight
+        await here.set_behind("k-behind-stuck", _entry(), ttl_s=30)
+    await asyncio.wait_for(here.aclose(timeout_s=0.1), 2)
+    assert not here._writes
+
+
+async def test_write_behind_is_bounded(cache_factory: CacheFactory) -> None:
+    """Past ``max_behind`` writes in flight, the next one is written inline (back-pressure)."""
+    first = cache_factory()
+    _redis_only(first)
+    held = _HeldStore(first.store)
+    here = ResponseCache(held, max_behind=2)  # type: ignore[arg-type]
+    for i in range(2):
+        async with here.single_flight(f"k-bound-{i}", wait_s=5):
+            await here.set_behind(f"k-bound-{i}", _entry(), ttl_s=30)
+    async with here.single_flight("k-bound-2", wait_s=5):
+        inline = asyncio.ensure_future(here.set_behind("k-bound-2", _entry(), ttl_s=30))
+        await asyncio.sleep(0.05)
+        assert not inline.done()  # the third waits for its own write
+        held.release.set()
+        await asyncio.wait_for(inline, 2)
+    await here.aclose()
+    for i in range(3):
+        assert await first.get(f"k-bound-{i}") is not None
