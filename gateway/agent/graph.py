@@ -1,9 +1,13 @@
 """The whole request flow on one screen: nodes, conditional edges and loops.
 
-    cache_lookup ─hit──────────────────────────────────────────────┐
-      └─miss→ [intent] → router → guard_input → call_model ⟲ retry  │
-                                                 └─exhausted→ fallback → call_model
-                                                 └─ok→ guard_output → [shadow] → format → END
+    cache_lookup ─hit──────────────────────────────────────────────────────┐
+      └─miss→ [intent] → router → guard_input → admit ─hit──────────────────┤
+                                                  └─go→ call_model ⟲ retry  │
+                                                         └─exhausted→ fallback → call_model
+                                                         └─ok→ guard_output → [shadow] → format → END
+
+``admit`` waits for the quota reservation and the cache lookup the service sent before the graph
+started (their round trip overlaps intent, routing and the input guard).
 Built once at start-up (``build_graph``) and invoked per request with a
 ``PipelineContext``. Routing functions return ``Literal`` labels.
 """
@@ -15,6 +19,7 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from gateway.agent.nodes.admit import admit
 from gateway.agent.nodes.cache_lookup import cache_lookup
 from gateway.agent.nodes.call_model import call_model
 from gateway.agent.nodes.fallback import fallback
@@ -35,6 +40,10 @@ async def after_cache(state: PipelineState) -> Literal["hit", "classify", "route
     if state.get("cached") is not None:
         return "hit"
     return "classify" if state.get("needs_intent", False) else "route"
+
+
+async def after_admit(state: PipelineState) -> Literal["hit", "go"]:
+    return "hit" if state.get("cached") is not None else "go"
 
 
 async def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback", "fail"]:
@@ -63,6 +72,7 @@ def build_graph() -> Graph:
     graph.add_node("intent", traced_node("intent", intent))
     graph.add_node("router", traced_node("router", route))
     graph.add_node("guard_input", traced_node("guard_input", guard_input))
+    graph.add_node("admit", traced_node("admit", admit))
     graph.add_node("call_model", traced_node("call_model", call_model))
     graph.add_node("fallback", traced_node("fallback", fallback))
     graph.add_node("guard_output", traced_node("guard_output", guard_output))
@@ -75,7 +85,8 @@ def build_graph() -> Graph:
     )
     graph.add_edge("intent", "router")
     graph.add_edge("router", "guard_input")
-    graph.add_edge("guard_input", "call_model")
+    graph.add_edge("guard_input", "admit")
+    graph.add_conditional_edges("admit", after_admit, {"hit": "format", "go": "call_model"})
     graph.add_conditional_edges(
         "call_model",
         after_call,

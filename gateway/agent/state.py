@@ -10,7 +10,7 @@ headers, metrics and the usage record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
@@ -86,6 +86,10 @@ class PipelineContext:
     cache: ResponseCacheService | None = None
     sleep: Callable[[float], Any] = asyncio.sleep
     sticky: dict[str, str | None] = field(default_factory=dict)
+    admission: Awaitable[dict[str, Any] | None] | None = None
+    """The request's admission, in flight while the graph routes and guards the prompt: it ends with
+    the quota reservation passed (or raises its 429) and the cache's answer (a hit) or ``None`` (go
+    upstream). The ``admit`` node waits for it before the first model call."""
 
 
 @dataclass(slots=True)

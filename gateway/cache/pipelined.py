@@ -66,6 +66,8 @@ class _Connection(asyncio.Protocol):
         self.waiters: deque[asyncio.Future[Any]] = deque()
         # queued in this loop iteration, not yet written: (command, its waiter, its time limit)
         self.pending: list[tuple[bytes, asyncio.Future[Any], float | None]] = []
+        self.wrote = False
+        """A command was written at once in this loop iteration (the next ones wait for one flush)."""
         self.lost = False
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -112,19 +114,33 @@ class _Connection(asyncio.Protocol):
         self.waiters.clear()
 
     def send(self, payload: bytes, limit_s: float | None = None) -> asyncio.Future[Any]:
-        """Queue a command; commands queued in the same loop iteration leave in one write.
+        """Write a command: the first of a loop iteration at once, the ones that follow it in the same
+        iteration together in one write at the end of it (``call_soon``).
 
-        ``limit_s`` counts from that write, not from now: on a loop busy for longer than the limit
-        (a saturated worker) the command may not even have left yet when the limit is up."""
+        At once, because a request's command should be on its way while the request goes on with
+        its CPU work (an idle worker would otherwise hold it for a loop iteration); batched after
+        that, because a busy worker issues many per iteration and one write serves them all.
+        ``limit_s`` counts from the write, not from now: on a loop busy for longer than the limit
+        (a saturated worker) a batched command may not even have left yet when the limit is up."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
-        if not self.pending:
-            loop.call_soon(self._flush, loop)
-        self.pending.append((payload, waiter, limit_s))
+        if self.wrote:  # the flush scheduled with the first one takes this one
+            self.pending.append((payload, waiter, limit_s))
+            return waiter
+        self.wrote = True
+        loop.call_soon(self._flush, loop)
+        self._write([(payload, waiter, limit_s)], loop)
         return waiter
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.wrote = False
         queued, self.pending = self.pending, []
+        if queued:
+            self._write(queued, loop)
+
+    def _write(
+        self, queued: list[tuple[bytes, asyncio.Future[Any], float | None]], loop: asyncio.AbstractEventLoop
+    ) -> None:
         if self.transport is None or self.lost:
             for _, waiter, _ in queued:
                 if not waiter.done():

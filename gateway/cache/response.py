@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Flight:
-    """The outcome of entering ``single_flight``. Truthy for the leader.
+    """The outcome of entering ``single_flight`` (or ``enter_flight``). Truthy for the leader.
 
     A waiter (``leader`` False) has already waited: ``entry`` is the leader's answer, or
     ``None`` when the leader failed or the wait ran out, and the waiter proceeds on its own.
@@ -34,6 +34,9 @@ class Flight:
     entry: CachedEntry | None = None
     checked: bool = False
     """The store was already consulted for this key (a miss, for a leader): no second lookup needed."""
+    owned: asyncio.Future[CachedEntry | None] | None = field(default=None, repr=False, compare=False)
+    """The in-process future this flight created (its local waiters wait on it): ``leave_flight``
+    settles it."""
 
     def __bool__(self) -> bool:
         return self.leader
@@ -185,20 +188,29 @@ class ResponseCache:
         up and, on a miss, takes a ``SET NX PX`` lock for at most ``wait_s`` (an entry found
         there comes back as a non-leader ``Flight`` with ``entry`` set and ``checked``); the
         leader's ``set`` stores and unlocks in one round trip, and waiters poll with backoff.
+        The same as :meth:`enter_flight` then :meth:`leave_flight`.
         """
+        flight = await self.enter_flight(key, wait_s=wait_s)
+        try:
+            yield flight
+        finally:
+            await self.leave_flight(key, flight)
+
+    async def enter_flight(self, key: str, *, wait_s: float = 30.0) -> Flight:
+        """``single_flight``'s entry, for a caller that leaves it from elsewhere (the completion
+        service enters it in the background while the graph routes and guards the prompt). Every
+        flight entered must be passed to :meth:`leave_flight`; one whose entry fails or is
+        cancelled has already left."""
         existing = self._inflight.get(key)
         if existing is not None:
             try:
                 entry = await asyncio.wait_for(asyncio.shield(existing), timeout=max(wait_s, 0.0))
             except TimeoutError:
                 entry = None
-            yield Flight(leader=False, entry=entry)
-            return
-
+            return Flight(leader=False, entry=entry)
         behind = self._behind.get(key)
         if behind is not None:  # answered a moment ago here, still on its way to the store
-            yield Flight(leader=False, entry=behind, checked=True)
-            return
+            return Flight(leader=False, entry=behind, checked=True)
 
         fut: asyncio.Future[CachedEntry | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
@@ -222,21 +234,28 @@ class ResponseCache:
             if found is not None:  # counted as a hit by the caller, like a waiter's entry
                 if not fut.done():
                     fut.set_result(found)
-                yield Flight(leader=False, entry=found, checked=True)
-            elif leader:
+                return Flight(leader=False, entry=found, checked=True, owned=fut)
+            if leader:
                 if checked:
                     CACHE_REQUESTS.labels(result="miss").inc()
-                yield Flight(leader=True, checked=checked or failed)
-            else:
-                entry = await self._wait_remote(key, wait_s)
-                if not fut.done():
-                    fut.set_result(entry)
-                yield Flight(leader=False, entry=entry)
-        finally:
+                return Flight(leader=True, checked=checked or failed, owned=fut)
+            entry = await self._wait_remote(key, wait_s)
             if not fut.done():
-                fut.set_result(None)
-            if self._inflight.get(key) is fut:
-                del self._inflight[key]
-            held = self._locks.pop(key, None)
-            if held is not None:
-                await self._release(key, held)
+                fut.set_result(entry)
+            return Flight(leader=False, entry=entry, owned=fut)
+        except BaseException:
+            await self.leave_flight(key, Flight(leader=False, owned=fut))
+            raise
+
+    async def leave_flight(self, key: str, flight: Flight) -> None:
+        """Hand local waiters what the leader stored (or nothing) and release the lock it still holds."""
+        fut = flight.owned
+        if fut is None:
+            return
+        if not fut.done():
+            fut.set_result(None)
+        if self._inflight.get(key) is fut:
+            del self._inflight[key]
+        held = self._locks.pop(key, None)
+        if held is not None:
+            await self._release(key, held)

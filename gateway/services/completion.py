@@ -29,6 +29,7 @@ from gateway.agent.state import (
     StreamHandle,
 )
 from gateway.cache import CachedEntry, QuotaLimiter, QuotaTicket, replay_chunks
+from gateway.cache.response import Flight
 from gateway.cache.service import PipelineCache
 from gateway.errors import GatewayError, ProviderError, ProviderTimeout
 from gateway.experiments.shadow import ShadowSide
@@ -129,6 +130,8 @@ class _Call:
     cache_key: str | None = None
     cache_write: bool = False
     route: RouteDecision | None = None
+    flight: Flight | None = None
+    """The cache's single flight, entered by ``_admit`` and left when the request returns."""
     finished: bool = False
     usage: Usage | None = None
     """Tokens already spent upstream when the request fails afterwards (e.g. the output guard blocks)."""
@@ -167,23 +170,18 @@ class CompletionService:
         )
         call = _Call(chat=chat, principal=principal, record=record, trace=trace, snapshot=snapshot)
         self._plan_cache(call, cache_policy or CachePolicy())
-        # The quota reservation and the cache lookup are independent round trips: start the first and
-        # send the second while it is in flight (the multiplexed client writes both at once). Nothing
-        # is answered, from the cache or upstream, before the reservation has passed.
+        # The quota reservation and the cache lookup are independent round trips: both are sent at once
+        # (the multiplexed client writes them together) and stay in flight while the graph classifies,
+        # routes and guards the prompt; its ``admit`` node waits for them before the first model call.
+        # Nothing is answered, from the cache or upstream, before the reservation has passed.
         reserving = asyncio.ensure_future(self._reserve(call))
+        admission = asyncio.ensure_future(self._admit(call, reserving))
         try:
-            if call.cache_key is not None and self.s.response_cache is not None:
-                remaining = trace.deadline - asyncio.get_running_loop().time()
-                async with self.s.response_cache.cache.single_flight(
-                    call.cache_key, wait_s=remaining
-                ) as flight:
-                    call.ticket = await reserving
-                    if not flight and flight.entry is not None:
-                        metrics.CACHE_REQUESTS.labels(result="hit").inc()  # stored, or the leader's
-                        return await self._answer_cached(call, flight.entry.response)
-                    return await self._execute(call, sticky, looked_up=flight.checked)
-            call.ticket = await reserving
-            return await self._execute(call, sticky)
+            # One loop iteration for both tasks to put their commands on the wire (the multiplexed
+            # client writes an iteration's first command at once) before the graph's CPU work;
+            # without it the graph would run first and the round trip would not be hidden.
+            await asyncio.sleep(0)
+            return await self._execute(call, sticky, admission)
         except GatewayError as exc:
             await self._finish(call, error=exc, usage=call.usage, served=call.served)
             raise
@@ -193,11 +191,35 @@ class CompletionService:
             )
             raise
         finally:
+            if not admission.done():  # the request ended before it was admitted (cancelled)
+                admission.cancel()
+                await asyncio.wait([admission])
+            if call.flight is not None and self.s.response_cache is not None and call.cache_key is not None:
+                await self.s.response_cache.cache.leave_flight(call.cache_key, call.flight)
             if not reserving.done():
                 reserving.cancel()
             elif call.ticket is None and not reserving.cancelled() and reserving.exception() is None:
                 call.ticket = reserving.result()  # reserved, then the request failed: still settled
                 await self._settle_unused(call)
+
+    async def _admit(
+        self, call: _Call, reserving: asyncio.Future[QuotaTicket | None]
+    ) -> dict[str, Any] | None:
+        """The reservation passed (its 429 raised) and the cache's answer: an entry found or the
+        leader's, or ``None`` to call upstream (as the single flight's leader, holding its lock)."""
+        cache, key = self.s.response_cache, call.cache_key
+        if cache is None or key is None:
+            call.ticket = await reserving
+            return None
+        remaining = call.trace.deadline - asyncio.get_running_loop().time()
+        flight = call.flight = await cache.cache.enter_flight(key, wait_s=remaining)
+        call.ticket = await reserving
+        if not flight and flight.entry is not None:
+            metrics.CACHE_REQUESTS.labels(result="hit").inc()  # stored, or the leader's
+            return flight.entry.response
+        if not flight.checked:  # the in-process store, or a waiter whose leader failed: look now
+            return await cache.lookup(key=key)
+        return None
 
     async def _settle_unused(self, call: _Call) -> None:
         """A reservation whose request ended before it was taken up (e.g. the cache lookup failed)."""
@@ -281,10 +303,9 @@ class CompletionService:
             metrics.CACHE_REQUESTS.labels(result="bypass").inc()
 
     async def _execute(
-        self, call: _Call, sticky: dict[str, str | None], *, looked_up: bool = False
+        self, call: _Call, sticky: dict[str, str | None], admission: asyncio.Future[dict[str, Any] | None]
     ) -> CompletionResult:
-        """Run the graph; ``looked_up``: the single flight already found no entry for the key, so the
-        graph's ``cache_lookup`` need not ask the store again."""
+        """Run the graph, which waits for ``admission`` (``_admit``) before calling a model."""
         chat, snapshot, trace = call.chat, call.snapshot, call.trace
         context = PipelineContext(
             snapshot=snapshot,
@@ -293,7 +314,7 @@ class CompletionService:
             guard=self.s.guard,
             shadow=self.s.shadow,
             classifier=self.s.classifier,
-            cache=self.s.response_cache if call.cache_key is not None and not looked_up else None,
+            admission=admission,
             sleep=self.s.sleep,
             sticky=sticky,
         )
@@ -303,7 +324,15 @@ class CompletionService:
             "needs_intent": self.s.classifier is not None and snapshot.router.needs_intent(chat.model),
             "max_attempts": snapshot.config.retry.max_attempts,
         }
-        result = cast(PipelineState, await self.s.graph.ainvoke(state, context=context))
+        try:
+            result = cast(PipelineState, await self.s.graph.ainvoke(state, context=context))
+        except GatewayError:
+            # Refused before admission (routing, the input guard): the reservation's refusal comes
+            # first, and a cached answer is still served (a hit never depended on routing or guards).
+            cached = await admission
+            if cached is not None:
+                return await self._answer_cached(call, cached)
+            raise
         call.route = result.get("route")
         self._describe(call.record, call.route)
         error = result.get("error")

@@ -146,3 +146,34 @@ async def test_aclose_releases_sockets_and_no_connection_is_orphaned(shared_redi
     finally:
         await client.aclose()
     assert conn.lost and conn.closed.done()
+
+
+async def test_first_command_of_an_iteration_leaves_at_once_the_rest_in_one_write(
+    shared_redis_url: str,
+) -> None:
+    """A request's command is on the wire before the request goes on with its CPU work (the service
+    overlaps the quota and cache round trip with routing and guards); a burst shares one write."""
+    client = PipelinedRedis(shared_redis_url, timeout_s=2.0, connections=1)
+    try:
+        assert await client.execute("PING") == b"PONG"  # connected
+        conn = client._slots[0]
+        assert conn is not None and conn.transport is not None
+        writes: list[bytes] = []
+        real_write = conn.transport.write
+
+        def counting_write(data: bytes) -> None:
+            writes.append(bytes(data))
+            real_write(data)
+
+        conn.transport.write = counting_write  # type: ignore[method-assign]
+        first = asyncio.ensure_future(client.execute("ECHO", "a"))
+        await asyncio.sleep(0)  # the task ran up to its await: nothing else yielded since
+        assert len(writes) == 1 and b"ECHO" in writes[0]
+        await asyncio.sleep(0)  # a new iteration: "a"'s was the last one's first
+        burst = [asyncio.ensure_future(client.execute("ECHO", f"b{i}")) for i in range(5)]
+        assert await asyncio.gather(first, *burst) == [b"a", *(f"b{i}".encode() for i in range(5))]
+        # the five ran in one iteration: the first of them at once, the other four in one write
+        assert [w.count(b"ECHO") for w in writes] == [1, 1, 4]
+        assert b"b0" in writes[1] and all(f"b{i}".encode() in writes[2] for i in range(1, 5))
+    finally:
+        await client.aclose()
