@@ -6,20 +6,29 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from gateway.providers.wire_http import WireHTTP
+
 if TYPE_CHECKING:
     import openai
 
 
 class UpstreamClients:
-    """One aiohttp session (the wire adapters) and one aiohttp-backed ``openai`` client (LangChain's
-    ``ChatOpenAI``), both with pooled keep-alive connections; each is created only if a configured
-    model uses it."""
+    """The lean HTTP pool of the wire adapters (``wire_http``), an aiohttp session for the adapters
+    that want one, and one aiohttp-backed ``openai`` client (LangChain's ``ChatOpenAI``), all with
+    pooled keep-alive connections; each is created only if a configured model uses it."""
 
     def __init__(self, *, connect_s: float = 5.0, max_connections: int = 1000) -> None:
         self._connect_s = connect_s
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._openai: openai.DefaultAioHttpClient | None = None
+        self._wire: WireHTTP | None = None
+
+    @property
+    def wire(self) -> WireHTTP:
+        if self._wire is None:
+            self._wire = WireHTTP(connect_s=self._connect_s, max_connections=self._max_connections)
+        return self._wire
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -46,6 +55,9 @@ class UpstreamClients:
         return self._openai
 
     async def aclose(self) -> None:
+        if self._wire is not None:
+            await self._wire.aclose()
+            self._wire = None
         if self._session is not None:
             await self._session.close()
             self._session = None

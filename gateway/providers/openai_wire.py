@@ -1,10 +1,11 @@
-"""OpenAI and any OpenAI-compatible server, spoken directly on the wire over one shared aiohttp session.
+"""OpenAI and any OpenAI-compatible server, spoken directly on the wire over one shared connection pool.
 
 The request body is the client's own OpenAI request (messages, sampling fields, tools,
 ``response_format``, unknown fields) with the upstream model id, encoded once with orjson; the
 answer is decoded once and mapped to the normalised types. Streams are read as SSE lines and
 relayed delta by delta. No SDK object, LangChain message or thread hop per request: this is the
 default client for ``provider: openai`` (``client: langchain`` selects the LangChain adapter).
+HTTP is ``gateway/providers/wire_http.py``'s lean keep-alive client, shared by every such model.
 
 Vendor failures become ``ProviderError``s here (status, in-stream error events, cut connections,
 undecodable bodies); deadlines are the graph's (``call_model``), the per-call limits below are a
@@ -13,10 +14,10 @@ backstop for callers outside the graph (shadow calls, tests).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gateway.errors import (
@@ -31,6 +32,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
 from gateway.providers.tokens import count_messages, count_text
+from gateway.providers.wire_http import Endpoint, WireHTTP, encode_headers
 from gateway.schemas.openai import SAMPLING_FIELDS
 
 _FORWARDED = tuple(field for field in SAMPLING_FIELDS if field != "n")
@@ -178,41 +180,39 @@ class OpenAIWireProvider(Provider):
         name: str,
         base_url: str,
         api_key: str | None,
-        session: aiohttp.ClientSession,
+        http: WireHTTP,
         is_local: bool,
         timeout_s: float,
         connect_s: float,
     ) -> None:
         super().__init__(name=name, is_local=is_local)
         self.base_url = base_url.rstrip("/")
-        self._url = self.base_url + "/chat/completions"
-        self._session = session
-        self._headers = {
-            "Authorization": f"Bearer {api_key or 'not-needed'}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_s)
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=timeout_s)
+        self._endpoint = Endpoint(self.base_url + "/chat/completions")
+        self._http = http
+        self._timeout_s = timeout_s
+        fixed = {"Authorization": f"Bearer {api_key or 'not-needed'}", "Content-Type": "application/json"}
+        self._headers = encode_headers({**fixed, "Accept": "application/json"})
+        self._stream_headers = encode_headers({**fixed, "Accept": "text/event-stream"})
+        del connect_s  # the pool's (``UpstreamClients``): one connect limit for every model
 
-    def _request_headers(self, call: ModelCall) -> dict[str, str]:
-        return {**self._headers, **call.headers} if call.headers else self._headers
+    def _request_headers(self, call: ModelCall, fixed: bytes) -> bytes:
+        return fixed + encode_headers(call.headers) if call.headers else fixed
 
     async def complete(self, call: ModelCall) -> Completion:
         payload = orjson.dumps(request_body(call, stream=False))
         try:
-            async with self._session.post(
-                self._url, data=payload, headers=self._request_headers(call), timeout=self._timeout
-            ) as response:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._http.post(
+                    self._endpoint, self._request_headers(call, self._headers), payload
+                )
                 raw = await response.read()
-                status = response.status
-                headers = response.headers
         except TimeoutError as exc:
             raise ProviderTimeout(f"{self.name}: upstream timed out", target=self.name) from exc
-        except aiohttp.ClientError as exc:
+        except ConnectionError as exc:
             raise ProviderUnavailable(
-                f"{self.name}: cannot reach upstream ({type(exc).__name__})", target=self.name
+                f"{self.name}: cannot reach upstream ({exc})", target=self.name
             ) from exc
+        status, headers = response.status, response.headers
         data = _decode(raw)
         if status >= 400:
             raise error_for_status(status, data, target=self.name, headers=headers)
@@ -222,12 +222,13 @@ class OpenAIWireProvider(Provider):
 
     async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
         payload = orjson.dumps(request_body(call, stream=True))
-        headers = {**self._request_headers(call), "Accept": "text/event-stream"}
         state = StreamState()
+        response = None
         try:
-            async with self._session.post(
-                self._url, data=payload, headers=headers, timeout=self._stream_timeout
-            ) as response:
+            async with asyncio.timeout(self._timeout_s) as limit:  # re-armed for every read below
+                response = await self._http.post(
+                    self._endpoint, self._request_headers(call, self._stream_headers), payload
+                )
                 if response.status >= 400:
                     raise error_for_status(
                         response.status,
@@ -235,7 +236,8 @@ class OpenAIWireProvider(Provider):
                         target=self.name,
                         headers=response.headers,
                     )
-                async for batch in _event_batches(response.content):
+                loop = asyncio.get_running_loop()
+                async for batch in _event_batches(response.chunks(), limit, loop, self._timeout_s):
                     out: list[Delta] = []
                     for data in batch:
                         event = _decode(data)
@@ -248,10 +250,11 @@ class OpenAIWireProvider(Provider):
                         yield delta
         except TimeoutError as exc:
             raise ProviderTimeout(f"{self.name}: stream stalled", target=self.name) from exc
-        except aiohttp.ClientError as exc:
-            raise ProviderUnavailable(
-                f"{self.name}: stream broken ({type(exc).__name__})", target=self.name
-            ) from exc
+        except ConnectionError as exc:
+            raise ProviderUnavailable(f"{self.name}: stream broken ({exc})", target=self.name) from exc
+        finally:
+            if response is not None:
+                response.close()  # a stream left early: its connection is not reused
         if state.finish is None:
             raise ProviderUnavailable(f"{self.name}: stream ended without a finish reason", target=self.name)
         usage = state.usage or Usage(
@@ -260,15 +263,20 @@ class OpenAIWireProvider(Provider):
         yield Delta(finish_reason=state.finish, usage=usage)
 
 
-async def _event_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+async def _event_batches(
+    chunks: AsyncIterator[bytes], limit: asyncio.Timeout, loop: asyncio.AbstractEventLoop, read_s: float
+) -> AsyncIterator[list[bytes]]:
     """The SSE ``data`` payloads, in batches of what had already arrived together.
 
-    Each read takes every byte already buffered (``readany`` waits only when nothing is), so a
-    batch never waits for more data: an event is relayed as soon as its line is complete. A line
-    split across reads is carried over; ``[DONE]`` ends the stream."""
+    Each read takes every byte already received (it waits only when nothing is), so a batch never
+    waits for more data: an event is relayed as soon as its line is complete. A line split across
+    reads is carried over; ``[DONE]`` ends the stream. ``limit`` is re-armed to ``read_s`` before
+    each read (a stalled upstream fails the read, not the whole stream's duration)."""
     tail = b""
     while True:
-        chunk = await content.readany()
+        limit.reschedule(loop.time() + read_s)
+        chunk = await anext(chunks, b"")
+        limit.reschedule(None)  # disarmed while the batch is relayed (the consumer's time, not ours)
         if chunk:
             lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
             tail = lines.pop()

@@ -76,7 +76,7 @@ def _provider(
         name=name,
         base_url=base_url,
         api_key=api_key,
-        session=clients.session,
+        http=clients.wire,
         is_local=is_local,
         timeout_s=model.timeouts.total_s,
         connect_s=model.timeouts.connect_s,

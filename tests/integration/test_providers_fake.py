@@ -61,7 +61,7 @@ async def openai_provider(
         "connect_s": 1.0,
     }
     if request.param == "wire":
-        yield OpenAIWireProvider(session=clients.session, **options)
+        yield OpenAIWireProvider(http=clients.wire, **options)
     else:
         yield OpenAIProvider(http_client=clients.openai_client, **options)
     await clients.aclose()
@@ -124,7 +124,7 @@ async def test_wire_stream_merges_what_arrived_together(fake_openai: FakeOpenAIU
     fake_openai.reset()
     clients = UpstreamClients(connect_s=1.0)
     provider = OpenAIWireProvider(
-        session=clients.session,
+        http=clients.wire,
         name="up",
         base_url=fake_openai.openai_base_url,
         api_key="sk-test",
