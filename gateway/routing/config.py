@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.cache.quota import QuotaConfig
 from gateway.experiments.config import ExperimentConfig, ShadowJudgeConfig
@@ -45,8 +46,8 @@ class ModelConfig(_Strict):
     """Only register the model when this environment variable is set (e.g. OPENAI_API_KEY)."""
     local: bool | None = None
     client: Literal["wire", "langchain"] = "wire"
-    """``provider: openai`` only: ``wire`` speaks the OpenAI protocol directly on the shared aiohttp
-    session (the fast default); ``langchain`` goes through ``langchain-openai``'s ``ChatOpenAI``."""
+    """``provider: openai`` only: ``wire`` speaks the OpenAI protocol directly on the shared lean HTTP
+    client (the fast default); ``langchain`` goes through ``langchain-openai``'s ``ChatOpenAI``."""
     price_input_per_mtok: float = Field(default=0.0, ge=0)
     price_output_per_mtok: float = Field(default=0.0, ge=0)
     context_window: int = Field(default=8192, gt=0)
@@ -57,6 +58,15 @@ class ModelConfig(_Strict):
     cache_ttl_s: int = Field(default=300, ge=0)
     shared_cache: bool = False
     mock: MockSettings = MockSettings()
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"base_url must be an http:// or https:// URL with a host, not {value!r}")
+        return value
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (

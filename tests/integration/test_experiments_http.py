@@ -33,7 +33,8 @@ models:
   flaky: {provider: mock, mock: {latency_ms: 2, failure_rate: 0.5, failure_kind: "500", seed: 7}}
   shadow-slow: {provider: mock, price_input_per_mtok: 5, price_output_per_mtok: 5,
                 mock: {latency_ms: 2000, failure_rate: 0.5, seed: 3}}
-  judge: {provider: openai, model: gpt-judge, base_url: "JUDGE_URL", api_key_env: JUDGE_KEY, local: true}
+  judge: {provider: openai, model: gpt-judge, base_url: "http://judge.invalid/v1", api_key_env: JUDGE_KEY,
+          local: true}
   judge-mock: {provider: mock}
 aliases:
   plain: {target: fast}
@@ -93,7 +94,7 @@ def gw(
 ) -> Iterator[GatewayProcess]:
     process = start_gateway(
         tmp_path_factory.mktemp("experiments"),
-        config=CONFIG.replace("JUDGE_URL", judge_upstream.openai_base_url),
+        config=CONFIG.replace("http://judge.invalid/v1", judge_upstream.openai_base_url),
         env={
             "JUDGE_KEY": "sk-fake-judge",
             "GATEWAY_AUTH_ENABLED": "false",
