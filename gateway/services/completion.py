@@ -194,6 +194,8 @@ class CompletionService:
             if not admission.done():  # the request ended before it was admitted (cancelled)
                 admission.cancel()
                 await asyncio.wait([admission])
+            elif not admission.cancelled():
+                admission.exception()  # a refusal the request did not wait for is not "never retrieved"
             if call.flight is not None and self.s.response_cache is not None and call.cache_key is not None:
                 await self.s.response_cache.cache.leave_flight(call.cache_key, call.flight)
             if not reserving.done():
