@@ -84,10 +84,16 @@ class ResponseCache:
     async def set(self, key: str, entry: CachedEntry, ttl_s: float) -> None:
         """Store ``entry`` (skipped on backend failure) and hand it to any local waiters; a leader's
         lock is released in the same round trip."""
+        await self._write(key, entry, ttl_s, self._hand_over(key, entry))
+
+    def _hand_over(self, key: str, entry: CachedEntry) -> str | None:
+        """Local waiters get ``entry``; the leader's lock token (if this process holds it) is taken."""
         fut = self._inflight.get(key)
         if fut is not None and not fut.done():
             fut.set_result(entry)
-        token = self._locks.pop(key, None)
+        return self._locks.pop(key, None)
+
+    async def _write(self, key: str, entry: CachedEntry, ttl_s: float, token: str | None) -> None:
         try:
             if token is None:
                 await self._store.set(key, entry.to_bytes(), ttl_s)
@@ -106,11 +112,8 @@ class ResponseCache:
         if not self._store.distributed or len(self._writes) >= self.max_behind:
             await self.set(key, entry, ttl_s)
             return
-        fut = self._inflight.get(key)
-        if fut is not None and not fut.done():
-            fut.set_result(entry)
-        # Taken now, before the caller leaves ``single_flight`` (whose exit would unlock separately).
-        token = self._locks.pop(key, None)
+        # The token is taken now, before the caller leaves its flight (whose exit would unlock separately).
+        token = self._hand_over(key, entry)
         self._behind[key] = entry
         task = asyncio.create_task(self._write_behind(key, entry, ttl_s, token), name="cache-write-behind")
         self._writes.add(task)
@@ -119,14 +122,7 @@ class ResponseCache:
 
     async def _write_behind(self, key: str, entry: CachedEntry, ttl_s: float, token: str | None) -> None:
         try:
-            if token is None:
-                await self._store.set(key, entry.to_bytes(), ttl_s)
-            else:
-                await self._store.set_and_unlock(key, entry.to_bytes(), ttl_s, token)
-        except Exception as exc:
-            self._backend_error("cache_set", exc)
-            if token is not None:
-                await self._release(key, token)
+            await self._write(key, entry, ttl_s, token)
         finally:
             CACHE_WRITES_BEHIND.dec()
             if self._behind.get(key) is entry:

@@ -119,12 +119,20 @@ async def _until(condition: Any) -> None:
     raise AssertionError("condition never held")
 
 
-async def test_prompt_is_guarded_while_the_reservation_is_in_flight(tmp_path: Path) -> None:
+async def _held(
+    tmp_path: Path,
+) -> tuple[HeldBackend, CompletionService, list[str], asyncio.Task[CompletionResult]]:
+    """A benign request started with its reservation held open (already asked for)."""
     backend = HeldBackend()
     service = _service(tmp_path, backend)
     calls = _model_calls(service)
     running = _run(service, BENIGN)
     await asyncio.wait_for(backend.asked.wait(), 1)
+    return backend, service, calls, running
+
+
+async def test_prompt_is_guarded_while_the_reservation_is_in_flight(tmp_path: Path) -> None:
+    backend, service, calls, running = await _held(tmp_path)
     guard = service.s.guard
     assert isinstance(guard, SpyGuard)
     await _until(lambda: guard.checked_while_reserving)
@@ -182,11 +190,7 @@ async def test_cached_answer_wins_over_a_refusal_before_admission(tmp_path: Path
 
 
 async def test_cancelled_before_admission_leaves_nothing_behind(tmp_path: Path) -> None:
-    backend = HeldBackend()
-    service = _service(tmp_path, backend)
-    calls = _model_calls(service)
-    running = _run(service, BENIGN)
-    await asyncio.wait_for(backend.asked.wait(), 1)
+    _, service, calls, running = await _held(tmp_path)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
