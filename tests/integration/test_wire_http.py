@@ -9,7 +9,7 @@ import datetime
 import gzip
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -127,6 +127,14 @@ async def client() -> AsyncIterator[WireHTTP]:
 HEADERS = encode_headers({"Content-Type": "application/json"})
 
 
+async def _eventually(condition: Callable[[], bool], within_s: float = 2.0) -> None:
+    """Wait (bounded) for what the event loop settles in a callback or two."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
 async def test_keep_alive_reuses_one_connection(upstream: Upstream, client: WireHTTP) -> None:
     for i in range(10):
         response = await client.post(Endpoint(upstream.url + "/json"), HEADERS, b'{"i": %d}' % i)
@@ -154,7 +162,7 @@ async def test_a_stream_left_at_done_drains_back_into_the_pool(upstream: Upstrea
         if b"[DONE]" in seen:
             break  # as the wire adapter does; the chunked body's end is still on its way
     stream.close()
-    await asyncio.sleep(0.15)
+    await _eventually(lambda: sum(len(idle) for idle in client._idle.values()) == 1)  # drained back
     response = await client.post(Endpoint(upstream.url + "/json"), HEADERS, b"{}")
     await response.read()
     assert len(set(upstream.peers)) == 1  # the drained connection was reused
@@ -173,8 +181,7 @@ async def test_a_cancelled_request_closes_its_connection(upstream: Upstream, cli
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.1):
             await client.post(Endpoint(upstream.url + "/hang"), HEADERS, b"{}")
-    await asyncio.sleep(0.05)
-    assert client.open_connections == 0  # its late answer can never be read as the next one's
+    await _eventually(lambda: client.open_connections == 0)  # its late answer is never read as the next one's
     response = await client.post(Endpoint(upstream.url + "/json"), HEADERS, b"{}")
     assert response.status == 200
     await response.read()
