@@ -68,6 +68,17 @@ ERRORS = Counter("prism_errors", "Errors returned to clients", ["type"])
 
 PROVIDER_REQUESTS = Counter("prism_provider_requests", "Calls that reached a provider", ["provider", "model"])
 PROVIDER_ATTEMPTS = Counter("prism_provider_attempts", "Provider attempts by outcome", ["target", "outcome"])
+UPSTREAM_CONNECTIONS = Gauge(
+    "prism_upstream_connections",
+    "Open connections of the wire adapter's HTTP client to upstreams (busy or idle in the pool)",
+    multiprocess_mode="livesum",
+)
+UPSTREAM_CONNECTS = Counter(
+    "prism_upstream_connects",
+    "Connections the wire adapter's HTTP client opened (ok) or failed to open (error); "
+    "requests per connect shows keep-alive reuse",
+    ["outcome"],
+)
 RETRIES = Counter("prism_retries", "Retries on the same target", ["target"])
 FALLBACKS = Counter("prism_fallbacks", "Fallbacks from one target to the next", ["from_target", "to_target"])
 CIRCUIT_STATE = Gauge(

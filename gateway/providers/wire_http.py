@@ -16,10 +16,12 @@ answer — whole, or as it arrives (SSE). This client does only that:
 * TLS through the standard ``ssl`` module for ``https`` URLs; no proxies, cookies or redirects
   (an OpenAI-compatible API uses none of them, and aiohttp was configured without them too).
 
-Failures raise ``WireHTTPError`` (a ``ConnectionError``): the server could not be reached, closed
-the connection before the response ended, or sent something that is not HTTP. Time limits are
-the caller's (``asyncio.timeout`` around a call), except ``connect_s`` for opening a connection;
-a request cancelled mid-way closes its connection.
+Metrics: ``prism_upstream_connections`` (open, busy or idle) and ``prism_upstream_connects_total
+{outcome}`` (requests per connect is the keep-alive reuse). Failures raise ``WireHTTPError`` (a
+``ConnectionError``): the server could not be reached, closed the connection before the response
+ended, or sent something that is not HTTP. Time limits are the caller's (``asyncio.timeout``
+around a call), except ``connect_s`` for opening a connection; a request cancelled mid-way closes
+its connection.
 """
 
 from __future__ import annotations
@@ -34,12 +36,18 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.observability import metrics
+
 _PAUSE_AT = 1 << 20
 """Buffered response bytes at which reading pauses until the consumer catches up."""
 _DRAIN_S = 1.0
 _DRAIN_BYTES = 64 * 1024
 """A response released before its end may finish arriving within this time and size, then its
 connection is reused; past either it is closed."""
+
+
+_CONNECTS = metrics.UPSTREAM_CONNECTS.labels(outcome="ok")
+_CONNECT_ERRORS = metrics.UPSTREAM_CONNECTS.labels(outcome="error")
 
 
 class WireHTTPError(ConnectionError):
@@ -409,9 +417,13 @@ class WireHTTP:
                     server_hostname=endpoint.host if context is not None else None,
                 )
         except TimeoutError as exc:
+            _CONNECT_ERRORS.inc()
             raise WireHTTPError(f"connect to {endpoint.host}:{endpoint.port} timed out") from exc
         except OSError as exc:
+            _CONNECT_ERRORS.inc()
             raise WireHTTPError(f"cannot connect to {endpoint.host}:{endpoint.port}: {exc}") from exc
+        _CONNECTS.inc()
+        metrics.UPSTREAM_CONNECTIONS.inc()
         self._open.add(protocol)
         return protocol
 
@@ -439,6 +451,7 @@ class WireHTTP:
         if conn in self._open:
             self._open.discard(conn)
             self._reserved -= 1
+            metrics.UPSTREAM_CONNECTIONS.dec()
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from gateway.observability import metrics
 from gateway.providers.wire_http import Endpoint, WireHTTP, WireHTTPError, encode_headers
 
 pytestmark = pytest.mark.integration
@@ -136,6 +137,8 @@ async def _eventually(condition: Callable[[], bool], within_s: float = 2.0) -> N
 
 
 async def test_keep_alive_reuses_one_connection(upstream: Upstream, client: WireHTTP) -> None:
+    connects = metrics.UPSTREAM_CONNECTS.labels(outcome="ok")._value.get()
+    connections = metrics.UPSTREAM_CONNECTIONS._value.get()
     for i in range(10):
         response = await client.post(Endpoint(upstream.url + "/json"), HEADERS, b'{"i": %d}' % i)
         assert response.status == 200 and response.headers["content-type"].startswith("application/json")
@@ -144,6 +147,10 @@ async def test_keep_alive_reuses_one_connection(upstream: Upstream, client: Wire
         body = b"".join([chunk async for chunk in stream.chunks()])  # chunked, read to its end
         assert body.count(b"data:") == 4
     assert len(set(upstream.peers)) == 1 and client.open_connections == 1
+    assert metrics.UPSTREAM_CONNECTS.labels(outcome="ok")._value.get() == connects + 1
+    assert metrics.UPSTREAM_CONNECTIONS._value.get() == connections + 1
+    await client.aclose()
+    assert metrics.UPSTREAM_CONNECTIONS._value.get() == connections
 
 
 async def test_per_call_headers_and_gzip(upstream: Upstream, client: WireHTTP) -> None:
@@ -216,9 +223,11 @@ async def test_idle_connections_expire(upstream: Upstream) -> None:
 
 async def test_unreachable_and_unsafe() -> None:
     http = WireHTTP(connect_s=0.5)
+    failed = metrics.UPSTREAM_CONNECTS.labels(outcome="error")._value.get()
     try:
         with pytest.raises(WireHTTPError):
             await http.post(Endpoint("http://127.0.0.1:9/v1/chat/completions"), HEADERS, b"{}")
+        assert metrics.UPSTREAM_CONNECTS.labels(outcome="error")._value.get() == failed + 1
     finally:
         await http.aclose()
     with pytest.raises(ValueError):
