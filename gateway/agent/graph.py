@@ -1,13 +1,13 @@
 """The whole request flow on one screen: nodes, conditional edges and loops.
 
-    cache_lookup ─hit──────────────────────────────────────────────────────┐
-      └─miss→ [intent] → router → guard_input → admit ─hit──────────────────┤
-                                                  └─go→ call_model ⟲ retry  │
-                                                         └─exhausted→ fallback → call_model
-                                                         └─ok→ guard_output → [shadow] → format → END
+    [intent] → router → guard_input → admit ─hit (cached answer)────────────────┐
+                                        └─go→ call_model ⟲ retry            │
+                                               └─exhausted→ fallback → call_model
+                                               └─ok→ guard_output → [shadow] → format → END
 
-``admit`` waits for the quota reservation and the cache lookup the service sent before the graph
-started (their round trip overlaps intent, routing and the input guard).
+``intent`` classifies only when the request needs it (``model: auto``). ``admit`` waits for the
+quota reservation and the cache lookup the service sent before the graph started (their round trip
+overlaps intent, routing and the input guard); a cache hit goes straight to ``format``.
 Built once at start-up (``build_graph``) and invoked per request with a
 ``PipelineContext``. Routing functions return ``Literal`` labels.
 """
@@ -20,7 +20,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from gateway.agent.nodes.admit import admit
-from gateway.agent.nodes.cache_lookup import cache_lookup
 from gateway.agent.nodes.call_model import call_model
 from gateway.agent.nodes.fallback import fallback
 from gateway.agent.nodes.format import format_response
@@ -34,12 +33,6 @@ from gateway.errors import ProviderError, ProviderRejected
 from gateway.observability.tracing import traced_node
 
 Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, PipelineState]
-
-
-async def after_cache(state: PipelineState) -> Literal["hit", "classify", "route"]:
-    if state.get("cached") is not None:
-        return "hit"
-    return "classify" if state.get("needs_intent", False) else "route"
 
 
 async def after_admit(state: PipelineState) -> Literal["hit", "go"]:
@@ -68,7 +61,6 @@ async def after_output_guard(state: PipelineState) -> Literal["shadow", "format"
 def build_graph() -> Graph:
     graph = StateGraph(PipelineState, context_schema=PipelineContext)
     # Each node gets a span when tracing is on (a flag check otherwise).
-    graph.add_node("cache_lookup", traced_node("cache_lookup", cache_lookup))
     graph.add_node("intent", traced_node("intent", intent))
     graph.add_node("router", traced_node("router", route))
     graph.add_node("guard_input", traced_node("guard_input", guard_input))
@@ -79,10 +71,7 @@ def build_graph() -> Graph:
     graph.add_node("shadow", traced_node("shadow", shadow))
     graph.add_node("format", traced_node("format", format_response))
 
-    graph.add_edge(START, "cache_lookup")
-    graph.add_conditional_edges(
-        "cache_lookup", after_cache, {"hit": "format", "classify": "intent", "route": "router"}
-    )
+    graph.add_edge(START, "intent")
     graph.add_edge("intent", "router")
     graph.add_edge("router", "guard_input")
     graph.add_edge("guard_input", "admit")

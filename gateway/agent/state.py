@@ -10,7 +10,7 @@ headers, metrics and the usage record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
@@ -70,11 +70,6 @@ class IntentService(Protocol):
     def classify(self, text: str, *, context: tuple[str, ...] = ()) -> IntentResult: ...
 
 
-class ResponseCacheService(Protocol):
-    async def lookup(self, *, key: str) -> dict[str, Any] | None: ...
-    def key_for(self, *, tenant: str, model: str, request: Mapping[str, Any]) -> str | None: ...
-
-
 @dataclass(slots=True)
 class PipelineContext:
     snapshot: RuntimeSnapshot
@@ -83,7 +78,6 @@ class PipelineContext:
     guard: GuardService
     shadow: ShadowDispatcher | None = None
     classifier: IntentService | None = None
-    cache: ResponseCacheService | None = None
     sleep: Callable[[float], Any] = asyncio.sleep
     sticky: dict[str, str | None] = field(default_factory=dict)
     admission: Awaitable[dict[str, Any] | None] | None = None

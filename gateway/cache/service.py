@@ -1,6 +1,6 @@
-"""Adapter from :class:`ResponseCache` to the pipeline's ``ResponseCacheService`` protocol
-(``gateway.agent.state``): ``key_for`` decides cacheability and tenancy from the live
-routing config, ``lookup`` returns the stored response dict, ``store`` saves an answer."""
+"""The completion service's view of :class:`ResponseCache`: ``key_for`` decides cacheability and
+tenancy from the live routing config, ``lookup`` returns the stored response dict, ``store`` saves
+an answer (behind the response)."""
 
 from __future__ import annotations
 

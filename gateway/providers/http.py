@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from gateway.providers.wire_http import WireHTTP
 
 if TYPE_CHECKING:
@@ -13,14 +11,13 @@ if TYPE_CHECKING:
 
 
 class UpstreamClients:
-    """The lean HTTP pool of the wire adapters (``wire_http``), an aiohttp session for the adapters
-    that want one, and one aiohttp-backed ``openai`` client (LangChain's ``ChatOpenAI``), all with
-    pooled keep-alive connections; each is created only if a configured model uses it."""
+    """The lean HTTP pool of the wire adapters (``wire_http``) and one aiohttp-backed ``openai``
+    client (LangChain's ``ChatOpenAI``), both with pooled keep-alive connections; each is created
+    only if a configured model uses it."""
 
     def __init__(self, *, connect_s: float = 5.0, max_connections: int = 1000) -> None:
         self._connect_s = connect_s
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
         self._openai: openai.DefaultAioHttpClient | None = None
         self._wire: WireHTTP | None = None
 
@@ -29,19 +26,6 @@ class UpstreamClients:
         if self._wire is None:
             self._wire = WireHTTP(connect_s=self._connect_s, max_connections=self._max_connections)
         return self._wire
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
-                ),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
 
     @property
     def openai_client(self) -> openai.DefaultAioHttpClient:
@@ -58,9 +42,6 @@ class UpstreamClients:
         if self._wire is not None:
             await self._wire.aclose()
             self._wire = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
         if self._openai is not None:
             await self._openai.aclose()
             self._openai = None

@@ -193,7 +193,7 @@ class OpenAIWireProvider(Provider):
         fixed = {"Authorization": f"Bearer {api_key or 'not-needed'}", "Content-Type": "application/json"}
         self._headers = encode_headers({**fixed, "Accept": "application/json"})
         self._stream_headers = encode_headers({**fixed, "Accept": "text/event-stream"})
-        del connect_s  # the pool's (``UpstreamClients``): one connect limit for every model
+        self._connect_s = connect_s
 
     def _request_headers(self, call: ModelCall, fixed: bytes) -> bytes:
         return fixed + encode_headers(call.headers) if call.headers else fixed
@@ -203,7 +203,10 @@ class OpenAIWireProvider(Provider):
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._http.post(
-                    self._endpoint, self._request_headers(call, self._headers), payload
+                    self._endpoint,
+                    self._request_headers(call, self._headers),
+                    payload,
+                    connect_s=self._connect_s,
                 )
                 raw = await response.read()
         except TimeoutError as exc:
@@ -227,7 +230,10 @@ class OpenAIWireProvider(Provider):
         try:
             async with asyncio.timeout(self._timeout_s) as limit:  # re-armed for every read below
                 response = await self._http.post(
-                    self._endpoint, self._request_headers(call, self._stream_headers), payload
+                    self._endpoint,
+                    self._request_headers(call, self._stream_headers),
+                    payload,
+                    connect_s=self._connect_s,
                 )
                 if response.status >= 400:
                     raise error_for_status(

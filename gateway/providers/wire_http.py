@@ -357,11 +357,14 @@ class WireHTTP:
     def open_connections(self) -> int:
         return len(self._open)
 
-    async def post(self, endpoint: Endpoint, headers: bytes, body: bytes) -> Response:
+    async def post(
+        self, endpoint: Endpoint, headers: bytes, body: bytes, *, connect_s: float | None = None
+    ) -> Response:
         """Send ``body`` with the pre-encoded ``headers``; returns once the status and headers are in.
+        ``connect_s``: the limit for opening a connection, if one is needed (the pool's by default).
 
         Cancelled before that, the connection is closed (its answer would be out of step)."""
-        conn = await self._acquire(endpoint)
+        conn = await self._acquire(endpoint, self.connect_s if connect_s is None else connect_s)
         response = Response(conn)
         request = b"%sContent-Length: %d\r\n%s\r\n%s" % (endpoint.head, len(body), headers, body)
         try:
@@ -372,7 +375,7 @@ class WireHTTP:
             raise
         return response
 
-    async def _acquire(self, endpoint: Endpoint) -> _Connection:
+    async def _acquire(self, endpoint: Endpoint, connect_s: float) -> _Connection:
         while True:
             if self._closed:
                 raise WireHTTPError("the upstream client is closed")
@@ -398,17 +401,17 @@ class WireHTTP:
                     self._slots.remove(slot)
         self._reserved += 1
         try:
-            return await self._connect(endpoint)
+            return await self._connect(endpoint, connect_s)
         except BaseException:
             self._reserved -= 1
             self._wake_one()
             raise
 
-    async def _connect(self, endpoint: Endpoint) -> _Connection:
+    async def _connect(self, endpoint: Endpoint, connect_s: float) -> _Connection:
         loop = asyncio.get_running_loop()
         context = self._tls_context() if endpoint.tls else None
         try:
-            async with asyncio.timeout(self.connect_s):
+            async with asyncio.timeout(connect_s):
                 _, protocol = await loop.create_connection(
                     lambda: _Connection(self, endpoint.key),
                     endpoint.host,

@@ -291,3 +291,22 @@ async def test_https(tmp_path: Path) -> None:
         await trusting.aclose()
         await default.aclose()
         await server.stop()
+
+
+async def test_a_call_may_set_its_own_connect_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's ``timeouts.connect_s`` reaches the pool: the call's limit, not the pool's default."""
+    loop = asyncio.get_running_loop()
+
+    async def never_connects(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(loop, "create_connection", never_connects)
+    http = WireHTTP(connect_s=30.0)
+    started = loop.time()
+    try:
+        with pytest.raises(WireHTTPError, match="timed out"):
+            endpoint = Endpoint("http://127.0.0.1:9/v1/chat/completions")
+            await http.post(endpoint, HEADERS, b"{}", connect_s=0.05)
+    finally:
+        await http.aclose()
+    assert loop.time() - started < 5

@@ -35,5 +35,5 @@ def test_graph_has_the_documented_loops() -> None:
     edges = {(edge.source, edge.target) for edge in graph.edges}
     assert ("call_model", "call_model") in edges  # retry loop
     assert ("call_model", "fallback") in edges and ("fallback", "call_model") in edges
-    assert ("cache_lookup", "format") in edges  # cache hit short-cut
+    assert ("admit", "format") in edges  # cache hit short-cut
     assert ("guard_output", "shadow") in edges

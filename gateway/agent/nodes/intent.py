@@ -19,7 +19,7 @@ from gateway.routing.smart import escalate
 async def intent(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     ctx = runtime.context
     classifier = ctx.classifier
-    if classifier is None:
+    if classifier is None or not state.get("needs_intent", False):
         return {"intent": None}
     request = state["request"]
     users = [message_text(m) for m in request.messages if m.get("role") == "user"]
