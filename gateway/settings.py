@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     usage_flush_interval_s: float = 0.5
     usage_buffer_max: int = 100_000
     usage_spill_dir: Path = Path("var/usage-spill")
+    """The usage ledger's segment files (``gateway/usage/segments.py``): one directory per host or
+    pod, shared by its workers (and by replicas on the same host); it must survive a process restart."""
+    usage_orphan_scan_s: float = 5.0
+    """How often a worker looks for segments a dead worker left, to replay them."""
+    usage_fsync: bool = False
+    """``fsync`` each usage record: survives a host crash too, at the cost of a disk flush per request."""
 
     pipeline_engine: Literal["direct", "langgraph"] = "direct"
     """How the request graph runs: the direct walker of the compiled graph, or LangGraph's Pregel loop."""

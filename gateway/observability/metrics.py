@@ -217,3 +217,16 @@ SHADOW_JUDGE_SCORE = Histogram(
 SHADOW_JUDGE_DURATION = Histogram(
     "prism_shadow_judge_duration_seconds", "Shadow judge call duration", ["model"], buckets=LATENCY_BUCKETS
 )
+
+
+# -- usage ledger (issue #17) ------------------------------------------------------------------------
+USAGE_QUARANTINED = Counter(
+    "prism_usage_quarantined",
+    "Usage records the database could not store, kept in usage_quarantine (must stay 0)",
+    ["reason"],
+)
+USAGE_PENDING_SEGMENTS = Gauge(
+    "prism_usage_pending_segments",
+    "Sealed usage segments of a worker waiting for the database",
+    multiprocess_mode="livesum",
+)

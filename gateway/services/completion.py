@@ -151,8 +151,11 @@ class CompletionService:
         sticky: dict[str, str | None],
         cache_policy: CachePolicy | None = None,
         timeout_s: float | None = None,
+        client_request_id: str | None = None,
     ) -> CompletionResult:
-        """``timeout_s``: the client's ``X-Prism-Timeout`` (capped by ``retry.max_deadline_s``)."""
+        """``request_id`` is the server's (it keys the usage record and the quota reservation);
+        ``client_request_id`` the client's ``X-Request-ID``, kept for correlation only.
+        ``timeout_s``: the client's ``X-Prism-Timeout`` (capped by ``retry.max_deadline_s``)."""
         snapshot = self.s.holder.current
         trace = RequestTrace(
             request_id=request_id,
@@ -161,6 +164,7 @@ class CompletionService:
         )
         record = UsageRecord(
             request_id=request_id,
+            client_request_id=client_request_id,
             user_id=principal.user_id,
             api_key_id=principal.api_key_id,
             tier=principal.tier,
@@ -272,18 +276,24 @@ class CompletionService:
             return None
         chat, snapshot = call.chat, call.snapshot
         max_out = chat.params.get("max_completion_tokens") or chat.params.get("max_tokens")
-        estimate = chat.prompt_tokens + int(max_out or snapshot.max_output_tokens)
+        config = snapshot.config.quotas
+        limiter.config = config
+        limits = limiter.limits_for(call.principal)
+        estimate = limits.token_estimate(
+            prompt_tokens=chat.prompt_tokens,
+            max_tokens=int(max_out) if max_out else None,
+            default_output=min(config.completion_estimate_tokens, snapshot.max_output_tokens),
+        )
         worst_cost = (
             chat.prompt_tokens * snapshot.max_price_input
             + int(max_out or snapshot.max_output_tokens) * snapshot.max_price_output
         ) / 1e6
-        limiter.config = snapshot.config.quotas
         return await limiter.check_and_reserve(
             request_id=call.trace.request_id,
             principal=call.principal,
             estimated_tokens=estimate,
             estimated_cost_usd=worst_cost,
-            limits=limiter.limits_for(call.principal),
+            limits=limits,
         )
 
     def _plan_cache(self, call: _Call, policy: CachePolicy) -> None:
