@@ -109,14 +109,15 @@ async def test_a_reused_request_id_deduplicates_nothing(gw: GatewayProcess, pg_d
 
 async def test_an_id_reused_across_keys_records_both(gw: GatewayProcess, pg_database: str) -> None:
     ids = []
-    for key in (_key(gw), _key(gw)):
-        r = httpx.post(
-            gw.url + CHAT,
-            json=_chat("hello"),
-            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "shared-between-users"},
-        )
-        assert r.status_code == 200, r.text
-        ids.append(r.headers["x-request-id"])
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
+        for key in (_key(gw), _key(gw)):
+            r = await client.post(
+                CHAT,
+                json=_chat("hello"),
+                headers={"Authorization": f"Bearer {key}", "X-Request-ID": "shared-between-users"},
+            )
+            assert r.status_code == 200, r.text
+            ids.append(r.headers["x-request-id"])
     rows = await _rows(pg_database, ids)
     assert len(rows) == 2 and len({row.api_key_id for row in rows.values()}) == 2
 
