@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.agent.state import ChatInput
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, get_app_state, get_principal
-from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
 from gateway.schemas.openai import ChatCompletionRequest
@@ -189,7 +189,9 @@ async def _prepare(
     request_id: str = request.state.request_id
     conversation = _conversation_id(request, chat)
     sticky = {
-        "user": principal.user_id or chat_request.user,
+        # The end user a service key speaks for (OpenAI's ``user`` field) before the key's owner,
+        # so that one B2B key fronting many end users still splits them between arms (#26).
+        "user": chat_request.user or principal.user_id,
         "api_key": principal.api_key_id,
         "conversation": conversation,
         "request": request_id,
@@ -262,15 +264,22 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
                 )
             chat.messages = merged
             chat.prompt_tokens = count_messages(merged)
-    result = await state.completions.run(
-        chat=chat,
-        principal=principal,
-        request_id=request_id,
-        client_request_id=getattr(request.state, "client_request_id", None),
-        sticky=sticky,
-        cache_policy=cache_policy(request.headers.get("cache-control"), request.headers.get("x-prism-cache")),
-        timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
-    )
+    try:
+        result = await state.completions.run(
+            chat=chat,
+            principal=principal,
+            request_id=request_id,
+            client_request_id=getattr(request.state, "client_request_id", None),
+            sticky=sticky,
+            cache_policy=cache_policy(
+                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
+            ),
+            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
+        )
+    except GatewayError as exc:
+        # Errors are labelled too (the model they were about, a bounded label), not "none" (#26).
+        request.state.metric_model = state.holder.current.model_label(exc.headers.get("x-prism-model"))
+        raise
     request.state.metric_model = state.holder.current.model_label(result.model)
 
     async def store(answer: str | None) -> None:

@@ -40,6 +40,7 @@ _ERROR_TYPES = {
     504: "timeout_error",
 }
 _QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
+_UNCOUNTED_PATHS = _QUIET_ROUTES
 
 
 def route_label(scope: Scope) -> str:
@@ -116,7 +117,9 @@ class GatewayMiddleware:
             await send(message)
 
         app_receive: Receive = limited_receive
-        metrics.INFLIGHT.inc()
+        counted = scope.get("path") not in _UNCOUNTED_PATHS  # a scrape is not traffic (#26)
+        if counted:
+            metrics.INFLIGHT.inc()
         try:
             if not scope.get("prism.hot") and _has_inspectable_body(scope):
                 # Off the hot path (which checks its own body while parsing it): read the body once,
@@ -145,7 +148,8 @@ class GatewayMiddleware:
                 status_holder[0] = 500
                 await self._send_error(send, 500, internal_error_body(), echo)
         finally:
-            metrics.INFLIGHT.dec()
+            if counted:
+                metrics.INFLIGHT.dec()
             self._observe(scope, status_holder[0], started, request_id)
             self._end_trace(scope, span, token, status_holder[0])
             structlog.contextvars.clear_contextvars()

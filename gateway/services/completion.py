@@ -188,6 +188,7 @@ class CompletionService:
             return await self._execute(call, sticky, admission)
         except GatewayError as exc:
             await self._finish(call, error=exc, usage=call.usage, served=call.served)
+            self._label_error(call, exc)
             raise
         except asyncio.CancelledError:
             await self._finish(
@@ -208,6 +209,16 @@ class CompletionService:
                 call.ticket = reserving.result()  # reserved, then the request failed: still settled
                 await self._settle_unused(call)
 
+    @staticmethod
+    def _label_error(call: _Call, exc: GatewayError) -> None:
+        """An error answer names its route (experiment arm included) and the model it was about, so
+        a failure can be tied to its arm without a database join (issue #26)."""
+        route = call.route
+        if route is not None:
+            exc.headers.setdefault("x-prism-route", route.label)
+        model = call.served or (route.targets[0] if route is not None and route.targets else None)
+        exc.headers.setdefault("x-prism-model", model or call.chat.model)
+
     async def _admit(
         self, call: _Call, reserving: asyncio.Future[QuotaTicket | None]
     ) -> dict[str, Any] | None:
@@ -218,13 +229,15 @@ class CompletionService:
             call.ticket = await reserving
             return None
         remaining = call.trace.deadline - asyncio.get_running_loop().time()
-        flight = call.flight = await cache.cache.enter_flight(key, wait_s=remaining)
-        call.ticket = await reserving
+        flight = call.flight = await cache.cache.enter_flight(key, wait_s=remaining, count_miss=False)
+        call.ticket = await reserving  # a refused request counts as neither a hit nor a miss
         if not flight and flight.entry is not None:
             metrics.CACHE_REQUESTS.labels(result="hit").inc()  # stored, or the leader's
             return flight.entry.response
         if not flight.checked:  # the in-process store, or a waiter whose leader failed: look now
             return await cache.lookup(key=key)
+        if flight.leader:
+            metrics.CACHE_REQUESTS.labels(result="miss").inc()
         return None
 
     async def _settle_unused(self, call: _Call) -> None:
@@ -507,6 +520,8 @@ class CompletionService:
                     )
                 )
             status = UsageStatus.OK
+            if trace.shadow_pairs:  # the shadows start when the books close: give them the answer
+                trace.answer = "".join(text)
             # The books close before the last frame: after it the client may leave and, during a
             # shutdown, this generator may never be resumed again.
             await self._finish(
@@ -519,6 +534,8 @@ class CompletionService:
             record.error_type = exc.code
             relayed = count_text("".join(text))
             log.warning("stream_failed", target=handle.target, error=exc.code, relayed_tokens=relayed)
+            if trace.shadow_pairs:
+                trace.answer = "".join(text)
             if isinstance(exc, ProviderError) and exc.retryable:  # a death mid-answer counts too
                 snapshot.router.circuits.record_failure(handle.target)
             cut = Usage(
