@@ -132,11 +132,16 @@ class FileRegistry:
         tmp.replace(self.directory / f"{status.pid}.json")
 
     def _list(self) -> list[WorkerStatus]:
+        """Fresh statuses; files of workers gone for longer than the TTL are removed (the file
+        counterpart of a Redis key expiring)."""
         found = []
+        now = time.time()
         for path in self.directory.glob("*.json"):
             with contextlib.suppress(OSError):
                 status = WorkerStatus.parse(path.read_bytes())
-                if status is not None:
+                if status is None or now - status.seen_at > STATUS_TTL_S:
+                    path.unlink(missing_ok=True)
+                else:
                     found.append(status)
         return found
 

@@ -193,6 +193,20 @@ def test_reload_and_sighup_reach_every_worker_of_two_replicas(
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_config"
     assert _all_on(admin.status(), digest, 3)
     assert _statuses(two_replicas, key, "mock-new", rounds=5).count(200) == 10
+    rejected = re.compile(r'prism_config_reloads_total\{outcome="rejected"\} [1-9]')
+    assert rejected.search(httpx.get(f"{b.url}/metrics").text) is None  # b was never asked to read it
+
+    # a replica whose file differs (here: broken) keeps running its config and says so
+    a.config_path.write_text(with_models("mock-new", "mock-a-only"))
+    partial = admin.http.post("/admin/config/reload").json()
+    assert not partial["converged"] and partial["pending"] == []
+    by_replica = {w["replica"]: w for w in partial["workers"]}
+    assert by_replica["replica-b"]["hash"] == digest and by_replica["replica-b"]["answered"]
+    assert "invalid YAML" in by_replica["replica-b"]["error"]
+    assert httpx.get(f"{b.url}/readyz").json()["config"] == {"hash": digest, "reload_error": True}
+    assert by_replica["replica-a"]["hash"] == partial["hash"] != digest
+    assert _statuses([b], key, "mock-new", rounds=5).count(200) == 5
+    assert rejected.search(httpx.get(f"{b.url}/metrics").text)
 
     # SIGHUP to one parent: its workers reload, and the notice takes the new file to the other replica
     for gateway in two_replicas:
@@ -208,8 +222,6 @@ def test_reload_and_sighup_reach_every_worker_of_two_replicas(
 
     metrics = httpx.get(f"{b.url}/metrics").text
     assert re.search(r'prism_config_reloads_total\{outcome="ok"\} [1-9]', metrics)
-    # b never read the bad file: the worker that got the call refused it and sent nothing
-    assert re.search(r'prism_config_reloads_total\{outcome="rejected"\} [1-9]', metrics) is None
     assert f'prism_config_info{{hash="{status["hash"]}"}} 1.0' in metrics
 
 
