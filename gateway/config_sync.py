@@ -12,8 +12,8 @@ Each reload re-reads the worker's own file: a worker whose file differs loads th
 its own hash; an invalid file is refused and the running config stays (the status carries the error).
 
 Every worker publishes its status (replica, pid, config hash, loaded_at, last error, last notice
-handled) with a heartbeat into a registry whose entries expire: Redis keys
-``{prefix}:config:worker:{replica}:{pid}`` with a TTL, else one file per worker in the status
+handled) with a heartbeat into a registry whose entries expire: the Redis hash
+``{prefix}:config:workers`` (field ``{replica}:{pid}``), else one file per worker in the status
 directory of its parent, else (one process, the embedded default) just itself.
 
 ``reload_everywhere`` (``POST /admin/config/reload``) reloads here first (an invalid file is refused
@@ -166,23 +166,36 @@ class FileRegistry:
 
 
 class RedisRegistry:
+    """One Redis hash ``{prefix}:config:workers`` (field ``replica:pid`` → status JSON): reading it is
+    one HGETALL however large the keyspace is. Fields have no TTL in Redis 7.0, so readers drop the
+    statuses older than ``STATUS_TTL_S`` (HDEL) and the whole hash expires when no worker is left."""
+
     def __init__(self, redis: Redis, *, prefix: str) -> None:
         self.redis = redis
-        self.prefix = f"{prefix}:config:worker:"
+        self.key = f"{prefix}:config:workers"
 
     async def put(self, status: WorkerStatus) -> None:
-        await self.redis.set(self.prefix + status.key, status.dump(), px=int(STATUS_TTL_S * 1000))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.key, status.key, status.dump())
+            pipe.expire(self.key, int(STATUS_TTL_S * 10))
+            await pipe.execute()
 
     async def list(self) -> list[WorkerStatus]:
-        keys = [key async for key in self.redis.scan_iter(match=self.prefix + "*", count=500)]
-        if not keys:
-            return []
-        values = await self.redis.mget(keys)
-        parsed = (WorkerStatus.parse(raw) for raw in values if raw is not None)
-        return [status for status in parsed if status is not None]
+        values = await self.redis.hgetall(self.key)
+        now = time.time()
+        found, stale = [], []
+        for field, raw in values.items():
+            status = WorkerStatus.parse(raw)
+            if status is None or now - status.seen_at > STATUS_TTL_S:
+                stale.append(field)
+            else:
+                found.append(status)
+        if stale:
+            await self.redis.hdel(self.key, *stale)
+        return found
 
     async def remove(self, status: WorkerStatus) -> None:
-        await self.redis.delete(self.prefix + status.key)
+        await self.redis.hdel(self.key, status.key)
 
 
 class ConfigSync:
@@ -454,5 +467,8 @@ class ConfigSync:
             return
         if origin == f"{self.replica}:{self.pid}":
             return
-        self.reload_here(notice=notice, source="notice")
+        try:
+            self.reload_here(notice=notice, source="notice")
+        except Exception:  # the listener must outlive any failure of one reload
+            log.exception("config_reload_failed", source="notice")
         await self._publish_status()

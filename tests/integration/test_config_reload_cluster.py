@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.cache.backends import make_redis
+from gateway.config_sync import RedisRegistry, WorkerStatus
 from gateway.db.engine import create_engine, create_sessionmaker
 from gateway.db.migrate import migrate
 from gateway.services.auth import ensure_admin
@@ -259,3 +261,20 @@ def test_reload_without_redis_reaches_the_workers_of_one_parent(
     finally:
         gateway.stop()
     assert not status_dir(gateway.process.pid).exists()  # the parent removed it at exit
+
+
+async def test_redis_registry_lists_fresh_workers_and_drops_stale_ones() -> None:
+    redis = make_redis("redis://127.0.0.1:6379/0", timeout_ms=2000)
+    registry = RedisRegistry(redis, prefix=f"test-registry-{uuid.uuid4().hex[:8]}")
+    try:
+        now = time.time()
+        for pid, seen_at in ((1, now), (2, now - 60)):
+            status = WorkerStatus("r", pid, "h", loaded_at=now, error=None, notice=None, seen_at=seen_at)
+            await registry.put(status)
+        assert [status.pid for status in await registry.list()] == [1]
+        assert await redis.hkeys(registry.key) == [b"r:1"]  # the stale field was removed
+        assert 0 < await redis.ttl(registry.key) <= 60  # the hash goes away once no worker refreshes it
+        await registry.remove(WorkerStatus("r", 1, "h", loaded_at=now, error=None, notice=None, seen_at=now))
+        assert await redis.exists(registry.key) == 0
+    finally:
+        await redis.aclose()
