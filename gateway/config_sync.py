@@ -223,7 +223,6 @@ class ConfigSync:
         self.notice: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
-        self._subscribed = asyncio.Event()
 
     @classmethod
     def for_settings(cls, holder: ConfigHolder, settings: Settings) -> ConfigSync:
@@ -429,20 +428,19 @@ class ConfigSync:
             await self._publish_status()
 
     async def _listen(self, url: str) -> None:
-        """Follow the reload channel; after a (re)connection, re-read the file in case a notice was
-        missed while disconnected (an unchanged file costs a read and a hash)."""
+        """Follow the reload channel. After every subscription (the first one too: a notice sent while
+        this worker was starting or disconnected is missed) the file is checked once and reloaded when
+        it changed."""
         backoff = 0.1
-        first = True
         while True:
             client: Redis = Redis.from_url(url, socket_timeout=None, socket_connect_timeout=2.0)
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
-                    self._subscribed.set()
-                    if not first:
-                        self.reload_here(notice=None, source="resubscribe")
+                    backoff = 0.1
+                    if self.holder.file_changed():
+                        self.reload_here(notice=None, source="subscribe")
                         await self._publish_status()
-                    first, backoff = False, 0.1
                     while True:
                         message = await pubsub.get_message(timeout=HEARTBEAT_S)
                         if message is not None and message.get("type") == "message":
@@ -450,7 +448,6 @@ class ConfigSync:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self._subscribed.clear()
                 log.warning("config_listen_failed", error=type(exc).__name__, retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)

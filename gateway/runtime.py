@@ -112,6 +112,13 @@ class ConfigHolder:
         snapshot, _ = self._load(startup=True)
         return snapshot
 
+    def file_changed(self) -> bool:
+        """Does the file on disk differ from the running config? (An unreadable file: no.)"""
+        try:
+            return config_hash(self.path.read_bytes()) != self.config_hash
+        except OSError:
+            return False
+
     def reload(self) -> tuple[RuntimeSnapshot, ReloadOutcome]:
         """Re-read the file; ``unchanged`` (nothing rebuilt) when its hash is the running one. Raises
         ``ConfigError`` and keeps the running snapshot when the file is invalid."""
