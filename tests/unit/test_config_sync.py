@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.config_sync import ConfigSync, FileRegistry, LocalRegistry, WorkerStatus
-from gateway.observability import metrics
 from gateway.routing.circuit import CircuitBreakers
 from gateway.routing.config import CircuitBreakerConfig, ConfigError
 from gateway.runtime import ConfigHolder, config_hash
@@ -19,8 +19,7 @@ MORE = CONFIG + "  new: {provider: mock}\n"
 
 
 def _reloads(outcome: str) -> float:
-    value = metrics.CONFIG_RELOADS.labels(outcome=outcome)._value.get()
-    return float(value)
+    return REGISTRY.get_sample_value("prism_config_reloads_total", {"outcome": outcome}) or 0.0
 
 
 def _holder(tmp_path: Path, text: str = CONFIG) -> ConfigHolder:
