@@ -53,9 +53,11 @@ class Principal:
     @property
     def model_policy(self) -> str | None:
         """Which allow-lists restrict this principal: ``key``, ``user``, ``key+user``, or None."""
-        names = [name for name, models in (("key", self.allowed_models), ("user", self.user_allowed_models))
-                 if models]
-        return "+".join(names) or None
+        if self.allowed_models and self.user_allowed_models:
+            return "key+user"
+        if self.allowed_models:
+            return "key"
+        return "user" if self.user_allowed_models else None
 
 
 ANONYMOUS = Principal(user_id=None, role=Role.USER, tier="free")
