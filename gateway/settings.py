@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     usage_spill_threshold: int = 10_000
     conversation_max_messages: int = 500
 
+    # --- config reload across workers and replicas (issue #18) ---
+    replica_id: str | None = None
+    """This replica's name in the config status (``/admin/config/status``); default ``host:parent-pid``."""
+    config_reload_wait_s: float = Field(default=5.0, ge=0, le=60)
+    """``POST /admin/config/reload`` waits at most this long for every worker to confirm the notice."""
+    supervisor_pid: int | None = None
+    """Set by ``python -m gateway`` for its workers (not by operators): the parent that forwards SIGHUP."""
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production" and self.jwt_algorithm.startswith("HS"):

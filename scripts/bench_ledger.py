@@ -76,13 +76,17 @@ async def bench_xadd(records: int, url: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     results = {
         "segment (write)": [bench_segment(args.records, fsync=False) for _ in range(5)],
-        "segment (write + fsync)": [bench_segment(max(args.records // 20, 200), fsync=True) for _ in range(5)],
+        "segment (write + fsync)": [
+            bench_segment(max(args.records // 20, 200), fsync=True) for _ in range(5)
+        ],
         "redis XADD (awaited)": [asyncio.run(bench_xadd(args.records, args.redis)) for _ in range(5)],
     }
     print("| design | µs per record (median of 5) |")

@@ -230,3 +230,17 @@ USAGE_PENDING_SEGMENTS = Gauge(
     "Sealed usage segments of a worker waiting for the database",
     multiprocess_mode="livesum",
 )
+
+# -- served-model policy and cluster-wide config reload (issue #18, helper "scope") ----------------
+ROUTE_POLICY = Counter(
+    "prism_route_policy",
+    "Routes changed by a key's or user's allowed_models: filtered (targets removed), reassigned "
+    "(experiment/split arm replaced), shadow_filtered, denied (403 model_not_allowed)",
+    ["outcome"],
+)
+CONFIG_INFO = Gauge(
+    "prism_config_info",
+    "1 for the routing config hash this worker runs (the file's sha256 prefix), 0 for earlier ones",
+    ["hash"],
+    multiprocess_mode="liveall",
+)

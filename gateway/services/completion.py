@@ -9,6 +9,7 @@ request however it ends: success, error, client gone, upstream cut.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -281,6 +282,7 @@ class CompletionService:
             "arm": decision.arm,
             "route": decision.label,
             "prompt_tokens": chat.prompt_tokens,
+            "policy": decision.policy_summary,
         }
 
     async def _reserve(self, call: _Call) -> QuotaTicket | None:
@@ -314,7 +316,7 @@ class CompletionService:
         if cache is None:
             return
         key = cache.key_for(
-            tenant=call.principal.tenant,
+            tenant=_cache_tenant(call.principal),
             model=call.chat.model,
             request={"messages": call.chat.messages, **call.chat.params},
             opt_in=policy.opt_in,
@@ -690,6 +692,15 @@ class CompletionService:
             if trace.shadow_pairs and self.s.shadow is not None:
                 # Last: the shadow calls start only once the primary is done (issue #5).
                 self.s.shadow.launch(trace.shadow_pairs, _primary_side(trace, record))
+
+
+def _cache_tenant(principal: Principal) -> str:
+    """The cache's tenant: principals whose allow-lists differ never share entries, so a cached
+    answer from a model one key may not use is never served to it (issue #18)."""
+    if principal.model_policy is None:
+        return principal.tenant
+    lists = "\n".join([*sorted(principal.allowed_models), "|", *sorted(principal.user_allowed_models)])
+    return f"{principal.tenant}~{hashlib.sha256(lists.encode()).hexdigest()[:16]}"
 
 
 def _answer_text(body: Mapping[str, Any]) -> str:
