@@ -33,9 +33,7 @@ router = APIRouter(prefix="/admin", tags=["experiments"])
 feedback_router = APIRouter(prefix="/v1", tags=["experiments"])
 
 
-SCORE_RULE = (
-    f'score must be "up", "down" or a finite number from {RATING_RANGE[0]:g} to {RATING_RANGE[1]:g}'
-)
+SCORE_RULE = f'score must be "up", "down" or a finite number from {RATING_RANGE[0]:g} to {RATING_RANGE[1]:g}'
 
 
 class FeedbackIn(BaseModel):

@@ -78,9 +78,7 @@ class CanaryState:
         self.rollback_reason: str | None = None
         self.rolled_back_at: float | None = None
         self.held = False
-        self._windows = {
-            name: _Window(deque(maxlen=config.window)) for name in (self.control, config.arm)
-        }
+        self._windows = {name: _Window(deque(maxlen=config.window)) for name in (self.control, config.arm)}
         self._event(event, **fields)
 
     def _event(self, event: str, **fields: Any) -> None:

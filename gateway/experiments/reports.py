@@ -346,11 +346,7 @@ def shadow_report(alias: str, rows: Iterable[Any], judgements: Iterable[Any] = (
         for value in agreements:
             buckets[min(int(value * 10), 9)] += 1
         unscored = _count(
-            "primary_error"
-            if r.primary_error
-            else "shadow_error"
-            if r.shadow_error
-            else "no_primary_text"
+            "primary_error" if r.primary_error else "shadow_error" if r.shadow_error else "no_primary_text"
             for r in items
             if r.agreement is None
         )
