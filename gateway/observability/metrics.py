@@ -296,7 +296,6 @@ def zero_initialise(
     models: Iterable[str],
     targets: Iterable[str],
     shadow_models: Iterable[str] = (),
-    tiers: Iterable[str] = (),
 ) -> None:
     """Create the series of bounded label sets at 0 (idempotent; cheap): request and error
     counters per configured model label (plus ``other`` and ``none``), provider attempts, retries
@@ -314,10 +313,24 @@ def zero_initialise(
         USAGE_RECORDS.labels(outcome=outcome)
     for outcome in ("ok", "rejected"):
         CONFIG_RELOADS.labels(outcome=outcome)
+    for limit in ("rpm", "tpm", "tpd", "budget", "other"):
+        QUOTA_REJECTIONS.labels(limit=limit)
+    for operation in (
+        "quota_reserve",
+        "quota_settle",
+        "quota_usage",
+        "cache_get",
+        "cache_set",
+        "cache_lock",
+        "cache_unlock",
+        "cache_wait",
+    ):
+        BACKEND_ERRORS.labels(operation=operation)
     for target in targets:
         for outcome in ("ok", "error", "retry_budget", "circuit_open"):
             PROVIDER_ATTEMPTS.labels(target=target, outcome=outcome)
         RETRIES.labels(target=target)
+        CIRCUIT_STATE.labels(target=target)  # created at 0 (closed); an existing state is kept
         for state in ("open", "half_open", "closed"):
             CIRCUIT_TRANSITIONS.labels(target=target, state=state)
     for model in shadow_models:
@@ -326,22 +339,16 @@ def zero_initialise(
         for reason in ("queue_full", "spend_cap"):
             SHADOW_DROPPED.labels(model=model, reason=reason)
         SHADOW_AGREEMENT.labels(model=model)
-    for tier in tiers:
-        for direction in ("input", "output"):
-            ROUTED_TOKENS.labels(tier=tier, direction=direction)
+        for winner in ("shadow", "primary", "tie"):
+            SHADOW_JUDGE_VERDICTS.labels(model=model, winner=winner)
 
 
 def zero_config_series(config: Any) -> None:
     """``zero_initialise`` for a routing config (``RoutingConfig``), called on every config load."""
     targets = list(config.models)
     shadows = {name for alias in config.aliases.values() for name in alias.shadow}
-    tiers = {str(model.tier) for model in config.models.values() if getattr(model, "tier", None)}
-    zero_initialise(
-        models=[*targets, *config.aliases],
-        targets=targets,
-        shadow_models=sorted(shadows),
-        tiers=[*sorted(tiers | set(config.routing.tiers)), OTHER],
-    )
+    zero_initialise(models=[*targets, *config.aliases], targets=targets, shadow_models=sorted(shadows))
+    publish_models({name: (str(model.tier), str(model.provider)) for name, model in config.models.items()})
 
 
 def zero_experiment_series(arms: Mapping[str, Iterable[str]]) -> None:
@@ -352,6 +359,8 @@ def zero_experiment_series(arms: Mapping[str, Iterable[str]]) -> None:
                 EXPERIMENT_REQUESTS.labels(experiment=experiment, arm=arm, status=status)
             EXPERIMENT_DURATION.labels(experiment=experiment, arm=arm)
             EXPERIMENT_COST.labels(experiment=experiment, arm=arm)
+            for direction in ("input", "output"):
+                EXPERIMENT_TOKENS.labels(experiment=experiment, arm=arm, direction=direction)
             EXPERIMENT_ATTEMPTS.labels(experiment=experiment, arm=arm, kind="attempt")
             EXPERIMENT_ATTEMPTS.labels(experiment=experiment, arm=arm, kind="retry_or_fallback")
             EXPERIMENT_ATTEMPTS.labels(experiment=experiment, arm=arm, kind="fallback")
@@ -363,17 +372,29 @@ EXPERIMENT_ATTEMPTS = Counter(
     "fallback), and requests that fell back — the failures retries hide from the client",
     ["experiment", "arm", "kind"],
 )
-ROUTED_TOKENS = Counter(
-    "prism_routed_tokens",
-    "Tokens by routing tier: the configured tier (cheap, strong, ...) of the model that answered. "
-    "The tier label of prism_tokens_total and prism_cost_usd_total is the caller's quota tier.",
-    ["tier", "direction"],
+MODEL_INFO = Gauge(
+    "prism_model_info",
+    "1 per configured model with its routing tier and provider (0 once a reload removed or changed it); "
+    "join on model for per-tier views, e.g. tokens by routing tier — the tier label of "
+    "prism_tokens_total and prism_cost_usd_total is the caller's quota tier",
+    ["model", "tier", "provider"],
+    multiprocess_mode="livemax",
 )
+SHADOW_JUDGE_VERDICTS = Counter(
+    "prism_shadow_judge_verdicts",
+    "Judged shadow pairs by winner (shadow, primary, tie); model = the shadow model",
+    ["model", "winner"],
+)
+_model_info: dict[str, tuple[str, str]] = {}
+"""The (tier, provider) this process last published per model, so a reload can zero the old ones."""
 
 
-def observe_routed_tokens(*, tier: str | None, prompt_tokens: int, completion_tokens: int) -> None:
-    """Tokens of one finished request under the routing tier of the model that served it
-    (``ModelConfig.tier``; ``other`` when it has none). Called once per request with usage."""
-    label = tier or OTHER
-    ROUTED_TOKENS.labels(tier=label, direction="input").inc(prompt_tokens)
-    ROUTED_TOKENS.labels(tier=label, direction="output").inc(completion_tokens)
+def publish_models(models: Mapping[str, tuple[str, str]]) -> None:
+    """``prism_model_info`` for the loaded config: {model: (tier, provider)}."""
+    for model, (tier, provider) in list(_model_info.items()):
+        if models.get(model) != (tier, provider):
+            MODEL_INFO.labels(model=model, tier=tier, provider=provider).set(0)
+            del _model_info[model]
+    for model, (tier, provider) in models.items():
+        MODEL_INFO.labels(model=model, tier=tier, provider=provider).set(1)
+        _model_info[model] = (tier, provider)
