@@ -159,6 +159,7 @@ class ShadowResultWriter:
     def _append(self, buffer: deque[dict[str, Any]], row: dict[str, Any]) -> None:
         if len(buffer) >= self.max_buffer:
             self.dropped += 1
+            metrics.SHADOW_DROPPED.labels(model=str(row.get("shadow_model")), reason="writer_full").inc()
             log.warning("shadow_result_dropped", pair_id=row["pair_id"])
             return
         buffer.append(row)

@@ -218,3 +218,34 @@ def test_a_killed_workers_live_gauges_are_reaped(tmp_path: Path) -> None:
     assert not any(n.startswith("gauge_livesum_") for n in names)
     assert any(n.startswith("counter_") for n in names)
     assert metrics.reap_dead_workers(str(tmp_path)) == []
+
+
+def test_an_adopted_circuit_transition_moves_the_gauge_but_is_not_counted_again() -> None:
+    from prometheus_client import REGISTRY
+
+    from gateway.routing.circuit import CircuitBreakers, CircuitState
+    from gateway.routing.config import CircuitBreakerConfig
+
+    breakers = CircuitBreakers(CircuitBreakerConfig())
+    breakers.reconfigure(CircuitBreakerConfig(), targets={"t-adopt"})
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = sample("prism_circuit_transitions_total", target="t-adopt", state="open")
+    circuit = breakers._get("t-adopt")
+    breakers._transition("t-adopt", circuit, CircuitState.OPEN, adopted=True)  # another worker opened it
+    assert sample("prism_circuit_state", target="t-adopt") == 2
+    assert sample("prism_circuit_transitions_total", target="t-adopt", state="open") == before
+    breakers._transition("t-adopt", circuit, CircuitState.CLOSED)  # this worker closed it
+    assert sample("prism_circuit_transitions_total", target="t-adopt", state="closed") == 1
+
+
+def test_sticky_user_field_is_validated_in_the_routing_config() -> None:
+    from gateway.routing.config import ConfigError, parse_config
+
+    base = "models:\n  m: {provider: mock}\nrouting:\n  sticky_user_field: "
+    assert parse_config(base + "header:x-end-user\n").routing.sticky_user_field == "header:x-end-user"
+    assert parse_config(base + "metadata:end_user\n").routing.sticky_user_field == "metadata:end_user"
+    with pytest.raises(ConfigError):
+        parse_config(base + "cookie:session\n")
