@@ -16,6 +16,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import uvicorn
 
+from gateway.observability.logging import configure_logging
 from gateway.settings import get_settings
 from gateway.supervision import PrismMultiprocess, prepare_supervisor
 
@@ -62,6 +63,7 @@ def main() -> None:
     settings = get_settings()
     workers = int(os.environ.get("GATEWAY_WORKERS", "1"))
     prepare_metrics_dir(workers)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)  # the supervisor's lines too
     options: dict[str, Any] = {
         "factory": True,
         "host": settings.host,
@@ -69,6 +71,7 @@ def main() -> None:
         "loop": "uvloop",
         "http": "httptools",
         "log_level": "warning",
+        "log_config": None,  # uvicorn's loggers propagate to the JSON root handler (logging.py)
         "access_log": False,
         # The drain (gateway.services.drain) ends open streams at drain_timeout_s; uvicorn's
         # own limit, which cancels without a word, comes a little later.

@@ -67,8 +67,8 @@ class ShadowDispatcher:
         for pair in pairs:
             pair.complete_primary(primary)
             job, pair.job = pair.job, None
-            if job is not None:
-                self.submit(model=pair.label, job=job, pair_id=pair.pair_id)
+            if job is not None and self.submit(model=pair.label, job=job, pair_id=pair.pair_id) is None:
+                self.results.dropped(pair, "queue_full")  # a counted gap in the report (issue #26)
 
     def submit(self, *, model: str, job: ShadowJob, pair_id: str | None = None) -> str | None:
         """Queue a shadow call; returns its pair id, or None when it was dropped."""

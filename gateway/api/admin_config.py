@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import ORJSONResponse
 
+from gateway.api.responses import OrjsonResponse as ORJSONResponse
 from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import InvalidRequest, NotFound, PermissionDenied
 from gateway.routing.config import ConfigError

@@ -1,36 +1,60 @@
 """Experiments: ``POST /v1/feedback`` (the caller's own requests) and the admin reports.
 
 ``GET /admin/experiments`` lists the configured experiments with this replica's canary state;
-``GET /admin/experiments/{name}`` is the per-arm report with the tests against the control;
-``GET /admin/shadow/{alias}`` compares each shadow model with the primary. Reports read the
-usage logs, feedback and shadow results in the database (flushing this replica's buffers first).
+``GET /admin/experiments/{name}`` is the per-arm report with the tests against the control, for
+the experiment's current run (``?run=<id>`` an earlier one, ``?run=all`` every row);
+``POST /admin/experiments/{name}/reset`` starts a new run (and restarts this process's canary);
+``GET /admin/experiments/{name}/runs`` lists the runs; ``GET /admin/shadow/{alias}`` compares
+each shadow model with the primary (``?since=`` an ISO time). Reports read the usage logs,
+feedback and shadow results in the database (flushing this replica's buffers first).
+
+Feedback is one rating per (request, user): ``score`` is a vote (``"up"``/``"down"``) or a
+rating, a finite number from 1 to 5; posting again replaces the earlier rating (200, not 201).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any, Literal
+import math
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.db.repositories import experiments as repo
 from gateway.deps import AccountsDep, AdminDep, AppStateDep, PrincipalDep, SessionDep
-from gateway.errors import NotFound
+from gateway.errors import InvalidRequest, NotFound
 from gateway.experiments.judge import ShadowJudge
-from gateway.experiments.reports import collect, experiment_report, shadow_report
+from gateway.experiments.reports import RATING_RANGE, collect, experiment_report, shadow_report
 
 router = APIRouter(prefix="/admin", tags=["experiments"])
 feedback_router = APIRouter(prefix="/v1", tags=["experiments"])
+
+
+SCORE_RULE = f'score must be "up", "down" or a finite number from {RATING_RANGE[0]:g} to {RATING_RANGE[1]:g}'
 
 
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=64)
-    score: Literal["up", "down"] | float
+    score: str | float
+    """``"up"``/``"down"`` (a vote) or a rating in ``RATING_RANGE`` (1-5): two kinds, kept apart."""
     comment: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _bounded(cls, value: Any) -> str | float:
+        if value in ("up", "down"):
+            return str(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(SCORE_RULE)
+        number = float(value)
+        if not math.isfinite(number) or not RATING_RANGE[0] <= number <= RATING_RANGE[1]:
+            raise ValueError(SCORE_RULE)
+        return number
 
 
 class FeedbackOut(BaseModel):
@@ -39,12 +63,22 @@ class FeedbackOut(BaseModel):
     experiment: str | None
     arm: str | None
     model: str | None
+    kind: str
+    """``thumb`` (a vote) or ``rating`` (1-5)."""
     score: float
+    thumb: str | None
+    updated: bool
+    """True when this replaced the caller's earlier rating of the request."""
 
 
 @feedback_router.post("/feedback", status_code=201, response_model=FeedbackOut)
 async def post_feedback(
-    body: FeedbackIn, state: AppStateDep, principal: PrincipalDep, accounts: AccountsDep, session: SessionDep
+    body: FeedbackIn,
+    response: Response,
+    state: AppStateDep,
+    principal: PrincipalDep,
+    accounts: AccountsDep,
+    session: SessionDep,
 ) -> FeedbackOut:
     usage = await repo.find_usage(session, body.request_id)
     if usage is None:  # the record may still be in this replica's buffer, or in a flush under way
@@ -67,7 +101,7 @@ async def post_feedback(
         score, thumb = (1.0 if body.score == "up" else 0.0), body.score
     else:
         score, thumb = float(body.score), None
-    row = await repo.add_feedback(
+    row, created = await repo.upsert_feedback(
         session,
         request_id=body.request_id,
         user_id=principal.user_id,
@@ -78,13 +112,18 @@ async def post_feedback(
         thumb=thumb,
         comment=body.comment,
     )
+    if not created:
+        response.status_code = 200
     return FeedbackOut(
         id=row.id,
         request_id=row.request_id,
         experiment=row.experiment,
         arm=row.arm,
         model=row.model,
+        kind="thumb" if row.thumb is not None else "rating",
         score=row.score,
+        thumb=row.thumb,
+        updated=not created,
     )
 
 
@@ -117,6 +156,23 @@ async def list_experiments(_: AdminDep, state: AppStateDep) -> dict[str, Any]:
     return {"data": items}
 
 
+def _known(state: Any, name: str) -> None:
+    config = state.holder.experiments.configs.get(name)
+    split = state.holder.current.config.aliases.get(name)
+    if config is None and (split is None or split.split is None):
+        raise NotFound(f"No experiment named {name!r}")
+
+
+def _run_view(run: Any, until: datetime | None) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "started_at": run.started_at.isoformat(),
+        "ended_at": until.isoformat() if until is not None else None,
+        "started_by": run.started_by,
+        "reason": run.reason,
+    }
+
+
 @router.get("/experiments/{name}")
 async def get_experiment(
     _: AdminDep,
@@ -124,19 +180,76 @@ async def get_experiment(
     accounts: AccountsDep,
     session: SessionDep,
     name: Annotated[str, Path(max_length=128)],
+    run: Annotated[str | None, Query(max_length=32, pattern=r"^(all|current|\d+)$")] = None,
 ) -> dict[str, Any]:
+    """The report of one run: the current (latest) run by default, ``?run=<id>`` an earlier one,
+    ``?run=all`` every stored row. Without any run (never reset) the report covers every row."""
     experiments = state.holder.experiments
     config = experiments.configs.get(name)
     split = state.holder.current.config.aliases.get(name)
-    if config is None and (split is None or split.split is None):
-        raise NotFound(f"No experiment named {name!r}")
+    _known(state, name)
     await _flush(state, accounts)
-    arms = collect(await repo.experiment_rows(session, name), await repo.feedback_rows(session, name))
+    since = until = None
+    run_info: dict[str, Any] = {"id": None, "started_at": None, "ended_at": None, "scope": "all rows"}
+    if run != "all":
+        chosen = (
+            await repo.get_run(session, name, int(run))
+            if run is not None and run.isdigit()
+            else next(iter(await repo.list_runs(session, name, limit=1)), None)
+        )
+        if chosen is None and run is not None and run.isdigit():
+            raise NotFound(f"No run {run} of experiment {name!r}")
+        if chosen is not None:
+            since, until = chosen.started_at, await repo.run_end(session, chosen)
+            run_info = {**_run_view(chosen, until), "scope": "one run"}
+    arms = collect(
+        await repo.experiment_rows(session, name, since=since, until=until),
+        await repo.feedback_rows(session, name, since=since, until=until),
+    )
     canary = experiments.canary(name)
     if config is None:  # a plain ``split`` alias: arms are models, the first is the control
         assert split is not None and split.split is not None
-        return experiment_report(name, _SplitView(name, list(split.split)), arms, None)
-    return experiment_report(name, config, arms, canary.describe() if canary is not None else None)
+        return experiment_report(name, _SplitView(name, list(split.split)), arms, None, run=run_info)
+    return experiment_report(
+        name, config, arms, canary.describe() if canary is not None else None, run=run_info
+    )
+
+
+class ResetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=256)
+
+
+@router.post("/experiments/{name}/reset", status_code=201)
+async def reset_experiment(
+    admin: AdminDep,
+    state: AppStateDep,
+    session: SessionDep,
+    name: Annotated[str, Path(max_length=128)],
+    body: ResetIn | None = None,
+) -> dict[str, Any]:
+    """Start a new run: later reports cover only traffic from now on, and this process's canary
+    starts its roll-out over (step 0, empty health windows; the history keeps a ``reset`` event)."""
+    _known(state, name)
+    reason = body.reason if body is not None else None
+    new = await repo.create_run(session, experiment=name, started_by=admin.user_id, reason=reason)
+    canary = state.holder.experiments.reset(name, reason=reason or "admin reset")
+    return {
+        "experiment": name,
+        "run": _run_view(new, None),
+        "canary": canary.describe() if canary is not None else None,
+    }
+
+
+@router.get("/experiments/{name}/runs")
+async def list_runs(
+    _: AdminDep, state: AppStateDep, session: SessionDep, name: Annotated[str, Path(max_length=128)]
+) -> dict[str, Any]:
+    _known(state, name)
+    runs = await repo.list_runs(session, name)
+    ends = [None, *(r.started_at for r in runs[:-1])]  # newest first: a run ends where the next began
+    return {"data": [_run_view(run, end) for run, end in zip(runs, ends, strict=True)]}
 
 
 class _SplitView:
@@ -153,11 +266,17 @@ async def get_shadow(
     accounts: AccountsDep,
     session: SessionDep,
     alias: Annotated[str, Path(max_length=128)],
+    since: Annotated[datetime | None, Query()] = None,
 ) -> dict[str, Any]:
+    if since is not None and since.tzinfo is None:
+        raise InvalidRequest("since needs a time zone (e.g. 2026-12-07T08:00:00Z)", param="since")
     await _flush(state, accounts)
     report = shadow_report(
-        alias, await repo.shadow_rows(session, alias), await repo.judgement_rows(session, alias)
+        alias,
+        await repo.shadow_rows(session, alias, since=since),
+        await repo.judgement_rows(session, alias, since=since),
     )
+    report["since"] = since.isoformat() if since is not None else None
     config = state.holder.current.config.aliases.get(alias)
     shadow = getattr(state.completions.s, "shadow", None)
     if config is not None:

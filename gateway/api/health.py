@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Response
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.api.responses import OrjsonResponse as ORJSONResponse
 from gateway.deps import AppStateDep
 from gateway.lifespan import AppState
 from gateway.observability.metrics import render_metrics

@@ -18,6 +18,7 @@ from gateway.agent.state import ChatInput
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, get_app_state, get_principal
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.experiments.sticky import end_user_key
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
 from gateway.schemas.openai import ChatCompletionRequest
@@ -188,10 +189,18 @@ async def _prepare(
     chat = chat_input(chat_request, raw)
     request_id: str = request.state.request_id
     conversation = _conversation_id(request, chat)
+    # The end user a service key speaks for (a configured header or metadata field, else OpenAI's
+    # ``user``) before the key's owner, so one B2B key fronting many end users still splits them (#26).
+    end_user, sticky_source = end_user_key(
+        state.holder.current.config.routing.sticky_user_field,
+        headers=request.headers,
+        metadata=chat.metadata,
+        user=chat_request.user,
+        principal_user=principal.user_id,
+    )
     sticky = {
-        # The end user a service key speaks for (OpenAI's ``user`` field) before the key's owner,
-        # so that one B2B key fronting many end users still splits them between arms (#26).
-        "user": chat_request.user or principal.user_id,
+        "user": end_user,
+        "user_source": sticky_source,
         "api_key": principal.api_key_id,
         "conversation": conversation,
         "request": request_id,

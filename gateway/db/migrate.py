@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic.config import Config
@@ -51,12 +55,31 @@ async def _apply(settings: Settings, action: str, revision: str) -> None:
     cfg = alembic_config(settings)
     engine = create_engine(settings)
     try:
-        async with engine.begin() as conn:
+        sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
+        async with _sqlite_file_lock(sqlite_file), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
             await conn.run_sync(_run, cfg, action, revision)
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(database: str | None) -> AsyncIterator[None]:
+    """SQLite has no advisory lock: workers sharing a database file take an ``flock`` on a file
+    beside it, so the second finds the schema migrated instead of racing ("table users already
+    exists", one worker failing and uvicorn stopping the server)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -231,7 +231,10 @@ class Feedback(Base):
     """A caller's rating of one answer, tied to the experiment arm that gave it (migration 0002)."""
 
     __tablename__ = "feedback"
-    __table_args__ = (Index("ix_feedback_experiment_arm", "experiment", "arm"),)
+    __table_args__ = (
+        Index("ix_feedback_experiment_arm", "experiment", "arm"),
+        Index("uq_feedback_request_user", "request_id", "user_id", unique=True),  # migration 0007
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -245,6 +248,8 @@ class Feedback(Base):
     thumb: Mapped[str | None] = mapped_column(String(8), default=None)
     comment: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the rating was last changed (one rating per request and user; migration 0007)."""
 
 
 class ShadowJudgement(Base):
@@ -269,3 +274,19 @@ class ShadowJudgement(Base):
     error: Mapped[str | None] = mapped_column(String(64), default=None)
     latency_ms: Mapped[float | None] = mapped_column(Float, default=None)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ExperimentRun(Base):
+    """One (re)start of an experiment's measurement; reports cover the rows since the latest run
+    (``POST /admin/experiments/{name}/reset``, migration 0007)."""
+
+    __tablename__ = "experiment_runs"
+    __table_args__ = (Index("ix_experiment_runs_experiment_started", "experiment", "started_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    experiment: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    reason: Mapped[str | None] = mapped_column(String(256), default=None)

@@ -4,7 +4,14 @@ States: ``ramping`` (step i of n) → ``complete`` (last step reached) or ``roll
 outcome of either arm goes into that arm's sliding window; after every outcome, once both windows
 hold ``min_samples``, the canary is compared to the control and rolled back (share 0%) when its
 error rate or p95 latency is worse by more than the configured margin. Steps advance on the
-canary arm's request count at the step or on the time spent at the step.
+canary arm's request count at the step or on the time spent at the step — but never before a
+health check could be made: while either window holds fewer than ``min_samples`` outcomes the step
+is *held* (a ``hold`` event in the history, a ``canary_held`` warning, status stays ``ramping``),
+so a first step shorter than the minimum sample cannot push more traffic to an unchecked arm.
+
+Every history event carries its wall-clock time (``at``, ISO 8601 UTC). ``reset`` (the admin route
+``POST /admin/experiments/{name}/reset``) starts the roll-out over at step 0 with empty windows and
+keeps the history, with a ``reset`` event.
 """
 
 from __future__ import annotations
@@ -13,10 +20,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import structlog
 
 from gateway.experiments.config import CanaryConfig
 from gateway.experiments.stats import percentile
+
+log = structlog.get_logger("prism.experiments")
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(slots=True)
@@ -43,21 +59,36 @@ class CanaryState:
         control: str,
         config: CanaryConfig,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], str] = _utc_now,
     ) -> None:
         self.experiment = experiment
         self.control = control
         self.config = config
         self.clock = clock
+        self.wall_clock = wall_clock
+        self.history: list[dict[str, Any]] = []
+        self._start("start")
+
+    def _start(self, event: str, **fields: Any) -> None:
+        config = self.config
         self.step = 0
-        self.step_started = clock()
+        self.step_started = self.clock()
         self.step_requests = 0
         self.status = "ramping" if len(config.steps) > 1 else "complete"
         self.rollback_reason: str | None = None
         self.rolled_back_at: float | None = None
-        self.history: list[dict[str, Any]] = [
-            {"step": 0, "percent": config.steps[0].percent, "event": "start"}
-        ]
-        self._windows = {name: _Window(deque(maxlen=config.window)) for name in (control, config.arm)}
+        self.held = False
+        self._windows = {name: _Window(deque(maxlen=config.window)) for name in (self.control, config.arm)}
+        self._event(event, **fields)
+
+    def _event(self, event: str, **fields: Any) -> None:
+        self.history.append(
+            {"at": self.wall_clock(), "step": self.step, "percent": self.percent, "event": event, **fields}
+        )
+
+    def reset(self, *, reason: str = "admin reset") -> None:
+        """Start the roll-out over (step 0, empty windows); the history is kept."""
+        self._start("reset", reason=reason)
 
     @property
     def percent(self) -> float:
@@ -95,8 +126,13 @@ class CanaryState:
         self.status = "rolled_back"
         self.rollback_reason = reason
         self.rolled_back_at = self.clock()
-        self.history.append({"step": self.step, "percent": 0.0, "event": "rollback", "reason": reason})
+        self._event("rollback", reason=reason)
         return True
+
+    def _checked(self) -> bool:
+        """Both windows hold enough outcomes for a health verdict."""
+        n = self.config.min_samples
+        return self._windows[self.control].n >= n and self._windows[self.config.arm].n >= n
 
     def _maybe_advance(self) -> None:
         if self.status != "ramping":
@@ -106,13 +142,28 @@ class CanaryState:
         by_time = step.after_s is not None and self.clock() - self.step_started >= step.after_s
         if not (by_count or by_time):
             return
+        if not self._checked():
+            if not self.held:
+                self.held = True
+                windows = {name: w.n for name, w in self._windows.items()}
+                self._event(
+                    "hold", reason=f"waiting for {self.config.min_samples} samples per arm", samples=windows
+                )
+                log.warning(
+                    "canary_held",
+                    experiment=self.experiment,
+                    step=self.step,
+                    min_samples=self.config.min_samples,
+                    samples=windows,
+                )
+            return
+        self.held = False
         self.step += 1
         self.step_started = self.clock()
         self.step_requests = 0
-        percent = self.config.steps[self.step].percent
-        self.history.append({"step": self.step, "percent": percent, "event": "advance"})
         if self.step == len(self.config.steps) - 1:
             self.status = "complete"
+        self._event("advance")
 
     def tick(self) -> None:
         """Time-based advance without traffic (called on assignment)."""
@@ -126,6 +177,8 @@ class CanaryState:
             "steps": len(self.config.steps),
             "percent": self.percent,
             "step_requests": self.step_requests,
+            "held": self.held,
+            "min_samples": self.config.min_samples,
             "rollback_reason": self.rollback_reason,
             "windows": {
                 name: {"n": w.n, "error_rate": w.error_rate(), "p95_latency_ms": w.p95()}

@@ -13,7 +13,8 @@ shadow job, after the primary answered.
 
 Observability: ``prism_shadow_judge_calls{model=judge,outcome}``, ``prism_shadow_judge_dropped
 {model=shadow,reason}``, ``prism_shadow_judge_score{model=shadow,side}``,
-``prism_shadow_judge_duration_seconds{model=judge}``, a ``shadow_judged`` log line per call and a
+``prism_shadow_judge_duration_seconds{model=judge}``, ``prism_shadow_judge_verdicts{model=shadow,
+winner}`` (the win rate on dashboards), a ``shadow_judged`` log line per call and a
 ``shadow.judge`` span (its own trace) when tracing is on.
 """
 
@@ -243,6 +244,8 @@ class ShadowJudge:
         metrics.SHADOW_JUDGE_CALLS.labels(model=judge_label, outcome=error or "ok").inc()
         metrics.SHADOW_JUDGE_DURATION.labels(model=judge_label).observe(latency_s)
         verdict = winner(*scores) if scores is not None else None
+        if verdict is not None:
+            metrics.SHADOW_JUDGE_VERDICTS.labels(model=pair.label, winner=verdict).inc()
         if scores is not None:
             metrics.SHADOW_JUDGE_SCORE.labels(model=pair.label, side="primary").observe(scores[0])
             metrics.SHADOW_JUDGE_SCORE.labels(model=pair.label, side="shadow").observe(scores[1])

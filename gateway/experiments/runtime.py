@@ -61,6 +61,9 @@ class Experiments:
         self._arms = arms
         for name, state in canaries.items():
             metrics.CANARY_PERCENT.labels(experiment=name).set(state.percent)
+            metrics.CANARY_ROLLBACKS.labels(experiment=name)
+        metrics.zero_experiment_series(arms)
+        metrics.zero_config_series(config)  # called on every config load: new models' series at 0
 
     def covers(self, requested: str) -> bool:
         return requested in self._by_alias
@@ -71,6 +74,15 @@ class Experiments:
 
     def canary(self, name: str) -> CanaryState | None:
         return self._canaries.get(name)
+
+    def reset(self, name: str, *, reason: str = "admin reset") -> CanaryState | None:
+        """Start a canary roll-out over on this process (``POST /admin/experiments/{name}/reset``)."""
+        state = self._canaries.get(name)
+        if state is not None:
+            state.reset(reason=reason)
+            metrics.CANARY_PERCENT.labels(experiment=name).set(state.percent)
+            log.info("canary_reset", experiment=name, reason=reason, percent=state.percent)
+        return state
 
     def assign(
         self, requested: str, *, sticky: Mapping[str, str | None], request_id: str
@@ -102,6 +114,15 @@ class Experiments:
         metrics.EXPERIMENT_DURATION.labels(experiment=experiment, arm=arm).observe(record.latency_ms / 1000)
         if record.cost_usd:
             metrics.EXPERIMENT_COST.labels(experiment=experiment, arm=arm).inc(record.cost_usd)
+        if record.attempts:
+            attempts = metrics.EXPERIMENT_ATTEMPTS
+            attempts.labels(experiment=experiment, arm=arm, kind="attempt").inc(record.attempts)
+            if record.attempts > 1:
+                attempts.labels(experiment=experiment, arm=arm, kind="retry_or_fallback").inc(
+                    record.attempts - 1
+                )
+            if record.fallback_used:
+                attempts.labels(experiment=experiment, arm=arm, kind="fallback").inc()
         metrics.EXPERIMENT_TOKENS.labels(experiment=experiment, arm=arm, direction="input").inc(
             record.prompt_tokens
         )

@@ -159,6 +159,7 @@ class ShadowResultWriter:
     def _append(self, buffer: deque[dict[str, Any]], row: dict[str, Any]) -> None:
         if len(buffer) >= self.max_buffer:
             self.dropped += 1
+            metrics.SHADOW_DROPPED.labels(model=str(row.get("shadow_model")), reason="writer_full").inc()
             log.warning("shadow_result_dropped", pair_id=row["pair_id"])
             return
         buffer.append(row)
@@ -227,6 +228,32 @@ class ShadowResults:
             streamed=streamed,
             on_done=self._done,
         )
+
+    def dropped(self, pair: ShadowPair, reason: str) -> None:
+        """A planned pair that will never run (``queue_full``, ``spend_cap``): it still leaves a row
+        (``shadow_error = "dropped:<reason>"``, no agreement) so reports count the gap."""
+        if pair.shadow is not None:
+            return
+        pair.shadow = ShadowSide(model=pair.shadow_model, error=f"dropped:{reason}")
+        log.info(
+            "shadow_pair_dropped",
+            pair_id=pair.pair_id,
+            request_id=pair.request_id,
+            alias=pair.alias,
+            shadow_model=pair.shadow_model,
+            reason=reason,
+        )
+        if self.writer is not None:
+            self.writer.add(pair.row())
+
+    def drop_planned(
+        self, *, request_id: str, alias: str, shadow_model: str, streamed: bool, label: str, reason: str
+    ) -> None:
+        """A shadow call refused before it was planned (spend cap, queue full at planning time)."""
+        pair = self.new_pair(
+            request_id=request_id, alias=alias, shadow_model=shadow_model, streamed=streamed, label=label
+        )
+        self.dropped(pair, reason)
 
     def _done(self, pair: ShadowPair) -> None:
         shadow = pair.shadow or ShadowSide()

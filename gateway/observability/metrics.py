@@ -5,12 +5,21 @@ bounded sets only: configured model/target names (anything else becomes
 ``other``), route templates, status codes, fixed enums. With several worker
 processes set ``PROMETHEUS_MULTIPROC_DIR`` before start; ``/metrics`` then sums
 every worker's values.
+
+Truthful in multiprocess mode: every gauge is ``livesum``/``livemax``, so a worker's values
+leave with it — on a graceful exit (``mark_process_dead`` in the lifespan) and, for a worker that
+was killed, at the next scrape (``reap_dead_workers``: its pid no longer runs). Counters of dead
+workers stay (they are cumulative). Series of bounded label sets are created at 0 at start-up and
+on every config load (``zero_initialise``), so ``rate()`` panels read 0, not "No data".
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -153,9 +162,52 @@ def mark_process_dead() -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def _process_running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie — dead, not yet reaped by its parent — does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def reap_dead_workers(directory: str | None = None) -> list[int]:
+    """Remove the ``live*`` gauge files of workers that are gone (SIGKILL, OOM: no lifespan exit).
+
+    Called before every multiprocess collection, so open streams, in-flight requests and circuit
+    states of a killed worker stop counting at the next scrape. Returns the pids reaped."""
+    path = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return []
+    dead: set[int] = set()
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    for name in names:
+        match = _LIVE_GAUGE_FILE.match(name)
+        if match is not None and not _process_running(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The exposition for ``/metrics``: this process's registry, or all workers' in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        reap_dead_workers()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -244,3 +296,143 @@ CONFIG_INFO = Gauge(
     ["hash"],
     multiprocess_mode="liveall",
 )
+
+
+# -- zero-initialised series and helpers for the request path (issue #26) -------------------------
+ERROR_TYPES = (
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "rate_limit_error",
+    "insufficient_quota",
+    "upstream_error",
+    "timeout_error",
+    "server_error",
+    "stream_error",
+)
+"""Every ``type`` label of ``prism_errors_total`` (the OpenAI error types of ``gateway/errors.py``
+plus ``stream_error``)."""
+REQUEST_STATUSES = ("200", "400", "401", "403", "404", "429", "499", "500", "502", "503", "504")
+"""Statuses pre-created per model on the chat route, so per-model error ratios read 0."""
+CHAT_ROUTE = "/v1/chat/completions"
+
+
+def zero_initialise(
+    *,
+    models: Iterable[str],
+    targets: Iterable[str],
+    shadow_models: Iterable[str] = (),
+) -> None:
+    """Create the series of bounded label sets at 0 (idempotent; cheap): request and error
+    counters per configured model label (plus ``other`` and ``none``), provider attempts, retries
+    and circuit state per target, cache and usage outcomes, shadow outcomes per shadow model."""
+    labels = {*models, OTHER, "none"}
+    for model in labels:
+        for status in REQUEST_STATUSES:
+            REQUESTS.labels(route=CHAT_ROUTE, model=model, status=status)
+        REQUEST_LATENCY.labels(route=CHAT_ROUTE, model=model)
+    for error_type in ERROR_TYPES:
+        ERRORS.labels(type=error_type)
+    for result in ("hit", "miss", "bypass", "error"):
+        CACHE_REQUESTS.labels(result=result)
+    for outcome in (
+        "queued",
+        "written",
+        "duplicate",
+        "retried",
+        "replayed",
+        "quarantined",
+        "unpersisted",
+        "dropped",
+    ):
+        USAGE_RECORDS.labels(outcome=outcome)
+    for outcome in ("ok", "unchanged", "rejected"):
+        CONFIG_RELOADS.labels(outcome=outcome)
+    for reason in ("unstorable_text", "integer_out_of_range", "non_finite_number", "database_refused"):
+        USAGE_QUARANTINED.labels(reason=reason)
+    for limit in ("rpm", "tpm", "tpd", "budget", "other"):
+        QUOTA_REJECTIONS.labels(limit=limit)
+    for operation in (
+        "quota_reserve",
+        "quota_settle",
+        "quota_usage",
+        "cache_get",
+        "cache_set",
+        "cache_lock",
+        "cache_unlock",
+        "cache_wait",
+    ):
+        BACKEND_ERRORS.labels(operation=operation)
+    for target in targets:
+        for outcome in ("ok", "error", "retry_budget", "circuit_open"):
+            PROVIDER_ATTEMPTS.labels(target=target, outcome=outcome)
+        RETRIES.labels(target=target)
+        CIRCUIT_STATE.labels(target=target)  # created at 0 (closed); an existing state is kept
+        for state in ("open", "half_open", "closed"):
+            CIRCUIT_TRANSITIONS.labels(target=target, state=state)
+    for model in shadow_models:
+        for outcome in ("ok", "error", "timeout"):
+            SHADOW_CALLS.labels(model=model, outcome=outcome)
+        for reason in ("queue_full", "spend_cap"):
+            SHADOW_DROPPED.labels(model=model, reason=reason)
+        SHADOW_AGREEMENT.labels(model=model)
+        for winner in ("shadow", "primary", "tie"):
+            SHADOW_JUDGE_VERDICTS.labels(model=model, winner=winner)
+
+
+def zero_config_series(config: Any) -> None:
+    """``zero_initialise`` for a routing config (``RoutingConfig``), called on every config load."""
+    targets = list(config.models)
+    shadows = {name for alias in config.aliases.values() for name in alias.shadow}
+    zero_initialise(models=[*targets, *config.aliases], targets=targets, shadow_models=sorted(shadows))
+    publish_models({name: (str(model.tier), str(model.provider)) for name, model in config.models.items()})
+
+
+def zero_experiment_series(arms: Mapping[str, Iterable[str]]) -> None:
+    """Per experiment arm: request outcomes, duration and cost at 0 (labels from the config only)."""
+    for experiment, names in arms.items():
+        for arm in names:
+            for status in ("ok", "error", "incomplete", "rejected"):
+                EXPERIMENT_REQUESTS.labels(experiment=experiment, arm=arm, status=status)
+            EXPERIMENT_DURATION.labels(experiment=experiment, arm=arm)
+            EXPERIMENT_COST.labels(experiment=experiment, arm=arm)
+            for direction in ("input", "output"):
+                EXPERIMENT_TOKENS.labels(experiment=experiment, arm=arm, direction=direction)
+            EXPERIMENT_ATTEMPTS.labels(experiment=experiment, arm=arm, kind="attempt")
+            EXPERIMENT_ATTEMPTS.labels(experiment=experiment, arm=arm, kind="retry_or_fallback")
+            EXPERIMENT_ATTEMPTS.labels(experiment=experiment, arm=arm, kind="fallback")
+
+
+EXPERIMENT_ATTEMPTS = Counter(
+    "prism_experiment_attempts",
+    "Upstream attempts per experiment arm: every attempt, those beyond the first (retry or "
+    "fallback), and requests that fell back — the failures retries hide from the client",
+    ["experiment", "arm", "kind"],
+)
+MODEL_INFO = Gauge(
+    "prism_model_info",
+    "1 per configured model with its routing tier and provider (0 once a reload removed or changed it); "
+    "join on model for per-tier views, e.g. tokens by routing tier — the tier label of "
+    "prism_tokens_total and prism_cost_usd_total is the caller's quota tier",
+    ["model", "tier", "provider"],
+    multiprocess_mode="livemax",
+)
+SHADOW_JUDGE_VERDICTS = Counter(
+    "prism_shadow_judge_verdicts",
+    "Judged shadow pairs by winner (shadow, primary, tie); model = the shadow model",
+    ["model", "winner"],
+)
+_model_info: dict[str, tuple[str, str]] = {}
+"""The (tier, provider) this process last published per model, so a reload can zero the old ones."""
+
+
+def publish_models(models: Mapping[str, tuple[str, str]]) -> None:
+    """``prism_model_info`` for the loaded config: {model: (tier, provider)}."""
+    for model, (tier, provider) in list(_model_info.items()):
+        if models.get(model) != (tier, provider):
+            MODEL_INFO.labels(model=model, tier=tier, provider=provider).set(0)
+            del _model_info[model]
+    for model, (tier, provider) in models.items():
+        MODEL_INFO.labels(model=model, tier=tier, provider=provider).set(1)
+        _model_info[model] = (tier, provider)

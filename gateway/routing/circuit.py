@@ -166,13 +166,18 @@ class CircuitBreakers:
             metrics.CIRCUIT_STATE.labels(target=self._label(target)).set(0)
         return circuit is not None
 
-    def _transition(self, target: str, circuit: _Circuit, state: CircuitState) -> None:
+    def _transition(
+        self, target: str, circuit: _Circuit, state: CircuitState, *, adopted: bool = False
+    ) -> None:
+        """``adopted``: another worker or replica made this change (shared state); the gauge follows
+        it but the transition is counted only where it happened, not once per worker."""
         if circuit.state is state:
             return
         circuit.state = state
         label = self._label(target)
         metrics.CIRCUIT_STATE.labels(target=label).set(int(state))
-        metrics.CIRCUIT_TRANSITIONS.labels(target=label, state=state.name.lower()).inc()
+        if not adopted:
+            metrics.CIRCUIT_TRANSITIONS.labels(target=label, state=state.name.lower()).inc()
         log.warning("circuit_state", target=target, state=state.name.lower(), cooldown_s=circuit.cooldown_s)
 
 

@@ -143,6 +143,10 @@ class SmartRoutingConfig(_Strict):
     sticky_timeout_ms: int = Field(default=20, ge=1, le=1000)
     """The longest the router waits for the stickiness store (Redis); slower means no stickiness."""
     escalation: EscalationConfig = EscalationConfig()
+    sticky_user_field: str | None = Field(default=None, pattern=r"^(header|metadata):[A-Za-z0-9_.-]{1,64}$")
+    """Where the end user behind a service key is named, for ``sticky: user`` experiments and
+    splits: ``header:<name>`` or ``metadata:<key>``. The key is that field, else the request's
+    OpenAI ``user``, else the authenticated user (``gateway/experiments/sticky.py``)."""
 
 
 class RetryConfig(_Strict):

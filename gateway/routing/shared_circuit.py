@@ -109,10 +109,12 @@ class SharedCircuitBreakers(CircuitBreakers):
         pending[2] += 1
         super().record_failure(target)
 
-    def _transition(self, target: str, circuit: _Circuit, state: CircuitState) -> None:
+    def _transition(
+        self, target: str, circuit: _Circuit, state: CircuitState, *, adopted: bool = False
+    ) -> None:
         if circuit.state is state:
             return
-        super()._transition(target, circuit, state)
+        super()._transition(target, circuit, state, adopted=adopted)
         if state is not CircuitState.HALF_OPEN:
             self._changed[target] = self._clock()
             self._publish.add(target)
@@ -250,7 +252,7 @@ class SharedCircuitBreakers(CircuitBreakers):
             elif circuit.state is not CircuitState.OPEN:
                 circuit.probe_in_flight = False
                 self._probe_claims.discard(target)
-                CircuitBreakers._transition(self, target, circuit, CircuitState.OPEN)
+                CircuitBreakers._transition(self, target, circuit, CircuitState.OPEN, adopted=True)
         return (
             circuit.state is not CircuitState.CLOSED
             and not circuit.probe_in_flight
@@ -265,7 +267,7 @@ class SharedCircuitBreakers(CircuitBreakers):
         circuit.window.clear()
         self._probe_claims.discard(target)
         self._changed[target] = changed
-        CircuitBreakers._transition(self, target, circuit, CircuitState.CLOSED)
+        CircuitBreakers._transition(self, target, circuit, CircuitState.CLOSED, adopted=True)
 
     async def _push(self, targets: list[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -137,6 +137,8 @@ class _Call:
     usage: Usage | None = None
     """Tokens already spent upstream when the request fails afterwards (e.g. the output guard blocks)."""
     served: str | None = None
+    sticky_source: str | None = None
+    """Where the end-user key for sticky arms came from: ``field``, ``user`` or ``principal``."""
 
 
 class CompletionService:
@@ -173,7 +175,14 @@ class CompletionService:
             streamed=chat.stream,
             conversation_id=sticky.get("conversation"),
         )
-        call = _Call(chat=chat, principal=principal, record=record, trace=trace, snapshot=snapshot)
+        call = _Call(
+            chat=chat,
+            principal=principal,
+            record=record,
+            trace=trace,
+            snapshot=snapshot,
+            sticky_source=sticky.get("user_source"),
+        )
         self._plan_cache(call, cache_policy or CachePolicy())
         # The quota reservation and the cache lookup are independent round trips: both are sent at once
         # (the multiplexed client writes them together) and stay in flight while the graph classifies,
@@ -612,7 +621,10 @@ class CompletionService:
         if served:
             headers["x-prism-model"] = served
         if route is not None:
-            headers["x-prism-route"] = route.label.replace(f"model={route.targets[0]}", f"model={served}")
+            label = route.label.replace(f"model={route.targets[0]}", f"model={served}")
+            if route.experiment is not None and call.sticky_source is not None:
+                label += f";sticky={call.sticky_source}"  # where the arm's key came from (#26)
+            headers["x-prism-route"] = label
         if trace.fallback_from is not None:
             headers["x-prism-fallback"] = f"{trace.fallback_from}->{served}"
         if trace.guard_header:

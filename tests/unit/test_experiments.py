@@ -189,9 +189,14 @@ def test_canary_advances_when_healthy() -> None:
     for _ in range(19):
         state.observe("b", ok=True, latency_ms=10)
     assert state.percent == 10
+    # The step's 20 requests are there, but min_samples (30 per arm) is not: held, not advanced.
     state.observe("b", ok=True, latency_ms=10)
-    assert state.percent == 50 and state.status == "ramping"
-    state.observe("a", ok=True, latency_ms=10)
+    assert state.percent == 10 and state.held and state.history[-1]["event"] == "hold"
+    for _ in range(30):
+        state.observe("a", ok=True, latency_ms=10)
+    for _ in range(10):
+        state.observe("b", ok=True, latency_ms=10)
+    assert state.percent == 50 and state.status == "ramping" and not state.held
     clock.now = 61
     state.tick()
     assert state.percent == 100 and state.status == "complete"
@@ -199,7 +204,12 @@ def test_canary_advances_when_healthy() -> None:
         state.observe("a", ok=True, latency_ms=10)
         state.observe("b", ok=True, latency_ms=11)
     assert state.status == "complete"
-    assert [event["event"] for event in state.history] == ["start", "advance", "advance"]
+    assert [event["event"] for event in state.history] == ["start", "hold", "advance", "advance"]
+    assert all(event["at"].endswith("+00:00") for event in state.history)
+    state.reset(reason="new build")
+    assert state.percent == 10 and state.status == "ramping" and state.step_requests == 0
+    assert state.history[-1]["event"] == "reset" and state.history[-1]["reason"] == "new build"
+    assert state.describe()["windows"]["b"]["n"] == 0
 
 
 def test_canary_rolls_back_on_errors_after_min_sample() -> None:

@@ -40,11 +40,23 @@ async def shadow(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
     messages = state["messages"]
     for name in route.shadows:
         label = snapshot.model_label(name)
-        if not results.budget.allows(name, caps.get(name)):
-            metrics.SHADOW_DROPPED.labels(model=label, reason="spend_cap").inc()
-            continue
-        if not dispatcher.has_room():
-            metrics.SHADOW_DROPPED.labels(model=label, reason="queue_full").inc()
+        reason = (
+            "spend_cap"
+            if not results.budget.allows(name, caps.get(name))
+            else "queue_full"
+            if not dispatcher.has_room()
+            else None
+        )
+        if reason is not None:
+            metrics.SHADOW_DROPPED.labels(model=label, reason=reason).inc()
+            results.drop_planned(  # a row, so the report counts the gap (issue #26)
+                request_id=ctx.trace.request_id,
+                alias=route.requested,
+                shadow_model=name,
+                streamed=request.stream,
+                label=label,
+                reason=reason,
+            )
             continue
         pair = results.new_pair(
             request_id=ctx.trace.request_id,
