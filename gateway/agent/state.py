@@ -22,6 +22,8 @@ from gateway.routing.router import RouteDecision
 from gateway.security.principal import Principal
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
+
     from gateway.agent.guard import GuardService
     from gateway.agent.shadow import ShadowDispatcher
     from gateway.experiments.shadow import ShadowPair
@@ -64,6 +66,8 @@ class RequestTrace:
     """Shadow comparisons waiting for this request's answer (completed by the service at finish)."""
     answer: str | None = None
     """The primary's answer text, kept only when a shadow pair needs it."""
+    primary_span: SpanContext | None = None
+    """The span of the latest provider attempt (tracing on): what shadow spans link to."""
 
 
 class IntentService(Protocol):

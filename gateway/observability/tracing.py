@@ -167,8 +167,15 @@ def end_attempt(
 
 
 @contextmanager
-def shadow_span(model: str, *, primary: SpanContext | None, provider: str) -> Iterator[Span]:
-    """A new root span for a shadow call, linked to the primary attempt."""
+def shadow_span(
+    model: str,
+    *,
+    primary: SpanContext | None,
+    provider: str,
+    upstream_model: str | None = None,
+    pair_id: str | None = None,
+) -> Iterator[Span]:
+    """A new root span for a shadow call, linked to the primary's answering attempt."""
     if not _state["enabled"]:
         yield trace.INVALID_SPAN
         return
@@ -183,6 +190,8 @@ def shadow_span(model: str, *, primary: SpanContext | None, provider: str) -> It
             "gen_ai.system": provider,
             "gen_ai.provider.name": provider,
             "prism.shadow": True,
+            **({"gen_ai.request.model": upstream_model} if upstream_model else {}),
+            **({"prism.shadow.pair_id": pair_id} if pair_id else {}),
         },
     ) as span:
         yield span

@@ -25,6 +25,11 @@ models:
   backup:
     provider: mock
     tier: strong
+  candidate:
+    provider: mock
+    tier: cheap
+aliases:
+  mirrored: {target: backup, shadow: [candidate]}
 fallbacks:
   primary: [backup]
 retry: {max_attempts: 2, base_delay_s: 0.001, max_delay_s: 0.002, deadline_s: 10}
@@ -135,3 +140,28 @@ async def test_streamed_attempt_span_ends_with_usage(
     assert attempt.attributes is not None and int(attempt.attributes["gen_ai.usage.output_tokens"]) > 0
     assert attempt.end_time is not None and server.end_time is not None
     assert attempt.end_time <= server.end_time
+
+
+async def test_shadow_span_links_to_the_answering_attempt_and_carries_its_usage(
+    client: tuple[httpx.AsyncClient, InMemorySpanExporter],
+) -> None:
+    """Issue #26: shadow spans linked to the ``shadow`` node and carried no model or usage."""
+    import asyncio
+
+    http, exporter = client
+    response = await http.post(
+        "/v1/chat/completions", json={"model": "mirrored", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert response.status_code == 200
+    for _ in range(200):  # the shadow runs after the answer: wait for its span, bounded
+        shadows = [s for s in exporter.get_finished_spans() if s.name == "gen_ai.chat candidate"]
+        if shadows:
+            break
+        await asyncio.sleep(0.01)
+    [shadow] = shadows
+    [attempt] = [s for s in exporter.get_finished_spans() if s.name == "gen_ai.chat backup"]
+    assert attempt.context is not None and shadow.parent is None
+    assert [link.context.span_id for link in shadow.links] == [attempt.context.span_id]
+    attributes = shadow.attributes or {}
+    assert attributes["prism.shadow"] is True and attributes["gen_ai.request.model"] == "candidate"
+    assert int(attributes["gen_ai.usage.output_tokens"]) > 0 and attributes["prism.shadow.pair_id"]

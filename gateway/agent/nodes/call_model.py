@@ -139,6 +139,8 @@ async def call_model(state: PipelineState, runtime: Runtime[PipelineContext]) ->
         params=call.params,
     )
     tracing.inject(call.headers, span=span)
+    if span.is_recording():  # shadow spans link to the attempt that answered (the last one)
+        ctx.trace.primary_span = span.get_span_context()
     metrics.PROVIDER_REQUESTS.labels(provider=target.provider.kind, model=label).inc()
     started = time.perf_counter()
     try:

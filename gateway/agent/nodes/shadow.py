@@ -36,7 +36,9 @@ async def shadow(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
     alias = snapshot.config.aliases.get(route.requested)
     caps = alias.shadow_spend_cap_usd if alias is not None else {}
     results = dispatcher.results
-    primary = trace.get_current_span().get_span_context() if tracing.enabled() else None
+    primary = (
+        ctx.trace.primary_span or trace.get_current_span().get_span_context() if tracing.enabled() else None
+    )
     messages = state["messages"]
     for name in route.shadows:
         label = snapshot.model_label(name)
@@ -90,9 +92,24 @@ def _shadow_job(
 ) -> ShadowJob:
     async def job() -> None:
         # Its own trace (it outlives the request), linked to the primary request's.
-        with tracing.shadow_span(pair.shadow_model, primary=primary, provider=target.provider.kind) as span:
+        with tracing.shadow_span(
+            pair.shadow_model,
+            primary=primary,
+            provider=target.provider.kind,
+            upstream_model=target.upstream_model,
+            pair_id=pair.pair_id,
+        ) as span:
             tracing.inject(call.headers, span=span)
-            await _run_shadow(target, call, pair, prompt_tokens, results)
+            try:
+                await _run_shadow(target, call, pair, prompt_tokens, results)
+            finally:
+                side = pair.shadow
+                if side is not None and span.is_recording():
+                    span.set_attribute("gen_ai.usage.input_tokens", side.prompt_tokens)
+                    span.set_attribute("gen_ai.usage.output_tokens", side.completion_tokens)
+                    span.set_attribute("prism.cost_usd", side.cost_usd)
+                    if side.error is not None:
+                        span.set_attribute("error.type", side.error)
 
     return job
 
