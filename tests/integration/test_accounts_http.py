@@ -129,7 +129,9 @@ async def test_parallel_refresh_two_tabs_keep_the_session(gw: GatewayProcess) ->
         for r in results:  # both tabs go on with their own pair
             nxt = await client.post("/auth/refresh", json={"refresh_token": r.json()["refresh_token"]})
             assert nxt.status_code == 200
-            assert (await client.get("/users/me", headers=_bearer(nxt.json()["access_token"]))).status_code == 200
+            assert (
+                await client.get("/users/me", headers=_bearer(nxt.json()["access_token"]))
+            ).status_code == 200
 
 
 async def test_unknown_user_and_wrong_password_look_alike_and_throttle(gw: GatewayProcess) -> None:
@@ -276,3 +278,68 @@ async def test_conversation_store_through_completions(gw: GatewayProcess) -> Non
         assert (
             await client.get(f"/api/conversations/{conv}", headers=_bearer(alice["access_token"]))
         ).status_code == 404
+
+
+async def test_change_password_ends_every_other_session(gw: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        email, first = await _signup(client)
+        second = (await client.post("/auth/login", json={"email": email, "password": PASSWORD})).json()
+        new_password = "amber-lantern-orchard-57"
+        wrong = await client.post(
+            "/auth/password",
+            json={"current_password": "not-my-password-9", "new_password": new_password},
+            headers=_bearer(first["access_token"]),
+        )
+        assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_current_password"
+        r = await client.post(
+            "/auth/password",
+            json={"current_password": PASSWORD, "new_password": new_password},
+            headers=_bearer(first["access_token"]),
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "no-store"
+        fresh = r.json()
+        for old in (first, second):
+            assert (await client.get("/users/me", headers=_bearer(old["access_token"]))).status_code == 401
+            refreshed = await client.post("/auth/refresh", json={"refresh_token": old["refresh_token"]})
+            assert refreshed.status_code == 401
+        assert (await client.get("/users/me", headers=_bearer(fresh["access_token"]))).status_code == 200
+        old_login = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert old_login.status_code == 401
+        new_login = await client.post("/auth/login", json={"email": email, "password": new_password})
+        assert new_login.status_code == 200
+
+
+async def test_admin_reset_token_works_once(gw: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        admin = _bearer(
+            (
+                await client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+            ).json()["access_token"]
+        )
+        email, user = await _signup(client)
+        me = (await client.get("/users/me", headers=_bearer(user["access_token"]))).json()
+        refused = await client.post(
+            f"/admin/users/{me['id']}/password-reset", headers=_bearer(user["access_token"])
+        )
+        assert refused.status_code == 403
+        issued = await client.post(f"/admin/users/{me['id']}/password-reset", headers=admin)
+        assert issued.status_code == 201, issued.text
+        assert issued.headers["cache-control"] == "no-store"
+        reset_token = issued.json()["reset_token"]
+        # the account is locked at once: old sessions and the old password stop working
+        assert (await client.get("/users/me", headers=_bearer(user["access_token"]))).status_code == 401
+        assert (
+            await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        ).status_code == 401
+        # a reset token is not an access token
+        assert (await client.get("/users/me", headers=_bearer(reset_token))).status_code == 401
+        new_password = "copper-meadow-violin-38"
+        body = {"token": reset_token, "new_password": new_password}
+        assert (await client.post("/auth/password-reset", json=body)).status_code == 204
+        again = await client.post("/auth/password-reset", json={**body, "new_password": "other-pass-77-zz"})
+        assert again.status_code == 400 and again.json()["error"]["code"] == "invalid_reset_token"
+        forged = await client.post("/auth/password-reset", json={**body, "token": reset_token[:-4] + "AAAA"})
+        assert forged.json() == again.json()
+        r = await client.post("/auth/login", json={"email": email, "password": new_password})
+        assert r.status_code == 200

@@ -142,7 +142,9 @@ async def test_security_headers_no_store_and_metrics_token() -> None:
         refused = await client.get("/metrics")
         assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
         assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
-        assert (await client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 24})).status_code == 200
+        assert (
+            await client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 24})
+        ).status_code == 200
     async with _client() as client:  # development: no token, no HSTS
         r = await client.get("/metrics")
         assert r.status_code == 200 and "strict-transport-security" not in r.headers
