@@ -34,7 +34,7 @@ from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
 from gateway.observability.middleware import GatewayMiddleware
 from gateway.schemas.openai import ChatCompletionRequest
-from gateway.security.headers import SecurityHeadersMiddleware
+from gateway.security.headers import SecurityHeadersMiddleware, require_production_surface
 from gateway.settings import Settings, get_settings
 
 
@@ -79,6 +79,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None) -> PrismApp:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    require_production_surface(settings)
     docs = settings.docs_served  # closed in production unless GATEWAY_DOCS_ENABLED
     app = PrismApp(
         title="Prism",

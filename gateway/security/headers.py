@@ -34,6 +34,13 @@ NO_STORE_PREFIXES = ("/auth/", "/api/keys", "/admin/users/")
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
+def require_production_surface(settings: Settings) -> None:
+    """A production server does not start with ``/metrics`` open."""
+    token = settings.metrics_token
+    if settings.env == "production" and (token is None or len(token.get_secret_value()) < 16):
+        raise ValueError("GATEWAY_METRICS_TOKEN (at least 16 characters) is required in production")
+
+
 def hsts_max_age(settings: Settings) -> int:
     if settings.hsts_max_age_s is not None:
         return max(0, settings.hsts_max_age_s)

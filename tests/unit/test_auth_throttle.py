@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from gateway.errors import RateLimited
 from gateway.security.client_address import ClientAddressResolver, bucket, parse_networks
-from gateway.security.headers import SecurityHeadersMiddleware
+from gateway.security.headers import SecurityHeadersMiddleware, require_production_surface
 from gateway.security.throttle import AuthThrottle, ThrottleLimits
 from gateway.settings import get_settings
 
@@ -153,7 +153,7 @@ async def test_security_headers_no_store_and_metrics_token() -> None:
 def test_production_requires_a_metrics_token_and_closes_registration_and_docs() -> None:
     secret = "s" * 40
     with pytest.raises(ValueError, match="GATEWAY_METRICS_TOKEN"):
-        get_settings(env="production", jwt_secret=secret)
+        require_production_surface(get_settings(env="production", jwt_secret=secret))
     prod = get_settings(env="production", jwt_secret=secret, metrics_token="t" * 20)
     assert not prod.registration_enabled and not prod.docs_served
     assert get_settings(env="production", jwt_secret=secret, metrics_token="t" * 20, registration_open=True)
