@@ -13,8 +13,8 @@ import importlib.util
 import os
 import shutil
 import signal
-import time
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
