@@ -249,6 +249,10 @@ class Authenticator:
     async def _from_access_token(self, token: str) -> Principal:
         claims = self.tokens.verify_access(token)
         user = await self._user(claims.user_id)
+        if user is not None and user.token_version < claims.token_version:
+            # A token newer than our cached user (issued elsewhere after a password change or a
+            # logout-all): the cache is what is stale, not the token.
+            user = await self._user(claims.user_id, fresh=True)
         if user is None or user.disabled:
             raise AuthenticationFailed("Invalid access token", code="invalid_token")
         if user.token_version != claims.token_version:
@@ -276,9 +280,9 @@ class Authenticator:
         self._sessions.put(session_id, active)
         return active
 
-    async def _user(self, user_id: str) -> _UserEntry | None:
+    async def _user(self, user_id: str, *, fresh: bool = False) -> _UserEntry | None:
         hit, entry = self._users.get(user_id)
-        if hit:
+        if hit and not fresh:
             return entry
         try:
             async with self.sessionmaker() as session:

@@ -62,11 +62,12 @@ def cluster(
         "GATEWAY_LOGIN_MAX_FAILURES_PER_ACCOUNT": str(PAIR_LIMIT),
         "GATEWAY_LOGIN_MAX_FAILURES_PER_ACCOUNT_TOTAL": str(ACCOUNT_LIMIT),
     }
-    a = start_gateway(tmp_path_factory.mktemp("replica-a"), env=env, workers=2)
+    a = start_gateway(tmp_path_factory.mktemp("replica-a"), env=env, workers=2, ready_timeout=120)
     try:
         b = start_gateway(
             tmp_path_factory.mktemp("replica-b"),
             env={**env, "GATEWAY_REGISTRATION_OPEN": "true", "GATEWAY_REGISTER_MAX_PER_IP": "1000"},
+            ready_timeout=120,
         )
     except BaseException:
         a.stop()
@@ -200,6 +201,10 @@ async def test_password_change_and_logout_reach_the_other_replica(cluster: Clust
             headers=auth,
         )
         assert r.status_code == 200, r.text
+        # the new session works at once everywhere, though B's cache still holds the old version
+        fresh = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        for url in (cluster.b.url, cluster.a.url) * 2:
+            assert (await client.get(f"{url}/users/me", headers={**CLOSE, **fresh})).status_code == 200
         changed = await _revoked_within(cluster.b.url, client, old["access_token"], bound=CACHE_TTL_S + 2)
 
         session = r.json()
