@@ -8,8 +8,10 @@ Every response: ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-refer
 ``X-Frame-Options: DENY``, ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``
 (the API serves no HTML, so nothing may load or frame it), and ``Strict-Transport-Security`` when
 ``hsts_max_age_s`` is positive (the default in production). The development API docs get a CSP
-that lets them load their Swagger/ReDoc assets. Answers that carry credentials (``/auth/``,
-``/api/keys``, ``/admin/users/``) get ``Cache-Control: no-store``.
+that lets them load their Swagger/ReDoc assets; ``/ui`` (the console) one that allows its own
+same-origin assets only; on those paths a header the app set itself is kept, not duplicated.
+Answers that carry credentials (``/auth/``, ``/api/keys``, ``/admin/users/``) get
+``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ _DOCS_CSP = (
     b"font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
     b"https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; frame-ancestors 'none'"
 )
+_UI_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 NO_STORE_PREFIXES = ("/auth/", "/api/keys", "/admin/users/")
+UI_PREFIX = "/ui"
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
@@ -65,6 +72,7 @@ class SecurityHeadersMiddleware:
             (b"pragma", b"no-cache"),
         ]
         self.docs: list[Header] = [*common, (b"content-security-policy", _DOCS_CSP)]
+        self.ui: list[Header] = [*common, (b"content-security-policy", _UI_CSP)]
         token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
         self.metrics_authorization = f"Bearer {token}".encode() if token else None
 
@@ -73,20 +81,29 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        extra = self.headers
         if path.startswith(NO_STORE_PREFIXES):
-            extra = self.no_store
+            extra, dedupe = self.no_store, True
         elif path in DOCS_PATHS:
-            extra = self.docs
+            extra, dedupe = self.docs, True
+        elif path.startswith(UI_PREFIX):
+            extra, dedupe = self.ui, True
         elif (
             path == "/metrics" and self.metrics_authorization is not None and not self._metrics_allowed(scope)
         ):
             await self._refuse_metrics(send)
             return
+        else:  # the API, hot path included: nothing there sets these headers
+            extra, dedupe = self.headers, False
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
+                if dedupe:  # a header the app chose itself (its own CSP, Cache-Control) wins
+                    headers = list(message.get("headers", ()))
+                    present = {name.lower() for name, _ in headers}
+                    headers.extend(h for h in extra if h[0] not in present)
+                    message["headers"] = headers
+                else:
+                    message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -120,8 +120,13 @@ async def _ok(request: object) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def _own_csp(request: object) -> JSONResponse:
+    return JSONResponse({"ok": True}, headers={"Content-Security-Policy": "default-src 'self' data:"})
+
+
 def _client(**overrides: object) -> httpx.AsyncClient:
-    app = Starlette(routes=[Route(p, _ok) for p in ("/v1/models", "/auth/login", "/metrics")])
+    routes = [Route(p, _ok) for p in ("/v1/models", "/auth/login", "/metrics", "/ui/")]
+    app = Starlette(routes=[*routes, Route("/ui/own", _own_csp)])
     settings = get_settings(**overrides)
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=SecurityHeadersMiddleware(app, settings=settings)),
@@ -145,6 +150,10 @@ async def test_security_headers_no_store_and_metrics_token() -> None:
         assert (
             await client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 24})
         ).status_code == 200
+        ui = await client.get("/ui/")
+        assert "script-src 'self'" in ui.headers["content-security-policy"]
+        own = await client.get("/ui/own")  # the console's own policy is kept, not doubled
+        assert own.headers.get_list("content-security-policy") == ["default-src 'self' data:"]
     async with _client() as client:  # development: no token, no HSTS
         r = await client.get("/metrics")
         assert r.status_code == 200 and "strict-transport-security" not in r.headers
