@@ -127,11 +127,13 @@ class MemoryAttemptStore:
         self._events.pop(key, None)
 
 
-# KEYS: bucket keys. ARGV: now_ms, window_ms, member, guard (1-based, 0 = none), then one limit per
+# KEYS: bucket keys. ARGV: (unused), window_ms, member, guard (1-based, 0 = none), then one limit per
 # key (negative = soft). Returns -1 when admitted (the member is added to every key), else the wait
-# in ms until the binding bucket falls below its limit.
+# in ms until the binding bucket falls below its limit. The clock is Redis's own (TIME): one clock
+# for every replica, whatever their skew.
 _ACQUIRE = """
-local now = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[2])
 local guard = tonumber(ARGV[4])
 local counts = {}
@@ -148,6 +150,7 @@ for i, key in ipairs(KEYS) do
     local entry = redis.call('ZRANGE', key, counts[i] - limit, counts[i] - limit, 'WITHSCORES')
     local w = tonumber(entry[2]) + window - now
     if w < 1 then w = 1 end
+    if w > window then w = window end
     if w > wait then wait = w end
   end
 end
@@ -173,8 +176,7 @@ class RedisAttemptStore:
     async def acquire(
         self, buckets: Sequence[Bucket], *, window_s: float, member: str, guard: int | None
     ) -> float | None:
-        now_ms = int(time.time() * 1000)
-        args: list[str | int] = [now_ms, int(window_s * 1000), member, 0 if guard is None else guard + 1]
+        args: list[str | int] = [0, int(window_s * 1000), member, 0 if guard is None else guard + 1]
         args.extend(-b.limit if b.soft else b.limit for b in buckets)
         result = int(await self._acquire(keys=[b.key for b in buckets], args=args))
         return None if result < 0 else result / 1000
@@ -215,8 +217,8 @@ class Attempt:
             await self.store.release(self.release_keys, member=self.member)
             if self.clear_key is not None:
                 await self.store.clear(self.clear_key)
-        except (RedisError, OSError, TimeoutError):
-            log.warning("auth_throttle_release_failed", exc_info=True)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("auth_throttle_release_failed", error=type(exc).__name__)
 
 
 def _digest(value: str) -> str:
@@ -245,8 +247,8 @@ class AuthThrottle:
         try:
             async with asyncio.timeout(2.0):
                 wait = await store.acquire(buckets, window_s=window_s, member=member, guard=guard)
-        except (RedisError, OSError, TimeoutError):
-            log.warning("auth_throttle_redis_failed", action=action, exc_info=True)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("auth_throttle_redis_failed", action=action, error=type(exc).__name__)
             THROTTLE.labels(action=action, outcome="fallback").inc()
             store = self.memory
             wait = await store.acquire(buckets, window_s=window_s, member=member, guard=guard)
