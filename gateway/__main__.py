@@ -17,6 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import uvicorn
 
 from gateway.settings import get_settings
+from gateway.supervision import PrismMultiprocess, prepare_supervisor
 
 
 def prepare_metrics_dir(workers: int) -> str | None:
@@ -78,7 +79,9 @@ def main() -> None:
         "proxy_headers": False,
     }
     if workers > 1:
-        uvicorn.run("gateway.main:create_app", workers=workers, **options)
+        prepare_supervisor()
+        config = uvicorn.Config("gateway.main:create_app", workers=workers, **options)
+        PrismMultiprocess(config, sockets=[config.bind_socket()]).run()
         return
     PrismServer(uvicorn.Config("gateway.main:create_app", **options)).run()
 

@@ -84,6 +84,12 @@ class ContextTooLong(InvalidRequest):
     default_code = "context_length_exceeded"
 
 
+class RequestTooLarge(InvalidRequest):
+    """A request no rate-limit window could ever admit (e.g. its tokens exceed the TPM limit)."""
+
+    default_code = "request_too_large"
+
+
 class UnsupportedParameter(InvalidRequest):
     default_code = "unsupported_parameter"
 

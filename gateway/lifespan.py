@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,12 +18,12 @@ from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.cache import CacheBackends, open_backends
 from gateway.cache.service import PipelineCache
+from gateway.config_sync import ConfigSync
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResultWriter
 from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
-from gateway.routing.config import ConfigError
 from gateway.routing.shared_circuit import open_circuits
 from gateway.routing.smart import ConversationTiers, SmartRouting
 from gateway.runtime import ConfigHolder
@@ -46,19 +45,7 @@ class AppState:
     draining: bool = False
     accounts: Accounts | None = None
     backends: CacheBackends | None = None
-
-
-def _install_sighup(holder: ConfigHolder) -> None:
-    loop = asyncio.get_running_loop()
-
-    def reload() -> None:
-        try:
-            holder.load()
-        except ConfigError as exc:
-            log.error("config_reload_rejected", error=str(exc))
-
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, reload)
+    config_sync: ConfigSync | None = None
 
 
 def _resident_mb() -> float | None:
@@ -92,7 +79,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         stack.push_async_callback(holder.circuits.aclose)
         holder.load()
         stack.push_async_callback(holder.aclose)
-        _install_sighup(holder)
+        config_sync = ConfigSync.for_settings(holder, settings)  # SIGHUP and cluster-wide reloads
+        await config_sync.start()
+        stack.push_async_callback(config_sync.aclose)
         classifier = await asyncio.to_thread(IntentClassifier.load)
         graph = build_graph()
         runner = DirectExecutor(graph) if settings.pipeline_engine == "direct" else PregelRunner(graph)
@@ -130,6 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             clients=clients,
             accounts=accounts,
             backends=backends,
+            config_sync=config_sync,
         )
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))

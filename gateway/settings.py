@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     usage_flush_interval_s: float = 0.5
     usage_buffer_max: int = 100_000
     usage_spill_dir: Path = Path("var/usage-spill")
+    """The usage ledger's segment files (``gateway/usage/segments.py``): one directory per host or
+    pod, shared by its workers (and by replicas on the same host); it must survive a process restart."""
+    usage_orphan_scan_s: float = 5.0
+    """How often a worker looks for segments a dead worker left, to replay them."""
+    usage_fsync: bool = False
+    """``fsync`` each usage record: survives a host crash too, at the cost of a disk flush per request."""
 
     pipeline_engine: Literal["direct", "langgraph"] = "direct"
     """How the request graph runs: the direct walker of the compiled graph, or LangGraph's Pregel loop."""
@@ -84,6 +90,14 @@ class Settings(BaseSettings):
     api_key_last_used_flush_s: float = 30.0
     usage_spill_threshold: int = 10_000
     conversation_max_messages: int = 500
+
+    # --- config reload across workers and replicas (issue #18) ---
+    replica_id: str | None = None
+    """This replica's name in the config status (``/admin/config/status``); default ``host:parent-pid``."""
+    config_reload_wait_s: float = Field(default=5.0, ge=0, le=60)
+    """``POST /admin/config/reload`` waits at most this long for every worker to confirm the notice."""
+    supervisor_pid: int | None = None
+    """Set by ``python -m gateway`` for its workers (not by operators): the parent that forwards SIGHUP."""
 
     # --- security: throttling, client address, production surface, account lifecycle (issue #18) ---
     trusted_proxies: str = ""

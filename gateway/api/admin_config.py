@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import ORJSONResponse
 
 from gateway.deps import AppStateDep, PrincipalDep
@@ -19,13 +21,38 @@ def _require_admin(principal: Principal) -> None:
 
 
 @router.post("/config/reload")
-async def reload_config(state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+async def reload_config(
+    state: AppStateDep,
+    principal: PrincipalDep,
+    wait_s: Annotated[float | None, Query(ge=0, le=60)] = None,
+) -> ORJSONResponse:
+    """Reload the routing file in every worker of every replica (``gateway/config_sync.py``).
+
+    The file is validated here first: an invalid one is refused (400 ``invalid_config``) and nothing
+    is sent, so every worker keeps its running config. Otherwise the answer lists every worker with
+    the config hash it runs; ``converged`` is true once all of them run this worker's hash.
+    ``wait_s`` bounds the wait for the other workers (default ``GATEWAY_CONFIG_RELOAD_WAIT_S``).
+    """
     _require_admin(principal)
+    sync = state.config_sync
     try:
-        snapshot = state.holder.load()
+        if sync is None:
+            state.holder.reload()
+            report: dict[str, object] = {"hash": state.holder.config_hash, "scope": "process"}
+        else:
+            report = await sync.reload_everywhere(wait_s=wait_s)
     except ConfigError as exc:
         raise InvalidRequest(str(exc), code="invalid_config") from exc
-    return ORJSONResponse({"status": "reloaded", "models": sorted(snapshot.targets)})
+    return ORJSONResponse({"status": "reloaded", "models": sorted(state.holder.current.targets), **report})
+
+
+@router.get("/config/status")
+async def config_status(state: AppStateDep, principal: PrincipalDep) -> ORJSONResponse:
+    """Which replica and worker runs which routing config hash (workers seen in the last seconds)."""
+    _require_admin(principal)
+    if state.config_sync is None:
+        return ORJSONResponse({"hash": state.holder.config_hash, "scope": "process", "workers": []})
+    return ORJSONResponse(await state.config_sync.describe())
 
 
 @router.get("/circuits")

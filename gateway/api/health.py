@@ -42,9 +42,12 @@ async def readyz(state: AppStateDep) -> ORJSONResponse:
         checks["redis"] = await state.backends.ping()
         if state.backends.quotas.config.fail_mode == "closed":
             ready = ready and checks["redis"]
-    return ORJSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
-    )
+    body: dict[str, object] = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if state.holder.loaded:
+        # which routing config this worker runs (every worker: GET /admin/config/status)
+        holder = state.holder
+        body["config"] = {"hash": holder.config_hash, "reload_error": holder.last_error is not None}
+    return ORJSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", include_in_schema=False)

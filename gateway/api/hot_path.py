@@ -68,6 +68,7 @@ class PrismApp(FastAPI):
             if self.root_path:
                 scope["root_path"] = self.root_path
             scope["app"] = self
+            scope["prism.hot"] = True  # the endpoint checks its own body (GatewayMiddleware skips it)
             await self.hot(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

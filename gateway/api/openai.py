@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.agent.state import ChatInput
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, get_app_state, get_principal
-from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
 from gateway.schemas.openai import ChatCompletionRequest
@@ -34,21 +35,29 @@ _CHAT_SCHEMA = {
 }
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Nested deeper than ``limit``, or holding an integer outside 64 bits (which no JSON
-    encoder downstream — cache keys, provider SDKs — could write back): refuse either."""
+def _body_problem(value: Any, limit: int) -> str | None:
+    """Why a parsed body is refused before validation: nested deeper than ``limit``, an integer
+    outside 64 bits (which no JSON encoder downstream — cache keys, provider SDKs — could write
+    back), or a NUL character in any key or string (the database cannot store it; orjson already
+    refuses unpaired surrogates as invalid JSON). One walk for all three."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
+            return f"The request body is nested deeper than {limit} levels"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "The request body contains a NUL character in a string"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    return "The request body contains a NUL character in a key"
+                stack.append((child, depth + 1))
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
         elif type(item) is int and not -(2**63) <= item < 2**64:
-            return True
-    return False
+            return "The request body holds an integer out of the 64-bit range"
+    return None
 
 
 def parse_chat_request(
@@ -63,12 +72,9 @@ def parse_chat_request(
         ) from exc
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
-    if _depth_exceeds(raw, max_depth):
-        raise InvalidRequest(
-            f"The request body is nested deeper than {max_depth} levels or holds an integer out of "
-            "the 64-bit range",
-            code="invalid_json",
-        )
+    problem = _body_problem(raw, max_depth)
+    if problem is not None:
+        raise InvalidRequest(problem, code="invalid_text" if "NUL" in problem else "invalid_json")
     try:
         request = ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:
@@ -181,14 +187,38 @@ async def _prepare(
     )
     chat = chat_input(chat_request, raw)
     request_id: str = request.state.request_id
-    conversation = request.headers.get("x-prism-conversation-id") or chat.metadata.get("conversation_id")
+    conversation = _conversation_id(request, chat)
     sticky = {
-        "user": principal.user_id or chat_request.user,
+        # The end user a service key speaks for (OpenAI's ``user`` field) before the key's owner,
+        # so that one B2B key fronting many end users still splits them between arms (#26).
+        "user": chat_request.user or principal.user_id,
         "api_key": principal.api_key_id,
         "conversation": conversation,
         "request": request_id,
     }
     return chat, request_id, conversation, sticky
+
+
+_CONVERSATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _conversation_id(request: Request, chat: ChatInput) -> str | None:
+    """``X-Prism-Conversation-Id`` or ``metadata.conversation_id``: an id the conversation store can
+    hold (``[A-Za-z0-9._:-]``, at most 64 characters), else a 400 naming where it came from."""
+    header = request.headers.get("x-prism-conversation-id")
+    value, param = (header, "X-Prism-Conversation-Id") if header else (
+        chat.metadata.get("conversation_id"),
+        "metadata.conversation_id",
+    )
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _CONVERSATION_ID.match(value):
+        raise InvalidRequest(
+            f"{param} must be 1 to 64 characters of letters, digits and . _ : -",
+            param=param,
+            code="invalid_conversation_id",
+        )
+    return value
 
 
 @router.post("/chat/completions", openapi_extra=_CHAT_SCHEMA, response_model=None)
@@ -234,14 +264,22 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
                 )
             chat.messages = merged
             chat.prompt_tokens = count_messages(merged)
-    result = await state.completions.run(
-        chat=chat,
-        principal=principal,
-        request_id=request_id,
-        sticky=sticky,
-        cache_policy=cache_policy(request.headers.get("cache-control"), request.headers.get("x-prism-cache")),
-        timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
-    )
+    try:
+        result = await state.completions.run(
+            chat=chat,
+            principal=principal,
+            request_id=request_id,
+            client_request_id=getattr(request.state, "client_request_id", None),
+            sticky=sticky,
+            cache_policy=cache_policy(
+                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
+            ),
+            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
+        )
+    except GatewayError as exc:
+        # Errors are labelled too (the model they were about, a bounded label), not "none" (#26).
+        request.state.metric_model = state.holder.current.model_label(exc.headers.get("x-prism-model"))
+        raise
     request.state.metric_model = state.holder.current.model_label(result.model)
 
     async def store(answer: str | None) -> None:

@@ -44,7 +44,7 @@ from gateway.cache.quota_backends import (
     ScopeStats,
     SettleArgs,
 )
-from gateway.errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from gateway.errors import QuotaExceeded, RateLimited, RequestTooLarge, ServiceUnavailable
 from gateway.observability.metrics import BACKEND_ERRORS, QUOTA_REJECTIONS, QUOTA_SETTLE_QUEUE
 from gateway.security.principal import Principal
 
@@ -77,6 +77,9 @@ class QuotaConfig(BaseModel):
     fail_mode: Literal["open", "closed"] = "open"
     reservation_ttl_s: int = Field(default=600, ge=1)
     settled_marker_ttl_s: int = Field(default=86_400, ge=60)
+    completion_estimate_tokens: int = Field(default=1024, ge=1)
+    """Output tokens reserved for a request without ``max_tokens`` (settled to the real count after);
+    never more than the model's own output limit, nor than what the TPM limit leaves after the prompt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,28 @@ class EffectiveLimits:
     """Every scope one request counts against. Built by :meth:`QuotaLimiter.limits_for`."""
 
     scopes: tuple[ScopeLimits, ...] = ()
+
+    def token_estimate(self, *, prompt_tokens: int, max_tokens: int | None, default_output: int) -> int:
+        """Tokens to reserve: the prompt plus ``max_tokens`` when the client set it, else a default
+        estimate clamped to what the tightest TPM limit leaves. A request that no minute could ever
+        admit (the prompt alone, or the prompt plus the ``max_tokens`` asked for, above a TPM limit)
+        is a ``RequestTooLarge`` (400): waiting would not help, so there is no retry hint."""
+        tpm_limits = [(s.tpm, s.scope) for s in self.scopes if s.tpm is not None]
+        tightest, scope = min(tpm_limits) if tpm_limits else (None, "")
+        needed = prompt_tokens + (max_tokens or 1)
+        if tightest is not None and needed > tightest:
+            owner = "API key" if scope.startswith("key:") else "user"
+            asked = f" plus max_tokens {max_tokens}" if max_tokens else ""
+            raise RequestTooLarge(
+                f"This request needs at least {needed} tokens (the prompt's {prompt_tokens}{asked}), "
+                f"more than this {owner}'s limit of {tightest} tokens per minute: it can never be "
+                "admitted. Shorten the prompt or lower max_tokens.",
+                param="max_tokens" if max_tokens and prompt_tokens < tightest else "messages",
+            )
+        if max_tokens:
+            return needed
+        output = default_output if tightest is None else min(default_output, tightest - prompt_tokens)
+        return prompt_tokens + max(output, 1)
 
 
 def key_scope(api_key_id: str) -> str:

@@ -192,11 +192,12 @@ class ResponseCache:
         finally:
             await self.leave_flight(key, flight)
 
-    async def enter_flight(self, key: str, *, wait_s: float = 30.0) -> Flight:
+    async def enter_flight(self, key: str, *, wait_s: float = 30.0, count_miss: bool = True) -> Flight:
         """``single_flight``'s entry, for a caller that leaves it from elsewhere (the completion
         service enters it in the background while the graph routes and guards the prompt). Every
         flight entered must be passed to :meth:`leave_flight`; one whose entry fails or is
-        cancelled has already left."""
+        cancelled has already left. ``count_miss=False``: the caller counts the miss itself (the
+        completion service, only once the request's quota reservation has passed)."""
         existing = self._inflight.get(key)
         if existing is not None:
             try:
@@ -232,7 +233,7 @@ class ResponseCache:
                     fut.set_result(found)
                 return Flight(leader=False, entry=found, checked=True, owned=fut)
             if leader:
-                if checked:
+                if checked and count_miss:
                     CACHE_REQUESTS.labels(result="miss").inc()
                 return Flight(leader=True, checked=checked or failed, owned=fut)
             entry = await self._wait_remote(key, wait_s)

@@ -144,9 +144,11 @@ class UsageLog(Base):
         Index("ix_usage_user_created", "user_id", "created_at"),
         Index("ix_usage_model_created", "model_served", "created_at"),
         Index("ix_usage_key_created", "api_key_id", "created_at"),
+        Index("ix_usage_client_request", "client_request_id"),
     )
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_request_id: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime]
     user_id: Mapped[str | None] = mapped_column(String(32))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
@@ -175,6 +177,23 @@ class UsageLog(Base):
     fallback_used: Mapped[bool] = mapped_column(Boolean)
     guard_flags: Mapped[str | None] = mapped_column(String(256))
     conversation_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class UsageQuarantine(Base):
+    """Usage records the database refused (or validation caught), kept with the reason instead of
+    blocking the records around them (``gateway/usage/recorder.py``). ``payload`` is the record as
+    ASCII-escaped JSON, so any text survives; replaying one after a fix is an operator's decision."""
+
+    __tablename__ = "usage_quarantine"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ShadowResult(Base):

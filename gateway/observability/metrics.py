@@ -217,3 +217,30 @@ SHADOW_JUDGE_SCORE = Histogram(
 SHADOW_JUDGE_DURATION = Histogram(
     "prism_shadow_judge_duration_seconds", "Shadow judge call duration", ["model"], buckets=LATENCY_BUCKETS
 )
+
+
+# -- usage ledger (issue #17) ------------------------------------------------------------------------
+USAGE_QUARANTINED = Counter(
+    "prism_usage_quarantined",
+    "Usage records the database could not store, kept in usage_quarantine (must stay 0)",
+    ["reason"],
+)
+USAGE_PENDING_SEGMENTS = Gauge(
+    "prism_usage_pending_segments",
+    "Sealed usage segments of a worker waiting for the database",
+    multiprocess_mode="livesum",
+)
+
+# -- served-model policy and cluster-wide config reload (issue #18, helper "scope") ----------------
+ROUTE_POLICY = Counter(
+    "prism_route_policy",
+    "Routes changed by a key's or user's allowed_models: filtered (targets removed), reassigned "
+    "(experiment/split arm replaced), shadow_filtered, denied (403 model_not_allowed)",
+    ["outcome"],
+)
+CONFIG_INFO = Gauge(
+    "prism_config_info",
+    "1 for the routing config hash this worker runs (the file's sha256 prefix), 0 for earlier ones",
+    ["hash"],
+    multiprocess_mode="liveall",
+)

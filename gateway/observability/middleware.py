@@ -1,7 +1,13 @@
-"""Pure-ASGI middleware: request id, body size limit, metrics, access log, last-resort error body.
+"""Pure-ASGI middleware: request id, body size limit, text the database cannot store, metrics,
+access log, last-resort error body.
 
 Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through without
 buffering and the per-request cost stays a few microseconds.
+
+The request id is always minted here (``uuid4().hex``): it keys the usage record, the quota
+reservation, the response ``id``, feedback and shadow pairs, so a client must never choose it. A
+client's own ``X-Request-ID`` (or OpenAI's ``X-Client-Request-Id``) is kept for correlation only:
+logged as ``client_request_id``, stored in the usage record and echoed as ``x-client-request-id``.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge, internal_error_body
+from gateway.errors import InvalidRequest, PayloadTooLarge, internal_error_body
 from gateway.observability import access, metrics, tracing
+from gateway.schemas.storable import unstorable_in_body, unstorable_in_target
 
 log = structlog.get_logger("prism.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -33,6 +40,7 @@ _ERROR_TYPES = {
     504: "timeout_error",
 }
 _QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
+_UNCOUNTED_PATHS = _QUIET_ROUTES
 
 
 def route_label(scope: Scope) -> str:
@@ -55,12 +63,14 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = uuid.uuid4().hex
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         fields: dict[str, Any] = state.setdefault("access", {})
         access.open_fields(fields)
+        client_id = _client_request_id(scope)
+        if client_id is not None:
+            state["client_request_id"] = fields["client_request_id"] = client_id
         span, token = self._start_trace(scope)
         trace_id = tracing.current_trace_id() if token is not None else None
         if trace_id is not None:
@@ -70,17 +80,20 @@ class GatewayMiddleware:
         status_holder = [500]
         response_started = False
         limit = self.max_body_bytes
+        echo = [(b"x-request-id", request_id.encode())]
+        if client_id is not None:
+            echo.append((b"x-client-request-id", client_id.encode()))
 
         declared = _header(scope, b"content-length")
+        refusal: InvalidRequest | PayloadTooLarge | None = None
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._send_error(
-                send,
-                PayloadTooLarge(f"Request body exceeds {limit} bytes").status_code,
-                PayloadTooLarge(f"Request body exceeds {limit} bytes").json_bytes(),
-                request_id,
-            )
-            self._observe(scope, 413, started, request_id)
-            self._end_trace(scope, span, token, 413)
+            refusal = PayloadTooLarge(f"Request body exceeds {limit} bytes")
+        elif (problem := unstorable_in_target(scope)) is not None:
+            refusal = InvalidRequest(problem, code="invalid_text")
+        if refusal is not None:
+            await self._send_error(send, refusal.status_code, refusal.json_bytes(), echo)
+            self._observe(scope, refusal.status_code, started, request_id)
+            self._end_trace(scope, span, token, refusal.status_code)
             structlog.contextvars.clear_contextvars()
             return
 
@@ -100,19 +113,32 @@ class GatewayMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status_holder[0] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [*message.get("headers", ()), *echo]}
             await send(message)
 
-        metrics.INFLIGHT.inc()
+        app_receive: Receive = limited_receive
+        counted = scope.get("path") not in _UNCOUNTED_PATHS  # a scrape is not traffic (#26)
+        if counted:
+            metrics.INFLIGHT.inc()
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            if not scope.get("prism.hot") and _has_inspectable_body(scope):
+                # Off the hot path (which checks its own body while parsing it): read the body once,
+                # refuse text the database could not store, then hand the same bytes to the app.
+                body = await _read_body(limited_receive)
+                problem = unstorable_in_body(body, _header(scope, b"content-type") or "")
+                if problem is not None:
+                    invalid = InvalidRequest(problem, code="invalid_text")
+                    status_holder[0] = invalid.status_code
+                    response_started = True
+                    await self._send_error(send, invalid.status_code, invalid.json_bytes(), echo)
+                    return
+                app_receive = _replay(body, receive)
+            await self.app(scope, app_receive, tracking_send)
         except _BodyTooLarge:
             error = PayloadTooLarge(f"Request body exceeds {limit} bytes")
             if not response_started:
                 status_holder[0] = 413
-                await self._send_error(send, 413, error.json_bytes(), request_id)
+                await self._send_error(send, 413, error.json_bytes(), echo)
         except ClientDisconnect:
             status_holder[0] = 499  # the client left before its request body arrived: nothing to answer
             log.info("client_disconnected", phase="request_body")
@@ -120,9 +146,10 @@ class GatewayMiddleware:
             log.exception("unhandled_error")
             if not response_started:
                 status_holder[0] = 500
-                await self._send_error(send, 500, internal_error_body(), request_id)
+                await self._send_error(send, 500, internal_error_body(), echo)
         finally:
-            metrics.INFLIGHT.dec()
+            if counted:
+                metrics.INFLIGHT.dec()
             self._observe(scope, status_holder[0], started, request_id)
             self._end_trace(scope, span, token, status_holder[0])
             structlog.contextvars.clear_contextvars()
@@ -169,7 +196,7 @@ class GatewayMiddleware:
         span.end()
 
     @staticmethod
-    async def _send_error(send: Send, status: int, body: bytes, request_id: str) -> None:
+    async def _send_error(send: Send, status: int, body: bytes, echo: list[tuple[bytes, bytes]]) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -177,7 +204,7 @@ class GatewayMiddleware:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
+                    *echo,
                 ],
             }
         )
@@ -218,6 +245,56 @@ def _carrier(scope: Scope) -> dict[str, str]:
         for key, value in scope.get("headers", ())
         if key in (b"traceparent", b"tracestate", b"baggage")
     }
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    """The client's own correlation id (``X-Request-ID`` or ``X-Client-Request-Id``), if well formed."""
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id" or key == b"x-client-request-id":
+            text: str = value.decode("latin-1")
+            if _VALID_REQUEST_ID.match(text):
+                return text
+    return None
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_INSPECTED_TYPES = (b"application/json", b"application/x-www-form-urlencoded", b"text/plain")
+
+
+def _has_inspectable_body(scope: Scope) -> bool:
+    if scope.get("method") not in _BODY_METHODS:
+        return False
+    content_type = b""
+    for key, value in scope.get("headers", ()):
+        if key == b"content-type":
+            content_type = value.lower()
+            break
+    return not content_type or content_type.startswith(_INSPECTED_TYPES) or b"+json" in content_type
+
+
+async def _read_body(receive: Receive) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that yields ``body`` once, then defers to the real one (disconnect notices)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -180,6 +180,15 @@ class CacheConfig(_Strict):
     cache_non_deterministic: bool = False
 
 
+class AccessConfig(_Strict):
+    """How the per-key / per-user ``allowed_models`` apply to calls the gateway makes itself."""
+
+    shadows_exempt: bool = False
+    """``true``: shadow copies of a request may call models the requesting principal may not use (the
+    client never sees a shadow's answer; the operator pays for it). ``false`` (default): shadows are
+    filtered by the same allow-list as the answer (docs/routing.md, "Which models a key may be served")."""
+
+
 class RoutingConfig(_Strict):
     version: int = 1
     models: dict[str, ModelConfig]
@@ -194,6 +203,7 @@ class RoutingConfig(_Strict):
     blocks injection everywhere, masks PII before external providers and passes it to local ones."""
     quotas: QuotaConfig = QuotaConfig()
     experiments: dict[str, ExperimentConfig] = {}
+    access: AccessConfig = AccessConfig()
 
     def deadline_for(self, requested: str, asked_s: float | None = None) -> float:
         """The total deadline of a request: the alias's, else its model's, else ``retry.deadline_s``;

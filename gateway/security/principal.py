@@ -15,7 +15,10 @@ class Role(enum.StrEnum):
 class Principal:
     """Who is calling. Built by the API's auth dependency; nothing below ``api/`` reads headers.
 
-    ``allowed_models`` empty means every model; ``rpm_limit``/``tpm_limit`` are per-key overrides.
+    ``allowed_models`` (the key's) and ``user_allowed_models`` (its owner's) list the model and alias
+    names this principal may ask for and be served; empty means every model, and both must allow a
+    name (the stricter wins). Allowing an alias does not grant its targets (docs/routing.md).
+    ``rpm_limit``/``tpm_limit`` are per-key overrides.
     ``max_route_tier`` (the key's) and ``user_max_route_tier`` (its owner's) cap the routing tier that
     ``model: "auto"`` may pick (``None``: no cap); the stricter one applies.
     """
@@ -31,6 +34,7 @@ class Principal:
     session_id: str | None = None
     max_route_tier: str | None = None
     user_max_route_tier: str | None = None
+    user_allowed_models: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def is_admin(self) -> bool:
@@ -42,7 +46,18 @@ class Principal:
         return self.user_id or "anonymous"
 
     def may_use(self, model: str) -> bool:
-        return not self.allowed_models or model in self.allowed_models
+        return (not self.allowed_models or model in self.allowed_models) and (
+            not self.user_allowed_models or model in self.user_allowed_models
+        )
+
+    @property
+    def model_policy(self) -> str | None:
+        """Which allow-lists restrict this principal: ``key``, ``user``, ``key+user``, or None."""
+        if self.allowed_models and self.user_allowed_models:
+            return "key+user"
+        if self.allowed_models:
+            return "key"
+        return "user" if self.user_allowed_models else None
 
 
 ANONYMOUS = Principal(user_id=None, role=Role.USER, tier="free")

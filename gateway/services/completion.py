@@ -9,6 +9,7 @@ request however it ends: success, error, client gone, upstream cut.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -151,8 +152,11 @@ class CompletionService:
         sticky: dict[str, str | None],
         cache_policy: CachePolicy | None = None,
         timeout_s: float | None = None,
+        client_request_id: str | None = None,
     ) -> CompletionResult:
-        """``timeout_s``: the client's ``X-Prism-Timeout`` (capped by ``retry.max_deadline_s``)."""
+        """``request_id`` is the server's (it keys the usage record and the quota reservation);
+        ``client_request_id`` the client's ``X-Request-ID``, kept for correlation only.
+        ``timeout_s``: the client's ``X-Prism-Timeout`` (capped by ``retry.max_deadline_s``)."""
         snapshot = self.s.holder.current
         trace = RequestTrace(
             request_id=request_id,
@@ -161,6 +165,7 @@ class CompletionService:
         )
         record = UsageRecord(
             request_id=request_id,
+            client_request_id=client_request_id,
             user_id=principal.user_id,
             api_key_id=principal.api_key_id,
             tier=principal.tier,
@@ -184,6 +189,7 @@ class CompletionService:
             return await self._execute(call, sticky, admission)
         except GatewayError as exc:
             await self._finish(call, error=exc, usage=call.usage, served=call.served)
+            self._label_error(call, exc)
             raise
         except asyncio.CancelledError:
             await self._finish(
@@ -204,6 +210,16 @@ class CompletionService:
                 call.ticket = reserving.result()  # reserved, then the request failed: still settled
                 await self._settle_unused(call)
 
+    @staticmethod
+    def _label_error(call: _Call, exc: GatewayError) -> None:
+        """An error answer names its route (experiment arm included) and the model it was about, so
+        a failure can be tied to its arm without a database join (issue #26)."""
+        route = call.route
+        if route is not None:
+            exc.headers.setdefault("x-prism-route", route.label)
+        model = call.served or (route.targets[0] if route is not None and route.targets else None)
+        exc.headers.setdefault("x-prism-model", model or call.chat.model)
+
     async def _admit(
         self, call: _Call, reserving: asyncio.Future[QuotaTicket | None]
     ) -> dict[str, Any] | None:
@@ -214,13 +230,15 @@ class CompletionService:
             call.ticket = await reserving
             return None
         remaining = call.trace.deadline - asyncio.get_running_loop().time()
-        flight = call.flight = await cache.cache.enter_flight(key, wait_s=remaining)
-        call.ticket = await reserving
+        flight = call.flight = await cache.cache.enter_flight(key, wait_s=remaining, count_miss=False)
+        call.ticket = await reserving  # a refused request counts as neither a hit nor a miss
         if not flight and flight.entry is not None:
             metrics.CACHE_REQUESTS.labels(result="hit").inc()  # stored, or the leader's
             return flight.entry.response
         if not flight.checked:  # the in-process store, or a waiter whose leader failed: look now
             return await cache.lookup(key=key)
+        if flight.leader:
+            metrics.CACHE_REQUESTS.labels(result="miss").inc()
         return None
 
     async def _settle_unused(self, call: _Call) -> None:
@@ -264,6 +282,7 @@ class CompletionService:
             "arm": decision.arm,
             "route": decision.label,
             "prompt_tokens": chat.prompt_tokens,
+            "policy": decision.policy_summary,
         }
 
     async def _reserve(self, call: _Call) -> QuotaTicket | None:
@@ -272,18 +291,24 @@ class CompletionService:
             return None
         chat, snapshot = call.chat, call.snapshot
         max_out = chat.params.get("max_completion_tokens") or chat.params.get("max_tokens")
-        estimate = chat.prompt_tokens + int(max_out or snapshot.max_output_tokens)
+        config = snapshot.config.quotas
+        limiter.config = config
+        limits = limiter.limits_for(call.principal)
+        estimate = limits.token_estimate(
+            prompt_tokens=chat.prompt_tokens,
+            max_tokens=int(max_out) if max_out else None,
+            default_output=min(config.completion_estimate_tokens, snapshot.max_output_tokens),
+        )
         worst_cost = (
             chat.prompt_tokens * snapshot.max_price_input
             + int(max_out or snapshot.max_output_tokens) * snapshot.max_price_output
         ) / 1e6
-        limiter.config = snapshot.config.quotas
         return await limiter.check_and_reserve(
             request_id=call.trace.request_id,
             principal=call.principal,
             estimated_tokens=estimate,
             estimated_cost_usd=worst_cost,
-            limits=limiter.limits_for(call.principal),
+            limits=limits,
         )
 
     def _plan_cache(self, call: _Call, policy: CachePolicy) -> None:
@@ -291,7 +316,7 @@ class CompletionService:
         if cache is None:
             return
         key = cache.key_for(
-            tenant=call.principal.tenant,
+            tenant=_cache_tenant(call.principal),
             model=call.chat.model,
             request={"messages": call.chat.messages, **call.chat.params},
             opt_in=policy.opt_in,
@@ -497,6 +522,8 @@ class CompletionService:
                     )
                 )
             status = UsageStatus.OK
+            if trace.shadow_pairs:  # the shadows start when the books close: give them the answer
+                trace.answer = "".join(text)
             # The books close before the last frame: after it the client may leave and, during a
             # shutdown, this generator may never be resumed again.
             await self._finish(
@@ -509,6 +536,8 @@ class CompletionService:
             record.error_type = exc.code
             relayed = count_text("".join(text))
             log.warning("stream_failed", target=handle.target, error=exc.code, relayed_tokens=relayed)
+            if trace.shadow_pairs:
+                trace.answer = "".join(text)
             if isinstance(exc, ProviderError) and exc.retryable:  # a death mid-answer counts too
                 snapshot.router.circuits.record_failure(handle.target)
             cut = Usage(
@@ -663,6 +692,15 @@ class CompletionService:
             if trace.shadow_pairs and self.s.shadow is not None:
                 # Last: the shadow calls start only once the primary is done (issue #5).
                 self.s.shadow.launch(trace.shadow_pairs, _primary_side(trace, record))
+
+
+def _cache_tenant(principal: Principal) -> str:
+    """The cache's tenant: principals whose allow-lists differ never share entries, so a cached
+    answer from a model one key may not use is never served to it (issue #18)."""
+    if principal.model_policy is None:
+        return principal.tenant
+    lists = "\n".join([*sorted(principal.allowed_models), "|", *sorted(principal.user_allowed_models)])
+    return f"{principal.tenant}~{hashlib.sha256(lists.encode()).hexdigest()[:16]}"
 
 
 def _answer_text(body: Mapping[str, Any]) -> str:

@@ -18,6 +18,9 @@ class UsageStatus(enum.StrEnum):
 @dataclass(slots=True)
 class UsageRecord:
     request_id: str
+    """Minted by the gateway; the record's key."""
+    client_request_id: str | None = None
+    """The client's ``X-Request-ID`` (correlation only: never deduplicates anything)."""
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     user_id: str | None = None
     api_key_id: str | None = None

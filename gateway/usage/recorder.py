@@ -1,54 +1,151 @@
-"""Durable, non-blocking usage logging.
+"""The usage ledger's writer: durable before the answer ends, batched into the database off the path.
 
-``record()`` appends to an in-memory buffer and returns at once. A background task writes batches
-(one multi-row INSERT each, idempotent on ``request_id``) every ``usage_flush_interval_s`` or as soon
-as ``usage_batch_size`` records wait. When the database is slow or down, batches are retried with
-exponential backoff; once more than ``usage_spill_threshold`` records wait, they are appended to
-JSONL files in ``usage_spill_dir`` (fsync'd) and replayed when the database answers again (also at
-start-up, so a crash after spilling loses nothing). ``aclose()`` writes everything (or spills it).
-Records are dropped only if the buffer hits ``usage_buffer_max`` *and* spilling failed; the
-``prism_usage_dropped`` counter then says how many.
+``record()`` appends the record to this worker's active segment file (``gateway/usage/segments.py``:
+one ``write()``, durable against SIGKILL) and keeps it in memory; it never waits for the database.
+A background task seals the active segment every ``usage_flush_interval_s`` (or once
+``usage_batch_size`` records wait) and inserts its records — multi-row INSERTs, idempotent on the
+server-minted ``request_id`` — then deletes the file. While the database is down, sealed segments
+wait on disk and are retried with exponential backoff (their rows leave memory past
+``usage_buffer_max``); on start-up and every ``usage_orphan_scan_s`` a worker also replays the
+segments that a dead worker left, whatever state it died in.
+
+One bad record never blocks the rest: records are validated before the insert (text the database
+cannot store, integers outside its columns, non-finite numbers) and a batch the database refuses with
+a data error is retried row by row; whatever cannot be stored goes to the ``usage_quarantine`` table
+with its reason (metric ``prism_usage_quarantined_total``), or to a local file if even that fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
 import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
+from sqlalchemy import Boolean, Float, Integer, String
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db.repositories.usage import insert_ignore_duplicates
-from gateway.observability.metrics import USAGE_DROPPED, USAGE_FLUSH_LATENCY, USAGE_QUEUE_DEPTH, USAGE_RECORDS
+from gateway.db.models import UsageLog
+from gateway.db.repositories.usage import insert_ignore_duplicates, quarantine
+from gateway.observability.metrics import (
+    USAGE_DROPPED,
+    USAGE_FLUSH_LATENCY,
+    USAGE_PENDING_SEGMENTS,
+    USAGE_QUARANTINED,
+    USAGE_QUEUE_DEPTH,
+    USAGE_RECORDS,
+)
+from gateway.schemas.storable import text_problem
 from gateway.settings import Settings
 from gateway.usage.record import UsageRecord
+from gateway.usage.segments import Segment, SegmentLog
 
 log = structlog.get_logger(__name__)
 
 _MAX_BACKOFF_S = 5.0
+_INT32 = (-(2**31), 2**31 - 1)
 
 
-def _to_row(rec: UsageRecord) -> dict[str, Any]:
-    return rec.as_row()
+def _columns_of(kind: type) -> tuple[str, ...]:
+    return tuple(c.name for c in UsageLog.__table__.columns if isinstance(c.type, kind))
 
 
-def _encode(row: dict[str, Any]) -> bytes:
-    return orjson.dumps(row) + b"\n"
+_TEXT_COLUMNS = _columns_of(String)
+_INT_COLUMNS = _columns_of(Integer)
+_FLOAT_COLUMNS = _columns_of(Float)
+_BOOL_COLUMNS = _columns_of(Boolean)
+_NULLABLE = frozenset(c.name for c in UsageLog.__table__.columns if c.nullable)
 
 
-def _decode(line: bytes) -> dict[str, Any]:
-    row: dict[str, Any] = orjson.loads(line)
-    row["created_at"] = datetime.fromisoformat(row["created_at"])
+def invalid_reason(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(reason, detail)`` when the database could not store ``row`` as it is, else ``None``.
+    Over-long labels are not a reason: the insert cuts them to fit (``insert_ignore_duplicates``)."""
+    request_id = row.get("request_id")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 64 or text_problem(request_id):
+        return "invalid_request_id", "request_id is missing, too long or not storable text"
+    if not isinstance(row.get("created_at"), datetime):
+        return "invalid_timestamp", "created_at is not a timestamp"
+    for name in _TEXT_COLUMNS:
+        value = row.get(name)
+        if value is None:
+            if name not in _NULLABLE:
+                return "missing_value", f"{name} is missing"
+            continue
+        if not isinstance(value, str):
+            return "wrong_type", f"{name} is not text"
+        problem = text_problem(value)
+        if problem is not None:
+            return "unstorable_text", f"{name} {problem}"
+    for name in _INT_COLUMNS:
+        value = row.get(name)
+        if value is None and name in _NULLABLE:
+            continue
+        if type(value) is not int or not _INT32[0] <= value <= _INT32[1]:
+            return "integer_out_of_range", f"{name} is not a 32-bit integer"
+    for name in _FLOAT_COLUMNS:
+        value = row.get(name)
+        if value is None and name in _NULLABLE:
+            continue
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return "non_finite_number", f"{name} is not a finite number"
+    for name in _BOOL_COLUMNS:
+        if not isinstance(row.get(name), bool):
+            return "wrong_type", f"{name} is not a boolean"
+    return None
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, wherever the driver adapter put it."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """The database (or the driver's encoding) refused these values: retrying cannot help.
+    SQLSTATE class 22 is "data exception" (NUL in text, invalid encoding, numeric out of range),
+    class 23 "integrity constraint violation"."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    state = _sqlstate(exc)
+    if state is not None:
+        return state[:2] in {"22", "23"}
+    return type(exc) is StatementError and isinstance(exc.orig, ValueError | TypeError | OverflowError)
+
+
+def _from_disk(row: dict[str, Any]) -> dict[str, Any]:
+    created = row.get("created_at")
+    if isinstance(created, str):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(created)
+            row["created_at"] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    row.setdefault("client_request_id", None)
     return row
+
+
+def _ascii_json(row: object) -> str:
+    """The record as JSON any database column can hold: non-ASCII, NUL and lone surrogates escaped."""
+    return json.dumps(row, ensure_ascii=True, default=str, sort_keys=True)
+
+
+class _Outage(Exception):
+    """The database could not be reached (or failed for a reason other than the data)."""
 
 
 class UsageRecorder:
@@ -58,34 +155,38 @@ class UsageRecorder:
         self.batch_size = max(1, settings.usage_batch_size)
         self.interval_s = settings.usage_flush_interval_s
         self.buffer_max = settings.usage_buffer_max
-        self.spill_threshold = min(settings.usage_spill_threshold, settings.usage_buffer_max)
+        self.orphan_scan_s = settings.usage_orphan_scan_s
         self.spill_dir = Path(settings.usage_spill_dir)
-        self._buffer: deque[dict[str, Any]] = deque()
+        self.segments = SegmentLog(self.spill_dir, fsync=settings.usage_fsync)
+        self._pending: deque[Segment] = deque()
+        """Sealed segments of this worker, oldest first, not yet (all) in the database."""
+        self._in_memory = 0
+        self._draining = asyncio.Lock()
+        """One writer at a time (the loop, ``flush``, ``aclose``): segments are written in order."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._db_ok = True
         self._backoff_s = 0.0
+        self._next_scan = 0.0
         self.dropped = 0
 
     # ------------------------------------------------------------------ request path
     def record(self, rec: UsageRecord) -> None:
-        """Synchronous and non-blocking: never waits for the database."""
-        if len(self._buffer) >= self.buffer_max:
-            self.dropped += 1
-            USAGE_DROPPED.inc()
-            USAGE_RECORDS.labels(outcome="dropped").inc()
-            log.error("usage_record_dropped", request_id=rec.request_id, depth=len(self._buffer))
-            return
-        self._buffer.append(_to_row(rec))
+        """Synchronous: the record is on disk (or, if the disk refused, in memory) when this returns."""
+        if not self.segments.append(rec.as_row()):
+            USAGE_RECORDS.labels(outcome="unpersisted").inc()
         USAGE_QUEUE_DEPTH.inc()
         USAGE_RECORDS.labels(outcome="queued").inc()
-        if len(self._buffer) >= self.batch_size:
+        active = self.segments.active
+        if active is not None and active.count >= self.batch_size:
             self._wake.set()
 
     @property
     def depth(self) -> int:
-        return len(self._buffer)
+        """Records of this worker not yet in the database."""
+        active = self.segments.active
+        return (active.count if active is not None else 0) + sum(s.count for s in self._pending)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -94,14 +195,13 @@ class UsageRecorder:
             self._task = asyncio.create_task(self._run(), name="usage-recorder")
 
     async def aclose(self, *, timeout_s: float | None = None) -> None:
-        """Stop the loop and write everything still buffered; spill what the database refuses."""
+        """Stop the loop and write what waits; what the database refuses stays on disk for replay."""
         self._closing = True
         self._wake.set()
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.settings.drain_timeout_s)
         if self._task is not None:
             # Let the loop finish the write it may be in: cancelled mid-transaction, an aiosqlite
-            # write kept its lock and the final flush below waited out SQLite's busy timeout, then
-            # spilled every record of a graceful stop. Cancel only a loop that overruns the deadline.
+            # write kept its lock and the final flush below waited out SQLite's busy timeout.
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                     await asyncio.shield(self._task)
@@ -110,79 +210,150 @@ class UsageRecorder:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
-        while self._buffer and time.monotonic() < deadline:
-            if not await self._flush_once():
-                break
-        if self._buffer:
-            await self._spill_all()
-        else:
-            with contextlib.suppress(Exception):
-                await self.replay_spilled()
+        self._seal()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.1)):
+                await self._drain()
+        kept = self._release_all()
+        if kept:
+            log.warning("usage_left_on_disk", records=kept, directory=str(self.spill_dir))
 
     async def flush(self) -> None:
-        """Write everything buffered now (tests, admin endpoints)."""
-        while self._buffer:
-            if not await self._flush_once():
-                raise RuntimeError("usage flush failed")
+        """Write everything recorded so far now (tests, admin endpoints)."""
+        self._seal()
+        if not await self._drain():
+            raise RuntimeError("usage flush failed")
+
+    async def replay_spilled(self) -> int:
+        """Replay every segment no live worker holds (a dead worker's); returns records replayed."""
+        total = 0
+        for segment in self.segments.claim_orphans():
+            try:
+                rows = await asyncio.to_thread(self.segments.read, segment)
+                await self._store([_from_disk(row) for row in rows])
+            except BaseException:
+                self.segments.release(segment)
+                raise
+            self.segments.finish(segment)
+            total += len(rows)
+            USAGE_RECORDS.labels(outcome="replayed").inc(len(rows))
+            log.info("usage_segment_replayed", records=len(rows), file=segment.path.name)
+        return total
 
     # ------------------------------------------------------------------ background loop
     async def _run(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.replay_spilled()
+        await self._scan_orphans()
         while True:
-            wait = self._backoff_s if self._backoff_s else self.interval_s
+            wait = self._backoff_s or self.interval_s
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             self._wake.clear()
-            while self._buffer:
-                ok = await self._flush_once()
-                if not ok:
-                    if len(self._buffer) > self.spill_threshold:
-                        await self._spill_all()
-                    break
-                if len(self._buffer) < self.batch_size:
-                    break
             if self._closing:
-                return  # aclose writes (or spills) whatever is left
-            if self._db_ok and self._has_spill_files():
-                try:
-                    await self.replay_spilled()
-                except Exception:
-                    log.warning("usage_replay_failed", exc_info=True)
+                return  # aclose writes whatever is left
+            self._seal()
+            if await self._drain() and time.monotonic() >= self._next_scan:
+                await self._scan_orphans()
 
-    async def _flush_once(self) -> bool:
-        batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
-        if not batch:
-            return True
-        USAGE_QUEUE_DEPTH.dec(len(batch))
+    async def _scan_orphans(self) -> None:
+        self._next_scan = time.monotonic() + self.orphan_scan_s
         try:
-            await self._write(batch)
-        except BaseException as exc:
-            # Put the batch back whatever interrupted the write — a cancelled flush (aclose cancels
-            # this loop) would otherwise lose it. Re-writing is safe: inserts ignore known request ids.
-            self._buffer.extendleft(reversed(batch))
-            USAGE_QUEUE_DEPTH.inc(len(batch))
-            if not isinstance(exc, Exception):
-                raise
-            USAGE_RECORDS.labels(outcome="retried").inc(len(batch))
-            self._db_ok = False
-            self._backoff_s = min(max(self._backoff_s * 2, 0.1), _MAX_BACKOFF_S)
-            log.warning(
-                "usage_flush_failed",
-                error=type(exc).__name__,
-                detail=str(exc).splitlines()[0][:200] if str(exc) else None,
-                depth=len(self._buffer),
-                retry_in_s=self._backoff_s,
-            )
-            return False
-        if not self._db_ok:
-            log.info("usage_database_recovered", depth=len(self._buffer))
-        self._db_ok = True
-        self._backoff_s = 0.0
+            await self.replay_spilled()
+        except _Outage:
+            pass  # logged by _store; the segment stays for the next scan
+        except Exception:
+            log.warning("usage_replay_failed", exc_info=True)
+
+    def _seal(self) -> None:
+        segment = self.segments.seal()
+        if segment is not None:
+            self._pending.append(segment)
+            self._in_memory += segment.count
+
+    async def _drain(self) -> bool:
+        """Write the pending segments in order; ``False`` at the first outage (they stay)."""
+        async with self._draining:
+            return await self._drain_locked()
+
+    async def _drain_locked(self) -> bool:
+        while self._pending:
+            segment = self._pending[0]
+            try:
+                rows = segment.rows if segment.rows is not None else await self._read(segment)
+                await self._store(rows)
+            except _Outage:
+                self._bound_memory()
+                return False
+            self._pending.popleft()
+            if segment.rows is not None:
+                self._in_memory -= segment.count
+            USAGE_QUEUE_DEPTH.dec(segment.count)
+            self.segments.finish(segment)
+        USAGE_PENDING_SEGMENTS.set(0)
         return True
 
-    async def _write(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def _read(self, segment: Segment) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self.segments.read, segment)
+        return [_from_disk(row) for row in rows]
+
+    def _bound_memory(self) -> None:
+        """While the database is down, keep at most ``usage_buffer_max`` rows in memory: older
+        segments are read back from their files. Rows whose file write failed have no other copy;
+        past the bound they are dropped, and counted."""
+        USAGE_PENDING_SEGMENTS.set(len(self._pending))
+        for segment in self._pending:
+            if self._in_memory <= self.buffer_max:
+                return
+            if segment.rows is None:
+                continue
+            if not segment.on_disk:
+                self.dropped += segment.count
+                USAGE_DROPPED.inc(segment.count)
+                USAGE_RECORDS.labels(outcome="dropped").inc(segment.count)
+                log.error("usage_records_dropped", records=segment.count, reason="memory_bound_no_disk")
+                segment.rows = []
+                USAGE_QUEUE_DEPTH.dec(segment.count)
+                segment.count = 0
+            else:
+                self._in_memory -= segment.count
+                segment.rows = None
+
+    def _release_all(self) -> int:
+        kept = sum(s.count for s in self._pending)
+        for segment in self._pending:
+            self.segments.release(segment)
+        self._pending.clear()
+        self.segments.close()
+        return kept
+
+    # ------------------------------------------------------------------ the database
+    async def _store(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (idempotently), quarantining those that cannot be stored; ``_Outage``
+        when the database cannot be used now (nothing is lost: the caller keeps the segment)."""
+        valid: list[dict[str, Any]] = []
+        refused: list[tuple[dict[str, Any], str, str]] = []
+        for row in rows:
+            problem = invalid_reason(row)
+            if problem is None:
+                valid.append(row)
+            else:
+                refused.append((row, *problem))
+        for start in range(0, len(valid), self.batch_size):
+            batch = valid[start : start + self.batch_size]
+            try:
+                await self._insert(batch)
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    self._outage(exc)
+                refused.extend(await self._insert_one_by_one(batch))
+        if refused:
+            await self._quarantine(refused)
+        if not self._db_ok:
+            log.info("usage_database_recovered", pending=len(self._pending))
+        self._db_ok = True
+        self._backoff_s = 0.0
+
+    async def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
         started = time.perf_counter()
         async with self.engine.begin() as conn:
             inserted = await insert_ignore_duplicates(conn, rows)
@@ -191,75 +362,70 @@ class UsageRecorder:
         if len(rows) > inserted:
             USAGE_RECORDS.labels(outcome="duplicate").inc(len(rows) - inserted)
 
-    # ------------------------------------------------------------------ spill files
-    def _has_spill_files(self) -> bool:
-        return self.spill_dir.is_dir() and any(self.spill_dir.glob("*.jsonl"))
+    async def _insert_one_by_one(
+        self, rows: Sequence[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], str, str]]:
+        """A batch the database refused for its data: find the rows to blame."""
+        refused = []
+        for row in rows:
+            try:
+                await self._insert([row])
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    self._outage(exc)
+                detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:500]
+                refused.append((row, "database_refused", detail))
+        return refused
 
-    async def _spill_all(self) -> None:
-        rows = list(self._buffer)
-        if not rows:
-            return
+    async def _quarantine(self, refused: Sequence[tuple[dict[str, Any], str, str]]) -> None:
+        entries: list[dict[str, Any]] = [
+            {
+                "request_id": _ascii_json(row.get("request_id"))[1:-1][:64]
+                if isinstance(row.get("request_id"), str)
+                else None,
+                "reason": reason,
+                "detail": _ascii_json(detail)[1:-1],
+                "payload": _ascii_json(row),
+                "created_at": datetime.now(UTC),
+            }
+            for row, reason, detail in refused
+        ]
         try:
-            path = await asyncio.to_thread(self._write_spill_file, rows)
-        except OSError:
-            log.error("usage_spill_failed", depth=len(rows), exc_info=True)
-            return
-        for _ in rows:
-            self._buffer.popleft()
-        USAGE_QUEUE_DEPTH.dec(len(rows))
-        USAGE_RECORDS.labels(outcome="spilled").inc(len(rows))
-        log.warning("usage_spilled", records=len(rows), file=path.name)
+            async with self.engine.begin() as conn:
+                await quarantine(conn, entries)
+        except Exception as exc:
+            if not _is_data_error(exc):
+                self._outage(exc)
+            await asyncio.to_thread(self._quarantine_to_file, entries)
+        for entry in entries:
+            USAGE_QUARANTINED.labels(reason=entry["reason"]).inc()
+            log.error(
+                "usage_record_quarantined",
+                request_id=entry["request_id"],
+                reason=entry["reason"],
+                detail=entry["detail"][:200],
+            )
+        USAGE_RECORDS.labels(outcome="quarantined").inc(len(entries))
 
-    def _write_spill_file(self, rows: Sequence[dict[str, Any]]) -> Path:
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
-        name = f"usage-{os.getpid()}-{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        tmp = self.spill_dir / f"{name}.jsonl.tmp"
-        final = self.spill_dir / f"{name}.jsonl"
-        with open(tmp, "ab") as fh:
-            for row in rows:
-                fh.write(_encode(row))
+    def _quarantine_to_file(self, entries: Sequence[dict[str, Any]]) -> None:
+        directory = self.spill_dir / "quarantine"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"quarantine-{time.time_ns()}-{uuid.uuid4().hex[:8]}.jsonl"
+        with open(path, "w", encoding="ascii") as fh:
+            for entry in entries:
+                fh.write(_ascii_json(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(self.spill_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return final
 
-    async def replay_spilled(self) -> int:
-        """Insert every spilled file (idempotently) and delete it; returns records replayed."""
-        if not self.spill_dir.is_dir():
-            return 0
-        total = 0
-        for path in sorted(self.spill_dir.glob("*.jsonl")):
-            claimed = path.with_suffix(f".replaying-{os.getpid()}")
-            try:
-                os.replace(path, claimed)  # another worker may be replaying the same file
-            except FileNotFoundError:
-                continue
-            try:
-                rows = await asyncio.to_thread(self._read_spill_file, claimed)
-                for start in range(0, len(rows), self.batch_size):
-                    await self._write(rows[start : start + self.batch_size])
-            except Exception:
-                os.replace(claimed, path)
-                raise
-            claimed.unlink()
-            total += len(rows)
-            USAGE_RECORDS.labels(outcome="replayed").inc(len(rows))
-            log.info("usage_spill_replayed", records=len(rows), file=path.name)
-        return total
-
-    @staticmethod
-    def _read_spill_file(path: Path) -> list[dict[str, Any]]:
-        rows = []
-        with open(path, "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    try:
-                        rows.append(_decode(line))
-                    except (orjson.JSONDecodeError, KeyError, ValueError):
-                        log.error("usage_spill_line_corrupt", file=path.name)
-        return rows
+    def _outage(self, exc: BaseException) -> None:
+        USAGE_RECORDS.labels(outcome="retried").inc()
+        self._db_ok = False
+        self._backoff_s = min(max(self._backoff_s * 2, 0.1), _MAX_BACKOFF_S)
+        log.warning(
+            "usage_flush_failed",
+            error=type(exc).__name__,
+            detail=str(exc).splitlines()[0][:200] if str(exc) else None,
+            pending_segments=len(self._pending),
+            retry_in_s=self._backoff_s,
+        )
+        raise _Outage from exc

@@ -121,8 +121,10 @@ def test_request_id_injection_is_replaced(gateway: GatewayProcess) -> None:
     assert b"set-cookie" not in head and b"evil" not in head
     rid = [line for line in head.split(b"\r\n") if line.startswith(b"x-request-id:")]
     assert rid and b"%" not in rid[0]
+    assert b"x-client-request-id" not in head  # a malformed client id is not echoed
     ok = httpx.get(gateway.url + "/healthz", headers={"X-Request-ID": "ok-id.1"})
-    assert ok.headers["x-request-id"] == "ok-id.1"
+    assert ok.headers["x-client-request-id"] == "ok-id.1"
+    assert len(ok.headers["x-request-id"]) == 32  # always the server's own
 
 
 

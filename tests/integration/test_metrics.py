@@ -101,6 +101,9 @@ def test_counters_move_by_exactly_what_was_sent(gateway: GatewayProcess) -> None
     assert delta("prism_requests_total", route=CHAT, status="400") == 2
     assert delta("prism_requests_total", route=CHAT, model="fast", status="200") == 4
     assert delta("prism_requests_total", route=CHAT, model="backup", status="200") == 1
+    # Errors carry the model they were about (a bounded label), not "none".
+    assert delta("prism_requests_total", route=CHAT, model="fast", status="400") == 1  # guard block
+    assert delta("prism_requests_total", route=CHAT, model="other", status="404") == 1  # unknown name
     assert delta("prism_request_duration_seconds_count", route=CHAT) == 8
     assert delta("prism_errors_total") == 3
 
@@ -117,7 +120,7 @@ def test_counters_move_by_exactly_what_was_sent(gateway: GatewayProcess) -> None
     assert delta("gen_ai_server_time_to_first_token_seconds_count", model="fast") == 1
     assert delta("gen_ai_server_time_per_output_token_seconds_count", model="fast") == 1
     assert total(after, "prism_open_streams") == 0
-    assert total(after, "prism_inflight_requests") == 1  # the scrape itself
+    assert total(after, "prism_inflight_requests") == 0  # the scrape itself is not counted
 
     # Tokens and cost for the 5 answered requests; overhead observed for every completion call.
     assert delta("gen_ai_client_token_usage_count", token_type="input") == 5

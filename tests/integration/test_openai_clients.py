@@ -28,7 +28,10 @@ def test_sync_non_streamed_answer_usage_and_headers(gateway: GatewayProcess) -> 
     assert completion.usage.prompt_tokens > 0
     assert completion.usage.completion_tokens == 6
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + 6
-    assert raw.headers["x-request-id"] == "req-abc-123"
+    # The id that keys usage, quotas and the response id is the server's; the client's is echoed.
+    assert raw.headers["x-client-request-id"] == "req-abc-123"
+    assert raw.headers["x-request-id"] != "req-abc-123" and len(raw.headers["x-request-id"]) == 32
+    assert completion.id == f"chatcmpl-{raw.headers['x-request-id']}"
     assert raw.headers["x-prism-model"] == "mock-fast"
     assert "model=mock-fast" in raw.headers["x-prism-route"]
     assert "x-prism-fallback" not in raw.headers

@@ -19,6 +19,7 @@ from gateway.agent.state import Attempt, PipelineContext, PipelineState, StreamH
 from gateway.errors import (
     DeadlineExceeded,
     GatewayError,
+    PermissionDenied,
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
@@ -67,6 +68,15 @@ async def call_model(state: PipelineState, runtime: Runtime[PipelineContext]) ->
     index = state.get("target_index", 0)
     attempt = state.get("attempt", 0)
     name = route.targets[index]
+    if not ctx.principal.may_use(name):  # the router filters the chain; this guards any other path
+        return {
+            "error": PermissionDenied(
+                "this principal's allowed_models policy does not allow the routed model",
+                param="model",
+                code="model_not_allowed",
+            ),
+            "attempt": EXHAUSTED,
+        }
     target = ctx.snapshot.targets[name]
     config = ctx.snapshot.config
     circuits = ctx.snapshot.router.circuits

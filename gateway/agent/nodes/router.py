@@ -53,6 +53,13 @@ async def route(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict
         )
     if decision.intent is not None:
         metrics.INTENTS.labels(intent=decision.intent, tier=decision.tier or "explicit").inc()
+    if decision.policy is not None:
+        fields = access.current()
+        if fields is not None:
+            fields["model_policy"] = decision.policy.source
+            fields["model_policy_removed"] = decision.policy.targets_removed + decision.policy.shadows_removed
+            if decision.policy.arm_reassigned:
+                fields["model_policy_arm_reassigned"] = True
     if decision.tier is not None:
         fields = access.current()
         if fields is not None:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from gateway.db.models import UsageLog
+from gateway.db.models import UsageLog, UsageQuarantine
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +117,18 @@ async def insert_ignore_duplicates(conn: AsyncConnection, rows: Sequence[Mapping
         raise RuntimeError(f"unsupported dialect {conn.dialect.name}")
     result = await conn.execute(stmt, unique)
     return len(result.all())
+
+
+_QUARANTINE: dict[str, Any] = {
+    "postgresql": postgresql.insert(UsageQuarantine).on_conflict_do_nothing(index_elements=["request_id"]),
+    "sqlite": sqlite_dialect.insert(UsageQuarantine).on_conflict_do_nothing(),
+}
+
+
+async def quarantine(conn: AsyncConnection, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Keep records that cannot be stored as usage, with why (once per request id)."""
+    if entries:
+        await conn.execute(_QUARANTINE[conn.dialect.name], list(entries))
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
