@@ -62,7 +62,12 @@ def cluster(
         "GATEWAY_LOGIN_MAX_FAILURES_PER_ACCOUNT": str(PAIR_LIMIT),
         "GATEWAY_LOGIN_MAX_FAILURES_PER_ACCOUNT_TOTAL": str(ACCOUNT_LIMIT),
     }
-    a = start_gateway(tmp_path_factory.mktemp("replica-a"), env=env, workers=2, ready_timeout=120)
+    # each replica its own multiprocess metrics directory (never one a previous test left in os.environ)
+    a_dir = tmp_path_factory.mktemp("replica-a")
+    (a_dir / "metrics").mkdir()
+    a = start_gateway(
+        a_dir, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(a_dir / "metrics")}, workers=2, ready_timeout=120
+    )
     try:
         b = start_gateway(
             tmp_path_factory.mktemp("replica-b"),
