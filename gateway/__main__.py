@@ -78,6 +78,8 @@ def main() -> None:
         "timeout_graceful_shutdown": int(settings.drain_timeout_s + settings.drain_delay_s) + 5,
         "timeout_keep_alive": 5,
         "h11_max_incomplete_event_size": 64 * 1024,
+        # X-Forwarded-For is read by gateway.security.client_address, from GATEWAY_TRUSTED_PROXIES only.
+        "proxy_headers": False,
     }
     if workers > 1:
         prepare_supervisor()

@@ -26,6 +26,7 @@ status and OpenAI ``type``, the instance carries the message, ``param`` and
     │   └── ProviderTimeout       504
     ├── DeadlineExceeded          504 the request's total deadline is spent
     └── ServiceUnavailable        503 the gateway itself (draining, dependency down)
+        └── DatabaseUnavailable   503 + Retry-After: the database cannot be reached
 """
 
 from __future__ import annotations
@@ -231,6 +232,39 @@ class ServerShuttingDown(ServiceUnavailable):
     """A stream still open when the shutdown drain ran out of time."""
 
     default_code = "server_shutting_down"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached (connection refused, lost, pool timed out): 503 with Retry-After.
+
+    Raised by ``as_database_unavailable`` — the one translation point, used by the app's exception
+    handler and by the authenticator (which also serves the hot path)."""
+
+    def __init__(
+        self, message: str = "The database is unavailable; retry shortly", *, retry_after: int = 2
+    ) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def as_database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """A ``DatabaseUnavailable`` when ``exc`` means "cannot reach the database", else None.
+
+    Connection-level failures only (SQLAlchemy ``OperationalError``/``InterfaceError``, an
+    invalidated connection, the pool's timeout, socket errors from the driver); a bad statement
+    or bad data is a bug or a 4xx elsewhere and stays what it is."""
+    from sqlalchemy import exc as sa_exc  # SQLAlchemy is imported by the app anyway; keep this module light
+
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return DatabaseUnavailable()
+        return None
+    if isinstance(exc, sa_exc.TimeoutError | ConnectionError | TimeoutError):
+        return DatabaseUnavailable()
+    if isinstance(exc, OSError) and exc.errno is not None:  # e.g. "connect call failed", host unreachable
+        return DatabaseUnavailable()
+    return None
 
 
 def internal_error_body() -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api import (
@@ -21,17 +22,33 @@ from gateway.api import (
 )
 from gateway.api.hot_path import PrismApp
 from gateway.api.responses import OrjsonResponse
-from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, error_response
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    as_database_unavailable,
+    error_response,
+)
 from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
 from gateway.observability.middleware import GatewayMiddleware
 from gateway.schemas.openai import ChatCompletionRequest
+from gateway.security.headers import SecurityHeadersMiddleware, require_production_surface
 from gateway.settings import Settings, get_settings
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     return error_response(exc)
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """Database connection failures anywhere in a request: 503 + Retry-After, not 500."""
+    unavailable = as_database_unavailable(exc)
+    if unavailable is None:
+        raise exc  # a real bug: the last-resort 500 of the gateway middleware
+    return error_response(unavailable)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -62,11 +79,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None) -> PrismApp:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    app = PrismApp(title="Prism", version="0.1.0", lifespan=lifespan, default_response_class=OrjsonResponse)
+    require_production_surface(settings)
+    docs = settings.docs_served  # closed in production unless GATEWAY_DOCS_ENABLED
+    app = PrismApp(
+        title="Prism",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.settings = settings
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(admin_config.router)
@@ -78,9 +107,13 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
-    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)  # outermost
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(
-        openai.hot_routes(), lambda hot: GatewayMiddleware(hot, max_body_bytes=settings.max_body_bytes)
+        openai.hot_routes(),
+        lambda hot: SecurityHeadersMiddleware(
+            GatewayMiddleware(hot, max_body_bytes=settings.max_body_bytes), settings=settings
+        ),
     )
 
     original_openapi = app.openapi

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     """Prefix of every Redis key (cache, quotas): lets environments share one Redis."""
 
     auth_enabled: bool = True
-    registration_open: bool = True
+    registration_open: bool | None = None
+    """Self-registration (``POST /auth/register``). Unset: open in development/test, closed in production."""
     jwt_secret: SecretStr = SecretStr(_DEV_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
     jwt_private_key_file: Path | None = None
@@ -98,13 +99,57 @@ class Settings(BaseSettings):
     supervisor_pid: int | None = None
     """Set by ``python -m gateway`` for its workers (not by operators): the parent that forwards SIGHUP."""
 
+    # --- security: throttling, client address, production surface, account lifecycle (issue #18) ---
+    trusted_proxies: str = ""
+    """Comma-separated addresses/CIDRs of the reverse proxies in front of the gateway. Only when the
+    direct peer is one of them is ``X-Forwarded-For`` read (right to left, skipping trusted hops)."""
+    login_max_failures_per_account_total: int = 100
+    """Failures per account from all addresses; past it only addresses with no failures in the window
+    may still try (a per-account lockout never blocks the owner from a clean address)."""
+    refresh_max_failures_per_ip: int = 30
+    register_max_per_ip: int = 10
+    register_window_s: float = 3600.0
+    refresh_grace_s: float = 20.0
+    """A refresh token rotated less than this long ago may be presented once more (a second tab):
+    it yields a sibling token pair instead of revoking the session."""
+    refresh_grace_max_siblings: int = 2
+    password_reset_ttl_s: int = 3600
+    auth_cache_stale_s: float = 300.0
+    """While the database is unreachable, a key or user verified within this long keeps working."""
+    auth_cache_max_entries: int = 50_000
+    session_check_ttl_s: float | None = None
+    """How long "this login session is still active" is cached per access token's session (default:
+    ``api_key_cache_ttl_s``). Bounds how late a logout reaches the other replicas."""
+    docs_enabled: bool | None = None
+    """``/docs``, ``/redoc``, ``/openapi.json``. Unset: served outside production, absent in production."""
+    metrics_token: SecretStr | None = None
+    """Bearer token ``/metrics`` requires. A production server refuses to start without one (checked
+    by ``create_app``, so one-shot commands such as migrations need not set it)."""
+    hsts_max_age_s: int | None = None
+    """``Strict-Transport-Security`` max-age. Unset: one year in production, none elsewhere; 0 disables."""
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production" and self.jwt_algorithm.startswith("HS"):
             secret = self.jwt_secret.get_secret_value()
             if secret == _DEV_JWT_SECRET or len(secret) < 32:
                 raise ValueError("GATEWAY_JWT_SECRET must be set to a random value of at least 32 characters")
+        from gateway.security.client_address import parse_networks
+
+        parse_networks(self.trusted_proxies)  # a bad CIDR stops start-up, with its name
         return self
+
+    @property
+    def registration_enabled(self) -> bool:
+        if self.registration_open is None:
+            return self.env != "production"
+        return self.registration_open
+
+    @property
+    def docs_served(self) -> bool:
+        if self.docs_enabled is None:
+            return self.env != "production"
+        return self.docs_enabled
 
     @property
     def is_sqlite(self) -> bool:

@@ -615,7 +615,9 @@ class SystemResult:
 def scrape_counters(metrics_url: str) -> dict[str, int] | None:
     """Sum every series of each ``HIDDEN_ERROR_METRICS`` counter; ``None`` when /metrics is unreadable."""
     try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        token = os.environ.get("PRISM_METRICS_TOKEN", "prism-bench-metrics-token")  # = bench_prism.py's
+        request = urllib.request.Request(metrics_url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
             text = r.read().decode()
     except OSError as exc:
         print(f"  cannot read {metrics_url}: {exc}", file=sys.stderr, flush=True)

@@ -87,6 +87,8 @@ def serve(args: argparse.Namespace) -> None:
         "GATEWAY_REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
         "GATEWAY_AUTH_ENABLED": "true",
         "GATEWAY_JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+        # production needs a /metrics token; bench.py sends the same one (PRISM_METRICS_TOKEN)
+        "GATEWAY_METRICS_TOKEN": os.environ.get("PRISM_METRICS_TOKEN", "prism-bench-metrics-token"),
         "GATEWAY_ADMIN_EMAIL": ADMIN_EMAIL,
         "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "GATEWAY_LOG_LEVEL": "WARNING",

@@ -1,16 +1,54 @@
-"""Auth routes. Who may call: register/login/refresh are public (throttled); the rest need a user."""
+"""Auth routes. Who may call: register/login/refresh/password-reset are public (throttled per
+client address, cluster-wide); the rest need a user; the reset issue route needs an admin.
+
+Token responses carry ``Cache-Control: no-store`` (added for every ``/auth/`` answer by
+``gateway.security.headers``)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.db.repositories.users import UserRepository
-from gateway.deps import AccountsDep, SessionDep, SessionUserDep, UserDep
+from gateway.deps import AccountsDep, AdminDep, SessionDep, SessionUserDep, UserDep
 from gateway.errors import InvalidRequest
 from gateway.schemas.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, UserOut
+from gateway.services.accounts import Accounts
 from gateway.services.auth import TokenPair
 
 router = APIRouter(tags=["auth"])
+
+REGISTER_ACCEPTED = (
+    "If this address can be registered, the account is ready: sign in with the password you chose."
+)
+
+
+class RegisterAccepted(BaseModel):
+    status: str = "accepted"
+    message: str = REGISTER_ACCEPTED
+
+
+class ChangePasswordRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class PasswordResetIssued(BaseModel):
+    reset_token: str
+    expires_in: int
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(max_length=4096)
+    new_password: str = Field(max_length=1024)
+
+
+def client_address(request: Request, accounts: Accounts) -> str | None:
+    """The caller's address: the peer, or ``X-Forwarded-For`` when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else None
+    return accounts.addresses.resolve(peer=peer, forwarded_for=request.headers.get("x-forwarded-for"))
 
 
 def _tokens(pair: TokenPair) -> TokenResponse:
@@ -19,11 +57,16 @@ def _tokens(pair: TokenPair) -> TokenResponse:
     )
 
 
-@router.post("/auth/register", status_code=201, response_model=UserOut)
-async def register(body: RegisterRequest, accounts: AccountsDep, session: SessionDep) -> UserOut:
-    """Public while ``registration_open``; otherwise 403."""
-    user = await accounts.auth.register(session, email=body.email, password=body.password)
-    return UserOut.model_validate(user)
+@router.post("/auth/register", status_code=202, response_model=RegisterAccepted)
+async def register(
+    request: Request, body: RegisterRequest, accounts: AccountsDep, session: SessionDep
+) -> RegisterAccepted:
+    """Public while registration is enabled (``GATEWAY_REGISTRATION_OPEN``; closed by default in
+    production: 403). The same 202 for a new and an already registered email."""
+    await accounts.auth.register(
+        session, email=body.email, password=body.password, ip=client_address(request, accounts)
+    )
+    return RegisterAccepted()
 
 
 async def _credentials(request: Request) -> tuple[str, str]:
@@ -65,14 +108,19 @@ async def login(request: Request, accounts: AccountsDep, session: SessionDep) ->
     email, password = await _credentials(request)
     if len(email) > 320 or len(password) > 1024:
         raise InvalidRequest("Credentials too long")
-    ip = request.client.host if request.client else None
+    ip = client_address(request, accounts)
     return _tokens(await accounts.auth.login(session, email=email, password=password, ip=ip))
 
 
 @router.post("/auth/refresh", response_model=TokenResponse)
-async def refresh(body: RefreshRequest, accounts: AccountsDep, session: SessionDep) -> TokenResponse:
-    """Public: the refresh token is the credential. Rotates it; a reused token revokes its family."""
-    return _tokens(await accounts.auth.refresh(session, refresh_token=body.refresh_token))
+async def refresh(
+    request: Request, body: RefreshRequest, accounts: AccountsDep, session: SessionDep
+) -> TokenResponse:
+    """Public: the refresh token is the credential. Rotates it; a reused token revokes its family,
+    except the token rotated moments ago (``GATEWAY_REFRESH_GRACE_S``: a second tab), which gets a
+    sibling pair."""
+    ip = client_address(request, accounts)
+    return _tokens(await accounts.auth.refresh(session, refresh_token=body.refresh_token, ip=ip))
 
 
 @router.post("/auth/logout", status_code=204)
@@ -86,6 +134,48 @@ async def logout(principal: SessionUserDep, accounts: AccountsDep, session: Sess
 async def logout_all(principal: SessionUserDep, accounts: AccountsDep, session: SessionDep) -> Response:
     """A signed-in user (JWT): revokes every session and every access token already issued."""
     await accounts.auth.logout_all(session, principal=principal)
+    return Response(status_code=204)
+
+
+@router.post("/auth/password", response_model=TokenResponse)
+async def change_password(
+    request: Request,
+    body: ChangePasswordRequest,
+    principal: SessionUserDep,
+    accounts: AccountsDep,
+    session: SessionDep,
+) -> TokenResponse:
+    """A signed-in user (JWT): needs the current password. Every session and access token of the
+    user ends (this one too); the answer is a fresh session."""
+    pair = await accounts.auth.change_password(
+        session,
+        principal=principal,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        ip=client_address(request, accounts),
+    )
+    return _tokens(pair)
+
+
+@router.post("/admin/users/{user_id}/password-reset", response_model=PasswordResetIssued, status_code=201)
+async def issue_password_reset(
+    user_id: str, principal: AdminDep, accounts: AccountsDep, session: SessionDep
+) -> PasswordResetIssued:
+    """Admin: lock the user's password and sessions now and get a one-time reset token (valid
+    ``GATEWAY_PASSWORD_RESET_TTL_S``) to hand to the user out of band."""
+    token, ttl = await accounts.auth.admin_reset(session, actor=principal, user_id=user_id)
+    return PasswordResetIssued(reset_token=token, expires_in=ttl)
+
+
+@router.post("/auth/password-reset", status_code=204)
+async def reset_password(
+    request: Request, body: PasswordResetRequest, accounts: AccountsDep, session: SessionDep
+) -> Response:
+    """Public: the reset token is the credential; it works once. 400 ``invalid_reset_token`` for any
+    bad, used or expired token."""
+    await accounts.auth.reset_password(
+        session, token=body.token, new_password=body.new_password, ip=client_address(request, accounts)
+    )
     return Response(status_code=204)
 
 

@@ -11,6 +11,18 @@ checked on every request against the cached expiry time. Concurrent misses on on
 single database read (when an entry expires under load, one request reads it, the rest wait for
 that read), so an expiry never turns into a burst of identical queries.
 
+Database outages: entries stay in the cache, past their freshness, for ``auth_cache_stale_s``
+(at most ``auth_cache_max_entries`` entries, least recently stored dropped first). When a reload
+fails because the database cannot be reached, a stale entry is used instead (counted as
+``prism_auth_cache{result="stale"}``); without one the request gets 503 ``service_unavailable``
+with ``Retry-After``, never a 500.
+
+Access tokens carry the user's ``token_version`` and their login session (refresh-token family).
+Both are checked against cached database state: bumping the version (password change, admin
+reset, logout-all, disable, role change) or revoking the family (logout, refresh-token reuse)
+stops the token on every replica within ``api_key_cache_ttl_s`` (user state) and
+``session_check_ttl_s`` (session state), at once in the process that made the change.
+
 ``last_used_at`` is not written on the request path: uses are collected in memory and written in
 one short transaction every ``settings.api_key_last_used_flush_s`` seconds (and on close).
 """
@@ -31,8 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.models import User
 from gateway.db.repositories.api_keys import ApiKeyRepository
+from gateway.db.repositories.refresh_tokens import RefreshTokenRepository
 from gateway.db.repositories.users import UserRepository
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, as_database_unavailable
 from gateway.observability import metrics
 from gateway.security.api_keys import hash_api_key, is_api_key
 from gateway.security.principal import Principal, Role
@@ -43,8 +56,8 @@ log = structlog.get_logger(__name__)
 _AUTH_HIT = metrics.AUTH_CACHE.labels(result="hit")
 _AUTH_LOAD = metrics.AUTH_CACHE.labels(result="load")
 _AUTH_JOINED = metrics.AUTH_CACHE.labels(result="joined")
-
-_MAX_ENTRIES = 50_000
+_AUTH_STALE = metrics.AUTH_CACHE.labels(result="stale")
+_AUTH_DOWN = metrics.AUTH_CACHE.labels(result="unavailable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +97,14 @@ V = TypeVar("V")
 
 
 class _TTLCache(Generic[K, V]):
-    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+    """Fresh for ``ttl_s``; kept (for outages only) ``stale_s`` longer; at most ``max_entries``."""
+
+    def __init__(
+        self, ttl_s: float, clock: Callable[[], float], *, stale_s: float = 0.0, max_entries: int = 50_000
+    ) -> None:
         self.ttl_s = ttl_s
+        self.stale_s = stale_s
+        self.max_entries = max_entries
         self._clock = clock
         self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
@@ -94,16 +113,38 @@ class _TTLCache(Generic[K, V]):
         if item is None:
             return False, None
         if item[0] <= self._clock():
-            self._data.pop(key, None)
+            if item[0] + self.stale_s <= self._clock():
+                self._data.pop(key, None)
             return False, None
         return True, item[1]
 
+    def get_stale(self, key: K) -> tuple[bool, V | None]:
+        """An expired entry still within the outage allowance."""
+        item = self._data.get(key)
+        if item is None or item[0] + self.stale_s <= self._clock():
+            return False, None
+        return True, item[1]
+
+    def stale_or_raise(self, key: K, exc: Exception) -> tuple[bool, V | None]:
+        """After a failed reload: the stale entry when the database is unreachable and one exists;
+        otherwise 503 (unreachable) or the original error (anything else)."""
+        unavailable = as_database_unavailable(exc)
+        if unavailable is None:
+            raise exc
+        hit, entry = self.get_stale(key)
+        if hit:
+            _AUTH_STALE.inc()
+            return True, entry
+        _AUTH_DOWN.inc()
+        log.warning("auth_database_unavailable", error=type(exc).__name__)
+        raise unavailable from exc
+
     def put(self, key: K, value: V) -> None:
-        if self.ttl_s <= 0:
+        if self.ttl_s <= 0 and self.stale_s <= 0:
             return
         self._data[key] = (self._clock() + self.ttl_s, value)
         self._data.move_to_end(key)
-        while len(self._data) > _MAX_ENTRIES:
+        while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
 
     def pop(self, key: K) -> None:
@@ -129,8 +170,15 @@ class Authenticator:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.tokens = tokens or TokenService(settings)
-        self._keys: _TTLCache[str, _KeyEntry | None] = _TTLCache(settings.api_key_cache_ttl_s, clock)
-        self._users: _TTLCache[str, _UserEntry] = _TTLCache(settings.api_key_cache_ttl_s, clock)
+        ttl, stale, size = (
+            settings.api_key_cache_ttl_s,
+            settings.auth_cache_stale_s,
+            settings.auth_cache_max_entries,
+        )
+        session_ttl = settings.session_check_ttl_s if settings.session_check_ttl_s is not None else ttl
+        self._keys: _TTLCache[str, _KeyEntry | None] = _TTLCache(ttl, clock, stale_s=stale, max_entries=size)
+        self._users: _TTLCache[str, _UserEntry] = _TTLCache(ttl, clock, stale_s=stale, max_entries=size)
+        self._sessions: _TTLCache[str, bool] = _TTLCache(session_ttl, clock, stale_s=stale, max_entries=size)
         self._last_used: dict[str, datetime] = {}
         self._loading: dict[str, asyncio.Future[_KeyEntry | None]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -176,9 +224,13 @@ class Authenticator:
         self._users.pop(user_id)
         self._keys.remove_where(lambda entry: entry is not None and entry.user_id == user_id)
 
+    def invalidate_session(self, *, session_id: str) -> None:
+        self._sessions.pop(session_id)
+
     def clear_cache(self) -> None:
         self._keys.clear()
         self._users.clear()
+        self._sessions.clear()
 
     # ------------------------------------------------------------------ authentication
     async def authenticate(self, *, authorization: str | None, x_api_key: str | None) -> Principal:
@@ -197,9 +249,15 @@ class Authenticator:
     async def _from_access_token(self, token: str) -> Principal:
         claims = self.tokens.verify_access(token)
         user = await self._user(claims.user_id)
+        if user is not None and user.token_version < claims.token_version:
+            # A token newer than our cached user (issued elsewhere after a password change or a
+            # logout-all): the cache is what is stale, not the token.
+            user = await self._user(claims.user_id, fresh=True)
         if user is None or user.disabled:
             raise AuthenticationFailed("Invalid access token", code="invalid_token")
         if user.token_version != claims.token_version:
+            raise AuthenticationFailed("Session has been revoked", code="invalid_token")
+        if claims.session_id is not None and not await self._session_active(claims.session_id):
             raise AuthenticationFailed("Session has been revoked", code="invalid_token")
         return Principal(
             user_id=claims.user_id,
@@ -209,12 +267,29 @@ class Authenticator:
             user_max_route_tier=user.max_route_tier,
         )
 
-    async def _user(self, user_id: str) -> _UserEntry | None:
-        hit, entry = self._users.get(user_id)
+    async def _session_active(self, session_id: str) -> bool:
+        hit, active = self._sessions.get(session_id)
         if hit:
+            return bool(active)
+        try:
+            async with self.sessionmaker() as session:
+                active = await RefreshTokenRepository(session).family_active(session_id)
+        except Exception as exc:
+            stale, cached = self._sessions.stale_or_raise(session_id, exc)
+            return bool(cached) if stale else False
+        self._sessions.put(session_id, active)
+        return active
+
+    async def _user(self, user_id: str, *, fresh: bool = False) -> _UserEntry | None:
+        hit, entry = self._users.get(user_id)
+        if hit and not fresh:
             return entry
-        async with self.sessionmaker() as session:
-            user = await UserRepository(session).get_or_none(user_id)
+        try:
+            async with self.sessionmaker() as session:
+                user = await UserRepository(session).get_or_none(user_id)
+        except Exception as exc:
+            _, entry = self._users.stale_or_raise(user_id, exc)
+            return entry
         entry = None
         if user is not None:
             entry = _user_entry(user)
@@ -229,7 +304,10 @@ class Authenticator:
         if hit:
             _AUTH_HIT.inc()
         else:
-            entry = await self._load_key_once(key_hash)
+            try:
+                entry = await self._load_key_once(key_hash)
+            except Exception as exc:
+                _, entry = self._keys.stale_or_raise(key_hash, exc)
         if entry is None or entry.revoked:
             raise AuthenticationFailed("Invalid API key")
         if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):

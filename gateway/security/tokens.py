@@ -26,6 +26,7 @@ from gateway.security.principal import Role
 from gateway.settings import Settings
 
 ACCESS_TYPE = "access"
+RESET_TYPE = "password_reset"
 REFRESH_PREFIX = "rt_"
 _HMAC = ("HS256", "HS384", "HS512")
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
@@ -37,6 +38,17 @@ class SigningKey:
     algorithm: str
     signing: Any | None  # None: verification only
     verifying: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ResetClaims:
+    user_id: str
+    token_version: int
+    password_binding: str
+
+
+def _password_binding(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +178,68 @@ class TokenService:
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise AuthenticationFailed("Invalid access token", code="invalid_token") from exc
+
+    # ------------------------------------------------------------------ password reset tokens
+    @property
+    def _reset_audience(self) -> str:
+        return f"{self.settings.jwt_audience}:password-reset"
+
+    def issue_password_reset(
+        self, *, user_id: str, token_version: int, password_hash: str
+    ) -> tuple[str, int]:
+        """A one-time reset token: bound to the current password hash and token version, so setting a
+        password (which changes both) spends it. Its own ``typ`` and audience: never an access token."""
+        now = int(time.time())
+        ttl = self.settings.password_reset_ttl_s
+        claims = {
+            "sub": user_id,
+            "ver": token_version,
+            "pwb": _password_binding(password_hash),
+            "typ": RESET_TYPE,
+            "iss": self.settings.jwt_issuer,
+            "aud": self._reset_audience,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        key = self.keys.current
+        assert key.signing is not None
+        token = jwt.encode(
+            claims, key.signing, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"}
+        )
+        return token, ttl
+
+    def verify_password_reset(self, token: str) -> ResetClaims | None:
+        """The claims of a valid reset token, or None for anything else (one answer for all)."""
+        if not isinstance(token, str) or len(token) > 4096:
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+            kid = header.get("kid")
+            key = self.keys.get(kid) if isinstance(kid, str) else None
+            if key is None or header.get("alg") != key.algorithm:
+                return None
+            claims = jwt.decode(
+                token,
+                key.verifying,
+                algorithms=[key.algorithm],
+                audience=self._reset_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "typ"]},
+            )
+            if claims.get("typ") != RESET_TYPE:
+                return None
+            return ResetClaims(
+                user_id=str(claims["sub"]),
+                token_version=int(claims["ver"]),
+                password_binding=str(claims["pwb"]),
+            )
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return None
+
+    @staticmethod
+    def reset_binds(claims: ResetClaims, *, password_hash: str) -> bool:
+        return secrets.compare_digest(claims.password_binding, _password_binding(password_hash))
 
 
 def new_refresh_token() -> str:

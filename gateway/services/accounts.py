@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.cache.backends import make_redis
 from gateway.db.engine import create_engine, create_sessionmaker
 from gateway.security.authenticator import Authenticator
-from gateway.security.throttle import LoginThrottle
+from gateway.security.client_address import ClientAddressResolver
+from gateway.security.throttle import AuthThrottle, ThrottleLimits
 from gateway.security.tokens import TokenService
 from gateway.services.auth import AuthService, ensure_admin
 from gateway.services.keys import KeyService
@@ -27,10 +29,23 @@ class Accounts:
     sessionmaker: async_sessionmaker[AsyncSession]
     tokens: TokenService
     authenticator: Authenticator
-    throttle: LoginThrottle
+    throttle: AuthThrottle
     auth: AuthService
     keys: KeyService
     recorder: UsageRecorder
+    addresses: ClientAddressResolver
+
+
+def throttle_limits(settings: Settings) -> ThrottleLimits:
+    return ThrottleLimits(
+        window_s=settings.login_throttle_window_s,
+        per_account_address=settings.login_max_failures_per_account,
+        per_address=settings.login_max_failures_per_ip,
+        per_account=settings.login_max_failures_per_account_total,
+        refresh_per_address=settings.refresh_max_failures_per_ip,
+        register_per_address=settings.register_max_per_ip,
+        register_window_s=settings.register_window_s,
+    )
 
 
 async def open_accounts(settings: Settings, stack: contextlib.AsyncExitStack) -> Accounts:
@@ -51,11 +66,11 @@ async def open_accounts(settings: Settings, stack: contextlib.AsyncExitStack) ->
     authenticator = Authenticator(settings=settings, sessionmaker=sessionmaker, tokens=tokens)
     await authenticator.start()
     stack.push_async_callback(authenticator.aclose)
-    throttle = LoginThrottle(
-        max_per_account=settings.login_max_failures_per_account,
-        max_per_ip=settings.login_max_failures_per_ip,
-        window_s=settings.login_throttle_window_s,
-    )
+    redis = None
+    if settings.redis_url:  # auth throttling is cluster-wide through Redis; in process without it
+        redis = make_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms, max_connections=32)
+        stack.push_async_callback(redis.aclose)
+    throttle = AuthThrottle(limits=throttle_limits(settings), redis=redis, prefix=settings.redis_key_prefix)
     recorder = UsageRecorder(settings=settings, engine=engine)
     await recorder.start()
     stack.push_async_callback(recorder.aclose)
@@ -71,4 +86,5 @@ async def open_accounts(settings: Settings, stack: contextlib.AsyncExitStack) ->
         auth=AuthService(settings=settings, tokens=tokens, throttle=throttle, authenticator=authenticator),
         keys=KeyService(authenticator=authenticator),
         recorder=recorder,
+        addresses=ClientAddressResolver(settings.trusted_proxies),
     )

@@ -32,6 +32,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
             "GATEWAY_API_KEY_CACHE_TTL_S": "0",
             "GATEWAY_USAGE_FLUSH_INTERVAL_S": "0.05",
             "GATEWAY_LOGIN_MAX_FAILURES_PER_ACCOUNT": "3",
+            "GATEWAY_REGISTER_MAX_PER_IP": "1000",
         },
     )
     yield process
@@ -45,7 +46,7 @@ def _email() -> str:
 async def _signup(client: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
     email = _email()
     r = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
     r = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
     assert r.status_code == 200, r.text
     return email, r.json()
@@ -67,10 +68,11 @@ async def test_register_login_refresh_logout(gw: GatewayProcess) -> None:
         form = await client.post("/auth/login", data={"username": email, "password": PASSWORD})
         assert form.status_code == 200
 
-        # duplicate, weak and short passwords
-        assert (
-            await client.post("/auth/register", json={"email": email, "password": PASSWORD})
-        ).status_code == 409
+        # an existing email answers exactly like a new one (no account enumeration)
+        again = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
+        fresh = await client.post("/auth/register", json={"email": _email(), "password": PASSWORD})
+        assert again.status_code == fresh.status_code == 202 and again.json() == fresh.json()
+        assert again.headers["cache-control"] == "no-store"
         weak = await client.post("/auth/register", json={"email": _email(), "password": "Password123"})
         assert weak.status_code == 400
 
@@ -84,10 +86,16 @@ async def test_register_login_refresh_logout(gw: GatewayProcess) -> None:
         assert r.status_code == 200
         rotated = r.json()
         assert rotated["refresh_token"] != tokens["refresh_token"]
+        r = await client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+        assert r.status_code == 200
+        latest = r.json()
+        # the first token is older than the immediately previous one: reuse, even inside the grace window
         reuse = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert reuse.status_code == 401
-        after = await client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+        after = await client.post("/auth/refresh", json={"refresh_token": latest["refresh_token"]})
         assert after.status_code == 401, "the whole family must be revoked after reuse"
+        # and the session's access tokens stop too (the family is checked by the authenticator)
+        assert (await client.get("/users/me", headers=_bearer(latest["access_token"]))).status_code == 401
         assert "refresh_token_reuse_detected" in gw.log()
 
         # logout revokes the session's family
@@ -98,6 +106,8 @@ async def test_register_login_refresh_logout(gw: GatewayProcess) -> None:
         ).status_code == 204
         r = await client.post("/auth/refresh", json={"refresh_token": session["refresh_token"]})
         assert r.status_code == 401
+        # logout ends the access token as well
+        assert (await client.get("/users/me", headers=_bearer(session["access_token"]))).status_code == 401
 
         # logout-all invalidates outstanding access tokens too
         r = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
@@ -108,14 +118,20 @@ async def test_register_login_refresh_logout(gw: GatewayProcess) -> None:
         assert (await client.get("/users/me", headers=_bearer(other["access_token"]))).status_code == 401
 
 
-async def test_parallel_refresh_at_most_one_wins(gw: GatewayProcess) -> None:
+async def test_parallel_refresh_two_tabs_keep_the_session(gw: GatewayProcess) -> None:
     async with httpx.AsyncClient(base_url=gw.url) as client:
         _, tokens = await _signup(client)
         results = await asyncio.gather(
-            *(client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(5))
+            *(client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(2))
         )
-        assert sum(r.status_code == 200 for r in results) <= 1
-        assert all(r.status_code in (200, 401) for r in results)
+        assert [r.status_code for r in results] == [200, 200], [r.text for r in results]
+        assert results[0].headers["cache-control"] == "no-store"
+        for r in results:  # both tabs go on with their own pair
+            nxt = await client.post("/auth/refresh", json={"refresh_token": r.json()["refresh_token"]})
+            assert nxt.status_code == 200
+            assert (
+                await client.get("/users/me", headers=_bearer(nxt.json()["access_token"]))
+            ).status_code == 200
 
 
 async def test_unknown_user_and_wrong_password_look_alike_and_throttle(gw: GatewayProcess) -> None:
@@ -262,3 +278,68 @@ async def test_conversation_store_through_completions(gw: GatewayProcess) -> Non
         assert (
             await client.get(f"/api/conversations/{conv}", headers=_bearer(alice["access_token"]))
         ).status_code == 404
+
+
+async def test_change_password_ends_every_other_session(gw: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        email, first = await _signup(client)
+        second = (await client.post("/auth/login", json={"email": email, "password": PASSWORD})).json()
+        new_password = "amber-lantern-orchard-57"
+        wrong = await client.post(
+            "/auth/password",
+            json={"current_password": "not-my-password-9", "new_password": new_password},
+            headers=_bearer(first["access_token"]),
+        )
+        assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_current_password"
+        r = await client.post(
+            "/auth/password",
+            json={"current_password": PASSWORD, "new_password": new_password},
+            headers=_bearer(first["access_token"]),
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "no-store"
+        fresh = r.json()
+        for old in (first, second):
+            assert (await client.get("/users/me", headers=_bearer(old["access_token"]))).status_code == 401
+            refreshed = await client.post("/auth/refresh", json={"refresh_token": old["refresh_token"]})
+            assert refreshed.status_code == 401
+        assert (await client.get("/users/me", headers=_bearer(fresh["access_token"]))).status_code == 200
+        old_login = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert old_login.status_code == 401
+        new_login = await client.post("/auth/login", json={"email": email, "password": new_password})
+        assert new_login.status_code == 200
+
+
+async def test_admin_reset_token_works_once(gw: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        admin = _bearer(
+            (
+                await client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+            ).json()["access_token"]
+        )
+        email, user = await _signup(client)
+        me = (await client.get("/users/me", headers=_bearer(user["access_token"]))).json()
+        refused = await client.post(
+            f"/admin/users/{me['id']}/password-reset", headers=_bearer(user["access_token"])
+        )
+        assert refused.status_code == 403
+        issued = await client.post(f"/admin/users/{me['id']}/password-reset", headers=admin)
+        assert issued.status_code == 201, issued.text
+        assert issued.headers["cache-control"] == "no-store"
+        reset_token = issued.json()["reset_token"]
+        # the account is locked at once: old sessions and the old password stop working
+        assert (await client.get("/users/me", headers=_bearer(user["access_token"]))).status_code == 401
+        assert (
+            await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        ).status_code == 401
+        # a reset token is not an access token
+        assert (await client.get("/users/me", headers=_bearer(reset_token))).status_code == 401
+        new_password = "copper-meadow-violin-38"
+        body = {"token": reset_token, "new_password": new_password}
+        assert (await client.post("/auth/password-reset", json=body)).status_code == 204
+        again = await client.post("/auth/password-reset", json={**body, "new_password": "other-pass-77-zz"})
+        assert again.status_code == 400 and again.json()["error"]["code"] == "invalid_reset_token"
+        forged = await client.post("/auth/password-reset", json={**body, "token": reset_token[:-4] + "AAAA"})
+        assert forged.json() == again.json()
+        r = await client.post("/auth/login", json={"email": email, "password": new_password})
+        assert r.status_code == 200

@@ -36,7 +36,7 @@ def test_admin_reads_and_patches_quotas(tmp_path: Path) -> None:
         httpx.Client(base_url=gateway.url) as http,
     ):
         email = f"quota-{uuid.uuid4().hex[:8]}@example.com"
-        assert http.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+        assert http.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 202
         user_token = http.post("/auth/login", json={"email": email, "password": PASSWORD}).json()[
             "access_token"
         ]

@@ -370,7 +370,7 @@ async def test_feedback_only_for_own_requests(tmp_path: Path) -> None:
             for who in ("alice", "bob"):
                 email = f"{who}-{time.time_ns()}@example.com"
                 r = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
-                assert r.status_code == 201, r.text
+                assert r.status_code == 202, r.text
                 r = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
                 tokens.append({"Authorization": f"Bearer {r.json()['access_token']}"})
             alice, bob = tokens

@@ -112,7 +112,7 @@ def test_key_policy_caps_auto_and_conversations_stick_upward(tmp_path: Path) -> 
         contextlib.ExitStack() as clients,
     ):
         email = f"route-{uuid.uuid4().hex[:8]}@example.com"
-        assert http.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+        assert http.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 202
         user = _bearer(_login(http, email, PASSWORD))
         admin = _bearer(_login(http, *ADMIN))
         user_id = http.get("/users/me", headers=user).json()["id"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, DatabaseUnavailable
 from gateway.security.api_keys import generate_api_key
 from gateway.security.authenticator import Authenticator, _KeyEntry, _UserEntry
 from gateway.security.principal import Role
@@ -23,12 +23,14 @@ class _Clock:
 
 
 def _authenticator(clock: _Clock, reads: list[str], *, fail: bool = False) -> Authenticator:
-    auth = Authenticator(settings=get_settings(api_key_cache_ttl_s=5.0), sessionmaker=None, clock=clock)  # type: ignore[arg-type]
+    settings = get_settings(api_key_cache_ttl_s=5.0, auth_cache_stale_s=60.0)
+    auth = Authenticator(settings=settings, sessionmaker=None, clock=clock)  # type: ignore[arg-type]
+    auth.failing = fail  # type: ignore[attr-defined]
 
     async def load(key_hash: str) -> _KeyEntry | None:
         reads.append(key_hash)
         await asyncio.sleep(0.02)  # the database round trip every waiter shares
-        if fail:
+        if auth.failing:  # type: ignore[attr-defined]
             raise ConnectionError("database unavailable")
         auth._users.put("u1", _UserEntry(role=Role.USER, tier="free", disabled=False, token_version=0))
         entry = _KeyEntry(
@@ -86,8 +88,33 @@ async def test_a_failed_read_fails_every_waiter_and_is_not_cached() -> None:
     results = await asyncio.gather(
         *(auth.authenticate(authorization=None, x_api_key=key) for _ in range(8)), return_exceptions=True
     )
-    assert all(isinstance(r, ConnectionError) for r in results) and len(reads) == 1
-    with pytest.raises(ConnectionError):
+    # a database that cannot be reached is a 503 with Retry-After (never a 500, never a 401)
+    assert all(isinstance(r, DatabaseUnavailable) for r in results) and len(reads) == 1
+    assert results[0].status_code == 503 and results[0].headers["Retry-After"]  # type: ignore[union-attr]
+    with pytest.raises(DatabaseUnavailable):
         await auth.authenticate(authorization=None, x_api_key=key)
     assert len(reads) == 2  # the next request tries again
     assert not isinstance(results[0], AuthenticationFailed)
+
+
+async def test_a_recently_verified_key_outlives_a_database_outage_for_the_stale_bound() -> None:
+    clock, reads = _Clock(), []
+    auth = _authenticator(clock, reads)
+    key = generate_api_key().secret
+    await auth.authenticate(authorization=None, x_api_key=key)
+    auth.failing = True  # type: ignore[attr-defined]
+
+    class _Down:
+        async def __aenter__(self) -> None:
+            raise ConnectionRefusedError(111, "connect call failed")
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    auth.sessionmaker = lambda: _Down()  # type: ignore[assignment,return-value]
+    clock.now += 30.0  # past the 5 s freshness, within the 60 s outage allowance
+    principal = await auth.authenticate(authorization=None, x_api_key=key)
+    assert principal.api_key_id == "k1" and len(reads) == 2  # it tried the database first
+    clock.now += 40.0  # past the allowance: 503, not the old answer
+    with pytest.raises(DatabaseUnavailable):
+        await auth.authenticate(authorization=None, x_api_key=key)

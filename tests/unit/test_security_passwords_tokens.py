@@ -9,10 +9,9 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 
-from gateway.errors import AuthenticationFailed, InvalidRequest, RateLimited
+from gateway.errors import AuthenticationFailed, InvalidRequest
 from gateway.security import passwords
 from gateway.security.api_keys import generate_api_key, hash_api_key
-from gateway.security.throttle import LoginThrottle
 from gateway.security.tokens import KeyRing, TokenService, hash_token, new_refresh_token
 from gateway.services.conversations import default_token_counter, trim_history
 from gateway.settings import get_settings
@@ -188,24 +187,6 @@ def test_refresh_and_api_key_secrets() -> None:
     key = generate_api_key()
     assert key.secret.startswith("sk-prism-") and key.prefix == key.secret[:13]
     assert key.key_hash == hash_api_key(key.secret) and key.secret not in key.key_hash
-
-
-def test_login_throttle_sliding_window() -> None:
-    now = [0.0]
-    throttle = LoginThrottle(max_per_account=3, max_per_ip=5, window_s=60, clock=lambda: now[0])
-    for _ in range(3):
-        throttle.check(account="a", ip="1.1.1.1")
-        throttle.failure(account="a", ip="1.1.1.1")
-    with pytest.raises(RateLimited) as exc:
-        throttle.check(account="a", ip="1.1.1.1")
-    assert exc.value.headers["Retry-After"] == "60"
-    throttle.check(account="b", ip="2.2.2.2")
-    for _ in range(2):
-        throttle.failure(account=f"x{_}", ip="1.1.1.1")
-    with pytest.raises(RateLimited):
-        throttle.check(account="fresh", ip="1.1.1.1")
-    now[0] = 61
-    throttle.check(account="a", ip="1.1.1.1")
 
 
 def test_trim_history_keeps_system_and_recent() -> None:

@@ -72,3 +72,21 @@ class RefreshTokenRepository:
         )
         assert isinstance(result, CursorResult)
         return int(result.rowcount)
+
+    async def family_active(self, family_id: str) -> bool:
+        """Whether a login session still has an unrevoked token (logout/reuse revoke them all)."""
+        result = await self.session.execute(
+            select(RefreshToken.id)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .limit(1)
+        )
+        return result.first() is not None
+
+    async def children(self, token: RefreshToken) -> list[RefreshToken]:
+        """The tokens issued by rotating ``token`` (one, or a few siblings within the grace window)."""
+        result = await self.session.execute(
+            select(RefreshToken).where(
+                RefreshToken.family_id == token.family_id, RefreshToken.parent_id == token.id
+            )
+        )
+        return list(result.scalars())
