@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.cache.backends import make_redis
@@ -74,8 +75,12 @@ async def open_accounts(settings: Settings, stack: contextlib.AsyncExitStack) ->
     recorder = UsageRecorder(settings=settings, engine=engine)
     await recorder.start()
     stack.push_async_callback(recorder.aclose)
-    async with sessionmaker() as session, session.begin():
-        await ensure_admin(session, settings=settings)
+    try:
+        async with sessionmaker() as session, session.begin():
+            await ensure_admin(session, settings=settings)
+    except IntegrityError:
+        # Workers starting together on a fresh database: another one created the admin first.
+        log.info("admin_bootstrapped_elsewhere")
     return Accounts(
         settings=settings,
         engine=engine,

@@ -1,7 +1,7 @@
 """End to end: two gateway replicas behind a real nginx (nginx/nginx.conf, rendered for loopback).
 
 - a streamed chat completion through nginx arrives token by token (no buffering);
-- X-Request-ID is passed through / generated;
+- X-Request-ID: the gateway's own in the answer, the client's echoed as x-client-request-id;
 - after one replica is SIGKILLed, the next requests still succeed through the other.
 
 Needs the `nginx` binary (`bash .ci/install-tools.sh`); a missing nginx fails the test.
@@ -196,7 +196,10 @@ def test_streaming_through_nginx_and_failover(stack: dict[str, object]) -> None:
     # Request id: kept when the client sends a sane one, generated otherwise.
     r = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "e2e-req-1"}, timeout=5)
     assert r.status_code == 200
-    assert r.headers.get("x-request-id") == "e2e-req-1"
+    # The client's id comes back for correlation; the request id is the gateway's own (one header).
+    assert r.headers.get("x-client-request-id") == "e2e-req-1"
+    assert len(r.headers.get_list("x-request-id")) == 1
+    assert r.headers["x-request-id"] != "e2e-req-1" and len(r.headers["x-request-id"]) == 32
     r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
     assert r.status_code == 200, r.text
     assert len(r.headers.get("x-request-id", "")) >= 16
@@ -262,4 +265,5 @@ def test_streaming_through_nginx_and_failover(stack: dict[str, object]) -> None:
     completions = [entry for entry in lines if entry["uri"] == "/v1/chat/completions"]
     assert completions and all(entry["status"] == 200 for entry in completions)
     assert f"127.0.0.1:{survivor_port}" in completions[-1]["upstream_addr"]
-    assert all(entry["request_id"] for entry in lines)
+    assert all(entry["client_request_id"] for entry in lines)
+    assert all(len(entry["request_id"]) == 32 for entry in completions)  # the gateway's own id

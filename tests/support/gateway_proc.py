@@ -97,9 +97,9 @@ def start_gateway(
         "GATEWAY_USAGE_SPILL_DIR": str(tmp_path / "spill"),
         **(env or {}),
     }
-    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None) if workers == 1 and "PROMETHEUS_MULTIPROC_DIR" not in (
-        env or {}
-    ) else None
+    if "PROMETHEUS_MULTIPROC_DIR" not in (env or {}):
+        # Never inherit one from the test process (a test may have left a deleted directory there).
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [
         sys.executable,
         "-m",
