@@ -9,8 +9,9 @@ and users while a fault is injected; every answer is kept, then matched against 
 What is checked, per scenario (``Verdict``):
 
 * **lost**: a 200 the client saw completely (JSON body parsed, or a stream that reached
-  ``data: [DONE]``) whose server id (``x-request-id``) has no usage row *of that API key* once
-  the cluster settled (the replicas still running: no restart of survivors to force a flush).
+  ``data: [DONE]``) without a usage row of its own once the cluster settled: answers and rows are
+  matched one to one by (server id from ``x-request-id``, API key). Counted with the replicas
+  still running: no survivor is restarted to force a flush.
 * **dup**: rows per ``request_id`` above one, plus server ids that two client-visible answers
   share (the server must mint a fresh id per request, whatever ``X-Request-ID`` says).
 * **5xx**: any HTTP status >= 500, poison included.
@@ -18,9 +19,10 @@ What is checked, per scenario (``Verdict``):
   requests whose whole client-side interval fits in a 60 s window, so never a false alarm).
 * **poison misses**: NUL / lone-surrogate bodies not refused with a 4xx in OpenAI's error shape;
   1 MB strings answered with something else than such a 4xx or a recorded 200; poison headers
-  (sent raw, they are not valid HTTP for most clients) answered with a 5xx or a 2xx/4xx that
-  carries no server id.
-* **id mismatches**: body/chunk ``id`` other than ``chatcmpl-<x-request-id>``.
+  (sent raw, they are not valid HTTP for most clients) answered with a 5xx, or a 200 that is
+  incomplete or carries no server id (a 4xx of any shape or a closed connection is accepted).
+* **id mismatches**: body/chunk ``id`` other than ``chatcmpl-<x-request-id>``, or an HTTP answer
+  (errors too) without ``x-request-id`` (poison headers excepted: the HTTP layer may refuse them).
 * **recovered**: after the fault, every replica that was not killed answered 10 clean 200s in a
   row (without being restarted); *rows settled* says how long the ledger took to hold every row
   (``never``: not within the settle timeout, and the missing ones are *lost*).
@@ -726,7 +728,11 @@ class Traffic:
 # -- faults ----------------------------------------------------------------------------------------
 
 
-def fault_for(scenario: str, cluster: Cluster, duration_s: float) -> Fault | None:
+def fault_for(
+    scenario: str, cluster: Cluster, duration_s: float, *, outage_s: float | None = None
+) -> Fault | None:
+    """The scenario's fault as a coroutine of the traffic's clock (None: no fault).
+    ``outage_s``: how long Postgres stays down in (b); default ``min(10, duration / 3)``."""
     victim = cluster.replicas[-1]
 
     async def sleep_until(traffic: Traffic, at: float) -> None:
@@ -743,7 +749,7 @@ def fault_for(scenario: str, cluster: Cluster, duration_s: float) -> Fault | Non
 
     async def postgres_outage(traffic: Traffic) -> None:
         assert cluster.pg is not None
-        outage = min(10.0, duration_s / 3)
+        outage = outage_s if outage_s is not None else min(10.0, duration_s / 3)
         begin = 0.25 * duration_s
         await sleep_until(traffic, begin)
         await asyncio.to_thread(cluster.pg.stop)
@@ -812,12 +818,15 @@ def _complete_200s(answers: Sequence[Answer]) -> list[Answer]:
 
 
 def missing(answers: Sequence[Answer], rows: Rows) -> list[Answer]:
-    """Complete 200s with no row by server id that belongs to the same API key."""
-    out = []
+    """Complete 200s without a row of their own: rows and answers are matched one to one by
+    (server id, API key), so a row of another key, or one row for two answers, leaves some unmatched."""
+    groups: dict[tuple[str, str], list[Answer]] = defaultdict(list)
     for a in _complete_200s(answers):
-        found = rows.by_id.get(a.server_id or "", [])
-        if not any(r["api_key_id"] == a.principal.key_id for r in found):
-            out.append(a)
+        groups[(a.server_id or "", a.principal.key_id)].append(a)
+    out: list[Answer] = []
+    for (server_id, key_id), group in groups.items():
+        own = sum(1 for r in rows.by_id.get(server_id, []) if r["api_key_id"] == key_id)
+        out.extend(group[own:])
     return out
 
 
@@ -986,6 +995,16 @@ def judge(
     misses = poison_misses(answers, rows)
     v.poison_misses = sum(misses.values())
     v.id_mismatch = sum(1 for a in oks if any(i != a.server_id for i in a.body_ids) or not a.body_ids)
+    headless = [
+        a
+        for a in answers
+        if isinstance(a.status, int)
+        and not a.server_id
+        and not any(a.kind.startswith(f"poison:{h}:") for h in HEADER_FIELDS)
+    ]
+    v.id_mismatch += len(headless)
+    if headless:
+        v.notes.append(f"{len(headless)} answers without x-request-id")
     v.settle_s = settle_s
     fault_end = traffic.marks.get("fault_end")
     if fault_end is not None:
@@ -994,8 +1013,13 @@ def judge(
         v.recovered = v.recover_s is not None
     if lost:
         per_replica = Counter(a.url for a in lost)
+        answered = Counter(a.url for a in oks)
         v.notes.append(
-            "lost by replica: " + ", ".join(f"{u.rsplit(':', 1)[1]}={n}" for u, n in per_replica.items())
+            "lost by replica port: "
+            + ", ".join(
+                f"{u.rsplit(':', 1)[1]}={n} of {answered[u]} ({100 * n / max(1, answered[u]):.1f} %)"
+                for u, n in per_replica.items()
+            )
         )
         kinds = Counter(a.kind for a in lost)
         v.notes.append("lost by kind: " + ", ".join(f"{k}={n}" for k, n in kinds.items()))
@@ -1039,6 +1063,7 @@ async def run_scenario(
     settle_timeout_s: float = 30.0,
     poison_clients: int | None = None,
     tail_s: float = 3.0,
+    outage_s: float | None = None,
 ) -> Verdict:
     """Drive traffic with the scenario's fault, settle, judge. The cluster must be fresh."""
     if poison_clients is None:
@@ -1050,7 +1075,8 @@ async def run_scenario(
         hammer=scenario == "e",
         poison_clients=poison_clients if scenario == "d" else 0,
     )
-    await traffic.run(duration_s, fault_for(scenario, cluster, duration_s), tail_s=tail_s)
+    fault = fault_for(scenario, cluster, duration_s, outage_s=outage_s)
+    await traffic.run(duration_s, fault, tail_s=tail_s)
     for replica in cluster.replicas:  # a killed replica must be back (the scenario restarts it)
         if replica.process is None or replica.process.poll() is not None:
             await asyncio.to_thread(replica.start)
