@@ -89,6 +89,9 @@ def main() -> int:
     try:
         for scenario in chosen:
             verdicts.append(run(scenario, args, workdir))
+    except KeyboardInterrupt:
+        print("interrupted: every process this run started has been stopped", file=sys.stderr)
+        return 130
     finally:
         if args.keep:
             print(f"work directory kept: {workdir}")

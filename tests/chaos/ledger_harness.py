@@ -1038,6 +1038,15 @@ def judge(
         not_echoed = sum(1 for a in echo_checked if a.echoed != a.client_id)
         if not_echoed:
             v.notes.append(f"x-client-request-id missing/wrong on {not_echoed} of {len(echo_checked)}")
+    fields_wrong = sum(
+        1
+        for a in oks
+        for r in rows.by_id.get(a.server_id or "", [])[:1]
+        if r["api_key_id"] == a.principal.key_id
+        and (r["streamed"] != a.streamed or r["http_status"] != 200 or r["user_id"] != a.principal.user_id)
+    )
+    if fields_wrong:
+        v.notes.append(f"{fields_wrong} rows disagree with their answer (streamed, http_status or user_id)")
     if rows.has_client_column:
         wrong = sum(
             1
