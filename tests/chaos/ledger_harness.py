@@ -151,6 +151,30 @@ class Postgres:
         return self.url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+def _foreign_listener(port: int, pgid: int) -> bool:
+    """Whether a process outside process group ``pgid`` listens on ``port`` (Linux ``/proc``)."""
+    listening: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                parts = line.split()
+                if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                    listening.add(f"socket:[{parts[9]}]")
+    if not listening:
+        return False
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            if any(os.readlink(fd) in listening for fd in (proc / "fd").iterdir()):
+                return False
+        except OSError:
+            continue
+    return True
+
+
 @dataclass
 class Replica:
     """One gateway replica: ``python -m gateway`` with W workers in its own process group."""
@@ -177,7 +201,16 @@ class Replica:
         except FileNotFoundError:
             return ""
 
-    def start(self, *, ready_timeout: float = 60.0) -> None:
+    def start(self, *, ready_timeout: float = 120.0, attempts: int = 3) -> None:
+        """Start and wait for ``/readyz``. Other test runs on the box pick spare ports too: if
+        another process holds the port (its ``/readyz`` would fool us), move to a new port."""
+        for _ in range(attempts):
+            if self._start_once(ready_timeout):
+                return
+            self.port = free_port()
+        raise RuntimeError(f"{self.name}: its port was taken by another process {attempts} times")
+
+    def _start_once(self, ready_timeout: float) -> bool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         metrics = self.workdir / "metrics"
         metrics.mkdir(exist_ok=True)
@@ -189,6 +222,7 @@ class Replica:
             "GATEWAY_USAGE_SPILL_DIR": str(self.workdir / "spill"),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
         }
+        self._close_log()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway"],
@@ -202,10 +236,15 @@ class Replica:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if _foreign_listener(self.port, self.process.pid):
+                    return False
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return
+                    if not _foreign_listener(self.port, self.process.pid):
+                        return True
+                    self.kill()
+                    return False
             time.sleep(0.1)
         self.kill()
         raise TimeoutError(f"{self.name} not ready in {ready_timeout}s:\n{self.log_tail()}")
