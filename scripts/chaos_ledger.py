@@ -60,7 +60,7 @@ def run(scenario: str, args: argparse.Namespace, workdir: Path) -> Verdict:
                 settle_timeout_s=args.settle_timeout,
             )
         )
-    print(table([verdict]).split("\n")[2], f"({time.monotonic() - started:.0f} s)", flush=True)
+    print(table([verdict]), f"\n({time.monotonic() - started:.0f} s)\n", flush=True)
     return verdict
 
 

@@ -6,7 +6,9 @@ Targets in every scenario: no complete 200 without its usage row (by the server'
 duplicate ids, no 5xx, no quota overrun, poison refused with a 4xx in OpenAI's shape, recovery
 without restarting a surviving process. On the ledger before issue #17 these tests fail (losses
 after SIGKILL, NUL records blocking a worker's ledger, one row for many reused ids, a 5-RPM key
-letting 40 requests through).
+letting 40 requests through): they are red on ``main`` until the new ledger lands, on purpose.
+Method and figures: docs/ledger-checker.md. ``tests/chaos/test_ledger_judge.py`` checks the
+checker's arithmetic.
 """
 
 from __future__ import annotations
