@@ -33,7 +33,7 @@ from tests.integration.db_fixtures import postgres_available
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 CLIENTS = 8
-SETTLE_S = 15.0
+SETTLE_S = 10.0
 
 
 @pytest.fixture
