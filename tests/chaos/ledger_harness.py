@@ -1066,6 +1066,11 @@ def judge(
         v.notes.append(f"{shared_ids} complete 200s share a server id with another answer (or carry none)")
     if misses:
         v.notes.append("poison misses: " + ", ".join(f"{k}×{n}" for k, n in sorted(misses.items())))
+    others = {s: n for s, n in v.statuses.items() if not s.isdigit()}
+    if others:
+        v.notes.append(
+            "no HTTP answer or broken: " + ", ".join(f"{s}×{n}" for s, n in sorted(others.items()))
+        )
     fives = {s: n for s, n in v.statuses.items() if s.isdigit() and int(s) >= 500}
     if fives:
         v.notes.append("5xx: " + ", ".join(f"{s}×{n}" for s, n in sorted(fives.items())))
