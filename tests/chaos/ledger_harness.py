@@ -366,6 +366,8 @@ class Cluster:
             "GATEWAY_REDIS_KEY_PREFIX": f"ledger-{uuid.uuid4().hex[:6]}",
             "GATEWAY_AUTH_ENABLED": "true",
             "GATEWAY_JWT_SECRET": secrets.token_hex(32),
+            "GATEWAY_METRICS_TOKEN": secrets.token_hex(16),  # required in production
+            "GATEWAY_REGISTRATION_OPEN": "true",  # the checker signs its users up (closed by default)
             "GATEWAY_ADMIN_EMAIL": ADMIN_EMAIL,
             "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "GATEWAY_LOG_LEVEL": "WARNING",
