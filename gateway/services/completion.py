@@ -35,6 +35,7 @@ from gateway.cache.service import PipelineCache
 from gateway.errors import GatewayError, ProviderError, ProviderTimeout
 from gateway.experiments.shadow import ShadowSide
 from gateway.observability import access, metrics
+from gateway.observability.metrics import OTHER
 from gateway.providers.base import Delta, Usage, aclose_quietly
 from gateway.providers.tokens import count_messages, count_text, message_text
 from gateway.routing.router import RouteDecision
@@ -227,7 +228,9 @@ class CompletionService:
         if route is not None:
             exc.headers.setdefault("x-prism-route", route.label)
         model = call.served or (route.targets[0] if route is not None and route.targets else None)
-        exc.headers.setdefault("x-prism-model", model or call.chat.model)
+        label = call.snapshot.model_label(model or call.chat.model)
+        if label != OTHER:  # only configured names: the requested one is client text (any Unicode)
+            exc.headers.setdefault("x-prism-model", label)
 
     async def _admit(
         self, call: _Call, reserving: asyncio.Future[QuotaTicket | None]

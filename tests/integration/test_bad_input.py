@@ -107,3 +107,11 @@ def test_body_over_limit_is_413(tmp_path: Any) -> None:
             gateway.url + CHAT, content=chunks(), headers={"content-type": "application/json"}
         )
         _assert_error(response, 413)
+
+
+def test_an_unknown_model_name_in_any_script_is_a_404_not_a_500(gateway: GatewayProcess) -> None:
+    """Error answers name the model in a header only when it is a configured one: a client's name
+    in any script (here outside Latin-1) cannot be written into a header."""
+    body = {"model": "á\U000440f0Oô«", "messages": [{"role": "user", "content": "x"}]}
+    error = _assert_error(httpx.post(gateway.url + CHAT, json=body), 404, param="model")
+    assert error["type"] == "not_found_error"
