@@ -312,13 +312,13 @@ def make_principals(url: str, *, users: int = 3, keys_per_user: int = 2, tag: st
     with httpx.Client(base_url=url, timeout=30) as client:
         for u in range(users):
             email = f"ledger-{tag}-{u}@prism.local"
-            user = _check(
-                client.post("/auth/register", json={"email": email, "password": USER_PASSWORD}), email
-            )
+            _check(client.post("/auth/register", json={"email": email, "password": USER_PASSWORD}), email)
             token = _check(
                 client.post("/auth/login", json={"email": email, "password": USER_PASSWORD}), "login"
             )
             auth = {"Authorization": f"Bearer {token['access_token']}"}
+            # registration answers 202 without an id (no account enumeration): ask who we are
+            user = _check(client.get("/users/me", headers=auth), "users/me")
             for k in range(keys_per_user + (1 if u == 0 else 0)):
                 rpm = LIMITED_RPM if k == keys_per_user else None
                 body: dict[str, Any] = {"name": f"ledger-{u}-{k}"}

@@ -114,4 +114,4 @@ def test_an_unknown_model_name_in_any_script_is_a_404_not_a_500(gateway: Gateway
     in any script (here outside Latin-1) cannot be written into a header."""
     body = {"model": "á\U000440f0Oô«", "messages": [{"role": "user", "content": "x"}]}
     error = _assert_error(httpx.post(gateway.url + CHAT, json=body), 404, param="model")
-    assert error["type"] == "not_found_error"
+    assert error["code"] == "model_not_found"
