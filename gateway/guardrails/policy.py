@@ -28,6 +28,10 @@ class InjectionPolicy(BaseModel):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     # Roles whose content is scanned; system prompts are the operator's and trusted.
     roles: frozenset[str] = frozenset({"user", "tool", "function"})
+    # The learned scorer (``learned.py``) on top of the rules, for these roles. Not on tool/function results
+    # by default: on documents it flags too many clean ones (docs/guardrails.md, "Learned detector").
+    learned: bool = True
+    learned_roles: frozenset[str] = frozenset({"user"})
 
 
 class DenyPattern(BaseModel):
