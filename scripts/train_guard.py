@@ -11,8 +11,8 @@ Reproducible: fixed seed, deterministic full-batch optimiser, corpus from tests/
 * every other row goes to train / validation / own-test by a hash of its template family, so the
   own-test rows come from templates the model never saw (still our own data, reported separately);
 * the threshold is picked on validation only: the lowest probability at which the shipped detector
-  (rules OR model) keeps FPR <= ``--max-fpr`` on ordinary prompts and <= ``--max-fpr-hard`` on hard
-  negatives of the validation split.
+  (rules OR model) keeps FPR <= ``--max-fpr`` on ordinary prompts *in each language* and <= ``--max-fpr-hard``
+  on hard negatives of the validation split.
 
     .venv/bin/python scripts/train_guard.py [--bits 18] [--seed 21]
 """
@@ -141,6 +141,7 @@ def pick_threshold(probs: np.ndarray, rules_hit: np.ndarray, rows: list[dict[str
                    max_fpr_hard: float) -> tuple[float, dict[str, float]]:  # fmt: skip
     y = np.array([r["label"] for r in rows])
     hard = np.array([r["kind"] == "hard_negative" for r in rows])
+    lang = np.array([r["lang"] for r in rows])
     neg_ord = (y == 0) & ~hard
     neg_hard = (y == 0) & hard
     best = (0.99, {})
@@ -148,7 +149,13 @@ def pick_threshold(probs: np.ndarray, rules_hit: np.ndarray, rows: list[dict[str
         pred = rules_hit | (probs >= t)
         fpr = float(pred[neg_ord].mean()) if neg_ord.any() else 0.0
         fpr_h = float(pred[neg_hard].mean()) if neg_hard.any() else 0.0
-        if fpr > max_fpr or fpr_h > max_fpr_hard:
+        # the FPR bound holds per language: a pooled bound would be met by the larger (easier) language alone
+        per_lang = [
+            float(pred[neg_ord & (lang == lg)].mean())
+            for lg in ("en", "ko")
+            if (neg_ord & (lang == lg)).any()
+        ]
+        if max(per_lang, default=0.0) > max_fpr or fpr_h > max_fpr_hard:
             break
         op = {
             "val_recall": float(pred[y == 1].mean()),

@@ -90,7 +90,7 @@ def hashed_features(text: str, *, bits: int) -> tuple[IntArray, FloatArray]:
     t = model_text(text)
     mask = np.uint64((1 << bits) - 1)
     parts: list[npt.NDArray[np.uint64]] = []
-    cp = np.frombuffer(f" {t} ".encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    cp = np.frombuffer(f" {t} ".encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
     n = cp.shape[0]
     with np.errstate(over="ignore"):
         for order in CHAR_ORDERS:
@@ -103,7 +103,7 @@ def hashed_features(text: str, *, bits: int) -> tuple[IntArray, FloatArray]:
             parts.append(_mix(h))
         words = _WORD.findall(t)
         if words:
-            wh = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+            wh = np.fromiter((zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words), dtype=np.uint64, count=len(words))
             parts.append(_mix(wh + np.uint64(0xABCDEF12345)))
             if len(words) > 1:
                 parts.append(_mix(wh[:-1] * _PRIME + wh[1:] + np.uint64(0x5BD1E995)))
