@@ -154,15 +154,21 @@ def run_eval(cases: list[dict[str, Any]], *, timing_rounds: int = 3) -> dict[str
 
     # ---- latency: check_input of one message
     msgs = [[{"role": c.get("role", "user"), "content": c["text"]}] for c in cases]
-    long_msgs: list[list[dict[str, str]]] = []
     pool = [c["text"] for c in cases]
-    for i in range(len(pool)):
-        buf = ""
-        j = i
-        while len(buf) < 1000:
-            buf += pool[j % len(pool)] + "\n"
-            j += 7
-        long_msgs.append([{"role": "user", "content": buf[:1000]}])
+
+    def of_length(n_chars: int, count: int) -> list[list[dict[str, str]]]:
+        out: list[list[dict[str, str]]] = []
+        for i in range(count):
+            buf = ""
+            j = i
+            while len(buf) < n_chars:
+                buf += pool[j % len(pool)] + "\n"
+                j += 7
+            out.append([{"role": "user", "content": buf[:n_chars]}])
+        return out
+
+    long_msgs = of_length(1000, len(pool))
+    msgs_4000 = of_length(4000, 100)
     for m in msgs[:20] + long_msgs[:20]:  # warm-up
         g.check_input(m, policy=policy)
 
@@ -181,6 +187,7 @@ def run_eval(cases: list[dict[str, Any]], *, timing_rounds: int = 3) -> dict[str
 
     c_all, _ = timed(msgs)
     c_long, w_long = timed(long_msgs)
+    c_4000, _ = timed(msgs_4000)
     timing = {
         "per_message_p50_ms": statistics.median(c_all),
         "per_message_p95_ms": _pct(c_all, 0.95),
@@ -189,6 +196,8 @@ def run_eval(cases: list[dict[str, Any]], *, timing_rounds: int = 3) -> dict[str
         "chars1000_max_ms": max(c_long),
         "chars1000_wall_p50_ms": statistics.median(w_long),
         "chars1000_wall_p95_ms": _pct(w_long, 0.95),
+        "chars4000_p50_ms": statistics.median(c_4000),
+        "chars4000_p95_ms": _pct(c_4000, 0.95),
     }
     return {"n_cases": len(cases), "injection": inj, "pii": pii, "timing": timing, "errors": misses}
 
@@ -284,7 +293,8 @@ def print_report(report: dict[str, Any], *, verbose: bool) -> None:
         f"\ncheck_input CPU time: per message p50 {t['per_message_p50_ms']:.3f} ms,"
         f" p95 {t['per_message_p95_ms']:.3f} ms;"
         f" 1,000-char message p50 {t['chars1000_p50_ms']:.3f} ms, p95 {t['chars1000_p95_ms']:.3f} ms,"
-        f" max {t['chars1000_max_ms']:.3f} ms"
+        f" max {t['chars1000_max_ms']:.3f} ms; 4,000-char p50 {t['chars4000_p50_ms']:.3f} ms,"
+        f" p95 {t['chars4000_p95_ms']:.3f} ms"
         f"\n(wall clock, 1,000-char: p50 {t['chars1000_wall_p50_ms']:.3f} ms,"
         f" p95 {t['chars1000_wall_p95_ms']:.3f} ms)"
     )
