@@ -433,9 +433,13 @@ def main(argv: list[str] | None = None) -> int:
         r = s.tp / npos if npos else 1.0
         plo, phi = wilson(s.tp, s.tp + s.fp)
         rlo, rhi = wilson(s.tp, npos)
+        if not npos:  # a category nothing here is labelled with: only its false positives tell
+            row = (cat, 0, f"{s.fp} false positives", "—")
+            print(("| {} | {} | {} | {} |" if md else "{:<15} {:>6}  {}  {}").format(*row))
+            continue
         row = (cat, npos, f"{p:.3f} [{plo:.3f}, {phi:.3f}]", f"{r:.3f} [{rlo:.3f}, {rhi:.3f}]")
         print(("| {} | {} | {} | {} |" if md else "{:<15} {:>6}  P {}  R {}").format(*row))
-        if npos and r < TARGET_RECALL:
+        if r < TARGET_RECALL:
             fails.append(f"{cat} recall {r:.3f} < {TARGET_RECALL}")
         if s.tp + s.fp and p < TARGET_PRECISION:
             fails.append(f"{cat} precision {p:.3f} < {TARGET_PRECISION}")

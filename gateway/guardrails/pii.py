@@ -124,7 +124,7 @@ _LICENSE_CUE = re.compile(
     re.IGNORECASE,
 )
 _LICENSE_GATE = ("licen", "면허", "免許", "驾驶证", "駕駛", "führerschein", "permis de conduire", "dl", "d/l")
-_BANK = ("bank", "routing")
+_BANK = ("bank", "routing")  # words that make a digit run an account rather than a phone number
 
 _RRN = re.compile(r"(?<![0-9A-Za-z_\-.])(\d{2})(\d{2})(\d{2})\s?[-–]\s?([1-8])\d{6}(?![0-9A-Za-z_\-])")
 _RRN_BARE = re.compile(r"(?<![0-9A-Za-z_\-.])(\d{2})(\d{2})(\d{2})([1-8])\d{6}(?![0-9A-Za-z_\-])")
@@ -203,6 +203,12 @@ _SECRET_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
 
 # Cheap prefilters: skip whole detectors when their anchor character is absent.
 _HAS_DIGIT = re.compile(r"\d")
+
+
+def _looks_like_version(v: str) -> bool:
+    """``1.2.3.4``-like: a one-digit first part, no part above 29 (such an address needs a network word)."""
+    parts = v.split("/")[0].split(".")
+    return len(parts[0]) == 1 and all(int(p) < 30 for p in parts)
 
 
 def _rrn_date_ok(yy: str, mm: str, dd: str, g: str) -> bool:
@@ -413,7 +419,7 @@ class PiiDetector:
                 if not 8 <= len(d) <= 17 or _CURRENCY_AFTER.match(text, m.end()):
                     continue
                 if (len(d) == 9 and aba_ok(d) and cues.near(("routing",), m.start(), m.end())) or cues.near(
-                    _BANK, m.start(), m.end(), after=15
+                    ("bank",), m.start(), m.end(), after=15
                 ):
                     yield PiiMatch("bank_account", m.start(), m.end(), m.group(0))
         if "ip_address" in cats:
@@ -424,6 +430,11 @@ class PiiDetector:
                         _VERSION_CUE.search(text, lo, m.start())
                         or _VERSION_CUE.search(text, m.end(), min(len(text), m.end() + 25))
                     ) and not _IP_CUE.search(text, max(0, m.start() - 20), m.start()):
+                        continue
+                    if _looks_like_version(m.group(0)) and not (
+                        _IP_CUE.search(text, lo, m.start())
+                        or _IP_CUE.search(text, m.end(), min(len(text), m.end() + 25))
+                    ):
                         continue
                     yield PiiMatch("ip_address", m.start(), m.end(), m.group(0))
             if ":" in text:
