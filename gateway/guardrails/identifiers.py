@@ -129,6 +129,9 @@ _DATE = re.compile(
 )
 
 
+_NON_DIGIT = re.compile(r"\D")
+
+
 @lru_cache(maxsize=4096)
 def _possible_international(digits: str) -> bool:
     try:
@@ -158,7 +161,7 @@ def phone_ok(main: str, *, international: bool, context: bool) -> bool:
     (NANP 3-3-4, a trunk-0 number with groups, Chinese or Korean mobiles) is enough; other digit runs need a
     phone word nearby and a number valid in one of ``NATIONAL_REGIONS``.
     """
-    digits = "".join(c for c in main if c.isdigit())
+    digits = _NON_DIGIT.sub("", main)
     n = len(digits)
     if international:
         if main.startswith("00"):

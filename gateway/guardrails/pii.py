@@ -116,13 +116,14 @@ _CUE_WORDS: dict[str, tuple[tuple[str, bool], ...]] = {
     kind: tuple((w.lstrip("^"), w.startswith("^")) for w in words.split())
     for kind, words in _CUE_TEXT.items()
 }
-# Cues with optional parts stay regular expressions (the text is gated by ``_LICENSE_GATE`` first).
-_LICENSE_CUE = re.compile(
-    r"driver'?s?\s*licen[cs]e|driving\s*licen[cs]e|licen[cs]e\s*(?:no|num|number|#|id)|"
-    r"\bd/?l\s*(?:no|#|number)?\b|운전\s*면허|면허\s*번호|免許|驾驶证|駕駛|führerschein|permis de conduire|"
-    r"licencia de conducir",
-    re.IGNORECASE,
-)
+_CUE_WORDS["license"] = tuple(
+    (w, w.isascii() and "/" not in w)
+    for w in ("운전면허", "운전 면허", "면허번호", "면허 번호", "免許", "驾驶证", "駕駛", "führerschein",
+              "permis de conduire", "licencia de conducir", "dl", "d/l")
+)  # fmt: skip
+# "licence"/"license" is a cue only as a driver's/driving licence or a licence number/no./#/id.
+_LICENSE_BEFORE = re.compile(r"(?:driver'?s?|driving)\s*\Z")
+_LICENSE_AFTER = re.compile(r"licen[cs]e\s*(?:no|num|number|#|id)?(?![a-z])")
 _LICENSE_GATE = ("licen", "면허", "免許", "驾驶证", "駕駛", "führerschein", "permis de conduire", "dl", "d/l")
 _BANK = ("bank", "routing")  # words that make a digit run an account rather than a phone number
 
@@ -220,8 +221,11 @@ def _rrn_date_ok(yy: str, mm: str, dd: str, g: str) -> bool:
     return d <= _dt.date.today()
 
 
+_NON_DIGIT = re.compile(r"\D")
+
+
 def _digits(s: str) -> str:
-    return re.sub(r"\D", "", s)
+    return _NON_DIGIT.sub("", s)
 
 
 def _is_latin(ch: str) -> bool:
@@ -245,10 +249,9 @@ class _Cues:
     def spans(self, kind: str) -> list[tuple[int, int]]:
         spans = self._spans.get(kind)
         if spans is None:
+            spans = self._find(_CUE_WORDS[kind])
             if kind == "license":
-                spans = [m.span() for m in _LICENSE_CUE.finditer(self._text)]
-            else:
-                spans = self._find(_CUE_WORDS[kind])
+                spans = sorted(spans + self._licence_words())
             self._spans[kind] = spans
         return spans
 
@@ -266,6 +269,17 @@ class _Cues:
                     out.append((i, j))
                 i = hay.find(w, i + 1)
         out.sort()
+        return out
+
+    def _licence_words(self) -> list[tuple[int, int]]:
+        hay = self._lower
+        out: list[tuple[int, int]] = []
+        i = hay.find("licen")
+        while i != -1:
+            m = _LICENSE_AFTER.match(hay, i)
+            if m is not None and (m.end() - i > 7 or _LICENSE_BEFORE.search(hay, max(0, i - 12), i)):
+                out.append((i, m.end()))
+            i = hay.find("licen", i + 1)
         return out
 
     def has(self, words: tuple[str, ...]) -> bool:
@@ -294,6 +308,8 @@ def _card_ok(cues: _Cues, start: int, end: int, value: str) -> bool:
         return False
     if cues.near(("barcode",), start, end):
         return False
+    if d == value and cues.near(("bank",), start, end, after=15) and not cues.near(("card",), start, end):
+        return False  # a bare run next to a bank word: an account number (``bank_account`` takes it)
     if len(d) <= 13 and d == value and (gtin_ok(d) or cues.near(("order",), start, end)):
         # a short bare run that is a valid UPC-A / EAN-13 or next to an order word: only with a card word near
         return cues.near(("card",), start, end)
@@ -330,7 +346,7 @@ def _phones(text: str, cues: _Cues) -> Iterator[PiiMatch]:
         # Greedy groups may run into a neighbouring number: retry without trailing space-separated groups.
         end_main = m.end("main")
         while True:
-            if sum(c.isdigit() for c in main) < 8:
+            if len(_digits(main)) < 8:
                 pos = m.end()  # too short for a phone number (trimming only makes it shorter)
                 break
             if ctx is None and not (intl and main[0] == "+"):
