@@ -1,0 +1,462 @@
+"""The lean client's production transport features against real processes on 127.0.0.1: an mTLS
+upstream (CA, server and client certificates made by the test), an asyncio forward proxy
+(``CONNECT`` tunnels and absolute-form plain HTTP, with Basic credentials), proxy selection from
+``HTTPS_PROXY``/``NO_PROXY`` through the provider registry, the per-model pool idle time, and the
+one retry of a request that met a closed keep-alive socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+import socket
+import ssl
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from aiohttp import web
+
+from gateway.observability import metrics
+from gateway.providers.base import ModelCall
+from gateway.providers.http import UpstreamClients
+from gateway.providers.openai_wire import OpenAIWireProvider
+from gateway.providers.registry import build_targets
+from gateway.providers.transport import EndpointFactory, UpstreamHTTPSettings
+from gateway.providers.wire_http import Endpoint, WireHTTP, WireHTTPError, encode_headers
+from gateway.routing.config import RoutingConfig
+from tests.support.pki import PKI, make_pki
+
+pytestmark = pytest.mark.integration
+
+HEADERS = encode_headers({"Content-Type": "application/json"})
+COMPLETION = orjson.dumps(
+    {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "up",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+class MTLSUpstream:
+    """aiohttp over TLS that requires a client certificate signed by the test CA; answers an OpenAI
+    completion and notes the client certificate's subject of every request."""
+
+    def __init__(self, pki: PKI) -> None:
+        self.pki = pki
+        self.subjects: list[str] = []
+        self.peers: list[int] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.pki.ca))
+        context.load_cert_chain(self.pki.server_cert, self.pki.server_key)
+        context.verify_mode = ssl.CERT_REQUIRED
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.complete)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/v1"
+
+    async def complete(self, request: web.Request) -> web.Response:
+        assert request.transport is not None
+        cert = request.transport.get_extra_info("peercert") or {}
+        subject = dict(pair[0] for pair in cert.get("subject", ()))
+        self.subjects.append(str(subject.get("commonName")))
+        self.peers.append(request.transport.get_extra_info("peername")[1])
+        await request.read()
+        return web.Response(body=COMPLETION, content_type="application/json")
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+class ForwardProxy:
+    """A small HTTP forward proxy: ``CONNECT host:port`` tunnels and absolute-form requests, to
+    127.0.0.1 only; with ``credentials`` it answers 407 to requests without them."""
+
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+        self.expected = None
+        if credentials is not None:
+            self.expected = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+        self.seen: list[str] = []
+        """The first request line of every client connection (``CONNECT 127.0.0.1:123``)."""
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def url(self, credentials: str = "") -> str:
+        return f"http://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = dict(line.split(": ", 1) for line in lines[1:] if line)
+            self.seen.append(f"{method} {target}")
+            if self.expected and headers.get("Proxy-Authorization") != self.expected:
+                writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                return
+            if method == "CONNECT":
+                host, _, port = target.rpartition(":")
+                assert host == "127.0.0.1"
+                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                parts = urlsplit(target)
+                assert parts.hostname == "127.0.0.1" and parts.port
+                up_reader, up_writer = await asyncio.open_connection(parts.hostname, parts.port)
+                up_writer.write(head)  # origin servers accept the absolute form too
+            self.writers.add(up_writer)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def upstream(pki: PKI) -> AsyncIterator[MTLSUpstream]:
+    server = MTLSUpstream(pki)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ForwardProxy]:
+    server = ForwardProxy(credentials=("prism", "s3cret/:@"))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def _settings(pki: PKI, **overrides: object) -> UpstreamHTTPSettings:
+    options: dict[str, object] = {
+        "ca_bundle": pki.ca,
+        "client_cert": pki.client_cert,
+        "client_key": pki.client_key,
+    }
+    return UpstreamHTTPSettings.model_validate({**options, **overrides})
+
+
+async def test_mtls_needs_the_client_certificate_and_the_ca(pki: PKI, upstream: MTLSUpstream) -> None:
+    factory = EndpointFactory(env={})
+    http = WireHTTP(connect_s=2.0)
+    url = upstream.url + "/chat/completions"
+    try:
+        for _ in range(3):
+            response = await http.post(factory.endpoint(url, _settings(pki)), HEADERS, b"{}")
+            assert response.status == 200 and orjson.loads(await response.read())["choices"]
+        assert upstream.subjects == ["prism-gateway"] * 3
+        assert len(set(upstream.peers)) == 1  # one TLS connection, kept alive
+
+        without_cert = factory.endpoint(url, UpstreamHTTPSettings(ca_bundle=pki.ca))
+        with pytest.raises(WireHTTPError):  # the server's handshake refuses it (or closes at once)
+            response = await http.post(without_cert, HEADERS, b"{}")
+            await response.read()
+        wrong_ca = factory.endpoint(url, _settings(pki, ca_bundle=pki.other_ca))
+        with pytest.raises(WireHTTPError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            await http.post(wrong_ca, HEADERS, b"{}")
+        assert upstream.subjects == ["prism-gateway"] * 3
+    finally:
+        await http.aclose()
+
+
+async def test_https_through_an_authenticated_connect_proxy(
+    pki: PKI, upstream: MTLSUpstream, proxy: ForwardProxy
+) -> None:
+    """TLS runs end to end inside the tunnel (the proxy sees only ``CONNECT host:port``); the tunnel
+    is a keep-alive connection like any other."""
+    factory = EndpointFactory(env={})
+    http = WireHTTP(connect_s=2.0)
+    url = upstream.url + "/chat/completions"
+    through = factory.endpoint(url, _settings(pki, proxy=proxy.url("prism:s3cret%2F%3A%40")))
+    try:
+        for _ in range(3):
+            response = await http.post(through, HEADERS, b"{}")
+            assert response.status == 200 and b"choices" in await response.read()
+        assert proxy.seen == [f"CONNECT 127.0.0.1:{upstream.port}"]
+        assert upstream.subjects == ["prism-gateway"] * 3
+
+        wrong = factory.endpoint(url, _settings(pki, proxy=proxy.url("prism:wrong")))
+        with pytest.raises(WireHTTPError, match=r"proxy refused CONNECT.*407"):
+            await http.post(wrong, HEADERS, b"{}")
+    finally:
+        await http.aclose()
+
+
+async def test_plain_http_through_the_proxy_uses_the_absolute_form(proxy: ForwardProxy) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Host", ""))
+        return web.Response(body=COMPLETION, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    http = WireHTTP(connect_s=2.0)
+    env = {"HTTP_PROXY": proxy.url("prism:s3cret%2F%3A%40")}
+    try:
+        endpoint = EndpointFactory(env).endpoint(url, UpstreamHTTPSettings())
+        for _ in range(2):
+            response = await http.post(endpoint, HEADERS, b"{}")
+            assert response.status == 200
+            await response.read()
+        assert proxy.seen == [f"POST {url}"]
+        assert seen == [f"127.0.0.1:{port}"] * 2
+    finally:
+        await http.aclose()
+        await runner.cleanup()
+
+
+async def test_registry_takes_proxy_and_tls_from_config_and_environment(
+    pki: PKI, upstream: MTLSUpstream, proxy: ForwardProxy
+) -> None:
+    """``HTTPS_PROXY`` applies by default, ``NO_PROXY`` exempts hosts, ``http.proxy: ""`` goes direct."""
+    tls = {"ca_bundle": str(pki.ca), "client_cert": str(pki.client_cert), "client_key": str(pki.client_key)}
+    config = RoutingConfig.model_validate(
+        {
+            "models": {
+                "via-env": {"provider": "openai", "base_url": upstream.url, "local": False, "http": tls},
+                "direct": {"provider": "openai", "base_url": upstream.url, "http": {**tls, "proxy": ""}},
+            }
+        }
+    )
+    call = ModelCall(model="up", messages=[{"role": "user", "content": "hi"}])
+    clients = UpstreamClients(connect_s=2.0)
+    try:
+        env = {"https_proxy": proxy.url("prism:s3cret%2F%3A%40"), "NO_PROXY": "example.internal"}
+        targets = build_targets(config, clients=clients, env=env)
+        assert (await targets["via-env"].provider.complete(call)).choices[0].content == "hi"
+        assert (await targets["direct"].provider.complete(call)).choices[0].content == "hi"
+        assert proxy.seen == [f"CONNECT 127.0.0.1:{upstream.port}"]
+
+        exempt = build_targets(config, clients=clients, env={**env, "NO_PROXY": "localhost,127.0.0.0/8"})
+        await exempt["via-env"].provider.complete(call)
+        assert len(proxy.seen) == 1
+    finally:
+        await clients.aclose()
+
+
+async def test_pool_idle_time_is_per_model(pki: PKI, upstream: MTLSUpstream) -> None:
+    factory = EndpointFactory(env={})
+    http = WireHTTP(connect_s=2.0)
+    url = upstream.url + "/chat/completions"
+    never_reused = factory.endpoint(url, _settings(pki, pool_idle_s=1e-9))
+    try:
+        for _ in range(3):
+            response = await http.post(never_reused, HEADERS, b"{}")
+            await response.read()
+        assert len(set(upstream.peers)) == 3
+    finally:
+        await http.aclose()
+
+
+class ClosingUpstream:
+    """A raw HTTP/1.1 server that answers keep-alive, then misbehaves on the ``fail_at``-th request
+    of a connection (or later): ``eof`` closes without answering (an idle-timeout close racing the request),
+    ``reset`` sends a TCP RST, ``partial`` sends part of the status line first."""
+
+    def __init__(self, mode: Literal["eof", "reset", "partial"], fail_at: int) -> None:
+        self.mode = mode
+        self.fail_at = fail_at
+        self.connections = 0
+        self.requests = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(f"http://127.0.0.1:{self.port}/v1/chat/completions")
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+                await reader.readexactly(int(match.group(1)) if match else 0)
+                self.requests += 1
+                served += 1
+                if served >= self.fail_at:
+                    if self.mode == "partial":
+                        writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")
+                        await writer.drain()
+                    elif self.mode == "reset":
+                        raw = writer.get_extra_info("socket")
+                        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(COMPLETION), COMPLETION)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def closing_upstream(
+    mode: Literal["eof", "reset", "partial"], fail_at: int
+) -> AsyncIterator[ClosingUpstream]:
+    server = ClosingUpstream(mode, fail_at)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _stale_retries() -> float:
+    return metrics.UPSTREAM_CONNECTS.labels(outcome="stale_retry")._value.get()
+
+
+@pytest.mark.parametrize("mode", ["eof", "reset"])
+async def test_a_closed_keep_alive_socket_is_retried_once_on_a_new_connection(
+    mode: Literal["eof", "reset"],
+) -> None:
+    async with closing_upstream(mode, fail_at=2) as server:
+        http = WireHTTP(connect_s=2.0)
+        before = _stale_retries()
+        try:
+            for _ in range(4):  # 1 on A; 2 on A fails → retried on B; 3 on B fails → retried on C; ...
+                response = await http.post(server.endpoint, HEADERS, b"{}")
+                assert response.status == 200 and await response.read() == COMPLETION
+            assert server.connections == 4
+            assert _stale_retries() - before == 3
+        finally:
+            await http.aclose()
+
+
+async def test_a_fresh_connection_or_a_started_answer_is_not_retried() -> None:
+    async with closing_upstream("eof", fail_at=1) as server:  # every first request fails
+        http = WireHTTP(connect_s=2.0)
+        try:
+            with pytest.raises(WireHTTPError):
+                await http.post(server.endpoint, HEADERS, b"{}")
+            assert server.requests == 1
+        finally:
+            await http.aclose()
+    async with closing_upstream("partial", fail_at=2) as server:  # bytes of the answer arrived
+        http = WireHTTP(connect_s=2.0)
+        try:
+            response = await http.post(server.endpoint, HEADERS, b"{}")
+            await response.read()
+            with pytest.raises(WireHTTPError):
+                await http.post(server.endpoint, HEADERS, b"{}")
+            assert server.requests == 2 and server.connections == 1
+        finally:
+            await http.aclose()
+    async with closing_upstream("eof", fail_at=2) as server:  # fails on the retry too: once only
+        http = WireHTTP(connect_s=2.0)
+        try:
+            response = await http.post(server.endpoint, HEADERS, b"{}")
+            await response.read()
+            server.fail_at = 1
+            with pytest.raises(WireHTTPError):
+                await http.post(server.endpoint, HEADERS, b"{}")
+            assert server.requests == 3 and server.connections == 2
+        finally:
+            await http.aclose()
+
+
+async def test_the_provider_never_sees_a_stale_socket() -> None:
+    """Through the wire adapter: every call succeeds, so neither the provider's failure handling nor
+    its circuit breaker ever hears of the closed sockets."""
+    async with closing_upstream("reset", fail_at=2) as server:
+        clients = UpstreamClients(connect_s=2.0)
+        provider = OpenAIWireProvider(
+            name="up",
+            base_url=f"http://127.0.0.1:{server.port}/v1",
+            api_key="sk-test",
+            http=clients.wire,
+            is_local=True,
+            timeout_s=5.0,
+            connect_s=2.0,
+        )
+        call = ModelCall(model="up", messages=[{"role": "user", "content": "hi"}])
+        try:
+            for _ in range(3):
+                assert (await provider.complete(call)).choices[0].content == "hi"
+            assert server.connections == 3
+        finally:
+            await clients.aclose()
+
+
+def test_settings_refuse_what_the_client_cannot_do(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only http:// proxies"):
+        UpstreamHTTPSettings(proxy="https://proxy.example:3128")
+    with pytest.raises(ValueError, match="only http:// proxies"):
+        UpstreamHTTPSettings(proxy="socks5://proxy.example:1080")
+    key = tmp_path / "client.key"
+    key.write_text("not used")
+    with pytest.raises(ValueError, match="client_key needs client_cert"):
+        UpstreamHTTPSettings(client_key=key)
+    with pytest.raises(ValueError):  # a missing file is refused when the config is read
+        UpstreamHTTPSettings(ca_bundle=tmp_path / "missing.pem")
+    assert "s3cret" not in repr(UpstreamHTTPSettings(proxy="http://u:s3cret@proxy:3128"))
