@@ -5,8 +5,10 @@ packing, observability hooks); the request path runs three. This client keeps a 
 connections, pipelines every caller's command onto one of them (replies come back in order, so a
 FIFO of futures matches them), parses with hiredis, and costs ~20 µs per command. It speaks
 only what the hot path needs — ``EVALSHA`` with a ``SCRIPT LOAD`` on ``NOSCRIPT``, and plain
-commands — over ``redis://`` (RESP2, optional ``AUTH`` and ``SELECT``); everything else
-(admin reads, pings, circuit sync) stays on redis-py.
+commands — over ``redis://`` or ``rediss://`` (TLS with redis-py's ``ssl_*`` URL options, client
+certificate included; RESP2; ``AUTH`` with an ACL user or the default user's password; ``SELECT``);
+everything else (admin reads, pings, circuit sync) stays on redis-py, and so does everything for a
+Sentinel URL (``redis_url.py`` says why and which deployments are supported).
 
 Failures are the caller's usual ones: ``TimeoutError`` past ``timeout_s`` (the command's reply is
 still consumed and dropped when it comes, so the connection stays in step), ``ConnectionError``
@@ -28,6 +30,8 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+from gateway.cache.redis_url import SINGLE_SCHEMES, tls_context
 
 Arg = str | bytes | int | float
 
@@ -174,8 +178,9 @@ def _fail_late(waiter: asyncio.Future[Any]) -> None:
 class PipelinedRedis:
     def __init__(self, url: str, *, timeout_s: float, connections: int = 2) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError(f"PipelinedRedis speaks redis:// only, not {parts.scheme}://")
+        if parts.scheme not in SINGLE_SCHEMES:
+            raise ValueError(f"PipelinedRedis speaks redis:// and rediss:// only, not {parts.scheme}://")
+        self.ssl = tls_context(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
         self.username = unquote(parts.username) if parts.username else None
@@ -189,11 +194,17 @@ class PipelinedRedis:
 
     @staticmethod
     def supports(url: str) -> bool:
-        return urlsplit(url).scheme == "redis"
+        return urlsplit(url).scheme in SINGLE_SCHEMES
 
     async def _open(self, slot: int) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self.host, self.port)
+        _, conn = await loop.create_connection(
+            _Connection,
+            self.host,
+            self.port,
+            ssl=self.ssl,
+            server_hostname=self.host if self.ssl is not None else None,
+        )
         setup: list[list[Arg]] = []
         if self.password is not None:
             setup.append(["AUTH", self.username, self.password] if self.username else ["AUTH", self.password])

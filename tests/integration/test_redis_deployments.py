@@ -1,0 +1,288 @@
+"""The Redis deployments ``GATEWAY_REDIS_URL`` may name, each against real ``redis-server`` processes
+on spare loopback ports: TLS with a client certificate (``rediss://``), an ACL user, a Sentinel-managed
+primary that fails over, and a Cluster node (refused, as documented in ``redis_url.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, RedisError
+
+from gateway.cache import redis_url
+from gateway.cache.backends import make_redis, open_backends
+from gateway.cache.pipelined import LuaScript, PipelinedRedis, RedisReplyError
+from gateway.cache.quota import EffectiveLimits, ScopeLimits
+from gateway.cache.store import RedisResponseStore
+from gateway.security.principal import Principal
+from gateway.settings import get_settings
+from tests.support.gateway_proc import free_port
+from tests.support.pki import PKI, make_pki
+
+pytestmark = pytest.mark.integration
+
+ECHO = LuaScript("return {KEYS[1], ARGV[1]}")
+
+
+class Server:
+    """One ``redis-server`` (or sentinel) process with the given arguments, stopped at the end."""
+
+    def __init__(self, workdir: Path, *args: str, port: int | None = None, tls: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server not installed")
+        self.port = port or free_port()
+        self.workdir = workdir
+        listen = ["--port", "0", "--tls-port", str(self.port)] if tls else ["--port", str(self.port)]
+        self.command = [binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *args]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, command: list[str] | None = None) -> Server:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            command or self.command, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}: {command or self.command}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server on {self.port} did not listen")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def servers(*started: Server) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for server in started:
+            server.kill()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("redis-pki"))
+
+
+def _tls_url(port: int, pki: PKI, *, cert: bool = True, ca: Path | None = None) -> str:
+    query = f"ssl_ca_certs={quote(str(ca or pki.ca))}"
+    if cert:
+        query += f"&ssl_certfile={quote(str(pki.client_cert))}&ssl_keyfile={quote(str(pki.client_key))}"
+    return f"rediss://127.0.0.1:{port}/0?{query}"
+
+
+async def _reserve_once(url: str, *, expect_fast: bool) -> None:
+    """Open the real backends on ``url`` and run one quota reservation and one cache round trip."""
+    prefix = f"deploy-{uuid.uuid4().hex[:8]}"
+    backends = await open_backends(get_settings(redis_url=url, redis_timeout_ms=2000), prefix=prefix)
+    try:
+        assert (backends.fast is not None) is expect_fast
+        assert await backends.ping()
+        limits = EffectiveLimits((ScopeLimits("key:k1", rpm=5),))
+        await backends.quotas.check_and_reserve(
+            request_id="r1",
+            principal=Principal(user_id="u1", api_key_id="k1"),
+            estimated_tokens=10,
+            estimated_cost_usd=0.0,
+            limits=limits,
+        )
+        assert backends.redis is not None
+        assert [key async for key in backends.redis.scan_iter(match=f"{prefix}:*")]  # the reservation
+        store = RedisResponseStore(backends.redis, prefix=prefix, fast=backends.fast)
+        await store.set("entry", b"answer", 30)
+        assert await store.get("entry") == b"answer"
+    finally:
+        await backends.aclose()
+
+
+async def test_tls_with_a_client_certificate(tmp_path: Path, pki: PKI) -> None:
+    server = Server(
+        tmp_path / "tls",
+        *("--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key)),
+        *("--tls-ca-cert-file", str(pki.ca), "--tls-auth-clients", "yes"),
+        tls=True,
+    ).start()
+    with servers(server):
+        url = _tls_url(server.port, pki)
+        fast = PipelinedRedis(url, timeout_s=2.0)
+        try:
+            assert await fast.evalsha(ECHO, ["k"], ["v"]) == [b"k", b"v"]
+        finally:
+            await fast.aclose()
+        await _reserve_once(url, expect_fast=True)  # lean client and redis-py on one URL
+
+        no_cert = PipelinedRedis(_tls_url(server.port, pki, cert=False), timeout_s=2.0)
+        try:
+            with pytest.raises((ConnectionError, OSError)):  # the server requires a client certificate
+                await no_cert.execute("PING")
+        finally:
+            await no_cert.aclose()
+        wrong_ca = PipelinedRedis(_tls_url(server.port, pki, ca=pki.other_ca), timeout_s=2.0)
+        try:
+            with pytest.raises((ConnectionError, OSError)):  # ssl.SSLCertVerificationError is an OSError
+                await wrong_ca.execute("PING")
+        finally:
+            await wrong_ca.aclose()
+        plain = PipelinedRedis(f"redis://127.0.0.1:{server.port}/0", timeout_s=1.0)
+        try:
+            with pytest.raises((ConnectionError, TimeoutError)):
+                await plain.execute("PING")
+        finally:
+            await plain.aclose()
+
+
+async def test_acl_user_and_password(tmp_path: Path) -> None:
+    password = "p@ss:w/rd"
+    server = Server(
+        tmp_path / "acl",
+        *("--user", "default", "off"),
+        *("--user", "prism", "on", f">{password}", "~*", "&*", "+@all"),
+    ).start()
+    with servers(server):
+        url = f"redis://prism:{quote(password, safe='')}@127.0.0.1:{server.port}/0"
+        await _reserve_once(url, expect_fast=True)
+
+        wrong = f"redis://prism:nope@127.0.0.1:{server.port}/0"
+        fast = PipelinedRedis(wrong, timeout_s=2.0)
+        try:
+            with pytest.raises(RedisReplyError, match="WRONGPASS"):
+                await fast.execute("PING")
+        finally:
+            await fast.aclose()
+        slow = make_redis(wrong, timeout_ms=2000)
+        try:
+            with pytest.raises(AuthenticationError):
+                await slow.ping()
+        finally:
+            await slow.aclose()
+        anonymous = PipelinedRedis(f"redis://127.0.0.1:{server.port}/0", timeout_s=2.0)
+        try:
+            with pytest.raises(RedisReplyError, match="NOAUTH"):  # the default user is off
+                await anonymous.execute("GET", "x")
+        finally:
+            await anonymous.aclose()
+
+
+async def _until(check: object, deadline_s: float = 30.0) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + deadline_s
+    while True:
+        with contextlib.suppress(RedisError, OSError, AssertionError):
+            if await check():
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_sentinel_primary_and_failover(tmp_path: Path) -> None:
+    """The gateway follows Sentinel: backends open on the primary it names (through redis-py: the
+    lean client does not speak Sentinel), and after the primary dies the same client reaches the
+    replica Sentinel promoted."""
+    primary = Server(tmp_path / "primary").start()
+    replica = Server(tmp_path / "replica", "--replicaof", "127.0.0.1", "PRIMARY")
+    replica.command[replica.command.index("PRIMARY")] = str(primary.port)
+    replica.start()
+    sentinel = Server(tmp_path / "sentinel")
+    with servers(primary, replica, sentinel):
+        probe = Redis(port=primary.port)
+        await _until(lambda: _connected_replicas(probe))
+        await probe.aclose()
+        conf = tmp_path / "sentinel" / "sentinel.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            f"port {sentinel.port}\nbind 127.0.0.1\n"
+            f"sentinel monitor prism 127.0.0.1 {primary.port} 1\n"
+            "sentinel down-after-milliseconds prism 400\n"
+            "sentinel failover-timeout prism 5000\n"
+        )
+        sentinel.start([sentinel.command[0], str(conf), "--sentinel"])
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/prism/0"
+        assert redis_url.check(url) == "redis+sentinel"
+        await _reserve_once(url, expect_fast=False)
+
+        client = make_redis(url, timeout_ms=2000)
+        try:
+            await client.set("before", "1")
+            on_replica = Redis(port=replica.port)
+            try:  # replicated before the primary dies
+                await _until(lambda: _has(on_replica, "before"))
+            finally:
+                await on_replica.aclose()
+            primary.kill()
+
+            async def promoted() -> bool:
+                await client.set("after", "1")
+                address = await client.connection_pool.get_master_address()  # type: ignore[attr-defined]
+                return bool(address[1] == replica.port)
+
+            await _until(promoted)
+            assert await client.get("before") == b"1"  # it was replicated before the failover
+        finally:
+            await client.aclose()
+
+        # the config listener's pub/sub client takes the same URL
+        listener = redis_url.client_from_url(url, socket_timeout=2.0)
+        try:
+            assert await listener.publish("prism-test", "x") == 0
+        finally:
+            await listener.aclose()
+
+
+async def _has(client: Redis, key: str) -> bool:
+    return bool(await client.exists(key))
+
+
+async def _connected_replicas(client: Redis) -> bool:
+    info = await client.info("replication")
+    return bool(info.get("connected_slaves"))
+
+
+async def test_a_cluster_is_refused_with_a_reason(tmp_path: Path) -> None:
+    with pytest.raises(redis_url.UnsupportedRedisURL, match="Cluster is not supported"):
+        redis_url.check("redis+cluster://127.0.0.1:7000")
+    with pytest.raises(redis_url.UnsupportedRedisURL, match="scheme"):
+        redis_url.check("memcached://127.0.0.1:11211")
+    node = Server(
+        tmp_path / "cluster",
+        *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+        *("--cluster-port", str(free_port())),  # the default, port + 10000, may not exist
+    ).start()
+    with servers(node), pytest.raises(redis_url.UnsupportedRedisURL, match="Cluster node"):
+        await open_backends(get_settings(redis_url=f"redis://127.0.0.1:{node.port}/0"))
+
+
+def test_sentinel_urls() -> None:
+    parsed = redis_url.parse_sentinel(
+        "redis+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2/cache/3?sentinel_password=sp"
+    )
+    assert parsed.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26379))
+    assert (parsed.service, parsed.db, parsed.username, parsed.password) == ("cache", 3, "app", "s@cret")
+    assert parsed.sentinel_password == "sp"
+    with pytest.raises(redis_url.UnsupportedRedisURL, match="names its service"):
+        redis_url.parse_sentinel("redis+sentinel://10.0.0.1:26379")
+    assert not PipelinedRedis.supports("redis+sentinel://10.0.0.1:26379/cache")
