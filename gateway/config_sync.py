@@ -41,9 +41,9 @@ from redis.exceptions import RedisError
 
 from gateway.cache.backends import make_redis
 from gateway.cache.redis_url import client_from_url
-from gateway.routing.config import ConfigError
+from gateway.config.routing import ConfigError
+from gateway.config.settings import Settings
 from gateway.runtime import ConfigHolder, ReloadOutcome
-from gateway.settings import Settings
 from gateway.supervision import status_dir
 
 log = structlog.get_logger("prism.config")

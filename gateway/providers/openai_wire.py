@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from gateway.config.providers import UpstreamHTTPSettings
 from gateway.errors import (
     ContextTooLong,
     ProviderBadResponse,
@@ -32,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
 from gateway.providers.tokens import count_messages, count_text
-from gateway.providers.transport import EndpointFactory, UpstreamHTTPSettings
+from gateway.providers.transport import EndpointFactory
 from gateway.providers.wire_http import Endpoint, WireHTTP, encode_headers
 from gateway.schemas.openai import SAMPLING_FIELDS
 

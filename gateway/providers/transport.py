@@ -1,6 +1,7 @@
 """How a model's HTTP requests reach its upstream: proxy, TLS trust and client certificate, pool idle time.
 
-``UpstreamHTTPSettings`` is the ``http:`` block of a model in the routing YAML. By default a model
+``UpstreamHTTPSettings`` (``gateway/config/providers.py``) is the ``http:`` block of a model in the
+routing YAML; this module turns it into the wire client's endpoints. By default a model
 honours ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the environment (lower
 case first, as curl, httpx and aiohttp read them) and trusts the system's CAs; ``proxy`` overrides
 the environment for one model (``proxy: ""`` or ``trust_env: false`` means direct), ``ca_bundle``
@@ -22,53 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
-
+from gateway.config.providers import UpstreamHTTPSettings
 from gateway.providers.wire_http import Endpoint, Proxy
-
-
-class UpstreamHTTPSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    proxy: str | None = None
-    """``http://[user:password@]host:port`` for this model, overriding the environment; ``""``: direct."""
-    trust_env: bool = True
-    """Honour ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` when ``proxy`` is unset."""
-    ca_bundle: FilePath | None = None
-    """PEM file of the CAs trusted for this upstream (instead of the system's)."""
-    client_cert: FilePath | None = None
-    """PEM client certificate (chain) presented to the upstream (mTLS)."""
-    client_key: FilePath | None = None
-    """Its private key, when not in ``client_cert``'s file."""
-    pool_idle_s: float = Field(default=30.0, gt=0)
-    """A keep-alive connection idle for longer is closed instead of reused; keep it below the
-    upstream's (or its load balancer's) own idle timeout."""
-
-    @field_validator("proxy")
-    @classmethod
-    def _http_proxy(cls, value: str | None) -> str | None:
-        if value:
-            Proxy.from_url(value)  # ValueError names the unsupported scheme
-        return value
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> UpstreamHTTPSettings:
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
-        return self
-
-    def __repr__(self) -> str:  # a proxy URL may carry a password
-        proxy = None if self.proxy is None else ("<set>" if self.proxy else "")
-        return (
-            f"UpstreamHTTPSettings(proxy={proxy!r}, trust_env={self.trust_env}, ca_bundle={self.ca_bundle}, "
-            f"client_cert={self.client_cert}, pool_idle_s={self.pool_idle_s})"
-        )
-
-    __str__ = __repr__
-
-    @property
-    def is_default(self) -> bool:
-        return self == UpstreamHTTPSettings()
 
 
 @dataclass(frozen=True, slots=True)

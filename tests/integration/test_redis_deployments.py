@@ -24,8 +24,8 @@ from gateway.cache.backends import make_redis, open_backends
 from gateway.cache.pipelined import LuaScript, PipelinedRedis, RedisReplyError
 from gateway.cache.quota import EffectiveLimits, ScopeLimits
 from gateway.cache.store import RedisResponseStore
+from gateway.config.settings import get_settings
 from gateway.security.principal import Principal
-from gateway.settings import get_settings
 from tests.support.gateway_proc import free_port
 from tests.support.pki import PKI, make_pki
 

@@ -22,14 +22,15 @@ import orjson
 import pytest
 from aiohttp import web
 
+from gateway.config.providers import UpstreamHTTPSettings
+from gateway.config.routing import RoutingConfig
 from gateway.observability import metrics
 from gateway.providers.base import ModelCall
 from gateway.providers.http import UpstreamClients
 from gateway.providers.openai_wire import OpenAIWireProvider
 from gateway.providers.registry import build_targets
-from gateway.providers.transport import EndpointFactory, UpstreamHTTPSettings
+from gateway.providers.transport import EndpointFactory
 from gateway.providers.wire_http import Endpoint, WireHTTP, WireHTTPError, encode_headers
-from gateway.routing.config import RoutingConfig
 from tests.support.pki import PKI, make_pki
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.providers.transport import UpstreamHTTPSettings, bypasses_proxy, proxy_for
+from gateway.config.providers import UpstreamHTTPSettings
+from gateway.providers.transport import bypasses_proxy, proxy_for
 from gateway.providers.wire_http import Endpoint, Proxy
 
 DEFAULT = UpstreamHTTPSettings()
