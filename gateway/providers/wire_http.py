@@ -9,10 +9,10 @@ answer — whole, or as it arrives (SSE). This client does only that:
   provider; a request is one ``transport.write``;
 * responses are parsed by ``httptools`` (the C parser uvicorn already uses) straight from
   ``data_received``: chunked and ``Content-Length`` bodies, ``gzip``/``deflate`` decoded;
-* connections are pooled per origin (LIFO, so the warmest is reused), dropped when idle for
-  ``idle_s``, when the server closes them or asks to (``Connection: close``), and never reused
-  after a response that was not read to its end; at most ``max_connections`` are open, further
-  requests wait for one;
+* connections are pooled per origin (LIFO, so the warmest is reused), closed when idle for
+  ``idle_s`` (the pool's, or the endpoint's: a model's ``http.pool_idle_s``), when the server
+  closes them or asks to (``Connection: close``), and never reused after a response that was not
+  read to its end; at most ``max_connections`` are open, further requests wait for one;
 * TLS through the standard ``ssl`` module for ``https`` URLs, with a per-endpoint context (a
   model's own CA bundle and client certificate, i.e. mTLS: ``gateway/providers/transport.py``);
 * an ``http://`` proxy per endpoint: ``CONNECT`` tunnelling for ``https`` targets, absolute-form
@@ -60,6 +60,8 @@ connection is reused; past either it is closed."""
 _CONNECTS = metrics.UPSTREAM_CONNECTS.labels(outcome="ok")
 _CONNECT_ERRORS = metrics.UPSTREAM_CONNECTS.labels(outcome="error")
 _STALE_RETRIES = metrics.UPSTREAM_CONNECTS.labels(outcome="stale_retry")
+_SWEEP_S = 1.0
+"""Longest interval between two checks for connections idle past their limit."""
 _TUNNEL_HEAD_MAX = 16 * 1024
 """Bytes of a proxy's answer to ``CONNECT`` read at most before giving up on it."""
 
@@ -273,6 +275,8 @@ class _Connection(asyncio.Protocol):
         self.draining: asyncio.TimerHandle | None = None
         self.drained = 0
         self.idle_since = 0.0
+        self.idle_s = 0.0
+        """Its endpoint's idle limit: idle for longer, it is closed rather than reused."""
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -425,6 +429,7 @@ class WireHTTP:
         self._slots: deque[asyncio.Future[None]] = deque()
         self._ssl = ssl_context
         self._closed = False
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def open_connections(self) -> int:
@@ -471,6 +476,7 @@ class WireHTTP:
                 while idle:
                     conn = idle.pop()
                     if conn.usable and now - conn.idle_since < idle_s:
+                        conn.idle_s = idle_s
                         return conn
                     conn.abort()
             if self._reserved < self.max_connections:
@@ -487,7 +493,9 @@ class WireHTTP:
                     self._slots.remove(slot)
         self._reserved += 1
         try:
-            return await self._connect(endpoint, connect_s)
+            conn = await self._connect(endpoint, connect_s)
+            conn.idle_s = idle_s
+            return conn
         except BaseException:
             self._reserved -= 1
             self._wake_one()
@@ -547,10 +555,28 @@ class WireHTTP:
         if self._closed:
             conn.abort()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         self._idle.setdefault(conn.key, deque()).append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(min(_SWEEP_S, conn.idle_s), self._sweep)
         if self._slots:
             self._wake_one()
+
+    def _sweep(self) -> None:
+        """Close the connections idle past their limit (the coldest of each origin first), so an
+        unused pool lets its sockets go before the server closes them; again while any stay idle."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        soonest = _SWEEP_S
+        for idle in self._idle.values():
+            while idle and now - idle[0].idle_since >= idle[0].idle_s:
+                idle.popleft().abort()
+            if idle:
+                soonest = min(soonest, idle[0].idle_since + idle[0].idle_s - now)
+        if any(self._idle.values()) and not self._closed:
+            self._sweeper = loop.call_later(max(soonest, 0.01), self._sweep)
 
     def _evict_one_idle(self) -> None:
         for idle in self._idle.values():
@@ -584,6 +610,9 @@ class WireHTTP:
     async def aclose(self) -> None:
         """Close every connection (graceful shutdown, after the requests are done)."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             idle.clear()
         for conn in list(self._open):

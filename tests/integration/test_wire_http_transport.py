@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -292,18 +292,46 @@ async def test_registry_takes_proxy_and_tls_from_config_and_environment(
         await clients.aclose()
 
 
-async def test_pool_idle_time_is_per_model(pki: PKI, upstream: MTLSUpstream) -> None:
+async def test_pool_idle_time_is_per_model(pki: PKI, upstream: MTLSUpstream, tmp_path: Path) -> None:
+    """A connection idle past its model's ``pool_idle_s`` is not reused, and the pool closes it even
+    when no request comes, while another model's idle connection stays open."""
     factory = EndpointFactory(env={})
     http = WireHTTP(connect_s=2.0)
     url = upstream.url + "/chat/completions"
+    combined = tmp_path / "client-with-key.pem"  # another TLS profile, the same identity
+    combined.write_bytes(pki.client_cert.read_bytes() + pki.client_key.read_bytes())
     never_reused = factory.endpoint(url, _settings(pki, pool_idle_s=1e-9))
+    short = factory.endpoint(
+        url, UpstreamHTTPSettings(ca_bundle=pki.ca, client_cert=combined, pool_idle_s=0.05)
+    )
+    long = factory.endpoint(url, _settings(pki, pool_idle_s=60))
     try:
         for _ in range(3):
             response = await http.post(never_reused, HEADERS, b"{}")
             await response.read()
         assert len(set(upstream.peers)) == 3
+        await asyncio.sleep(0)  # the expired ones were closed when found; let them report it
+        for endpoint in (long, short):
+            response = await http.post(endpoint, HEADERS, b"{}")
+            await response.read()
+        await _until(lambda: http.open_connections <= 1)  # the short one closed by the pool
+        assert http.open_connections == 1
+        response = await http.post(long, HEADERS, b"{}")  # the long-lived one is still reused
+        await response.read()
+        assert upstream.peers[-1] == upstream.peers[-3]
     finally:
         await http.aclose()
+
+
+async def _until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while True:
+        if condition():
+            return
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
 
 
 class ClosingUpstream:
