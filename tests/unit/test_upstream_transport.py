@@ -3,9 +3,12 @@ overrides, and ``NO_PROXY`` matching."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.config.providers import UpstreamHTTPSettings
+from gateway.config.routing import ConfigError, parse_config
 from gateway.providers.transport import bypasses_proxy, proxy_for
 from gateway.providers.wire_http import Endpoint, Proxy
 
@@ -62,3 +65,25 @@ def test_plain_http_through_a_proxy_is_absolute_form() -> None:
     tunnelled = Endpoint("https://api.openai.com/v1/chat/completions", proxy=Proxy("p", 1, "Basic eA=="))
     assert tunnelled.head == b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n"
     assert "eA==" not in repr(Proxy("p", 1, "Basic eA=="))
+
+
+def test_a_bad_http_block_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = f"""models:
+  up:
+    provider: openai
+    base_url: https://llm.internal/v1
+    http:
+      proxy: socks5://egress:1080
+      ca_bundle: {tmp_path / "missing.pem"}
+  local:
+    provider: mock
+    http: {{pool_idle_s: 5}}
+"""
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text)
+    message = str(refused.value)
+    assert "prism.yaml:6: models.up.http.proxy" in message and "only http:// proxies" in message
+    assert "prism.yaml:7: models.up.http.ca_bundle" in message
+    assert "client: wire only" in message
+    config = parse_config("models:\n  up:\n    provider: openai\n    http: {proxy: 'http://u:pw@p:3128'}\n")
+    assert "pw" not in repr(config.models["up"])
