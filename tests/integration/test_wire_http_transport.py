@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from gateway.config.providers import UpstreamHTTPSettings
 from gateway.config.routing import RoutingConfig
-from gateway.observability import metrics
 from gateway.providers.base import ModelCall
 from gateway.providers.http import UpstreamClients
 from gateway.providers.openai_wire import OpenAIWireProvider
@@ -402,7 +402,55 @@ async def closing_upstream(
 
 
 def _stale_retries() -> float:
-    return metrics.UPSTREAM_CONNECTS.labels(outcome="stale_retry")._value.get()
+    return REGISTRY.get_sample_value("prism_upstream_connects_total", {"outcome": "stale_retry"}) or 0.0
+
+
+async def test_an_upstream_closing_idle_sockets_costs_no_failure() -> None:
+    """An upstream with a short keep-alive timeout closes the pooled socket between two requests: the
+    pool notices the close and the next request opens a new connection, with no error and no retry."""
+    closed = asyncio.Event()
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(0.05):  # the upstream's keep-alive timeout
+                        head = await reader.readuntil(b"\r\n\r\n")
+                except TimeoutError:
+                    return
+                match = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+                await reader.readexactly(int(match.group(1)) if match else 0)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            closed.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions")
+    http = WireHTTP(connect_s=2.0)
+    before = _stale_retries()
+    try:
+        for _ in range(3):
+            closed.clear()
+            response = await http.post(endpoint, HEADERS, b"{}")
+            assert await response.read() == COMPLETION
+            await asyncio.wait_for(closed.wait(), 10)
+            await _until(lambda: http.open_connections == 0)  # the client saw the close
+        assert connections == 3
+        assert _stale_retries() == before
+    finally:
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
 
 
 @pytest.mark.parametrize("mode", ["eof", "reset"])
