@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -286,3 +287,15 @@ def test_sentinel_urls() -> None:
     with pytest.raises(redis_url.UnsupportedRedisURL, match="names its service"):
         redis_url.parse_sentinel("redis+sentinel://10.0.0.1:26379")
     assert not PipelinedRedis.supports("redis+sentinel://10.0.0.1:26379/cache")
+
+
+def test_tls_options_follow_redis_py_names(pki: PKI) -> None:
+    assert redis_url.tls_context("redis://127.0.0.1:6379/0") is None
+    strict = redis_url.tls_context(_tls_url(6380, pki))
+    assert strict is not None and strict.check_hostname and strict.verify_mode == ssl.CERT_REQUIRED
+    relaxed = redis_url.tls_context(f"rediss://h:6380/0?ssl_ca_certs={pki.ca}&ssl_check_hostname=false")
+    assert relaxed is not None and not relaxed.check_hostname and relaxed.verify_mode == ssl.CERT_REQUIRED
+    off = redis_url.tls_context("rediss://h:6380/0?ssl_cert_reqs=none")
+    assert off is not None and off.verify_mode == ssl.CERT_NONE
+    with pytest.raises(redis_url.UnsupportedRedisURL, match="ssl_cert_reqs"):
+        redis_url.tls_context("rediss://h:6380/0?ssl_cert_reqs=sometimes")
