@@ -1,13 +1,14 @@
 """How a model's HTTP requests reach its upstream: proxy, TLS trust and client certificate, pool idle time.
 
 ``UpstreamHTTPSettings`` (``gateway/config/providers.py``) is the ``http:`` block of a model in the
-routing YAML; this module turns it into the wire client's endpoints. By default a model
-honours ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the environment (lower
-case first, as curl, httpx and aiohttp read them) and trusts the system's CAs; ``proxy`` overrides
-the environment for one model (``proxy: ""`` or ``trust_env: false`` means direct), ``ca_bundle``
-replaces the trusted CAs (httpx's ``verify=<path>``), ``client_cert``/``client_key`` present a
-client certificate (mTLS). Only ``http://`` proxies are supported (``CONNECT`` for ``https``
-upstreams): an ``https://`` or SOCKS proxy is refused when the config is read.
+routing YAML; this module turns it into the wire client's endpoints. By default a model honours
+``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the environment (lower case
+first, as curl, httpx and aiohttp read them; loopback upstreams always go direct) and trusts the
+system's CAs; ``proxy`` overrides the environment for one model (``proxy: ""`` or ``trust_env:
+false`` means direct), ``ca_bundle`` replaces the trusted CAs (httpx's ``verify=<path>``),
+``client_cert``/``client_key`` present a client certificate (mTLS). Only ``http://`` proxies are
+supported (``CONNECT`` for ``https`` upstreams): an ``https://`` or SOCKS proxy is refused when the
+config is read.
 
 The lean client (``wire_http``) implements all of it; models on ``client: langchain`` or
 ``provider: ollama`` go through their libraries' own clients, which honour the environment's
@@ -92,8 +93,20 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
     return False
 
 
+def is_loopback(host: str) -> bool:
+    host = host.lower().strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def proxy_for(url: str, settings: UpstreamHTTPSettings, env: Mapping[str, str]) -> Proxy | None:
-    """The proxy a request to ``url`` goes through, or ``None`` for a direct connection."""
+    """The proxy a request to ``url`` goes through, or ``None`` for a direct connection. Loopback
+    upstreams (``localhost``, ``127.0.0.0/8``, ``::1``) never take the environment's proxy (as Go's
+    ``ProxyFromEnvironment``): a proxy cannot reach this host's loopback; ``http.proxy`` still applies."""
     if settings.proxy is not None:
         return Proxy.from_url(settings.proxy) if settings.proxy else None
     if not settings.trust_env:
@@ -102,7 +115,7 @@ def proxy_for(url: str, settings: UpstreamHTTPSettings, env: Mapping[str, str]) 
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     no_proxy = _env(env, "NO_PROXY")
-    if no_proxy and bypasses_proxy(host, port, no_proxy):
+    if is_loopback(host) or (no_proxy and bypasses_proxy(host, port, no_proxy)):
         return None
     value = _env(env, "HTTPS_PROXY" if parts.scheme == "https" else "HTTP_PROXY") or _env(env, "ALL_PROXY")
     if not value:

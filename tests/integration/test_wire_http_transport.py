@@ -93,9 +93,14 @@ class MTLSUpstream:
             await self.runner.cleanup()
 
 
+KNOWN_HOSTS = ("127.0.0.1", "upstream.test")
+"""``upstream.test`` (a reserved name) is never resolved: only the test's proxy knows it."""
+
+
 class ForwardProxy:
-    """A small HTTP forward proxy: ``CONNECT host:port`` tunnels and absolute-form requests, to
-    127.0.0.1 only; with ``credentials`` it answers 407 to requests without them."""
+    """A small HTTP forward proxy: ``CONNECT host:port`` tunnels and absolute-form requests; every
+    host it knows (``127.0.0.1``, ``upstream.test``) is 127.0.0.1, nothing else is reached. With
+    ``credentials`` it answers 407 to requests without them."""
 
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.expected = None
@@ -128,13 +133,13 @@ class ForwardProxy:
                 return
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
-                assert host == "127.0.0.1"
-                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                assert host in KNOWN_HOSTS
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", int(port))
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:
                 parts = urlsplit(target)
-                assert parts.hostname == "127.0.0.1" and parts.port
-                up_reader, up_writer = await asyncio.open_connection(parts.hostname, parts.port)
+                assert parts.hostname in KNOWN_HOSTS and parts.port
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", parts.port)
                 up_writer.write(head)  # origin servers accept the absolute form too
             self.writers.add(up_writer)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
@@ -247,7 +252,7 @@ async def test_plain_http_through_the_proxy_uses_the_absolute_form(proxy: Forwar
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    url = f"http://upstream.test:{port}/v1/chat/completions"
     http = WireHTTP(connect_s=2.0)
     env = {"HTTP_PROXY": proxy.url("prism:s3cret%2F%3A%40")}
     try:
@@ -257,7 +262,7 @@ async def test_plain_http_through_the_proxy_uses_the_absolute_form(proxy: Forwar
             assert response.status == 200
             await response.read()
         assert proxy.seen == [f"POST {url}"]
-        assert seen == [f"127.0.0.1:{port}"] * 2
+        assert seen == [f"upstream.test:{port}"] * 2
     finally:
         await http.aclose()
         await runner.cleanup()
@@ -266,30 +271,41 @@ async def test_plain_http_through_the_proxy_uses_the_absolute_form(proxy: Forwar
 async def test_registry_takes_proxy_and_tls_from_config_and_environment(
     pki: PKI, upstream: MTLSUpstream, proxy: ForwardProxy
 ) -> None:
-    """``HTTPS_PROXY`` applies by default, ``NO_PROXY`` exempts hosts, ``http.proxy: ""`` goes direct."""
+    """Built from the routing config and an environment: ``HTTPS_PROXY`` applies by default, a
+    loopback upstream goes direct, a model's own ``http.proxy`` applies even to loopback, and
+    ``NO_PROXY`` exempts hosts."""
     tls = {"ca_bundle": str(pki.ca), "client_cert": str(pki.client_cert), "client_key": str(pki.client_key)}
+    remote = f"https://upstream.test:{upstream.port}/v1"
     config = RoutingConfig.model_validate(
         {
             "models": {
-                "via-env": {"provider": "openai", "base_url": upstream.url, "local": False, "http": tls},
-                "direct": {"provider": "openai", "base_url": upstream.url, "http": {**tls, "proxy": ""}},
+                "via-env": {"provider": "openai", "base_url": remote, "http": tls},
+                "loopback": {"provider": "openai", "base_url": upstream.url, "http": tls},
+                "pinned": {
+                    "provider": "openai",
+                    "base_url": upstream.url,
+                    "http": {**tls, "proxy": proxy.url("prism:s3cret%2F%3A%40")},
+                },
             }
         }
     )
     call = ModelCall(model="up", messages=[{"role": "user", "content": "hi"}])
     clients = UpstreamClients(connect_s=2.0)
+    env = {"https_proxy": proxy.url("prism:s3cret%2F%3A%40"), "NO_PROXY": "example.internal"}
     try:
-        env = {"https_proxy": proxy.url("prism:s3cret%2F%3A%40"), "NO_PROXY": "example.internal"}
         targets = build_targets(config, clients=clients, env=env)
         assert (await targets["via-env"].provider.complete(call)).choices[0].content == "hi"
-        assert (await targets["direct"].provider.complete(call)).choices[0].content == "hi"
-        assert proxy.seen == [f"CONNECT 127.0.0.1:{upstream.port}"]
-
-        exempt = build_targets(config, clients=clients, env={**env, "NO_PROXY": "localhost,127.0.0.0/8"})
-        await exempt["via-env"].provider.complete(call)
+        assert proxy.seen == [f"CONNECT upstream.test:{upstream.port}"]
+        assert (await targets["loopback"].provider.complete(call)).choices[0].content == "hi"
         assert len(proxy.seen) == 1
+        assert (await targets["pinned"].provider.complete(call)).choices[0].content == "hi"
+        assert proxy.seen[1:] == [f"CONNECT 127.0.0.1:{upstream.port}"]
+        assert upstream.subjects == ["prism-gateway"] * 3
     finally:
         await clients.aclose()
+    exempt = EndpointFactory({**env, "NO_PROXY": ".test"})
+    assert exempt.endpoint(remote, UpstreamHTTPSettings()).proxy is None
+    assert EndpointFactory(env).endpoint(remote, UpstreamHTTPSettings()).proxy is not None
 
 
 async def test_pool_idle_time_is_per_model(pki: PKI, upstream: MTLSUpstream, tmp_path: Path) -> None:

@@ -52,6 +52,9 @@ def test_environment_and_overrides() -> None:
     assert proxy_for("https://x/v1", DEFAULT, both) == Proxy("a", 1)
     assert proxy_for("https://x/v1", DEFAULT, {"ALL_PROXY": "http://all:3"}) == Proxy("all", 3)
     assert proxy_for("https://x/v1", DEFAULT, {}) is None
+    for loopback in ("http://127.0.0.1:8000/v1", "http://localhost:11434", "http://[::1]:8000/v1"):
+        assert proxy_for(loopback, DEFAULT, env) is None  # the environment's proxy cannot reach it
+    assert proxy_for("http://127.0.0.1:8000/v1", own, env) == Proxy("other", 1, "Basic dTpwQHNz")
     with pytest.raises(ValueError, match="environment"):
         proxy_for("https://x/v1", DEFAULT, {"ALL_PROXY": "socks5://s:1080"})
 
