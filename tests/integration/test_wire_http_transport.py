@@ -553,3 +553,36 @@ def test_settings_refuse_what_the_client_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(ValueError):  # a missing file is refused when the config is read
         UpstreamHTTPSettings(ca_bundle=tmp_path / "missing.pem")
     assert "s3cret" not in repr(UpstreamHTTPSettings(proxy="http://u:s3cret@proxy:3128"))
+
+
+def test_tunnel_mtls_and_stale_retry_on_uvloop(pki: PKI) -> None:
+    """The gateway runs on uvloop (its transports and socket calls are not asyncio's): the
+    ``CONNECT`` tunnel with mTLS inside it, and the stale-socket retry, work there too."""
+    import uvloop
+
+    async def scenario() -> None:
+        upstream, proxy = MTLSUpstream(pki), ForwardProxy(credentials=("prism", "pw"))
+        await upstream.start()
+        await proxy.start()
+        http = WireHTTP(connect_s=2.0)
+        try:
+            endpoint = EndpointFactory(env={"HTTPS_PROXY": proxy.url("prism:pw")}).endpoint(
+                f"https://upstream.test:{upstream.port}/v1/chat/completions", _settings(pki)
+            )
+            for _ in range(2):
+                response = await http.post(endpoint, HEADERS, b"{}")
+                assert response.status == 200 and b"choices" in await response.read()
+            assert proxy.seen == [f"CONNECT upstream.test:{upstream.port}"]
+            assert upstream.subjects == ["prism-gateway"] * 2
+            async with closing_upstream("reset", fail_at=2) as server:
+                before = _stale_retries()
+                for _ in range(3):
+                    response = await http.post(server.endpoint, HEADERS, b"{}")
+                    assert await response.read() == COMPLETION
+                assert server.connections == 3 and _stale_retries() - before == 2
+        finally:
+            await http.aclose()
+            await proxy.stop()
+            await upstream.stop()
+
+    uvloop.run(scenario())
