@@ -11,9 +11,11 @@
   again after a failover. ``user:password`` are the data nodes' credentials;
   ``sentinel_username``/``sentinel_password`` the sentinels' own, if they require them.
 
-The lean pipelined client (``pipelined.py``) speaks ``redis://`` and ``rediss://``; for a Sentinel
-URL the per-request scripts go through redis-py's Sentinel-aware client instead (``make_redis``),
-slower (~120 µs of CPU per command instead of ~20) but failover-aware.
+The lean pipelined client (``pipelined.py``, the per-request scripts) speaks all three: behind a
+Sentinel URL each new connection asks the sentinels for the primary and checks ``ROLE``, and a
+``READONLY`` reply drops the connection. The rest of the gateway uses redis-py, with its Sentinel
+client for a Sentinel URL (``make_redis``, ``client_from_url``). ``rediss+sentinel://`` is not
+supported.
 
 Redis Cluster is refused (a ``redis+cluster://`` URL here, a cluster node behind ``redis://`` when
 the backends open): the quota reservation is one atomic script over every scope of a request (key,

@@ -9,6 +9,7 @@ import contextlib
 import ssl
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -149,11 +150,9 @@ async def _until(check: object, deadline_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.slow
-async def test_sentinel_primary_and_failover(tmp_path: Path) -> None:
-    """The gateway follows Sentinel: backends open on the primary it names (through redis-py: the
-    lean client does not speak Sentinel), and after the primary dies the same client reaches the
-    replica Sentinel promoted."""
+@contextlib.asynccontextmanager
+async def sentinel_deployment(tmp_path: Path) -> AsyncIterator[tuple[Server, Server, Server, str]]:
+    """A primary, its replica and one sentinel (quorum 1) on loopback; yields them and the URL."""
     primary = Server(tmp_path / "primary").start()
     replica = Server(tmp_path / "replica", "--replicaof", "127.0.0.1", "PRIMARY")
     replica.command[replica.command.index("PRIMARY")] = str(primary.port)
@@ -172,12 +171,21 @@ async def test_sentinel_primary_and_failover(tmp_path: Path) -> None:
             "sentinel failover-timeout prism 5000\n"
         )
         sentinel.start([sentinel.command[0], str(conf), "--sentinel"])
-        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/prism/0"
+        yield primary, replica, sentinel, f"redis+sentinel://127.0.0.1:{sentinel.port}/prism/0"
+
+
+@pytest.mark.slow
+async def test_sentinel_primary_and_failover(tmp_path: Path) -> None:
+    """The gateway follows Sentinel: backends open on the primary it names (the lean client and
+    redis-py both), and after the primary dies both clients reach the replica Sentinel promoted."""
+    async with sentinel_deployment(tmp_path) as (primary, replica, _, url):
         assert redis_url.check(url) == "redis+sentinel"
-        await _reserve_once(url, expect_fast=False)
+        await _reserve_once(url, expect_fast=True)
 
         client = make_redis(url, timeout_ms=2000)
+        fast = PipelinedRedis(url, timeout_s=2.0)
         try:
+            assert await _served_by(fast) == primary.port
             await client.set("before", "1")
             on_replica = Redis(port=replica.port)
             try:  # replicated before the primary dies
@@ -193,8 +201,15 @@ async def test_sentinel_primary_and_failover(tmp_path: Path) -> None:
 
             await _until(promoted)
             assert await client.get("before") == b"1"  # it was replicated before the failover
+
+            async def lean_follows() -> bool:  # the lean client asks the sentinels again
+                return await _served_by(fast) == replica.port
+
+            await _until(lean_follows)
+            assert await fast.evalsha(ECHO, ["k"], ["v"]) == [b"k", b"v"]
         finally:
             await client.aclose()
+            await fast.aclose()
 
         # the config listener's pub/sub client takes the same URL
         listener = redis_url.client_from_url(url, socket_timeout=2.0)
@@ -202,6 +217,54 @@ async def test_sentinel_primary_and_failover(tmp_path: Path) -> None:
             assert await listener.publish("prism-test", "x") == 0
         finally:
             await listener.aclose()
+
+
+@pytest.mark.slow
+async def test_lean_client_follows_a_graceful_failover(tmp_path: Path) -> None:
+    """``SENTINEL FAILOVER`` demotes a live primary: the lean client's connection to it either drops
+    or answers ``READONLY``; either way the next commands reach the new primary."""
+    async with sentinel_deployment(tmp_path) as (primary, replica, sentinel, url):
+        fast = PipelinedRedis(url, timeout_s=2.0, connections=1)
+        admin = Redis(port=sentinel.port)
+        try:
+            assert await _served_by(fast) == primary.port
+            await _until(lambda: _failover(admin))  # NOGOODSLAVE until Sentinel has seen the replica
+
+            async def lean_follows() -> bool:
+                return await _served_by(fast) == replica.port
+
+            await _until(lean_follows)
+        finally:
+            await fast.aclose()
+            await admin.aclose()
+
+
+async def test_a_readonly_reply_drops_the_connection(tmp_path: Path) -> None:
+    """Writing to a replica answers ``READONLY``: the command fails and the connection is replaced
+    (behind a Sentinel URL the new one goes to the primary; see the tests above)."""
+    primary = Server(tmp_path / "primary").start()
+    replica = Server(tmp_path / "replica", "--replicaof", "127.0.0.1", "PRIMARY")
+    replica.command[replica.command.index("PRIMARY")] = str(primary.port)
+    with servers(primary, replica.start()):
+        fast = PipelinedRedis(f"redis://127.0.0.1:{replica.port}/0", timeout_s=2.0, connections=1)
+        try:
+            before = await fast.execute("CLIENT", "ID")
+            with pytest.raises(RedisReplyError, match="READONLY"):
+                await fast.execute("SET", "k", "v")
+            assert await fast.execute("CLIENT", "ID") != before
+        finally:
+            await fast.aclose()
+
+
+async def _failover(admin: Redis) -> bool:
+    return bool(await admin.execute_command("SENTINEL", "FAILOVER", "prism"))
+
+
+async def _served_by(client: PipelinedRedis) -> int:
+    """The port of the server that took a write."""
+    await client.execute("SET", "lean-probe", "1")
+    _, port = await client.execute("CONFIG", "GET", "port")
+    return int(port)
 
 
 async def _has(client: Redis, key: str) -> bool:
@@ -236,7 +299,7 @@ def test_sentinel_urls() -> None:
     assert parsed.sentinel_password == "sp"
     with pytest.raises(redis_url.UnsupportedRedisURL, match="names its service"):
         redis_url.parse_sentinel("redis+sentinel://10.0.0.1:26379")
-    assert not PipelinedRedis.supports("redis+sentinel://10.0.0.1:26379/cache")
+    assert PipelinedRedis.supports("redis+sentinel://10.0.0.1:26379/cache")
 
 
 def test_tls_options_follow_redis_py_names(pki: PKI) -> None:
