@@ -50,7 +50,8 @@ sys.path.insert(0, str(_detector_root(sys.argv)))
 
 from faker import Faker  # noqa: E402
 
-from gateway.guardrails import Guardrails, GuardrailsConfig, PiiDetector  # noqa: E402
+from gateway.config.guardrails import GuardrailsConfig  # noqa: E402
+from gateway.guardrails import Guardrails, PiiDetector  # noqa: E402
 
 TARGET_RECALL = 0.97
 TARGET_PRECISION = 0.95

@@ -19,8 +19,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
+from gateway.config.guardrails import PiiCategory
 from gateway.guardrails.identifiers import (
     IBAN_LENGTHS,
     aba_ok,
@@ -31,18 +32,6 @@ from gateway.guardrails.identifiers import (
     phone_ok,
 )
 
-PiiCategory = Literal[
-    "email",
-    "phone",
-    "rrn",
-    "credit_card",
-    "bank_account",
-    "iban",
-    "passport",
-    "driver_license",
-    "ip_address",
-    "secret",
-]
 PII_CATEGORIES: tuple[PiiCategory, ...] = get_args(PiiCategory)
 
 PLACEHOLDER_TAG: dict[str, str] = {

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.guardrails import Guardrails, GuardrailsConfig, PiiDetector
+from gateway.config.guardrails import GuardrailsConfig
+from gateway.guardrails import Guardrails, PiiDetector
 from gateway.guardrails.identifiers import aba_ok, card_brand_ok, gtin_ok, iban_ok, luhn_ok
 
 D = PiiDetector()
