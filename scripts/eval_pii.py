@@ -428,6 +428,48 @@ def latency(cases: list[Case], *, messages: int, seed: int, prose: float = 0.0) 
     }
 
 
+def compare_detectors(other_root: Path, cases: list[Case], *, messages: int, seed: int) -> str:
+    """Interleaved CPU time of this checkout's PII detector and ``other_root``'s on the same messages."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "other_pii", other_root / "gateway" / "guardrails" / "pii.py"
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no gateway/guardrails/pii.py under {other_root}")
+    other = importlib.util.module_from_spec(spec)
+    sys.modules["other_pii"] = other
+    spec.loader.exec_module(other)
+    rng = random.Random(seed + 3)
+    texts = [c.text for c in cases]
+    lines = []
+    for name, prose in (("every sentence an eval sentence", 0.0), ("80% filler prose", 0.8)):
+        filler = [Faker(loc).text(max_nb_chars=200) for loc in ("en_US", "ko_KR") for _ in range(100)]
+        msgs = []
+        for _ in range(messages):
+            buf: list[str] = []
+            while sum(len(b) + 1 for b in buf) < 4000:
+                buf.append(rng.choice(filler) if rng.random() < prose else rng.choice(texts))
+            msgs.append("\n".join(buf)[:4000])
+        ours, theirs = PiiDetector(), other.PiiDetector()
+        t_ours: list[float] = []
+        t_theirs: list[float] = []
+        for i, m in enumerate(msgs):
+            for det, acc in (
+                ((ours, t_ours), (theirs, t_theirs)) if i % 2 else ((theirs, t_theirs), (ours, t_ours))
+            ):
+                c0 = time.thread_time()
+                det.detect(m)
+                acc.append((time.thread_time() - c0) * 1000)
+        t_ours.sort()
+        t_theirs.sort()
+        k = int(0.95 * (len(msgs) - 1))
+        ours_txt = f"p50 {statistics.median(t_ours):.2f} / p95 {t_ours[k]:.2f} ms"
+        theirs_txt = f"p50 {statistics.median(t_theirs):.2f} / p95 {t_theirs[k]:.2f} ms"
+        lines.append(f"PII detector, {name}: this checkout {ours_txt}; {other_root} {theirs_txt}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="values per source (default 200)")
@@ -437,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print tables as Markdown")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--detector-root", type=Path, default=ROOT, help="checkout whose gateway/ is evaluated")
+    ap.add_argument(
+        "--compare-root", type=Path, help="also time another checkout's PII detector, interleaved"
+    )
     args = ap.parse_args(argv)
 
     cases = build_cases(args.n, args.seed)
@@ -489,6 +534,11 @@ def main(argv: list[str] | None = None) -> int:
             f"p50 {res['p50']:.2f} ms, p95 {res['p95']:.2f} ms, max {res['max']:.2f} ms; "
             f"PII detector alone p50 {res['pii_p50']:.2f} ms, p95 {res['pii_p95']:.2f} ms "
             f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores)"
+        )
+    if args.compare_root is not None:
+        print(
+            "\n"
+            + compare_detectors(args.compare_root, cases + negatives, messages=args.messages, seed=args.seed)
         )
     if lat["p95"] > TARGET_P95_MS:
         fails.append(f"p95 {lat['p95']:.2f} ms > {TARGET_P95_MS} ms")

@@ -78,7 +78,7 @@ _EMAIL = re.compile(
 _PH_GROUP = r"(?:\(\d{1,5}\)|\d{1,8})"
 _PH_SEP = r"(?:[ \u00a0]?[.\-]?[ \u00a0]?)"
 _PHONE = re.compile(
-    rf"(?<![0-9A-Za-z_+\-./])(?P<main>(?P<intl>\+|00(?=[1-9]))?{_PH_GROUP}(?:{_PH_SEP}{_PH_GROUP}){{0,6}})"
+    rf"(?<![0-9A-Za-z_+\-./])(?=(?:[^\d\n]{{0,3}}\d){{8}})(?P<main>(?P<intl>\+|00(?=[1-9]))?{_PH_GROUP}(?:{_PH_SEP}{_PH_GROUP}){{0,6}})"
     r"(?P<ext>[ \u00a0]?(?:x|ext\.?|extn\.?|extension|#|내선)[ \u00a0]?\d{1,6})?"
     r"(?![0-9A-Za-z_\-]|[.,]\d)"
 )
@@ -321,41 +321,71 @@ def _iban_span(raw: str) -> int:
     return 0
 
 
-def _phones(text: str, cues: _Cues) -> Iterator[PiiMatch]:
+class _Taken:
+    """Spans accepted so far in one text (sorted, non-overlapping); later candidates overlapping them lose."""
+
+    __slots__ = ("matches", "starts")
+
+    def __init__(self) -> None:
+        self.matches: list[PiiMatch] = []
+        self.starts: list[int] = []
+
+    def free(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self.starts, start)
+        return (i == 0 or self.matches[i - 1].end <= start) and (
+            i == len(self.matches) or end <= self.matches[i].start
+        )
+
+    def add(self, m: PiiMatch) -> None:
+        i = bisect.bisect_right(self.starts, m.start)
+        self.matches.insert(i, m)
+        self.starts.insert(i, m.start)
+
+
+def _phones(text: str, cues: _Cues, taken: _Taken) -> Iterator[PiiMatch]:
     pos = 0
     n = len(text)
     while pos < n:
         m = _PHONE.search(text, pos)
         if m is None:
             return
+        pos = m.end()
         main = m.group("main")
         intl = m.group("intl") is not None
         start = m.start()
         ctx: bool | None = None
-        # Greedy groups may run into a neighbouring number: retry without trailing space-separated groups.
-        end_main = m.end("main")
-        while True:
-            if len(_digits(main)) < 8:
-                pos = m.end()  # too short for a phone number (trimming only makes it shorter)
+        # Greedy groups may run into a neighbouring number (or one already taken as a card, an IBAN...):
+        # retry without trailing space-separated groups.
+        end = m.end()
+        while (digits := len(_digits(main))) >= 8:
+            if not taken.free(start, start + 1):
                 break
-            if ctx is None and not (intl and main[0] == "+"):
-                ctx = cues.near(("phone",), start, start, after=0)
-                if not ctx and (
-                    cues.near(_BANK, start, m.end(), after=15) or cues.near(("order",), start, m.end())
-                ):
-                    pos = m.end()  # an account or order number unless a phone word is near
+            if taken.free(start, end):
+                if intl and main[0] == "+":
+                    ok = phone_ok(main, international=True, context=False)
+                else:
+                    ok = phone_ok(main, international=intl, context=False)
+                    if not ok and digits >= 9:
+                        if ctx is None:
+                            ctx = cues.near(("phone",), start, start, after=0)
+                        ok = ctx and phone_ok(main, international=intl, context=True)
+                    if ok:
+                        if ctx is None:
+                            ctx = cues.near(("phone",), start, start, after=0)
+                        if not ctx and (
+                            cues.near(_BANK, start, m.end(), after=15)
+                            or cues.near(("order",), start, m.end())
+                        ):
+                            break  # an account or order number unless a phone word is near
+                if ok:
+                    yield PiiMatch("phone", start, end, text[start:end])
+                    pos = end
                     break
-            if phone_ok(main, international=intl, context=bool(ctx)):
-                end = m.end() if end_main == m.end("main") else end_main
-                yield PiiMatch("phone", start, end, text[start:end])
-                pos = end
-                break
             cut = main.rstrip().rfind(" ")
             if cut <= 0:
-                pos = m.end()
                 break
             main = main[:cut].rstrip(" \u00a0")
-            end_main = start + len(main)
+            end = start + len(main)
 
 
 def _cued(
@@ -381,7 +411,7 @@ class PiiDetector:
     def __init__(self, categories: frozenset[str] | None = None) -> None:
         self.categories = frozenset(PII_CATEGORIES) if categories is None else categories
 
-    def _iter(self, text: str) -> Iterator[PiiMatch]:
+    def _iter(self, text: str, taken: _Taken) -> Iterator[PiiMatch]:
         cats = self.categories
         if "secret" in cats:
             for gates, rx in _SECRET_RULES:
@@ -417,7 +447,7 @@ class PiiDetector:
         if "driver_license" in cats and cues.has(_LICENSE_GATE):
             yield from _cued(cues.spans("license"), _LICENSE, text, "driver_license")
         if "phone" in cats:
-            yield from _phones(text, cues)
+            yield from _phones(text, cues, taken)
         if "bank_account" in cats:
             for m in _ACCOUNT.finditer(text):
                 d = _digits(m.group(0))
@@ -458,16 +488,11 @@ class PiiDetector:
         if not text:
             return []
         # Priority = yield order (secrets first); later matches overlapping an accepted one are dropped.
-        accepted: list[PiiMatch] = []  # sorted by start, non-overlapping
-        starts: list[int] = []
-        for m in self._iter(text):
-            i = bisect.bisect_right(starts, m.start)
-            if (i == 0 or accepted[i - 1].end <= m.start) and (
-                i == len(accepted) or m.end <= accepted[i].start
-            ):
-                accepted.insert(i, m)
-                starts.insert(i, m.start)
-        return accepted
+        taken = _Taken()
+        for m in self._iter(text, taken):
+            if taken.free(m.start, m.end):
+                taken.add(m)
+        return taken.matches
 
 
 def replace_spans(text: str, matches: list[PiiMatch], repl: Callable[[PiiMatch], str]) -> str:
