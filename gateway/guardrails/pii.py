@@ -73,16 +73,18 @@ _EMAIL = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
 )
 
-# A phone candidate: optional +CC/00CC, digit groups (one bracketed group allowed anywhere, "(0)" trunk marks)
-# joined by at most one space and/or one dot or dash, then an optional extension. ``phone_ok`` decides.
-_PH_GROUP = r"(?:\(\d{1,5}\)|\d{1,8})"
-_PH_SEP = r"(?:[ \u00a0]?[.\-]?[ \u00a0]?)"
+# A phone candidate: optional +CC/00CC, digit groups and bracketed groups ("(0)" trunk marks, "(415)") joined
+# by at most one space and/or one dot or dash, then an optional extension. ``phone_ok`` decides. Two digit
+# groups are always separated (a digit run is one group), so a long digit run cannot be split in many ways
+# when the match fails: no catastrophic backtracking.
+_PH_SEP1 = r"(?:[ \u00a0][.\-]?[ \u00a0]?|[.\-][ \u00a0]?)"
+_PH_NEXT = rf"(?:{_PH_SEP1}\d{{1,15}}|(?<=\))\d{{1,15}}|{_PH_SEP1}?\(\d{{1,5}}\))"
 _PHONE = re.compile(
-    rf"(?<![0-9A-Za-z_+\-./])(?=(?:[^\d\n]{{0,3}}\d){{8}})(?P<main>(?P<intl>\+|00(?=[1-9]))?{_PH_GROUP}(?:{_PH_SEP}{_PH_GROUP}){{0,6}})"
+    r"(?<![0-9A-Za-z_+\-./])(?=(?:[^\d\n]{0,3}\d){8})"
+    rf"(?P<main>(?P<intl>\+|00(?=[1-9]))?(?:\(\d{{1,5}}\)|\d{{1,15}}){_PH_NEXT}{{0,6}})"
     r"(?P<ext>[ \u00a0]?(?:x|ext\.?|extn\.?|extension|#|내선)[ \u00a0]?\d{1,6})?"
     r"(?![0-9A-Za-z_\-]|[.,]\d)"
 )
-_PH_SPLIT = re.compile(r"[ \u00a0]+")
 
 # Context words per kind, found with ``str.find`` on the lower-cased text (far cheaper than a regex
 # alternation); a word written ``^word`` must not touch another Latin letter on either side.

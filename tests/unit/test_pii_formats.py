@@ -175,3 +175,16 @@ def test_independent_eval_smoke() -> None:
             assert c.tp / (c.tp + c.fn) >= 0.97, (cat, errors[:10])
             assert c.tp / (c.tp + c.fp) >= 0.95, (cat, errors[:10])
     assert sum(hit for hit, _ in neg.values()) / sum(total for _, total in neg.values()) <= 0.02
+
+
+def test_long_digit_runs_do_not_backtrack() -> None:
+    """A digit run is one group of the phone pattern: 95 runs of 41 digits took ~30 s when groups could split.
+
+    The bound is a hundred times what the scan takes on a loaded box; it only catches the exponential case.
+    """
+    import time
+
+    text = ("1" * 41 + "a ") * 95
+    t0 = time.process_time()
+    assert found(text) == []
+    assert time.process_time() - t0 < 2.0
