@@ -28,6 +28,7 @@ from gateway.guardrails.identifiers import (
     card_brand_ok,
     gtin_ok,
     iban_ok,
+    load_phone_metadata,
     luhn_ok,
     phone_ok,
 )
@@ -412,6 +413,8 @@ class PiiDetector:
 
     def __init__(self, categories: frozenset[str] | None = None) -> None:
         self.categories = frozenset(PII_CATEGORIES) if categories is None else categories
+        if "phone" in self.categories:
+            load_phone_metadata()  # at construction (config load), not inside the first request
 
     def _iter(self, text: str, taken: _Taken) -> Iterator[PiiMatch]:
         cats = self.categories
