@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard train-guard lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ eval-guard: install
 train-guard: install
 	$(PY) scripts/build_guard_data.py --mirror $${MIRROR:-/work/.mirror}
 	$(PY) scripts/train_guard.py
+
+## PII on values from an independent generator (Faker) plus hard negatives; 4,000-char latency (issue #21)
+eval-pii: install
+	$(PY) scripts/eval_pii.py $(EVAL_PII_ARGS)
 
 ## Re-pin requirements.lock from pyproject.toml
 lock:

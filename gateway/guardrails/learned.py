@@ -103,7 +103,11 @@ def hashed_features(text: str, *, bits: int) -> tuple[IntArray, FloatArray]:
             parts.append(_mix(h))
         words = _WORD.findall(t)
         if words:
-            wh = np.fromiter((zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words), dtype=np.uint64, count=len(words))
+            wh = np.fromiter(
+                (zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words),
+                dtype=np.uint64,
+                count=len(words),
+            )
             parts.append(_mix(wh + np.uint64(0xABCDEF12345)))
             if len(words) > 1:
                 parts.append(_mix(wh[:-1] * _PRIME + wh[1:] + np.uint64(0x5BD1E995)))

@@ -10,9 +10,9 @@ import pytest
 from gateway.agent.executor import DirectExecutor, GraphDefinitionError, GraphRunner, PregelRunner
 from gateway.agent.graph import build_graph
 from gateway.agent.guard import GuardService
+from gateway.config.routing import CircuitBreakerConfig
 from gateway.errors import GatewayError
 from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import CircuitBreakerConfig
 from gateway.runtime import ConfigHolder
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.principal import ANONYMOUS

@@ -8,7 +8,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-from gateway.guardrails import GuardPolicy, Guardrails, GuardrailsConfig, InjectionDetector
+from gateway.config.guardrails import GuardPolicy, GuardrailsConfig, InjectionPolicy
+from gateway.guardrails import Guardrails, InjectionDetector
 from gateway.guardrails.learned import (
     HEAD_CHARS,
     TAIL_CHARS,
@@ -18,7 +19,6 @@ from gateway.guardrails.learned import (
     hashed_features,
     windows,
 )
-from gateway.guardrails.policy import InjectionPolicy
 
 
 @pytest.fixture(scope="module")

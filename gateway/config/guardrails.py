@@ -14,7 +14,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.guardrails.pii import PiiCategory
+PiiCategory = Literal[
+    "email",
+    "phone",
+    "rrn",
+    "credit_card",
+    "bank_account",
+    "iban",
+    "passport",
+    "driver_license",
+    "ip_address",
+    "secret",
+]
 
 InjectionAction = Literal["block", "flag", "allow"]
 PiiAction = Literal["mask", "block", "flag", "allow"]
@@ -28,8 +39,9 @@ class InjectionPolicy(BaseModel):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     # Roles whose content is scanned; system prompts are the operator's and trusted.
     roles: frozenset[str] = frozenset({"user", "tool", "function"})
-    # The learned scorer (``learned.py``) on top of the rules, for these roles. Not on tool/function results
-    # by default: on documents it flags too many clean ones (docs/guardrails.md, "Learned detector").
+    # The learned scorer (``gateway/guardrails/learned.py``) on top of the rules, for these roles. Not on
+    # tool/function results by default: on documents it flags too many clean ones (docs/guardrails.md,
+    # "Learned injection detector").
     learned: bool = True
     learned_roles: frozenset[str] = frozenset({"user"})
 
