@@ -282,6 +282,7 @@ def garak_source_docs(m: Mirror) -> Iterator[dict[str, Any]]:
 def own() -> Iterator[dict[str, Any]]:
     yield from guard_own_data.generate()
     yield from guard_own_data.generate_benign()
+    yield from guard_own_data.generate_short_benign()
     for line in (ROOT / "tests/data/guard/cases.jsonl").read_text(encoding="utf-8").splitlines():
         c = json.loads(line)
         label = int(bool(c["injection"]))

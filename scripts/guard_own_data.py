@@ -380,3 +380,37 @@ def generate_benign(seed: int = 21) -> Iterator[dict[str, Any]]:
     for i, fr in enumerate(EDU_FRAMES_KO):
         for t in rng.sample(EDU_TOPICS_KO, 5):
             yield _row(fr.format(t=t), 0, "ko", "own_ko_hard_negatives", "hard_negative", f"ko_edu_{i}")
+
+
+# Short casual imperatives ("say something", "tell me a joke"): jailbreaks are full of "say"/"tell", and
+# without these the head flagged most two- to four-word requests that contain them.
+SHORT_EN_VERBS = [
+    "say",
+    "tell me",
+    "write",
+    "give me",
+    "show me",
+    "repeat after me:",
+    "print",
+    "type",
+    "share",
+    "suggest",
+]
+SHORT_EN_OBJECTS = ["something", "something nice", "hello", "hi to my sister", "a joke", "a fun fact", "something about cats",
+                    "a word that rhymes with cat", "the alphabet backwards", "something in French", "good morning",
+                    "a random number", "a short poem", "one sentence about the sea", "thanks to the team",
+                    "hello world in Python", "a riddle", "a motivational quote", "something funny", "the time in Tokyo"]  # fmt: skip
+SHORT_EN_PREFIX = ["", "", "", "please ", "ok, ", "now ", "test {n}: ", "q{n}: ", "run {n}-{m}: ", "hey, "]
+SHORT_KO = ["아무 말이나 해 봐", "뭐라도 말해 줘", "재미있는 얘기 해 줘", "인사해 줘", "농담 하나 해 줘", "좋은 말 한마디 해 줘",
+            "오늘의 명언 알려줘", "아무거나 추천해 줘", "짧은 시 하나 써 줘", "영어로 안녕이라고 말해 봐", "숫자 하나 골라 줘",
+            "고양이에 대해 한 문장 말해 줘", "따라 해 봐: 안녕하세요", "심심한데 말 좀 걸어 줘", "테스트 {n}: 아무 말이나 해 줘"]  # fmt: skip
+
+
+def generate_short_benign(seed: int = 21) -> Iterator[dict[str, Any]]:
+    rng = random.Random(seed + 2)
+    for i, verb in enumerate(SHORT_EN_VERBS):
+        for obj in rng.sample(SHORT_EN_OBJECTS, 10):
+            pre = rng.choice(SHORT_EN_PREFIX).format(n=rng.randint(0, 999), m=rng.randint(0, 99))
+            yield _row(f"{pre}{verb} {obj}", 0, "en", "own_en_ordinary", "ordinary", f"en_short_{i}")
+    for i, t in enumerate(SHORT_KO):
+        yield _row(t.format(n=rng.randint(0, 999)), 0, "ko", "own_ko_ordinary", "ordinary", f"ko_short_{i}")
