@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.agent.executor import DirectExecutor
-from gateway.agent.graph import build_graph
+from gateway.agent.graph import build_runner
 from gateway.agent.guard import GuardService
 from gateway.cache import (
     CachedEntry,
@@ -81,7 +80,7 @@ def _service(tmp_path: Path, backend: HeldBackend, rpm: int = 1000) -> Completio
     return CompletionService(
         CompletionServices(
             holder=holder,
-            graph=DirectExecutor(build_graph()),
+            graph=build_runner("direct"),
             guard=SpyGuard(backend),
             response_cache=cache,
             quotas=quotas,
