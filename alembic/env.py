@@ -8,9 +8,9 @@ from logging.config import fileConfig
 from sqlalchemy.engine import Connection
 
 from alembic import context
+from gateway.config.settings import get_settings
 from gateway.db.engine import create_engine
 from gateway.db.models import Base
-from gateway.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("connection") is None:

@@ -16,8 +16,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import uvicorn
 
+from gateway.config.settings import get_settings
 from gateway.observability.logging import configure_logging
-from gateway.settings import get_settings
 from gateway.supervision import PrismMultiprocess, prepare_supervisor
 
 

@@ -40,9 +40,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.cache.backends import make_redis
-from gateway.routing.config import ConfigError
+from gateway.config.routing import ConfigError
+from gateway.config.settings import Settings
 from gateway.runtime import ConfigHolder, ReloadOutcome
-from gateway.settings import Settings
 from gateway.supervision import status_dir
 
 log = structlog.get_logger("prism.config")

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.config.settings import Settings
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.lifespan import AppState
 from gateway.security import rbac
 from gateway.security.principal import ANONYMOUS, Principal
 from gateway.services.accounts import Accounts
-from gateway.settings import Settings
 
 
 async def get_app_state(request: Request) -> AppState:

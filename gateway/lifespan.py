@@ -18,6 +18,7 @@ from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.cache import CacheBackends, open_backends
 from gateway.cache.service import PipelineCache
+from gateway.config.settings import Settings
 from gateway.config_sync import ConfigSync
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResultWriter
@@ -30,7 +31,6 @@ from gateway.runtime import ConfigHolder
 from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
-from gateway.settings import Settings
 
 log = structlog.get_logger("prism.lifespan")
 

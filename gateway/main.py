@@ -22,6 +22,7 @@ from gateway.api import (
 )
 from gateway.api.hot_path import PrismApp
 from gateway.api.responses import OrjsonResponse
+from gateway.config.settings import Settings, get_settings
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -35,7 +36,6 @@ from gateway.observability.logging import configure_logging
 from gateway.observability.middleware import GatewayMiddleware
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.headers import SecurityHeadersMiddleware, require_production_surface
-from gateway.settings import Settings, get_settings
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

@@ -12,13 +12,13 @@ from typing import Literal
 
 import structlog
 
+from gateway.config.routing import ConfigError, RoutingConfig, parse_config
 from gateway.experiments.runtime import Experiments
 from gateway.guardrails import Guardrails
 from gateway.observability import metrics
 from gateway.providers.http import UpstreamClients
 from gateway.providers.registry import Target, build_targets
 from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import ConfigError, RoutingConfig, parse_config
 from gateway.routing.router import Router
 
 log = structlog.get_logger("prism.config")

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.agent.graph import build_runner
 from gateway.agent.guard import GuardService
+from gateway.config.routing import CircuitBreakerConfig
 from gateway.intent import IntentClassifier
 from gateway.observability.logging import configure_logging
 from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import CircuitBreakerConfig
 from gateway.runtime import ConfigHolder
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.principal import ANONYMOUS

@@ -22,7 +22,6 @@ from gateway.cache import (
     EffectiveLimits,
     MemoryQuotaBackend,
     MemoryResponseStore,
-    QuotaConfig,
     QuotaLimiter,
     RedisQuotaBackend,
     RedisResponseStore,
@@ -31,6 +30,7 @@ from gateway.cache import (
     cache_key,
     make_redis,
 )
+from gateway.config.quotas import QuotaConfig
 from gateway.security.principal import Principal
 
 PRINCIPAL = Principal(user_id="bench", api_key_id="k-bench")

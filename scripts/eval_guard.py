@@ -27,7 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.guardrails import PII_CATEGORIES, Guardrails, GuardrailsConfig  # noqa: E402
+from gateway.config.guardrails import GuardrailsConfig  # noqa: E402
+from gateway.guardrails import PII_CATEGORIES, Guardrails  # noqa: E402
 
 DATA_DIR = ROOT / "tests" / "data" / "guard"
 TARGETS = {

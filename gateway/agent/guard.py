@@ -31,15 +31,9 @@ from typing import Any
 import structlog
 
 from gateway.agent.state import RequestTrace
+from gateway.config.guardrails import GuardPolicy
 from gateway.errors import ContentBlocked
-from gateway.guardrails import (
-    GuardPolicy,
-    Guardrails,
-    InputVerdict,
-    MaskTable,
-    OutputVerdict,
-    StreamOutputGuard,
-)
+from gateway.guardrails import Guardrails, InputVerdict, MaskTable, OutputVerdict, StreamOutputGuard
 from gateway.observability import metrics
 from gateway.providers.base import Choice, Completion, Delta
 from gateway.routing.router import RouteDecision

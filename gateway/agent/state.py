@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
+from gateway.config.guardrails import GuardPolicy
 from gateway.errors import GatewayError
-from gateway.guardrails import GuardPolicy, MaskTable
+from gateway.guardrails import MaskTable
 from gateway.intent import IntentResult
 from gateway.providers.base import Completion, Delta, Usage
 from gateway.routing.router import RouteDecision

@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gateway.api.responses import OrjsonResponse as ORJSONResponse
+from gateway.config.routing import ConfigError
 from gateway.deps import AdminDep, AppStateDep
 from gateway.errors import InvalidRequest, NotFound
-from gateway.routing.config import ConfigError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.responses import OrjsonResponse
-from gateway.cache import QuotaConfig, QuotaLimiter, ScopeLimits, key_scope, user_scope
+from gateway.cache import QuotaLimiter, ScopeLimits, key_scope, user_scope
+from gateway.config.quotas import QuotaConfig
 from gateway.db.repositories.api_keys import ApiKeyRepository
 from gateway.db.repositories.users import UserRepository
 from gateway.deps import AccountsDep, AdminDep, AppStateDep, SessionDep

@@ -5,10 +5,8 @@ from gateway.cache.entry import CachedEntry, replay_chunks
 from gateway.cache.keys import cache_key, cacheable, canonical_json, is_deterministic, normalise_request
 from gateway.cache.quota import (
     EffectiveLimits,
-    QuotaConfig,
     QuotaLimiter,
     QuotaTicket,
-    QuotaTier,
     ScopeLimits,
     format_duration,
     key_scope,
@@ -25,10 +23,8 @@ __all__ = [
     "Flight",
     "MemoryQuotaBackend",
     "MemoryResponseStore",
-    "QuotaConfig",
     "QuotaLimiter",
     "QuotaTicket",
-    "QuotaTier",
     "RedisQuotaBackend",
     "RedisResponseStore",
     "ResponseCache",

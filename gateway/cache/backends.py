@@ -13,11 +13,12 @@ from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.cache.pipelined import PipelinedRedis
-from gateway.cache.quota import QuotaConfig, QuotaLimiter
+from gateway.cache.quota import QuotaLimiter
 from gateway.cache.quota_backends import MemoryQuotaBackend, RedisQuotaBackend
 from gateway.cache.response import ResponseCache
 from gateway.cache.store import MemoryResponseStore, RedisResponseStore
-from gateway.settings import Settings
+from gateway.config.quotas import QuotaConfig
+from gateway.config.settings import Settings
 
 log = structlog.get_logger(__name__)
 _DRIVER_INFO = DriverInfo()

@@ -30,10 +30,9 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.cache.quota_backends import (
     WINDOW_MS,
@@ -44,6 +43,7 @@ from gateway.cache.quota_backends import (
     ScopeStats,
     SettleArgs,
 )
+from gateway.config.quotas import QuotaConfig, QuotaTier
 from gateway.errors import QuotaExceeded, RateLimited, RequestTooLarge, ServiceUnavailable
 from gateway.observability.metrics import BACKEND_ERRORS, QUOTA_REJECTIONS, QUOTA_SETTLE_QUEUE
 from gateway.security.principal import Principal
@@ -51,35 +51,6 @@ from gateway.security.principal import Principal
 log = structlog.get_logger(__name__)
 
 MICRO = 1_000_000
-
-
-class QuotaTier(BaseModel):
-    """Limits of one tier (or a per-key/per-user override). ``None`` means no limit / inherit."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rpm: int | None = Field(default=None, ge=0)
-    tpm: int | None = Field(default=None, ge=0)
-    tokens_per_day: int | None = Field(default=None, ge=0)
-    monthly_budget_usd: float | None = Field(default=None, ge=0)
-
-    def merged(self, override: QuotaTier | None) -> QuotaTier:
-        """This tier with every field that ``override`` sets replaced."""
-        if override is None:
-            return self
-        return self.model_copy(update=override.model_dump(exclude_none=True))
-
-
-class QuotaConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tiers: dict[str, QuotaTier] = Field(default_factory=dict)
-    fail_mode: Literal["open", "closed"] = "open"
-    reservation_ttl_s: int = Field(default=600, ge=1)
-    settled_marker_ttl_s: int = Field(default=86_400, ge=60)
-    completion_estimate_tokens: int = Field(default=1024, ge=1)
-    """Output tokens reserved for a request without ``max_tokens`` (settled to the real count after);
-    never more than the model's own output limit, nor than what the TPM limit leaves after the prompt."""
 
 
 @dataclass(frozen=True, slots=True)

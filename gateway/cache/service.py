@@ -10,7 +10,7 @@ from typing import Any
 from gateway.cache.entry import CachedEntry
 from gateway.cache.keys import cache_key, cacheable
 from gateway.cache.response import ResponseCache
-from gateway.routing.config import RoutingConfig
+from gateway.config.routing import RoutingConfig
 
 
 class PipelineCache:

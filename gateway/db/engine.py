@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

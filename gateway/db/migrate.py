@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from alembic import command
+from gateway.config.settings import Settings, get_settings
 from gateway.db.engine import create_engine
-from gateway.settings import Settings, get_settings
 
 _ROOT = Path(__file__).resolve().parents[2]
 

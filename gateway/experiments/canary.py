@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from gateway.experiments.config import CanaryConfig
+from gateway.config.experiments import CanaryConfig
 from gateway.experiments.stats import percentile
 
 log = structlog.get_logger("prism.experiments")

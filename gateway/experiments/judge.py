@@ -35,13 +35,14 @@ from opentelemetry import trace
 
 from gateway.errors import GatewayError
 from gateway.experiments.shadow import ShadowPair
+from gateway.experiments.sticky import bucket
 from gateway.observability import metrics, tracing
 from gateway.providers.base import ModelCall
 from gateway.providers.tokens import message_text
-from gateway.routing.router import bucket
 
 if TYPE_CHECKING:
-    from gateway.runtime import RuntimeSnapshot
+    from gateway.config.routing import RoutingConfig
+    from gateway.providers.registry import Target
 
 log = structlog.get_logger("prism.shadow")
 
@@ -126,12 +127,22 @@ class JudgementSink(Protocol):
     def add_judgement(self, row: dict[str, Any]) -> None: ...
 
 
+class JudgeSnapshot(Protocol):
+    """What the judge reads of the live config: ``gateway.runtime.RuntimeSnapshot`` (named by shape,
+    so ``experiments`` does not import the runtime that imports it)."""
+
+    @property
+    def config(self) -> RoutingConfig: ...
+    @property
+    def targets(self) -> Mapping[str, Target]: ...
+    @property
+    def model_label(self) -> metrics.LabelSet: ...
+
+
 class ShadowJudge:
     """Scores sampled shadow pairs in background tasks, within each alias's judge budget."""
 
-    def __init__(
-        self, snapshot: Callable[[], RuntimeSnapshot], *, writer: JudgementSink | None = None
-    ) -> None:
+    def __init__(self, snapshot: Callable[[], JudgeSnapshot], *, writer: JudgementSink | None = None) -> None:
         self._snapshot = snapshot
         self.writer = writer
         self.spent: dict[str, float] = {}

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import structlog
 
+from gateway.config.experiments import ExperimentConfig
+from gateway.config.routing import RoutingConfig
 from gateway.experiments.canary import CanaryState
-from gateway.experiments.config import ExperimentConfig
 from gateway.observability import metrics
-from gateway.routing.config import RoutingConfig
 from gateway.usage.record import UsageRecord, UsageStatus
 
 log = structlog.get_logger("prism.experiments")
@@ -87,7 +87,7 @@ class Experiments:
     def assign(
         self, requested: str, *, sticky: Mapping[str, str | None], request_id: str
     ) -> Assignment | None:
-        from gateway.routing.router import bucket, pick_weighted
+        from gateway.experiments.sticky import bucket, pick_weighted
 
         name = self._by_alias.get(requested)
         if name is None:

@@ -11,10 +11,14 @@ puts all of a B2B customer's end users in one arm. The key is, in order:
 The source is returned too, for the route header (``sticky=field|user|principal``) and logs. A
 client can choose its own arm by choosing its ``user``; that only moves its own traffic. Values
 are clipped to ``MAX_KEY_CHARS`` (they are only hashed).
+
+``bucket`` hashes a key to a stable position and ``pick_weighted`` maps it onto weighted ranges:
+experiments and the router's alias splits both assign through them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -42,3 +46,22 @@ def end_user_key(
     if principal_user:
         return principal_user, "principal"
     return None, "none"
+
+
+def bucket(*parts: str) -> float:
+    """A stable position in [0, 1) for a sticky key: the same key always lands in the same place."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def pick_weighted(weights: Mapping[str, float], position: float) -> str:
+    """Bucket ranges in the config's order: changing one weight moves only the users at the boundary."""
+    total = sum(weights.values())
+    edge = 0.0
+    last = next(iter(weights))
+    for name, weight in weights.items():
+        edge += weight / total
+        last = name
+        if position < edge:
+            return name
+    return last

@@ -7,37 +7,18 @@ from gateway.guardrails.engine import Guardrails
 from gateway.guardrails.injection import InjectionDetector, InjectionResult
 from gateway.guardrails.masking import MaskTable, StreamUnmasker
 from gateway.guardrails.output import StreamOutputGuard
-from gateway.guardrails.pii import PII_CATEGORIES, PiiCategory, PiiDetector, PiiMatch
-from gateway.guardrails.policy import (
-    DenyPattern,
-    GuardPolicy,
-    GuardrailsConfig,
-    InjectionAction,
-    InjectionPolicy,
-    OutputAction,
-    OutputPolicy,
-    PiiAction,
-)
+from gateway.guardrails.pii import PII_CATEGORIES, PiiDetector, PiiMatch
 from gateway.guardrails.verdict import Decision, InputVerdict, OutputVerdict
 
 __all__ = [
     "PII_CATEGORIES",
     "Decision",
-    "DenyPattern",
-    "GuardPolicy",
     "Guardrails",
-    "GuardrailsConfig",
-    "InjectionAction",
     "InjectionDetector",
-    "InjectionPolicy",
     "InjectionResult",
     "InputVerdict",
     "MaskTable",
-    "OutputAction",
-    "OutputPolicy",
     "OutputVerdict",
-    "PiiAction",
-    "PiiCategory",
     "PiiDetector",
     "PiiMatch",
     "StreamOutputGuard",

@@ -8,11 +8,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway.config.guardrails import DenyPattern, GuardPolicy, GuardrailsConfig, OutputPolicy
 from gateway.guardrails.injection import InjectionDetector
 from gateway.guardrails.masking import MaskTable
 from gateway.guardrails.output import OutputFilter, StreamOutputGuard
 from gateway.guardrails.pii import PiiDetector, PiiMatch, replace_spans
-from gateway.guardrails.policy import DenyPattern, GuardPolicy, GuardrailsConfig, OutputPolicy
 from gateway.guardrails.verdict import Decision, InputVerdict, OutputVerdict
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.config.guardrails import DenyPattern, OutputAction, OutputPolicy
 from gateway.guardrails.masking import MaskTable, StreamUnmasker
 from gateway.guardrails.pii import PLACEHOLDER_TAG, PiiDetector, PiiMatch
-from gateway.guardrails.policy import DenyPattern, OutputAction, OutputPolicy
 from gateway.guardrails.verdict import OutputVerdict
 
 _SECRET_PREFIX_AT_END = re.compile(

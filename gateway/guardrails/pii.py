@@ -14,9 +14,10 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
-PiiCategory = Literal["email", "phone", "rrn", "credit_card", "bank_account", "ip_address", "secret"]
+from gateway.config.guardrails import PiiCategory
+
 PII_CATEGORIES: tuple[PiiCategory, ...] = get_args(PiiCategory)
 
 PLACEHOLDER_TAG: dict[str, str] = {

@@ -9,9 +9,7 @@ and secrets never do.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
-
-from gateway.usage.record import UsageRecord, UsageStatus
+from typing import Any, Protocol
 
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("prism_access_fields", default=None)
 _options = {"log_prompts": False}
@@ -30,8 +28,46 @@ def current() -> dict[str, Any] | None:
     return _fields.get()
 
 
+class UsageFields(Protocol):
+    """What the access log copies from a request's usage record (``gateway.usage.record.UsageRecord``,
+    named by shape: ``usage`` reports to ``observability``, not the other way round)."""
+
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def model_requested(self) -> str | None: ...
+    @property
+    def model_served(self) -> str | None: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def intent(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cost_usd(self) -> float: ...
+    @property
+    def cache_hit(self) -> bool: ...
+    @property
+    def streamed(self) -> bool: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def fallback_used(self) -> bool: ...
+    @property
+    def ttft_ms(self) -> float | None: ...
+    @property
+    def error_type(self) -> str | None: ...
+
+
 def note_usage(
-    record: UsageRecord, *, key_prefix: str | None = None, messages: list[dict[str, Any]] | None = None
+    record: UsageFields, *, key_prefix: str | None = None, messages: list[dict[str, Any]] | None = None
 ) -> None:
     """Copy the request's usage record into its access log entry (no-op outside a request)."""
     fields = _fields.get()
@@ -56,7 +92,7 @@ def note_usage(
     )
     if record.ttft_ms is not None:
         fields["ttft_ms"] = record.ttft_ms
-    if record.error_type is not None or record.status in (UsageStatus.ERROR, UsageStatus.REJECTED):
+    if record.error_type is not None or record.status in ("error", "rejected"):
         fields["error_type"] = record.error_type or str(record.status)  # also: ERRORS already counted
     if _options["log_prompts"] and messages is not None:
         fields["prompt"] = messages

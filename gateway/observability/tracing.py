@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 
 _NOOP: trace.Tracer = trace.NoOpTracer()
 _state: dict[str, Any] = {"enabled": False, "tracer": _NOOP, "provider": None}

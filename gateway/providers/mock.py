@@ -11,11 +11,11 @@ import asyncio
 import random
 import re
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.config.providers import MockSettings
 from gateway.errors import ProviderRateLimited, ProviderUnavailable, UnsupportedParameter
 from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
 from gateway.providers.tokens import count_messages, count_text, message_text
@@ -47,19 +47,6 @@ _FILLER = [
     "every",
     "request",
 ]
-
-
-class MockSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    latency_ms: float = Field(default=0.0, ge=0)
-    token_delay_ms: float = Field(default=0.0, ge=0)
-    failure_rate: float = Field(default=0.0, ge=0, le=1)
-    failure_kind: Literal["429", "500", "503", "hang"] = "500"
-    retry_after_s: float = Field(default=1.0, ge=0)
-    cut_after_tokens: int | None = Field(default=None, ge=0)
-    answer_words: int = Field(default=0, ge=0, le=4096)
-    seed: int = 0
 
 
 class MockProvider(Provider):

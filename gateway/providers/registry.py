@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.config.routing import ModelConfig, RoutingConfig
 from gateway.providers.base import Provider
 from gateway.providers.http import UpstreamClients
 from gateway.providers.mock import MockProvider
 from gateway.providers.openai_wire import OpenAIWireProvider
-from gateway.routing.config import ModelConfig, RoutingConfig
 
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"

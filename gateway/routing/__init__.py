@@ -1,1 +1,1 @@
-"""The routing config, aliases, splits, fallbacks and circuit breakers."""
+"""Routing: aliases, splits, smart routing, fallbacks, circuit breakers (config: ``gateway.config``)."""

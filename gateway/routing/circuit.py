@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from gateway.config.routing import CircuitBreakerConfig, RetryConfig
 from gateway.observability import metrics
-from gateway.routing.config import CircuitBreakerConfig, RetryConfig
 
 log = structlog.get_logger("prism.circuit")
 

@@ -8,17 +8,17 @@ shadow targets to mirror to, and the labels that explain the choice
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.config.routing import AliasConfig, RoutingConfig
 from gateway.errors import ContextTooLong, InvalidRequest, ModelNotFound, PermissionDenied
+from gateway.experiments.sticky import bucket, pick_weighted
 from gateway.intent import IntentResult, decide_tier
 from gateway.observability import metrics
 from gateway.providers.registry import Target
 from gateway.routing.circuit import CircuitBreakers, CircuitState
-from gateway.routing.config import AliasConfig, RoutingConfig
 from gateway.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -112,25 +112,6 @@ _POLICY_NAMES = {
     "user": "allowed_models policy of this user",
     "key+user": "allowed_models policy of this API key and its user",
 }
-
-
-def bucket(*parts: str) -> float:
-    """A stable position in [0, 1) for a sticky key: the same key always lands in the same place."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def pick_weighted(weights: Mapping[str, float], position: float) -> str:
-    """Bucket ranges in the config's order: changing one weight moves only the users at the boundary."""
-    total = sum(weights.values())
-    edge = 0.0
-    last = next(iter(weights))
-    for name, weight in weights.items():
-        edge += weight / total
-        last = name
-        if position < edge:
-            return name
-    return last
 
 
 def tier_for(intent: IntentResult, config: RoutingConfig) -> str:

@@ -32,8 +32,8 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from gateway.config.routing import CircuitBreakerConfig
 from gateway.routing.circuit import CircuitBreakers, CircuitState, _Circuit
-from gateway.routing.config import CircuitBreakerConfig
 
 log = structlog.get_logger("prism.circuit")
 

@@ -24,11 +24,11 @@ import structlog
 
 from gateway.cache.backends import CacheBackends
 from gateway.cache.store import MemoryResponseStore, RedisResponseStore, ResponseStore
+from gateway.config.routing import EscalationConfig
 from gateway.intent import IntentResult
 from gateway.observability import access, metrics, tracing
 from gateway.providers.base import ModelCall, Timeouts
 from gateway.providers.registry import Target
-from gateway.routing.config import EscalationConfig
 
 log = structlog.get_logger(__name__)
 

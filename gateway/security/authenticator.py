@@ -41,6 +41,7 @@ from typing import Generic, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.config.settings import Settings
 from gateway.db.models import User
 from gateway.db.repositories.api_keys import ApiKeyRepository
 from gateway.db.repositories.refresh_tokens import RefreshTokenRepository
@@ -50,7 +51,6 @@ from gateway.observability import metrics
 from gateway.security.api_keys import hash_api_key, is_api_key
 from gateway.security.principal import Principal, Role
 from gateway.security.tokens import TokenService
-from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
 _AUTH_HIT = metrics.AUTH_CACHE.labels(result="hit")

@@ -15,23 +15,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from gateway.config.settings import parse_networks
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def parse_networks(spec: str | Iterable[str]) -> tuple[Network, ...]:
-    """``"10.0.0.0/8, 172.16.0.0/12, 127.0.0.1"`` → networks; a bad entry raises ValueError naming it."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    networks: list[Network] = []
-    for raw in items:
-        item = raw.strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError as exc:
-            raise ValueError(f"GATEWAY_TRUSTED_PROXIES: {item!r} is not an address or CIDR") from exc
-    return tuple(networks)
 
 
 def _address(text: str) -> Address | None:

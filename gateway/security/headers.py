@@ -20,8 +20,8 @@ import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.config.settings import Settings
 from gateway.errors import AuthenticationFailed
-from gateway.settings import Settings
 
 Header = tuple[bytes, bytes]
 

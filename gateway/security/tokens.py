@@ -21,9 +21,9 @@ from typing import Any
 
 import jwt
 
+from gateway.config.settings import Settings
 from gateway.errors import AuthenticationFailed
 from gateway.security.principal import Role
-from gateway.settings import Settings
 
 ACCESS_TYPE = "access"
 RESET_TYPE = "password_reset"

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.cache.backends import make_redis
+from gateway.config.settings import Settings
 from gateway.db.engine import create_engine, create_sessionmaker
 from gateway.security.authenticator import Authenticator
 from gateway.security.client_address import ClientAddressResolver
@@ -17,7 +18,6 @@ from gateway.security.throttle import AuthThrottle, ThrottleLimits
 from gateway.security.tokens import TokenService
 from gateway.services.auth import AuthService, ensure_admin
 from gateway.services.keys import KeyService
-from gateway.settings import Settings
 from gateway.usage.recorder import UsageRecorder
 
 log = structlog.get_logger(__name__)

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.config.settings import Settings
 from gateway.db.models import RefreshToken, User, new_id
 from gateway.db.repositories.refresh_tokens import RefreshTokenRepository
 from gateway.db.repositories.users import UserRepository
@@ -28,7 +29,6 @@ from gateway.security.authenticator import Authenticator
 from gateway.security.principal import Principal, Role
 from gateway.security.throttle import AuthThrottle
 from gateway.security.tokens import TokenService, hash_token, new_refresh_token
-from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -35,6 +35,7 @@ from sqlalchemy import Boolean, Float, Integer, String
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.config.settings import Settings
 from gateway.db.models import UsageLog
 from gateway.db.repositories.usage import insert_ignore_duplicates, quarantine
 from gateway.observability.metrics import (
@@ -46,7 +47,6 @@ from gateway.observability.metrics import (
     USAGE_RECORDS,
 )
 from gateway.schemas.storable import text_problem
-from gateway.settings import Settings
 from gateway.usage.record import UsageRecord
 from gateway.usage.segments import Segment, SegmentLog
 

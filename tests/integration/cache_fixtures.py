@@ -23,13 +23,13 @@ from redis.asyncio import Redis
 from gateway.cache import (
     MemoryQuotaBackend,
     MemoryResponseStore,
-    QuotaConfig,
     QuotaLimiter,
     RedisQuotaBackend,
     RedisResponseStore,
     ResponseCache,
     make_redis,
 )
+from gateway.config.quotas import QuotaConfig
 
 __all__ = [  # the fixtures; test modules do ``from tests.integration.cache_fixtures import *``
     "backend_kind",

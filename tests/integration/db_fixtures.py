@@ -28,8 +28,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gateway.config.settings import Settings, get_settings
 from gateway.db.migrate import migrate
-from gateway.settings import Settings, get_settings
 
 PG_BASE = os.environ.get("PRISM_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 

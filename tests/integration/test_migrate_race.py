@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import asyncio, sys
 from gateway.db.migrate import migrate
-from gateway.settings import get_settings
+from gateway.config.settings import get_settings
 asyncio.run(migrate(get_settings(env="test", database_url=f"sqlite+aiosqlite:///{sys.argv[1]}")))
 """
 

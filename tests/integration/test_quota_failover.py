@@ -12,7 +12,6 @@ import pytest
 from gateway.cache import (
     CachedEntry,
     EffectiveLimits,
-    QuotaConfig,
     QuotaLimiter,
     RedisQuotaBackend,
     RedisResponseStore,
@@ -21,10 +20,11 @@ from gateway.cache import (
     make_redis,
     open_backends,
 )
+from gateway.config.quotas import QuotaConfig
+from gateway.config.settings import get_settings
 from gateway.errors import RateLimited, ServiceUnavailable
 from gateway.observability.metrics import BACKEND_ERRORS
 from gateway.security.principal import Principal
-from gateway.settings import get_settings
 from tests.integration.cache_fixtures import *  # noqa: F403 - fixtures
 from tests.integration.cache_fixtures import OwnRedis
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.cache import EffectiveLimits, QuotaConfig, QuotaLimiter, QuotaTicket, QuotaTier, ScopeLimits
+from gateway.cache import EffectiveLimits, QuotaLimiter, QuotaTicket, ScopeLimits
+from gateway.config.quotas import QuotaConfig, QuotaTier
 from gateway.errors import QuotaExceeded, RateLimited
 from gateway.security.principal import Principal
 from tests.integration.cache_fixtures import *  # noqa: F403 - fixtures

@@ -51,7 +51,7 @@ _CHILD = textwrap.dedent(
     """
     import asyncio, os, sys
     from gateway.db.engine import create_engine
-    from gateway.settings import get_settings
+    from gateway.config.settings import get_settings
     from gateway.usage.record import UsageRecord
     from gateway.usage.recorder import UsageRecorder
 

@@ -16,16 +16,10 @@ import pytest
 
 from gateway.agent.graph import build_runner
 from gateway.agent.guard import GuardService
-from gateway.cache import (
-    CachedEntry,
-    MemoryQuotaBackend,
-    MemoryResponseStore,
-    QuotaConfig,
-    QuotaLimiter,
-    ResponseCache,
-)
+from gateway.cache import CachedEntry, MemoryQuotaBackend, MemoryResponseStore, QuotaLimiter, ResponseCache
 from gateway.cache.quota_backends import ReserveArgs, ReserveResult
 from gateway.cache.service import PipelineCache
+from gateway.config.quotas import QuotaConfig
 from gateway.errors import ContentBlocked, RateLimited
 from gateway.routing.circuit import CircuitBreakerConfig, CircuitBreakers
 from gateway.runtime import ConfigHolder

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from gateway.config.settings import get_settings
 from gateway.errors import AuthenticationFailed, DatabaseUnavailable
 from gateway.security.api_keys import generate_api_key
 from gateway.security.authenticator import Authenticator, _KeyEntry, _UserEntry
 from gateway.security.principal import Role
-from gateway.settings import get_settings
 
 
 class _Clock:

@@ -10,11 +10,11 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway.config.settings import get_settings, parse_networks
 from gateway.errors import RateLimited
-from gateway.security.client_address import ClientAddressResolver, bucket, parse_networks
+from gateway.security.client_address import ClientAddressResolver, bucket
 from gateway.security.headers import SecurityHeadersMiddleware, require_production_surface
 from gateway.security.throttle import AuthThrottle, ThrottleLimits
-from gateway.settings import get_settings
 
 
 class _Clock:

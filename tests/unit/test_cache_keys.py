@@ -10,7 +10,6 @@ from gateway.cache import (
     CachedEntry,
     EffectiveLimits,
     MemoryResponseStore,
-    QuotaConfig,
     QuotaLimiter,
     ResponseCache,
     ScopeLimits,
@@ -26,6 +25,7 @@ from gateway.cache.quota_backends import (
     SettleArgs,
     UsageResult,
 )
+from gateway.config.quotas import QuotaConfig
 from gateway.errors import ServiceUnavailable
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.principal import Principal
@@ -220,7 +220,7 @@ async def test_quota_fail_modes() -> None:
 
 async def test_pipeline_cache_adapter() -> None:
     from gateway.cache.service import PipelineCache
-    from gateway.routing.config import RoutingConfig
+    from gateway.config.routing import RoutingConfig
 
     config = RoutingConfig.model_validate(
         {"models": {"private": {"provider": "mock"}, "public": {"provider": "mock", "shared_cache": True}}}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from gateway.config.routing import CircuitBreakerConfig, ConfigError
 from gateway.config_sync import ConfigSync, FileRegistry, LocalRegistry, WorkerStatus
 from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import CircuitBreakerConfig, ConfigError
 from gateway.runtime import ConfigHolder, config_hash
 
 CONFIG = "models:\n  fast: {provider: mock}\n"

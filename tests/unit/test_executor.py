@@ -17,10 +17,10 @@ from gateway.agent.graph import DECIDE, REQUEST, build_runner
 from gateway.agent.guard import GuardService
 from gateway.cache import MemoryResponseStore, ResponseCache
 from gateway.cache.service import PipelineCache
+from gateway.config.routing import CircuitBreakerConfig
 from gateway.errors import GatewayError
 from gateway.intent import IntentClassifier
 from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import CircuitBreakerConfig
 from gateway.routing.smart import SmartRouting
 from gateway.runtime import ConfigHolder
 from gateway.schemas.openai import ChatCompletionRequest

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from gateway.config.experiments import CanaryConfig, CanaryStep
+from gateway.config.routing import ConfigError, parse_config
 from gateway.experiments import stats
 from gateway.experiments.agreement import lcs_length, rouge_l_f1, tokens
 from gateway.experiments.canary import CanaryState
-from gateway.experiments.config import CanaryConfig, CanaryStep
 from gateway.experiments.judge import (
     JudgeParseError,
     ShadowJudge,
@@ -29,7 +30,6 @@ from gateway.experiments.judge import (
 from gateway.experiments.runtime import Experiments
 from gateway.experiments.shadow import ShadowPair, ShadowResults, ShadowSide
 from gateway.providers.base import Choice, Completion, ModelCall, Usage
-from gateway.routing.config import ConfigError, parse_config
 from gateway.usage.record import UsageRecord, UsageStatus
 
 # -- statistics (reference values from scipy 1.17 / Wikipedia's Welch example) ---------------------

@@ -11,8 +11,9 @@ import pytest
 
 from gateway.agent.guard import GuardService
 from gateway.agent.state import RequestTrace
+from gateway.config.guardrails import GuardrailsConfig
 from gateway.errors import ContentBlocked
-from gateway.guardrails import Guardrails, GuardrailsConfig
+from gateway.guardrails import Guardrails
 from gateway.providers.base import Choice, Completion, Delta, Usage
 from gateway.routing.router import RouteDecision
 

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.guardrails import (
-    DenyPattern,
-    GuardPolicy,
-    Guardrails,
-    GuardrailsConfig,
-    MaskTable,
-    OutputPolicy,
-    StreamUnmasker,
-)
+from gateway.config.guardrails import DenyPattern, GuardPolicy, GuardrailsConfig, OutputPolicy
+from gateway.guardrails import Guardrails, MaskTable, StreamUnmasker
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.config.routing import parse_config
 from gateway.errors import PermissionDenied
 from gateway.experiments.runtime import Experiments
 from gateway.intent import IntentResult
 from gateway.providers.registry import build_targets
 from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import parse_config
 from gateway.routing.router import Router
 from gateway.security.principal import Principal
 

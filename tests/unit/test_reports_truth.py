@@ -223,8 +223,8 @@ def test_a_killed_workers_live_gauges_are_reaped(tmp_path: Path) -> None:
 def test_an_adopted_circuit_transition_moves_the_gauge_but_is_not_counted_again() -> None:
     from prometheus_client import REGISTRY
 
+    from gateway.config.routing import CircuitBreakerConfig
     from gateway.routing.circuit import CircuitBreakers, CircuitState
-    from gateway.routing.config import CircuitBreakerConfig
 
     breakers = CircuitBreakers(CircuitBreakerConfig())
     breakers.reconfigure(CircuitBreakerConfig(), targets={"t-adopt"})
@@ -242,7 +242,7 @@ def test_an_adopted_circuit_transition_moves_the_gauge_but_is_not_counted_again(
 
 
 def test_sticky_user_field_is_validated_in_the_routing_config() -> None:
-    from gateway.routing.config import ConfigError, parse_config
+    from gateway.config.routing import ConfigError, parse_config
 
     base = "models:\n  m: {provider: mock}\nrouting:\n  sticky_user_field: "
     assert parse_config(base + "header:x-end-user\n").routing.sticky_user_field == "header:x-end-user"

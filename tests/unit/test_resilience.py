@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cache.backends import make_redis
+from gateway.config.routing import CircuitBreakerConfig, RetryConfig, parse_config
 from gateway.errors import ProviderTimeout, ServerShuttingDown
 from gateway.routing.circuit import CircuitBreakers, CircuitState, RetryBudget
-from gateway.routing.config import CircuitBreakerConfig, RetryConfig, parse_config
 from gateway.routing.shared_circuit import SharedCircuitBreakers
 from gateway.services.drain import Drain
 

@@ -9,12 +9,12 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 
+from gateway.config.settings import get_settings
 from gateway.errors import AuthenticationFailed, InvalidRequest
 from gateway.security import passwords
 from gateway.security.api_keys import generate_api_key, hash_api_key
 from gateway.security.tokens import KeyRing, TokenService, hash_token, new_refresh_token
 from gateway.services.conversations import default_token_counter, trim_history
-from gateway.settings import get_settings
 
 
 def test_password_policy() -> None:

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from gateway.cache.store import MemoryResponseStore
+from gateway.config.routing import EscalationConfig, parse_config
 from gateway.errors import ContextTooLong
 from gateway.intent import IntentResult
 from gateway.observability import metrics
 from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
 from gateway.providers.registry import Target, build_targets
 from gateway.routing.circuit import CircuitBreakers
-from gateway.routing.config import EscalationConfig, parse_config
 from gateway.routing.router import Router
 from gateway.routing.smart import ConversationTiers, SmartRouting, escalate, parse_label
 from gateway.security.principal import Principal

@@ -13,7 +13,8 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.guardrails import DenyPattern, GuardPolicy, Guardrails, GuardrailsConfig, MaskTable, OutputPolicy
+from gateway.config.guardrails import DenyPattern, GuardPolicy, GuardrailsConfig, OutputPolicy
+from gateway.guardrails import Guardrails, MaskTable
 from gateway.guardrails.pii import PII_CATEGORIES
 
 G = Guardrails(GuardrailsConfig())

@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from gateway.config.settings import get_settings
 from gateway.main import create_app
 from gateway.observability import tracing
-from gateway.settings import get_settings
 
 CONFIG = """
 models:

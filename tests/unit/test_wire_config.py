@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routing.config import ConfigError, parse_config
+from gateway.config.routing import ConfigError, parse_config
 
 
 @pytest.mark.parametrize("url", ["JUDGE_URL", "ftp://example.com/v1", "http:///v1", "localhost:11434"])

@@ -16,6 +16,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from gateway.agent.state import Attempt, PipelineContext, PipelineState, StreamHandle
+from gateway.config.routing import RetryConfig
 from gateway.errors import (
     DeadlineExceeded,
     GatewayError,
@@ -27,7 +28,6 @@ from gateway.errors import (
 )
 from gateway.observability import metrics, tracing
 from gateway.providers.base import Delta, ModelCall, Timeouts, aclose_quietly
-from gateway.routing.config import RetryConfig
 
 EXHAUSTED = 1_000_000
 """``attempt`` value meaning: do not retry this target (circuit open, no time left, fallback preferred)."""

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.guardrails.pii import PiiCategory
+PiiCategory = Literal["email", "phone", "rrn", "credit_card", "bank_account", "ip_address", "secret"]
 
 InjectionAction = Literal["block", "flag", "allow"]
 PiiAction = Literal["mask", "block", "flag", "allow"]

@@ -7,11 +7,15 @@ timeouts, prices, guardrails, quotas) lives in the routing YAML instead.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-0123456789"
 
@@ -134,8 +138,6 @@ class Settings(BaseSettings):
             secret = self.jwt_secret.get_secret_value()
             if secret == _DEV_JWT_SECRET or len(secret) < 32:
                 raise ValueError("GATEWAY_JWT_SECRET must be set to a random value of at least 32 characters")
-        from gateway.security.client_address import parse_networks
-
         parse_networks(self.trusted_proxies)  # a bad CIDR stops start-up, with its name
         return self
 
@@ -159,3 +161,18 @@ class Settings(BaseSettings):
 def get_settings(**overrides: object) -> Settings:
     """Read the environment once; tests pass overrides instead of patching the environment."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def parse_networks(spec: str | Iterable[str]) -> tuple[Network, ...]:
+    """``"10.0.0.0/8, 172.16.0.0/12, 127.0.0.1"`` → networks; a bad entry raises ValueError naming it."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    networks: list[Network] = []
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"GATEWAY_TRUSTED_PROXIES: {item!r} is not an address or CIDR") from exc
+    return tuple(networks)

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.cache.quota import QuotaConfig
-from gateway.experiments.config import ExperimentConfig, ShadowJudgeConfig
-from gateway.guardrails.policy import GuardrailsConfig
-from gateway.providers.mock import MockSettings
+from gateway.config.experiments import ExperimentConfig, ShadowJudgeConfig
+from gateway.config.guardrails import GuardrailsConfig
+from gateway.config.providers import MockSettings
+from gateway.config.quotas import QuotaConfig
 
 
 class ConfigError(Exception):
