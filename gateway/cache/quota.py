@@ -206,6 +206,10 @@ _REASONS: dict[str, tuple[str, str]] = {
 
 
 class QuotaLimiter:
+    """One per process. Requests pass their config snapshot's ``QuotaConfig`` to ``limits_for`` and
+    ``check_and_reserve`` (a reload never changes a request mid-way, and nothing shared is reassigned
+    per request); ``config`` is only the start-up default for callers that pass none."""
+
     def __init__(
         self, backend: QuotaBackend, config: QuotaConfig | None = None, *, max_pending_settles: int = 10_000
     ) -> None:
