@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from gateway.agent.flow import Runner
-from gateway.agent.graph import build_runner
+from gateway.agent.graph import DECIDE, build_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.cache import CacheBackends, open_backends
@@ -102,6 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         services = CompletionServices(
             holder=holder,
             graph=runner,
+            decide=build_runner(settings.pipeline_engine, DECIDE),
             guard=GuardService(),
             shadow=shadow,
             usage=accounts.recorder,
