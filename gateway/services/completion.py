@@ -88,9 +88,7 @@ def chat_input(request: ChatCompletionRequest, raw: Mapping[str, Any]) -> ChatIn
 class CompletionService:
     def __init__(self, services: CompletionServices) -> None:
         self.s = services
-        if services.decide is None:
-            services.decide = build_runner("direct", DECIDE)
-        self._decide: Runner = services.decide
+        self._decide: Runner = services.decide or build_runner("direct", DECIDE)
         self._ledger = Ledger(
             experiments=services.holder.experiments,
             usage=services.usage,
