@@ -40,6 +40,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.cache.backends import make_redis
+from gateway.cache.redis_url import client_from_url
 from gateway.config.routing import ConfigError
 from gateway.config.settings import Settings
 from gateway.runtime import ConfigHolder, ReloadOutcome
@@ -433,7 +434,7 @@ class ConfigSync:
         it changed."""
         backoff = 0.1
         while True:
-            client: Redis = Redis.from_url(url, socket_timeout=None, socket_connect_timeout=2.0)
+            client: Redis = client_from_url(url, socket_timeout=None, socket_connect_timeout=2.0)
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
