@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from gateway.api.responses import OrjsonResponse
 from gateway.cache import QuotaLimiter, ScopeLimits, key_scope, user_scope
+from gateway.config.quotas import QuotaConfig
 from gateway.db.repositories.api_keys import ApiKeyRepository
 from gateway.db.repositories.users import UserRepository
 from gateway.deps import AccountsDep, AdminDep, AppStateDep, SessionDep
@@ -50,19 +51,18 @@ async def _subject(session: SessionDep, kind: str, ident: str) -> Principal:
     return Principal(user_id=user_row.id, role=Role(user_row.role), tier=user_row.tier)
 
 
-def _limits(limiter: QuotaLimiter, subject: Principal, scope: str) -> ScopeLimits:
-    return next(
-        (limits for limits in limiter.limits_for(subject).scopes if limits.scope == scope), ScopeLimits(scope)
-    )
+def _limits(limiter: QuotaLimiter, config: QuotaConfig, subject: Principal, scope: str) -> ScopeLimits:
+    limits = limiter.limits_for(subject, config=config)
+    return next((item for item in limits.scopes if item.scope == scope), ScopeLimits(scope))
 
 
 async def _report(state: AppStateDep, subject: Principal, kind: str, ident: str) -> dict[str, Any]:
     if state.backends is None:
         raise ServiceUnavailable("quotas are not configured")
     limiter = state.backends.quotas
-    limiter.config = state.holder.current.config.quotas
+    config = state.holder.current.config.quotas
     scope = key_scope(ident) if kind == "key" else user_scope(ident)
-    report = await limiter.usage(principal_scope=scope, limits=_limits(limiter, subject, scope))
+    report = await limiter.usage(principal_scope=scope, limits=_limits(limiter, config, subject, scope))
     return {**report, "tier": subject.tier}
 
 
