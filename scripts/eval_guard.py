@@ -220,12 +220,13 @@ SPLIT_ORDER = ("independent", "in_source", "own_test", "val")
 def corpus_eval(rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Shipped detector on every held-out row of the injection corpus, grouped by split/source/language/label.
 
-    Each group: n, hits (flagged at the policy threshold), rate (recall when label=1, FPR when 0), its 95% CI
-    and the same for the rules alone.
+    Each group: n, hits (caught at the policy threshold: blocked or flagged), rate (recall when label=1, FPR
+    when 0), its 95% CI, the blocked rate (the rules at the threshold, or the learned scorer at
+    ``learned_block_at``; the rest of the hits are flagged) and the rate of the rules alone.
     """
     g = Guardrails(GuardrailsConfig())
     inj = g.policy_for(model="eval", is_local=False).injection
-    groups: dict[tuple[str, str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+    groups: dict[tuple[str, str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for r in load_corpus() if rows is None else rows:
         split = split_of(r)
         if split == "train":
@@ -237,28 +238,36 @@ def corpus_eval(rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         grp[0] += 1
         grp[1] += int(res.score >= inj.threshold)
         grp[2] += int(rules_only.score >= inj.threshold)
+        grp[3] += int(
+            rules_only.score >= inj.threshold
+            or (res.learned_score is not None and res.learned_score >= inj.learned_block_at)
+        )
     out: list[dict[str, Any]] = []
-    for (split, source, lang, label), (n, hits, rule_hits) in sorted(
+    for (split, source, lang, label), (n, hits, rule_hits, blocked) in sorted(
         groups.items(), key=lambda kv: (SPLIT_ORDER.index(kv[0][0]), kv[0][1], kv[0][2], kv[0][3])
     ):
         lo, hi = wilson(hits, n)
         out.append({"split": split, "source": source, "lang": lang, "label": label, "n": n, "hits": hits,
-                    "rate": hits / n, "ci95": [lo, hi], "rules_only_rate": rule_hits / n})  # fmt: skip
-    return {"threshold": inj.threshold, "learned_roles": sorted(inj.learned_roles), "groups": out}
+                    "rate": hits / n, "ci95": [lo, hi], "blocked_rate": blocked / n,
+                    "rules_only_rate": rule_hits / n})  # fmt: skip
+    return {"threshold": inj.threshold, "learned_block_at": inj.learned_block_at,
+            "learned_roles": sorted(inj.learned_roles), "groups": out}  # fmt: skip
 
 
 def print_corpus(report: dict[str, Any]) -> None:
-    print(f"\n== injection corpus (shipped detector, threshold {report['threshold']}, learned on roles "
-          f"{','.join(report['learned_roles'])}) ==")  # fmt: skip
+    roles = ",".join(report["learned_roles"])
+    print(f"\n== injection corpus (shipped detector, threshold {report['threshold']}, learned alone blocks "
+          f"at {report['learned_block_at']}, learned on roles {roles}) ==")  # fmt: skip
     print(
         f"{'split':<12}{'source':<24}{'lang':<6}{'metric':<8}{'n':>6}{'rate':>8}  {'95% CI':<15}"
-        f"{'rules only':>11}"
+        f"{'blocked':>8}{'rules only':>11}"
     )
     for grp in report["groups"]:
         metric = "recall" if grp["label"] else "FPR"
         lo, hi = grp["ci95"]
         print(f"{grp['split']:<12}{grp['source']:<24}{grp['lang']:<6}{metric:<8}{grp['n']:>6}{grp['rate']:>8.3f}"
-              f"  [{lo:.3f}, {hi:.3f}]{grp['rules_only_rate']:>11.3f}")  # fmt: skip
+              f"  [{lo:.3f}, {hi:.3f}]{grp['blocked_rate']:>8.3f}"
+              f"{grp['rules_only_rate']:>11.3f}")  # fmt: skip
 
 
 def failures(report: dict[str, Any]) -> list[str]:

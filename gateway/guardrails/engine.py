@@ -77,6 +77,7 @@ class Guardrails:
             return InputVerdict("allow", 0.0, (), frozenset(), frozenset(), out_msgs, masks)
 
         score = 0.0
+        rules_score = 0.0
         learned_score: float | None = None
         reasons: list[str] = []
         detected: set[str] = set()
@@ -98,6 +99,8 @@ class Guardrails:
                     )
                     if res.score > score:
                         score = res.score
+                    own = res.rules_score if res.rules_score is not None else res.score
+                    rules_score = max(rules_score, own)
                     if res.learned_score is not None and (
                         learned_score is None or res.learned_score > learned_score
                     ):
@@ -125,6 +128,13 @@ class Guardrails:
                     container[key] = replace_spans(text, to_mask, masks.placeholder_for)
 
         injection_action = inj.action if score >= inj.threshold and score > 0 else None
+        if (
+            injection_action == "block"
+            and rules_score < inj.threshold
+            and learned_score is not None
+            and learned_score < inj.learned_block_at
+        ):
+            injection_action = "flag"  # the learned scorer alone, below its blocking band
         action: Decision = "allow"
         block_reason: str | None = None
         if injection_action == "block":

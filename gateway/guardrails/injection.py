@@ -496,6 +496,7 @@ class InjectionResult:
     score: float
     reasons: tuple[str, ...]
     learned_score: float | None = None  # the learned scorer's score (policy scale), None when it did not run
+    rules_score: float | None = None  # the rules' own score when the learned one raised ``score``
 
 
 _SQ_OPEN = re.compile(r"(?:^|(?<=[^\w']))'(?=\w)")
@@ -600,7 +601,7 @@ class InjectionDetector:
         if ls < 0.5:
             return InjectionResult(res.score, res.reasons, ls)
         reasons = res.reasons if "learned" in res.reasons else (*res.reasons, "learned")
-        return InjectionResult(round(max(res.score, ls), 4), reasons, ls)
+        return InjectionResult(round(max(res.score, ls), 4), reasons, ls, rules_score=res.score)
 
     def _score_rules(
         self, text: str, *, role: str, model: LearnedInjectionModel | None, _depth: int = 0
