@@ -120,7 +120,8 @@ class Delivery:
         request_id = trace.request_id
         relayed = 0  # tokens relayed, counted once from ``text`` where needed (cheaper than per chunk)
         text: list[str] = []
-        first_choice: list[str] = []  # the text of choice 0, for the conversation store
+        # the text of choice 0, for the conversation store (collected only when there is one)
+        first_choice: list[str] | None = [] if books.conversation is not None else None
         usage: Usage | None = None
         status = UsageStatus.INCOMPLETE
         error: GatewayError | None = None
@@ -164,7 +165,7 @@ class Delivery:
                     if delta.content:
                         body["content"] = delta.content
                         text.append(delta.content)
-                        if delta.index == 0:
+                        if first_choice is not None and delta.index == 0:
                             first_choice.append(delta.content)
                     if delta.tool_calls:
                         body["tool_calls"] = delta.tool_calls
@@ -214,7 +215,8 @@ class Delivery:
             await books.close(usage=usage or final, served=handle.target, status=status, http_status=200)
             closing.append(b"data: [DONE]\n\n")
             yield b"".join(closing)
-            await _store_quietly(books, "".join(first_choice), handle.target)
+            if first_choice is not None:
+                await _store_quietly(books, "".join(first_choice), handle.target)
         except GatewayError as exc:
             error = exc
             record.error_type = exc.code
@@ -252,7 +254,8 @@ class Delivery:
                 trace.answer = "".join(text)
             try:
                 await books.close(usage=final_usage, served=handle.target, status=status, http_status=200)
-                if status is UsageStatus.OK and not saw_tool_calls:
+                # the answer's body is built only when it will be written (``books.store`` checks again)
+                if status is UsageStatus.OK and books.cache_write and trace.cache_key and not saw_tool_calls:
                     body_out = chat_completion(
                         request_id=request_id,
                         model=handle.model,
