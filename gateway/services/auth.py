@@ -335,6 +335,11 @@ async def ensure_admin(session: AsyncSession, *, settings: Settings) -> User | N
     return user
 
 
+async def get_user(session: AsyncSession, *, user_id: str) -> User:
+    """The user (``NotFound`` if there is none)."""
+    return await UserRepository(session).get(user_id)
+
+
 async def list_users(
     session: AsyncSession, *, limit: int, offset: int, email_contains: str | None
 ) -> tuple[list[User], int]:
