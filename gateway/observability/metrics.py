@@ -283,6 +283,18 @@ USAGE_PENDING_SEGMENTS = Gauge(
     multiprocess_mode="livesum",
 )
 
+# -- background workers (gateway/background.py): label ``worker`` is one of its WorkerName literals ----
+WORKER_RUNS = Counter("prism_worker_runs", "Rounds run by a background worker", ["worker"])
+WORKER_FAILURES = Counter(
+    "prism_worker_failures", "Rounds of a background worker that raised or reported a failure", ["worker"]
+)
+WORKER_LAST_SUCCESS = Gauge(
+    "prism_worker_last_success_timestamp_seconds",
+    "Unix time of a background worker's last successful round (0: none yet); the stalest live process",
+    ["worker"],
+    multiprocess_mode="livemin",
+)
+
 # -- served-model policy and cluster-wide config reload (issue #18, helper "scope") ----------------
 ROUTE_POLICY = Counter(
     "prism_route_policy",
