@@ -6,7 +6,7 @@ bounded sets only: configured model/target names (anything else becomes
 processes set ``PROMETHEUS_MULTIPROC_DIR`` before start; ``/metrics`` then sums
 every worker's values.
 
-Truthful in multiprocess mode: every gauge is ``livesum``/``livemax``, so a worker's values
+Truthful in multiprocess mode: every gauge is ``livesum``/``livemax``/``livemin``, so a worker's values
 leave with it — on a graceful exit (``mark_process_dead`` in the lifespan) and, for a worker that
 was killed, at the next scrape (``reap_dead_workers``: its pid no longer runs). Counters of dead
 workers stay (they are cumulative). Series of bounded label sets are created at 0 at start-up and
