@@ -246,6 +246,19 @@ class DatabaseUnavailable(ServiceUnavailable):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, wherever the driver's adapter put it."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
 def as_database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     """A ``DatabaseUnavailable`` when ``exc`` means "cannot reach the database", else None.
 
@@ -258,6 +271,12 @@ def as_database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
         return exc
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return DatabaseUnavailable()
+        # asyncpg's server-side refusals reach SQLAlchemy as a generic DBAPIError: "the database system
+        # is starting up / shutting down" (57P03, 57P01, 57P02), connection exceptions (class 08),
+        # too many connections (class 53)
+        state = sqlstate(exc)
+        if state is not None and (state[:2] in {"08", "53"} or state.startswith("57P")):
             return DatabaseUnavailable()
         return None
     if isinstance(exc, sa_exc.TimeoutError | ConnectionError | TimeoutError):

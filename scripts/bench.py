@@ -1020,6 +1020,7 @@ def render(results: list[SystemResult], args: argparse.Namespace, layout: dict[s
     multi = next((r for r in results if r.name.startswith("prism-") and r.name.endswith("w")), None)
     cores = len(os.sched_getaffinity(0))
     workers = multi.name.removeprefix("prism-").removesuffix("w") if multi else str(cores)
+    deltas: list[str] = []
     ratios = [
         (
             "Prism/LiteLLM RPS ratio (c=64, 1 worker)",
@@ -1073,6 +1074,16 @@ def render(results: list[SystemResult], args: argparse.Namespace, layout: dict[s
             lite.peak_rss_mb if lite else None,
         ),
     ]
+    base = by.get("prism-baseline")
+    if base is not None and prism is not None:
+        ratios += [
+            ("Prism/baseline RPS ratio (c=64)", _metric(prism, "c=64", "rps"), _metric(base, "c=64", "rps")),
+            ("Prism/baseline RPS ratio (c=1)", _metric(prism, "c=1", "rps"), _metric(base, "c=1", "rps")),
+        ]
+        for c in ("1", "64"):
+            now, before = _metric(prism, f"c={c}", "p50_ms"), _metric(base, f"c={c}", "p50_ms")
+            if now is not None and before is not None:
+                deltas.append(f"Prism p50 minus baseline p50 (c={c}): {now - before:+.3f} ms")
     info = machine_info()
     use_wrk = shutil.which("wrk") and not args.no_wrk
     labels = [f"- {r.name}: {r.label}" for r in results if r.label]
@@ -1098,6 +1109,7 @@ def render(results: list[SystemResult], args: argparse.Namespace, layout: dict[s
         *lines,
         "",
         *(f"{label}: {_ratio(a, b)}" for label, a, b in ratios),
+        *deltas,
         "",
         *targets(prism, multi, lite, portkey, direct, auto),
         "<!-- bench:end -->",
@@ -1230,6 +1242,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="command run once Prism is up ({url} is replaced); its last stdout line is the API key to use",
     )
     p.add_argument(
+        "--baseline-root",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a `git worktree` of the commit before a change) measured first as "
+        "prism-baseline with the same --prism-* commands: before/after ratios in the same run",
+    )
+    p.add_argument(
         "--prism-workers",
         type=int,
         default=None,
@@ -1315,7 +1334,10 @@ def start_prism(
     workers: int,
     cores: str | None,
     running: list[Server],
+    root: Path | None = None,
 ) -> Prism:
+    """Start Prism with ``--prism-cmd``; with ``root``, the commands run in that checkout instead
+    (``cd root``, ``PYTHONPATH=root``): the before/after reference of ``--baseline-root``."""
     base = args.prism_url.rstrip("/")
     port_m = re.search(r":(\d+)", base)
     env = {
@@ -1324,16 +1346,17 @@ def start_prism(
         "PRISM_BENCH_PORT": port_m.group(1) if port_m else "",
         "PRISM_BENCH_WORKERS": str(workers),
     }
-    cmd = args.prism_cmd.format(fake_url=fake_url + "/v1", port=env["PRISM_BENCH_PORT"], workers=workers)
+    at = f"cd {shlex.quote(str(root))} && PYTHONPATH={shlex.quote(str(root))} " if root else ""
+    cmd = at + args.prism_cmd.format(fake_url=fake_url + "/v1", port=env["PRISM_BENCH_PORT"], workers=workers)
     server = start_server(name, pinned(["bash", "-c", cmd], cores), env, args.logdir)
     if args.prism_teardown:
-        server.teardown = args.prism_teardown.format(port=env["PRISM_BENCH_PORT"])
+        server.teardown = at + args.prism_teardown.format(port=env["PRISM_BENCH_PORT"])
     running.append(server)
     key = args.prism_key
     if args.prism_setup:
         try:
             setup = subprocess.run(
-                ["bash", "-c", args.prism_setup.format(url=base)],
+                ["bash", "-c", at + args.prism_setup.format(url=base)],
                 capture_output=True,
                 text=True,
                 timeout=args.start_timeout,
@@ -1493,10 +1516,20 @@ def main(argv: Sequence[str]) -> int:
                 print("prism multi-worker: skipped — --prism-cmd has no {workers} placeholder", flush=True)
             else:
                 prism_runs.append((f"prism-{args.prism_workers}w", args.prism_workers, layout["all"]))
+        if args.baseline_root and not args.soak_only:
+            # the reference tree first, then this one: a before/after in the same run
+            prism_runs.insert(0, ("prism-baseline", 1, layout["sut"]))
         if args.prism_cmd:
             for name, workers, cores in prism_runs:
                 prism = start_prism(
-                    args, base_env, fake_url, name=name, workers=workers, cores=cores, running=running
+                    args,
+                    base_env,
+                    fake_url,
+                    name=name,
+                    workers=workers,
+                    cores=cores,
+                    running=running,
+                    root=args.baseline_root if name == "prism-baseline" else None,
                 )
                 auto_phases = bool(args.prism_auto_model) and workers == 1
                 label = (

@@ -106,8 +106,14 @@ CACHE_WRITES_BEHIND = Gauge(
 )
 AUTH_CACHE = Counter(
     "prism_auth_cache",
-    "API-key lookups by the in-process cache: hit, load (DB read) or joined (shared a load)",
+    "API-key lookups by the in-process cache: hit, load (DB read), joined (shared a load); during a "
+    "database outage: stale (own entry), shared (another worker's, from Redis) or unavailable (503)",
     ["result"],
+)
+AUTH_SNAPSHOT = Counter(
+    "prism_auth_snapshots",
+    "Key/user/session states shared through Redis for database outages: write, read, failed",
+    ["op"],
 )
 QUOTA_REJECTIONS = Counter("prism_quota_rejections", "Requests refused by a quota", ["limit"])
 BACKEND_ERRORS = Counter("prism_backend_errors", "Cache/quota backend failures (Redis)", ["operation"])

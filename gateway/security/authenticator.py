@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,6 +49,7 @@ from gateway.db.repositories.users import UserRepository
 from gateway.errors import AuthenticationFailed, as_database_unavailable
 from gateway.observability import metrics
 from gateway.security.api_keys import hash_api_key, is_api_key
+from gateway.security.auth_snapshots import AuthSnapshots
 from gateway.security.principal import Principal, Role
 from gateway.security.tokens import TokenService
 
@@ -57,6 +58,7 @@ _AUTH_HIT = metrics.AUTH_CACHE.labels(result="hit")
 _AUTH_LOAD = metrics.AUTH_CACHE.labels(result="load")
 _AUTH_JOINED = metrics.AUTH_CACHE.labels(result="joined")
 _AUTH_STALE = metrics.AUTH_CACHE.labels(result="stale")
+_AUTH_SHARED = metrics.AUTH_CACHE.labels(result="shared")
 _AUTH_DOWN = metrics.AUTH_CACHE.labels(result="unavailable")
 
 
@@ -80,6 +82,25 @@ class _UserEntry:
     disabled: bool
     token_version: int
     max_route_tier: str | None = None
+
+
+def _key_from_snapshot(raw: dict[str, Any]) -> _KeyEntry:
+    expires = raw.get("expires_at")
+    return _KeyEntry(
+        **{
+            **raw,
+            "expires_at": datetime.fromisoformat(expires) if expires else None,
+            "allowed_models": frozenset(raw.get("allowed_models") or ()),
+        }
+    )
+
+
+def _user_from_snapshot(raw: dict[str, Any]) -> _UserEntry:
+    return _UserEntry(**{**raw, "role": Role(raw["role"])})
+
+
+def _session_from_snapshot(raw: Any) -> bool:
+    return raw is True
 
 
 def _user_entry(user: User) -> _UserEntry:
@@ -125,20 +146,6 @@ class _TTLCache(Generic[K, V]):
             return False, None
         return True, item[1]
 
-    def stale_or_raise(self, key: K, exc: Exception) -> tuple[bool, V | None]:
-        """After a failed reload: the stale entry when the database is unreachable and one exists;
-        otherwise 503 (unreachable) or the original error (anything else)."""
-        unavailable = as_database_unavailable(exc)
-        if unavailable is None:
-            raise exc
-        hit, entry = self.get_stale(key)
-        if hit:
-            _AUTH_STALE.inc()
-            return True, entry
-        _AUTH_DOWN.inc()
-        log.warning("auth_database_unavailable", error=type(exc).__name__)
-        raise unavailable from exc
-
     def put(self, key: K, value: V) -> None:
         if self.ttl_s <= 0 and self.stale_s <= 0:
             return
@@ -165,9 +172,11 @@ class Authenticator:
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         tokens: TokenService | None = None,
+        snapshots: AuthSnapshots | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.snapshots = snapshots
         self.sessionmaker = sessionmaker
         self.tokens = tokens or TokenService(settings)
         ttl, stale, size = (
@@ -212,13 +221,47 @@ class Authenticator:
     # ------------------------------------------------------------------ invalidation
     def invalidate_key(self, *, key_id: str) -> None:
         self._keys.remove_where(lambda entry: entry is not None and entry.key_id == key_id)
+        if self.snapshots is not None:
+            self.snapshots.forget("keyid", key_id, indexed=True)
 
     def invalidate_user(self, *, user_id: str) -> None:
         self._users.pop(user_id)
         self._keys.remove_where(lambda entry: entry is not None and entry.user_id == user_id)
+        if self.snapshots is not None:  # without the user's entry none of the user's keys is accepted
+            self.snapshots.forget("user", user_id)
 
     def invalidate_session(self, *, session_id: str) -> None:
         self._sessions.pop(session_id)
+        if self.snapshots is not None:
+            self.snapshots.forget("session", session_id)
+
+    async def _outage(
+        self,
+        cache: _TTLCache[str, V],
+        kind: str,
+        ident: str,
+        exc: Exception,
+        decode: Callable[[Any], V],
+    ) -> V | None:
+        """After a failed read: this worker's stale entry, else the shared one (another worker's,
+        from Redis), when the database is unreachable; otherwise 503 (unreachable) or the error."""
+        unavailable = as_database_unavailable(exc)
+        if unavailable is None:
+            raise exc
+        hit, entry = cache.get_stale(ident)
+        if hit:
+            _AUTH_STALE.inc()
+            return entry
+        if self.snapshots is not None:
+            raw = await self.snapshots.get(kind, ident)
+            if raw is not None:
+                _AUTH_SHARED.inc()
+                shared = decode(raw)
+                cache.put(ident, shared)
+                return shared
+        _AUTH_DOWN.inc()
+        log.warning("auth_database_unavailable", error=type(exc).__name__)
+        raise unavailable from exc
 
     def clear_cache(self) -> None:
         self._keys.clear()
@@ -268,9 +311,13 @@ class Authenticator:
             async with self.sessionmaker() as session:
                 active = await RefreshTokenRepository(session).family_active(session_id)
         except Exception as exc:
-            stale, cached = self._sessions.stale_or_raise(session_id, exc)
-            return bool(cached) if stale else False
+            cached: bool | None = await self._outage(
+                self._sessions, "session", session_id, exc, _session_from_snapshot
+            )
+            return bool(cached)
         self._sessions.put(session_id, active)
+        if self.snapshots is not None:
+            self.snapshots.put("session", session_id, active)
         return active
 
     async def _user(self, user_id: str, *, fresh: bool = False) -> _UserEntry | None:
@@ -281,12 +328,13 @@ class Authenticator:
             async with self.sessionmaker() as session:
                 user = await UserRepository(session).get_or_none(user_id)
         except Exception as exc:
-            _, entry = self._users.stale_or_raise(user_id, exc)
-            return entry
+            return await self._outage(self._users, "user", user_id, exc, _user_from_snapshot)
         entry = None
         if user is not None:
             entry = _user_entry(user)
             self._users.put(user_id, entry)
+            if self.snapshots is not None:
+                self.snapshots.put("user", user_id, entry)
         return entry
 
     async def _from_api_key(self, secret: str) -> Principal:
@@ -300,7 +348,7 @@ class Authenticator:
             try:
                 entry = await self._load_key_once(key_hash)
             except Exception as exc:
-                _, entry = self._keys.stale_or_raise(key_hash, exc)
+                entry = await self._outage(self._keys, "key", key_hash, exc, _key_from_snapshot)
         if entry is None or entry.revoked:
             raise AuthenticationFailed("Invalid API key")
         if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
@@ -358,4 +406,7 @@ class Authenticator:
         )
         self._keys.put(key_hash, entry)
         self._users.put(user.id, _user_entry(user))
+        if self.snapshots is not None:
+            self.snapshots.put("key", key_hash, entry, index=("keyid", key.id))
+            self.snapshots.put("user", user.id, _user_entry(user))
         return entry

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.cache.backends import make_redis
 from gateway.config.settings import Settings
 from gateway.db.engine import create_engine, create_sessionmaker
+from gateway.security.auth_snapshots import AuthSnapshots
 from gateway.security.authenticator import Authenticator
 from gateway.security.client_address import ClientAddressResolver
 from gateway.security.throttle import AuthThrottle, ThrottleLimits
@@ -64,13 +65,20 @@ async def open_accounts(settings: Settings, stack: contextlib.AsyncExitStack) ->
     stack.push_async_callback(engine.dispose)
     sessionmaker = create_sessionmaker(engine)
     tokens = TokenService(settings)
-    authenticator = Authenticator(settings=settings, sessionmaker=sessionmaker, tokens=tokens)
-    await authenticator.start()
-    stack.push_async_callback(authenticator.aclose)
     redis = None
-    if settings.redis_url:  # auth throttling is cluster-wide through Redis; in process without it
+    snapshots = None
+    if settings.redis_url:
+        # auth throttling is cluster-wide through Redis (in process without it), and so are the
+        # last known key/user states a worker falls back on during a database outage
         redis = make_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms, max_connections=32)
         stack.push_async_callback(redis.aclose)
+        snapshots = AuthSnapshots(redis, prefix=settings.redis_key_prefix, ttl_s=settings.auth_cache_stale_s)
+        stack.push_async_callback(snapshots.drain)
+    authenticator = Authenticator(
+        settings=settings, sessionmaker=sessionmaker, tokens=tokens, snapshots=snapshots
+    )
+    await authenticator.start()
+    stack.push_async_callback(authenticator.aclose)
     throttle = AuthThrottle(limits=throttle_limits(settings), redis=redis, prefix=settings.redis_key_prefix)
     recorder = UsageRecorder(settings=settings, engine=engine)
     await recorder.start()

@@ -39,6 +39,7 @@ from gateway.background import BackgroundWorker
 from gateway.config.settings import Settings
 from gateway.db.models import UsageLog
 from gateway.db.repositories.usage import insert_ignore_duplicates, quarantine
+from gateway.errors import sqlstate
 from gateway.observability.metrics import (
     USAGE_DROPPED,
     USAGE_FLUSH_LATENCY,
@@ -105,26 +106,13 @@ def invalid_reason(row: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error, wherever the driver adapter put it."""
-    seen: BaseException | None = exc
-    for _ in range(4):
-        if seen is None:
-            return None
-        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if isinstance(code, str):
-            return code
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return None
-
-
 def _is_data_error(exc: BaseException) -> bool:
     """The database (or the driver's encoding) refused these values: retrying cannot help.
     SQLSTATE class 22 is "data exception" (NUL in text, invalid encoding, numeric out of range),
     class 23 "integrity constraint violation"."""
     if isinstance(exc, DataError | IntegrityError):
         return True
-    state = _sqlstate(exc)
+    state = sqlstate(exc)
     if state is not None:
         return state[:2] in {"22", "23"}
     return type(exc) is StatementError and isinstance(exc.orig, ValueError | TypeError | OverflowError)

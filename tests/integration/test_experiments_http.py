@@ -44,6 +44,8 @@ aliases:
   judged: {target: fast, shadow: [fast2], shadow_judge: {model: judge, sample_rate: 1.0, max_concurrent: 4}}
   judged-by-mock: {target: fast, shadow: [fast2], shadow_judge: {model: judge-mock, max_concurrent: 4,
                                                                   sample_rate: 1.0}}
+  judged-streams: {target: fast, shadow: [fast2], shadow_judge: {model: judge, sample_rate: 1.0,
+                                                                  max_concurrent: 32}}
 retry: {max_attempts: 1}
 circuit_breaker: {failure_threshold: 1000}
 cache: {enabled: false}
@@ -270,6 +272,32 @@ async def test_judge_scores_shadow_pairs_in_the_report(gw: GatewayProcess) -> No
         metrics_text = (await client.get("/metrics")).text
         assert 'prism_shadow_judge_calls_total{model="judge",outcome="ok"}' in metrics_text
         assert 'prism_shadow_judge_calls_total{model="judge-mock",outcome="parse_error"}' in metrics_text
+
+
+async def test_streamed_primaries_are_scored_and_judged_like_plain_ones(gw: GatewayProcess) -> None:
+    """Half of the primaries streamed: every pair, streamed or not, gets an agreement score and a
+    judge verdict (before issue #26, streamed primaries' text was never captured: no score, no judge).
+    The judge's concurrency bound is above what two clients can keep busy: none is dropped as busy."""
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        plain = await _send(client, "judged-streams", [f"js-plain-{i}" for i in range(20)], concurrency=2)
+        streamed = await _send(
+            client, "judged-streams", [f"js-stream-{i}" for i in range(20)], concurrency=2, stream=True
+        )
+        assert all(r.status_code == 200 for _, r, _ in plain + streamed)
+        assert all(r.text.endswith("data: [DONE]\n\n") for _, r, _ in streamed)
+        headers = await _admin(client)
+        deadline = time.monotonic() + 30
+        while True:
+            report = (await client.get("/admin/shadow/judged-streams", headers=headers)).json()
+            fast2 = report["models"].get("fast2", {})
+            if (fast2.get("judged", 0) >= 40 and fast2.get("scored", 0) >= 40) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        print("streamed shadow report:", {k: fast2.get(k) for k in ("pairs", "streamed", "scored", "judged")})
+        assert fast2["pairs"] == 40 and fast2["dropped"] == 0, fast2
+        assert fast2["streamed"] == 20, fast2
+        assert fast2["scored"] == 40 and fast2["agreement"]["n"] == 40, fast2["unscored_by_reason"]
+        assert fast2["judged"] == 40, fast2["judge"]
 
 
 async def _shadow_latency_rounds(
