@@ -112,6 +112,10 @@ class BackgroundWorker:
         task, self._task = self._task, None
         if task is None:
             return
+        if task.done():  # cancelled from outside (loop shutdown) or ended by a BaseException
+            if not task.cancelled() and task.exception() is not None:
+                self._log.warning("worker_ended", error=type(task.exception()).__name__)
+            return
         limit = self.stop_timeout_s if timeout_s is None else timeout_s
         try:
             async with asyncio.timeout(limit):

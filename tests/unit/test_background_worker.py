@@ -155,3 +155,20 @@ async def _noop() -> None:
 def test_every_worker_label_is_created_at_zero(name: str) -> None:
     BackgroundWorker(name, _noop, interval_s=None)  # type: ignore[arg-type]
     assert _value(WORKER_RUNS, name) >= 0
+
+
+async def test_close_after_the_loop_was_cancelled_from_outside() -> None:
+    """Loop shutdown may cancel the task first; closing afterwards still drains, and raises nothing."""
+    drained: list[bool] = []
+
+    async def drain() -> None:
+        drained.append(True)
+
+    worker = BackgroundWorker("shadow_results", _noop, interval_s=3600, drain=drain)
+    worker.start()
+    await asyncio.sleep(0)
+    assert worker._task is not None
+    worker._task.cancel()
+    await eventually(lambda: worker._task is not None and worker._task.done(), "the task is cancelled")
+    await worker.aclose()
+    assert drained == [True]
