@@ -1,8 +1,9 @@
 """Start the real gateway under uvicorn on a loopback port of its own, for integration tests.
 
 The port cannot be taken by another process (``tests/support/ports.py``): under uvicorn the gateway
-serves on a socket this process bound and keeps; ``python -m gateway`` binds by itself, so its
-start-up moves to a fresh port when its port was taken, and only its own listener counts as ready."""
+serves on a socket this process bound and held until the gateway served on it; ``python -m gateway``
+binds by itself, so its start-up moves to a fresh port when its port was taken, and only its own
+listener counts as ready."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ class GatewayProcess:
     config_path: Path
     log_file: IO[bytes]
     listener: socket.socket | None = None
-    """The listening socket the gateway serves on (uvicorn entry); held here until ``stop``."""
+    """This process's copy of the socket the gateway serves on (uvicorn entry), held until the gateway
+    is ready, then closed: from then on the gateway alone holds the port, so a killed gateway refuses
+    connections like any dead server instead of leaving them queued on our copy."""
 
     @property
     def url(self) -> str:
@@ -168,7 +171,11 @@ def _start(
             raise RuntimeError(f"gateway exited with {process.returncode}:\n{gateway.log()[-5000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{gateway.url}/readyz", timeout=1.0).status_code == 200:
-                if listener is not None or listened_by(port, process.pid):
+                if listener is not None:
+                    listener.close()  # the child serves on its own inherited copy
+                    gateway.listener = None
+                    return gateway
+                if listened_by(port, process.pid):
                     return gateway
                 gateway.stop()  # the answer came from another process's listener
                 return None

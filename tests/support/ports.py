@@ -7,9 +7,11 @@ there and answer the readiness probe in place of our server. Two ways out, by wh
 
 * :func:`listening_socket` — the server can take an inherited socket (the gateway under uvicorn,
   ``python -m tests.support.serve_fd``). The port is bound here (port 0: the kernel picks a free
-  one), listening, and stays bound until the test closes it; the child serves on that very socket.
-  The port is never free between being chosen and being served, across child restarts too, so
-  nothing can race for it. This is the default for the gateway (``start_gateway``).
+  one) and listening before the child starts; the child serves on that very socket, and this
+  process closes its copy only once the child answers. The port is never free between being
+  chosen and being served, so nothing can race for it; once the child dies it is free again (a
+  killed server refuses connections, as it should). This is the default for the gateway
+  (``start_gateway``).
 * :func:`candidate_port` + :func:`listened_by` — the server must bind by itself (``redis-server``,
   ``python -m gateway``). Its start-up is retried on a fresh port when the port turns out to be taken
   (the child exits: EADDRINUSE), and it counts as started only once the port's listening socket
@@ -29,7 +31,7 @@ HOST = "127.0.0.1"
 
 def listening_socket(backlog: int = 2048) -> socket.socket:
     """A TCP socket bound to a kernel-chosen loopback port and listening, inheritable by a child
-    (``subprocess.Popen(pass_fds=[sock.fileno()])``). Close it when the server is gone for good."""
+    (``subprocess.Popen(pass_fds=[sock.fileno()])``). Close this copy once the child serves on it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind((HOST, 0))
