@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ eval-routing: install
 
 eval-guard: install
 	$(PY) scripts/eval_guard.py
+
+## PII on values from an independent generator (Faker) plus hard negatives; 4,000-char latency (issue #21)
+eval-pii: install
+	$(PY) scripts/eval_pii.py $(EVAL_PII_ARGS)
 
 ## Re-pin requirements.lock from pyproject.toml
 lock:

@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 
 from gateway.background import BackgroundWorker, Backoff
 from gateway.cache.backends import make_redis
+from gateway.cache.redis_url import client_from_url
 from gateway.config.routing import ConfigError
 from gateway.config.settings import Settings
 from gateway.runtime import ConfigHolder, ReloadOutcome
@@ -446,7 +447,7 @@ class ConfigSync:
         is a success (resubscribe after ``_RESUBSCRIBE_S``); failing to subscribe is a failure (the
         worker backs off, doubling up to ``_MAX_BACKOFF_S``)."""
         assert self.redis_url is not None
-        client: Redis = Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=2.0)
+        client: Redis = client_from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=2.0)
         subscribed = False
         try:
             async with client.pubsub(ignore_subscribe_messages=True) as pubsub:

@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway.cache import redis_url
 from gateway.cache.pipelined import PipelinedRedis
 from gateway.cache.quota import QuotaLimiter
 from gateway.cache.quota_backends import MemoryQuotaBackend, RedisQuotaBackend
@@ -34,8 +35,21 @@ def make_redis(url: str, *, timeout_ms: int, max_connections: int = 256) -> Redi
     degrading to fail-open. One immediate retry on connection errors only (a pooled connection
     that died with a Redis restart is replaced transparently); timeouts are not retried — a
     retried reserve could count twice, and a slow Redis must cost at most one timeout.
+
+    ``url``: any of ``gateway/cache/redis_url.py``'s; a Sentinel URL gets redis-py's Sentinel pool
+    (which fails at once, rather than waiting, when all ``max_connections`` are busy).
     """
     timeout = timeout_ms / 1000
+    if redis_url.check(url) == redis_url.SENTINEL_SCHEME:
+        return redis_url.sentinel_client(
+            url,
+            max_connections=max_connections,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            health_check_interval=0,
+            driver_info=_DRIVER_INFO,
+        )
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -86,8 +100,10 @@ async def open_backends(
     cache_max_bytes: int = 256 * 1024 * 1024,
 ) -> CacheBackends:
     """Build the backends. Redis being down at start-up is not fatal: requests degrade
-    (cache misses; quotas per ``fail_mode``) and the pool reconnects when Redis returns."""
+    (cache misses; quotas per ``fail_mode``) and the pool reconnects when Redis returns. An
+    unsupported URL or a Redis Cluster node raises :class:`~gateway.cache.redis_url.UnsupportedRedisURL`."""
     if settings.redis_url:
+        redis_url.check(settings.redis_url)
         redis = make_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
         fast = (
             PipelinedRedis(settings.redis_url, timeout_s=settings.redis_timeout_ms / 1000)
@@ -103,9 +119,24 @@ async def open_backends(
         )
         if not await backends.ping():
             log.warning("redis_unavailable_at_startup", fail_mode=backends.quotas.config.fail_mode)
+        elif await _is_cluster_node(redis):
+            await backends.aclose()
+            raise redis_url.UnsupportedRedisURL(
+                "GATEWAY_REDIS_URL points at a Redis Cluster node; Redis Cluster is not supported "
+                "(see docs/cache-and-quotas.md): use one primary, with Sentinel for failover"
+            )
         return backends
     return CacheBackends(
         kind="memory",
         cache=ResponseCache(MemoryResponseStore(max_entries=cache_max_entries, max_bytes=cache_max_bytes)),
         quotas=QuotaLimiter(MemoryQuotaBackend(prefix=prefix), quota_config),
     )
+
+
+async def _is_cluster_node(redis: Redis) -> bool:
+    try:
+        info = await redis.info("cluster")
+    except Exception as exc:  # a proxy or managed Redis may refuse INFO: assume not a cluster
+        log.warning("redis_info_failed", error=type(exc).__name__)
+        return False
+    return bool(info.get("cluster_enabled"))

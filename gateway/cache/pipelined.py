@@ -5,8 +5,12 @@ packing, observability hooks); the request path runs three. This client keeps a 
 connections, pipelines every caller's command onto one of them (replies come back in order, so a
 FIFO of futures matches them), parses with hiredis, and costs ~20 µs per command. It speaks
 only what the hot path needs — ``EVALSHA`` with a ``SCRIPT LOAD`` on ``NOSCRIPT``, and plain
-commands — over ``redis://`` (RESP2, optional ``AUTH`` and ``SELECT``); everything else
-(admin reads, pings, circuit sync) stays on redis-py.
+commands — over ``redis://`` or ``rediss://`` (TLS with redis-py's ``ssl_*`` URL options, client
+certificate included; RESP2; ``AUTH`` with an ACL user or the default user's password; ``SELECT``)
+or ``redis+sentinel://`` (each new connection asks the sentinels for the primary's address and
+checks ``ROLE`` before use; a ``READONLY`` reply — the primary was demoted under us — drops the
+connection so the next command finds the new one). Everything else (admin reads, pings, circuit
+sync) stays on redis-py; ``redis_url.py`` lists the deployments supported.
 
 Failures are the caller's usual ones: ``TimeoutError`` past ``timeout_s`` (the command's reply is
 still consumed and dropped when it comes, so the connection stays in step), ``ConnectionError``
@@ -28,6 +32,8 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+from gateway.cache.redis_url import SENTINEL_SCHEME, SINGLE_SCHEMES, SentinelURL, parse_sentinel, tls_context
 
 Arg = str | bytes | int | float
 
@@ -96,6 +102,11 @@ class _Connection(asyncio.Protocol):
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 waiter.set_exception(RedisReplyError(str(reply)))
+                if str(reply).startswith("READONLY"):  # a replica now: reconnect to the primary
+                    self._fail(ConnectionError("Redis answered READONLY: the primary has moved"))
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
             else:
                 waiter.set_result(reply)
 
@@ -174,14 +185,24 @@ def _fail_late(waiter: asyncio.Future[Any]) -> None:
 class PipelinedRedis:
     def __init__(self, url: str, *, timeout_s: float, connections: int = 2) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError(f"PipelinedRedis speaks redis:// only, not {parts.scheme}://")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        path = parts.path.lstrip("/")
-        self.db = int(path) if path else 0
+        if not PipelinedRedis.supports(url):
+            raise ValueError(
+                f"PipelinedRedis speaks redis://, rediss:// and redis+sentinel://, not {parts.scheme}://"
+            )
+        self.ssl = tls_context(url)
+        self.sentinel: SentinelURL | None = None
+        if parts.scheme == SENTINEL_SCHEME:
+            self.sentinel = parse_sentinel(url)
+            self.host, self.port = self.sentinel.sentinels[0]  # until a sentinel names the primary
+            self.username, self.password = self.sentinel.username, self.sentinel.password
+            self.db = self.sentinel.db
+        else:
+            self.host = parts.hostname or "127.0.0.1"
+            self.port = parts.port or 6379
+            self.username = unquote(parts.username) if parts.username else None
+            self.password = unquote(parts.password) if parts.password else None
+            path = parts.path.lstrip("/")
+            self.db = int(path) if path else 0
         self.timeout_s = timeout_s
         self._slots: list[_Connection | None] = [None] * max(1, connections)
         self._connecting: list[asyncio.Task[_Connection] | None] = [None] * len(self._slots)
@@ -189,11 +210,54 @@ class PipelinedRedis:
 
     @staticmethod
     def supports(url: str) -> bool:
-        return urlsplit(url).scheme == "redis"
+        return urlsplit(url).scheme in (*SINGLE_SCHEMES, SENTINEL_SCHEME)
+
+    async def _primary(self, sentinel: SentinelURL) -> tuple[str, int]:
+        """The primary's address, from the first sentinel that knows it."""
+        problems: list[str] = []
+        commands: list[list[Arg]] = []
+        if sentinel.sentinel_password is not None:
+            user: list[Arg] = [sentinel.sentinel_username] if sentinel.sentinel_username else []
+            commands.append(["AUTH", *user, sentinel.sentinel_password])
+        commands.append(["SENTINEL", "get-master-addr-by-name", sentinel.service])
+        for host, port in sentinel.sentinels:
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+            except OSError as exc:
+                problems.append(f"{host}:{port}: {exc}")
+                continue
+            try:
+                writer.write(b"".join(encode(command) for command in commands))
+                parser = hiredis.Reader()
+                replies: list[Any] = []
+                while len(replies) < len(commands):
+                    data = await reader.read(65536)
+                    if not data:
+                        raise ConnectionError("sentinel closed the connection")
+                    parser.feed(data)
+                    while (reply := parser.gets()) is not False:
+                        replies.append(reply)
+                answer = replies[-1]
+                if isinstance(answer, list) and len(answer) == 2:
+                    return answer[0].decode(), int(answer[1])
+                problems.append(f"{host}:{port}: {answer!r}")
+            except (OSError, ValueError, hiredis.ProtocolError) as exc:
+                problems.append(f"{host}:{port}: {exc}")
+            finally:
+                writer.close()
+        raise ConnectionError(f"no sentinel named the primary of {sentinel.service!r}: {'; '.join(problems)}")
 
     async def _open(self, slot: int) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self.host, self.port)
+        if self.sentinel is not None:
+            self.host, self.port = await self._primary(self.sentinel)
+        _, conn = await loop.create_connection(
+            _Connection,
+            self.host,
+            self.port,
+            ssl=self.ssl,
+            server_hostname=self.host if self.ssl is not None else None,
+        )
         setup: list[list[Arg]] = []
         if self.password is not None:
             setup.append(["AUTH", self.username, self.password] if self.username else ["AUTH", self.password])
@@ -202,6 +266,10 @@ class PipelinedRedis:
         try:
             for command in setup:
                 await conn.send(encode(command), self.timeout_s)
+            if self.sentinel is not None:  # a sentinel's answer may be stale during a failover
+                role = await conn.send(encode(["ROLE"]), self.timeout_s)
+                if not role or role[0] != b"master":
+                    raise ConnectionError(f"{self.host}:{self.port} is not the primary (yet)")
         except BaseException:
             if conn.transport is not None:
                 conn.transport.close()

@@ -14,7 +14,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-PiiCategory = Literal["email", "phone", "rrn", "credit_card", "bank_account", "ip_address", "secret"]
+PiiCategory = Literal[
+    "email",
+    "phone",
+    "rrn",
+    "credit_card",
+    "bank_account",
+    "iban",
+    "passport",
+    "driver_license",
+    "ip_address",
+    "secret",
+]
 
 InjectionAction = Literal["block", "flag", "allow"]
 PiiAction = Literal["mask", "block", "flag", "allow"]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.config.experiments import ExperimentConfig, ShadowJudgeConfig
 from gateway.config.guardrails import GuardrailsConfig
-from gateway.config.providers import MockSettings
+from gateway.config.providers import MockSettings, UpstreamHTTPSettings
 from gateway.config.quotas import QuotaConfig
 
 
@@ -58,6 +58,9 @@ class ModelConfig(_Strict):
     cache_ttl_s: int = Field(default=300, ge=0)
     shared_cache: bool = False
     mock: MockSettings = MockSettings()
+    http: UpstreamHTTPSettings = UpstreamHTTPSettings()
+    """Proxy, CA bundle, client certificate (mTLS) and pool idle time of the upstream connection
+    (``gateway/providers/transport.py``); the wire client (``provider: openai``) only."""
 
     @field_validator("base_url")
     @classmethod
@@ -67,6 +70,16 @@ class ModelConfig(_Strict):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"base_url must be an http:// or https:// URL with a host, not {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _http_on_wire_only(self) -> ModelConfig:
+        wire = self.provider == "openai" and self.client == "wire"
+        if not wire and not self.http.is_default:
+            raise ValueError(
+                "http (proxy, ca_bundle, client_cert, pool_idle_s) applies to provider: openai with "
+                "client: wire only; the other clients take proxies from the environment"
+            )
+        return self
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (

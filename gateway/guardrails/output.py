@@ -23,14 +23,17 @@ _KEY_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 MAX_SECRET_HOLD = 1024
 _CONTEXT = 48
 # Whitespace that no built-in detector's match can contain: inside a match, whitespace only ever follows a
-# digit, ``)`` (phone groups, ``(0) 10``, ``(415) 555``), or ``-``/``–`` (RRN ``900101 - 1234567``); a PEM
-# header is held by ``_SECRET_PREFIX_AT_END`` instead.
-_HARD_BREAK = r"(?<![0-9)\-–])\s"
+# digit, ``)`` (phone groups, ``(0) 10``, ``(415) 555``), ``-``/``–``/``.`` (RRN ``900101 - 1234567``,
+# phone ``555 . 0100``), an upper-case letter (IBAN groups ``GB29 NWBK 6016``) or a phone extension mark
+# (``x``, ``ext.``, ``ext``, ``extn``, ``extension``, ``#``, ``내선``); a PEM header is held by
+# ``_SECRET_PREFIX_AT_END``.
+_HARD_BREAK = r"(?<![0-9A-Z)\-–.#x])(?<!ext)(?<!extn)(?<!extension)(?<!내선)\s"
 _LAST_BREAK = re.compile(rf"(?s:.*){_HARD_BREAK}")
 _ANY_BREAK = re.compile(_HARD_BREAK)
 _DIGIT = re.compile(r"[0-9]")
-# Text after a match that a validator reads (IPv4 version cue: 25 chars, bank keyword: 15 chars).
-_RIGHT_CONTEXT = 25
+# Text after a match that a validator reads (a passport or licence word: up to 44 chars after the number's
+# end, card/order/barcode words 24, IPv4 version cue 25, bank keyword 15).
+_RIGHT_CONTEXT = 48
 
 
 @dataclass(frozen=True, slots=True)

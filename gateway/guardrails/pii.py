@@ -1,14 +1,19 @@
 """PII and secret detection on the original text (spans are exact offsets).
 
 Categories (``PiiCategory``): email, phone, rrn (Korean resident registration
-number), credit_card, bank_account, ip_address, secret. Every detector is a
-precompiled regex plus a cheap validator that removes near-misses: Luhn and IIN
-prefix for cards, calendar date for RRNs, a bank keyword nearby for account
-numbers, ``ipaddress`` parsing and a version-string check for IPs.
+number), credit_card, bank_account, iban, passport, driver_license, ip_address,
+secret. Every detector is a precompiled regex plus a cheap validator that removes
+near-misses (tables and checksums in ``identifiers.py``): Luhn plus brand IIN
+range and length for cards (GS1 barcodes refused unless a card word is near),
+ISO 13616 length and mod-97 for IBANs, phone shapes and ``phonenumbers`` for
+phones, calendar date for RRNs, a bank word nearby for account numbers (ABA
+checksum after "routing"), a passport or driving-licence word nearby for those,
+``ipaddress`` parsing and a version-string check for IPs.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import ipaddress
 import re
@@ -17,6 +22,16 @@ from dataclasses import dataclass
 from typing import get_args
 
 from gateway.config.guardrails import PiiCategory
+from gateway.guardrails.identifiers import (
+    IBAN_LENGTHS,
+    aba_ok,
+    card_brand_ok,
+    gtin_ok,
+    iban_ok,
+    load_phone_metadata,
+    luhn_ok,
+    phone_ok,
+)
 
 PII_CATEGORIES: tuple[PiiCategory, ...] = get_args(PiiCategory)
 
@@ -26,6 +41,9 @@ PLACEHOLDER_TAG: dict[str, str] = {
     "rrn": "RRN",
     "credit_card": "CARD",
     "bank_account": "ACCOUNT",
+    "iban": "IBAN",
+    "passport": "PASSPORT",
+    "driver_license": "LICENSE",
     "ip_address": "IP",
     "secret": "SECRET",
 }
@@ -43,6 +61,8 @@ class PiiMatch:
         """Canonical form: the same number written with or without separators maps to one key."""
         if self.category in ("phone", "rrn", "credit_card", "bank_account"):
             return self.category + ":" + re.sub(r"\D", "", self.value)
+        if self.category in ("iban", "passport", "driver_license"):
+            return self.category + ":" + re.sub(r"[^0-9A-Za-z]", "", self.value).upper()
         if self.category in ("email", "ip_address"):
             return self.category + ":" + self.value.lower()
         return self.category + ":" + self.value
@@ -54,47 +74,81 @@ _EMAIL = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
 )
 
-_SEP = r"[ .\-]"
+# A phone candidate: optional +CC/00CC, digit groups and bracketed groups ("(0)" trunk marks, "(415)") joined
+# by at most one space and/or one dot or dash, then an optional extension. ``phone_ok`` decides. Two digit
+# groups are always separated (a digit run is one group), so a long digit run cannot be split in many ways
+# when the match fails: no catastrophic backtracking.
+_PH_SEP1 = r"(?:[ \u00a0][.\-]?[ \u00a0]?|[.\-][ \u00a0]?)"
+_PH_NEXT = rf"(?:{_PH_SEP1}\d{{1,15}}|(?<=\))\d{{1,15}}|{_PH_SEP1}?\(\d{{1,5}}\))"
 _PHONE = re.compile(
-    "|".join(
-        [
-            # +82 (Korea): mobile or area code, optional (0)
-            rf"\+82{_SEP}?(?:\(0\)\s?)?(?:1[016789]|2|[3-6][1-5]|70){_SEP}?\d{{3,4}}{_SEP}?\d{{4}}",
-            # +1 NANP
-            rf"\+1{_SEP}?\(?[2-9]\d{{2}}\)?{_SEP}?\d{{3}}{_SEP}?\d{{4}}",
-            # other international (+CC ...), digit count checked by the validator
-            rf"\+(?:[2-9]\d{{0,2}}){_SEP}?(?:\(\d{{1,4}}\){_SEP}?)?\d{{1,5}}(?:{_SEP}?\d{{2,5}}){{1,4}}",
-            # Korean mobile 010-1234-5678 / 01012345678 / 010 1234 5678
-            r"01[016789](?:(?P<s1>[ .\-])\d{3,4}(?P=s1)|\d{3,4})\d{4}",
-            # Korean landline (separators required): 02-123-4567, (031)123-4567, 070-1234-5678
-            r"(?:\(0(?:2|[3-6][1-5]|70)\)\s?|0(?:2|[3-6][1-5]|70)[ .\-])\d{3,4}[ .\-]\d{4}",
-            # US domestic with parentheses or dashes: (415) 555-0100, 415-555-0100
-            r"\([2-9]\d{2}\)\s?\d{3}[ .\-]\d{4}",
-            r"[2-9]\d{2}-[2-9]\d{2}-\d{4}",
-        ]
-    ).join([r"(?<![0-9A-Za-z_+\-.])(?:", r")(?![0-9A-Za-z_\-]|\.\d)"])
+    r"(?<![0-9A-Za-z_+\-./])(?=(?:[^\d\n]{0,3}\d){8})"
+    rf"(?P<main>(?P<intl>\+|00(?=[1-9]))?(?:\(\d{{1,5}}\)|\d{{1,15}}){_PH_NEXT}{{0,6}})"
+    r"(?P<ext>[ \u00a0]?(?:x|ext\.?|extn\.?|extension|#|내선)[ \u00a0]?\d{1,6})?"
+    r"(?![0-9A-Za-z_\-]|[.,]\d)"
 )
+
+# Context words per kind, found with ``str.find`` on the lower-cased text (far cheaper than a regex
+# alternation); a word written ``^word`` must not touch another Latin letter on either side.
+_CUE_TEXT: dict[str, str] = {
+    "phone": "^phone ^phones ^tel ^telephone ^mobile ^cell ^cellphone ^call ^fax ^contact ^whatsapp ^sms "
+    "^dial ^reach ^ring ^hotline ^telefon ^handy ^téléphone ^portable ^tél "
+    "전화 휴대폰 핸드폰 연락처 電話 携帯 电话 手机",
+    "card": "^card ^cards ^visa ^mastercard ^amex ^maestro ^discover ^jcb ^diners ^unionpay ^credit ^debit "
+    "^cc ^pan 카드 신용 체크 결제",
+    "barcode": "^barcode ^ean ^upc ^gtin ^isbn ^sku ^article 바코드 상품코드 품번 제품코드",
+    "order": "^order ^invoice ^tracking ^shipment ^parcel ^ticket ^booking ^reservation ^ref ^reference "
+    "^serial ^transaction ^txn 주문 송장 예약 일련",
+    "routing": "^routing ^aba ^rtn ^transit 라우팅",
+    "bank": "^account ^acct a/c ^bank ^iban ^deposit ^wire ^checking ^savings ^kb ^nh ^ibk ^kdb ^sc ^citi "
+    "계좌 은행 통장 입금 송금 이체 예금주 뱅크 국민 신한 우리 하나 농협 기업 카카오 토스 케이뱅크 "
+    "우체국 새마을 수협 신협 씨티 산업",
+    "passport": "passport 여권 旅券 パスポート 护照 護照 reisepass passeport pasaporte passaporto paspoort",
+}
+_CUE_WORDS: dict[str, tuple[tuple[str, bool], ...]] = {
+    kind: tuple((w.lstrip("^"), w.startswith("^")) for w in words.split())
+    for kind, words in _CUE_TEXT.items()
+}
+_CUE_WORDS["license"] = tuple(
+    (w, w.isascii() and "/" not in w)
+    for w in ("운전면허", "운전 면허", "면허번호", "면허 번호", "免許", "驾驶证", "駕駛", "führerschein",
+              "permis de conduire", "licencia de conducir", "dl", "d/l")
+)  # fmt: skip
+# "licence"/"license" is a cue only as a driver's/driving licence or a licence number/no./#/id.
+_LICENSE_BEFORE = re.compile(r"(?:driver'?s?|driving)\s*\Z")
+_LICENSE_AFTER = re.compile(r"licen[cs]e\s*(?:no|num|number|#|id)?(?![a-z])")
+_LICENSE_GATE = ("licen", "면허", "免許", "驾驶证", "駕駛", "führerschein", "permis de conduire", "dl", "d/l")
+_BANK = ("bank", "routing")  # words that make a digit run an account rather than a phone number
 
 _RRN = re.compile(r"(?<![0-9A-Za-z_\-.])(\d{2})(\d{2})(\d{2})\s?[-–]\s?([1-8])\d{6}(?![0-9A-Za-z_\-])")
 _RRN_BARE = re.compile(r"(?<![0-9A-Za-z_\-.])(\d{2})(\d{2})(\d{2})([1-8])\d{6}(?![0-9A-Za-z_\-])")
 _RRN_KEYWORD = re.compile(r"주민|resident registration|rrn|외국인\s*등록", re.IGNORECASE)
 
 _CARD = re.compile(
-    r"(?<![0-9A-Za-z_\-.])(?:\d{4}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?P=s)\d{1,7}"
+    r"(?<![0-9A-Za-z_\-.])(?:\d{4}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?:(?P=s)\d{1,4}){0,2}"
     r"|\d{4}(?P<t>[ \-])\d{6}(?P=t)\d{4,5}"
-    r"|\d{13,19})"
+    r"|\d{12,19})"
     r"(?![0-9A-Za-z_\-]|\.\d)"
 )
-_CARD_IIN = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|35|6[0-9]|9[0-9]|1)")
 
 _ACCOUNT = re.compile(
-    r"(?<![0-9A-Za-z_\-.])(?:\d{2,6}-\d{2,6}-\d{2,7}(?:-\d{1,3})?|\d{10,14})(?![0-9A-Za-z_\-]|\.\d)"
+    r"(?<![0-9A-Za-z_\-.])(?:\d{2,6}-\d{2,6}-\d{2,7}(?:-\d{1,3})?|\d{8,17})(?![0-9A-Za-z_\-]|[.,]\d)"
 )
-_BANK_KEYWORD = re.compile(
-    r"계좌|은행|통장|입금|송금|이체|예금주|뱅크|account|acct|a/c|bank|iban|deposit|wire|"
-    r"국민|신한|우리|하나|농협|기업|카카오|토스|케이뱅크|우체국|새마을|수협|신협|씨티|sc제일|산업|"
-    r"\b(?:kb|nh|ibk|kdb|sc|citi)\b",
-    re.IGNORECASE,
+# An amount, not an account: currency right after the digits.
+_CURRENCY_AFTER = re.compile(r"\s?(?:원|만원|억|달러|won|krw|usd|eur|dollars?|€|\$)", re.IGNORECASE)
+
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ \-]?[A-Z0-9]){11,32}")
+
+_PASSPORT = re.compile(
+    r"(?<![A-Za-z0-9\-])(?:[A-Z]{1,2}\d{6,9}|[A-Z]\d{3}[A-Z]\d{4}|\d{9}"
+    r"|(?=[A-Z0-9]{0,8}\d[A-Z0-9]{0,8}\d[A-Z0-9]{0,7}\d)(?=[0-9]{0,8}[A-Z])[A-Z0-9]{9})"
+    r"(?![A-Za-z0-9\-])"
+)
+_KR_REGIONS = "서울|부산|경기|강원|충북|충남|전북|전남|경북|경남|제주|대구|인천|광주|대전|울산"
+_LICENSE = re.compile(
+    rf"(?<![0-9A-Za-z\-])(?:(?:{_KR_REGIONS}|\d{{2}})-?\d{{2}}[ \-]?\d{{6}}[ \-]?\d{{2}}"
+    r"|\d{3} \d{3} \d{3}"
+    r"|(?=[A-Z0-9\-]*\d{3})[A-Z]{0,4}\d[A-Z0-9]{2,15}(?:-[A-Z0-9]{1,8}){0,4})"
+    r"(?![0-9A-Za-z\-])"
 )
 
 _IPV4 = re.compile(
@@ -144,16 +198,10 @@ _SECRET_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
 _HAS_DIGIT = re.compile(r"\d")
 
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+def _looks_like_version(v: str) -> bool:
+    """``1.2.3.4``-like: a one-digit first part, no part above 29 (such an address needs a network word)."""
+    parts = v.split("/")[0].split(".")
+    return len(parts[0]) == 1 and all(int(p) < 30 for p in parts)
 
 
 def _rrn_date_ok(yy: str, mm: str, dd: str, g: str) -> bool:
@@ -165,8 +213,199 @@ def _rrn_date_ok(yy: str, mm: str, dd: str, g: str) -> bool:
     return d <= _dt.date.today()
 
 
+_NON_DIGIT = re.compile(r"\D")
+
+
 def _digits(s: str) -> str:
-    return re.sub(r"\D", "", s)
+    return _NON_DIGIT.sub("", s)
+
+
+def _is_latin(ch: str) -> bool:
+    return "a" <= ch <= "z"
+
+
+class _Cues:
+    """The context words of one text, found per kind on first need, then looked up by bisection.
+
+    Search runs on ``text.lower()``; where lower-casing changes the length (rare letters such as ``İ``),
+    offsets drift by those few characters, which only blurs the distance windows.
+    """
+
+    __slots__ = ("_lower", "_spans", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._lower = text.lower()
+        self._spans: dict[str, list[tuple[int, int]]] = {}
+
+    def spans(self, kind: str) -> list[tuple[int, int]]:
+        spans = self._spans.get(kind)
+        if spans is None:
+            spans = self._find(_CUE_WORDS[kind])
+            if kind == "license":
+                spans = sorted(spans + self._licence_words())
+            self._spans[kind] = spans
+        return spans
+
+    def _find(self, words: tuple[tuple[str, bool], ...]) -> list[tuple[int, int]]:
+        hay = self._lower
+        n = len(hay)
+        out: list[tuple[int, int]] = []
+        for w, bounded in words:
+            i = hay.find(w)
+            while i != -1:
+                j = i + len(w)
+                if not bounded or (
+                    (i == 0 or not _is_latin(hay[i - 1])) and (j >= n or not _is_latin(hay[j]))
+                ):
+                    out.append((i, j))
+                i = hay.find(w, i + 1)
+        out.sort()
+        return out
+
+    def _licence_words(self) -> list[tuple[int, int]]:
+        hay = self._lower
+        out: list[tuple[int, int]] = []
+        i = hay.find("licen")
+        while i != -1:
+            m = _LICENSE_AFTER.match(hay, i)
+            if m is not None and (m.end() - i > 7 or _LICENSE_BEFORE.search(hay, max(0, i - 12), i)):
+                out.append((i, m.end()))
+            i = hay.find("licen", i + 1)
+        return out
+
+    def has(self, words: tuple[str, ...]) -> bool:
+        """Cheap gate: one of these lower-case substrings occurs."""
+        return any(w in self._lower for w in words)
+
+    def near(
+        self, kinds: tuple[str, ...], start: int, end: int, *, before: int = 40, after: int = 24
+    ) -> bool:
+        """A cue of one of ``kinds`` within ``before`` characters before the span or ``after`` after it."""
+        lo, hi = start - before, end + after
+        for kind in kinds:
+            spans = self.spans(kind)
+            i = bisect.bisect_left(spans, (lo, -1))
+            while i < len(spans) and spans[i][0] < hi:
+                s, e = spans[i]
+                if e <= start or (s >= end and e <= hi):
+                    return True
+                i += 1
+        return False
+
+
+def _card_ok(cues: _Cues, start: int, end: int, value: str) -> bool:
+    d = _digits(value)
+    if not (card_brand_ok(d) and luhn_ok(d) and len(set(d)) > 1):
+        return False
+    if cues.near(("barcode",), start, end):
+        return False
+    if d == value and cues.near(("bank",), start, end, after=15) and not cues.near(("card",), start, end):
+        return False  # a bare run next to a bank word: an account number (``bank_account`` takes it)
+    if len(d) <= 13 and d == value and (gtin_ok(d) or cues.near(("order",), start, end)):
+        # a short bare run that is a valid UPC-A / EAN-13 or next to an order word: only with a card word near
+        return cues.near(("card",), start, end)
+    return True
+
+
+def _iban_span(raw: str) -> int:
+    """Length of the IBAN at the start of ``raw`` (0 if none): the country's length, then mod-97."""
+    want = IBAN_LENGTHS.get(raw[:2])
+    if want is None:
+        return 0
+    count = 0
+    for i, ch in enumerate(raw):
+        if ch.isalnum():
+            count += 1
+            if count == want:
+                compact = re.sub(r"[ \-]", "", raw[: i + 1])
+                rest = raw[i + 1 : i + 2]
+                return i + 1 if iban_ok(compact) and not rest.isalnum() else 0
+    return 0
+
+
+class _Taken:
+    """Spans accepted so far in one text (sorted, non-overlapping); later candidates overlapping them lose."""
+
+    __slots__ = ("matches", "starts")
+
+    def __init__(self) -> None:
+        self.matches: list[PiiMatch] = []
+        self.starts: list[int] = []
+
+    def free(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self.starts, start)
+        return (i == 0 or self.matches[i - 1].end <= start) and (
+            i == len(self.matches) or end <= self.matches[i].start
+        )
+
+    def add(self, m: PiiMatch) -> None:
+        i = bisect.bisect_right(self.starts, m.start)
+        self.matches.insert(i, m)
+        self.starts.insert(i, m.start)
+
+
+def _phones(text: str, cues: _Cues, taken: _Taken) -> Iterator[PiiMatch]:
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _PHONE.search(text, pos)
+        if m is None:
+            return
+        pos = m.end()
+        main = m.group("main")
+        intl = m.group("intl") is not None
+        start = m.start()
+        ctx: bool | None = None
+        # Greedy groups may run into a neighbouring number (or one already taken as a card, an IBAN...):
+        # retry without trailing space-separated groups.
+        end = m.end()
+        while (digits := len(_digits(main))) >= 8:
+            if not taken.free(start, start + 1):
+                break
+            if taken.free(start, end):
+                if intl and main[0] == "+":
+                    ok = phone_ok(main, international=True, context=False)
+                else:
+                    ok = phone_ok(main, international=intl, context=False)
+                    if not ok and digits >= 9:
+                        if ctx is None:
+                            ctx = cues.near(("phone",), start, start, after=0)
+                        ok = ctx and phone_ok(main, international=intl, context=True)
+                    if ok:
+                        if ctx is None:
+                            ctx = cues.near(("phone",), start, start, after=0)
+                        if not ctx and (
+                            cues.near(_BANK, start, m.end(), after=15)
+                            or cues.near(("order",), start, m.end())
+                        ):
+                            break  # an account or order number unless a phone word is near
+                if ok:
+                    yield PiiMatch("phone", start, end, text[start:end])
+                    pos = end
+                    break
+            cut = main.rstrip().rfind(" ")
+            if cut <= 0:
+                break
+            main = main[:cut].rstrip(" \u00a0")
+            end = start + len(main)
+
+
+def _cued(
+    cues: list[tuple[int, int]], token: re.Pattern[str], text: str, category: PiiCategory
+) -> Iterator[PiiMatch]:
+    """Tokens starting at most 44 characters after a cue word's start, or ending at most 44 before its end.
+
+    (The stream guard keeps 48 characters on each side: ``output._CONTEXT`` and ``output._RIGHT_CONTEXT``.)
+    """
+    last = -1
+    for c_start, c_end in cues:
+        for t in token.finditer(text, max(last, c_end - 64, 0), min(len(text), c_start + 64)):
+            if t.start() - c_start > 44 or c_end - t.end() > 44:
+                continue
+            if t.start() >= last and (t.end() <= c_start or t.start() >= c_end):
+                last = t.end()
+                yield PiiMatch(category, t.start(), t.end(), t.group(0))
 
 
 class PiiDetector:
@@ -174,8 +413,10 @@ class PiiDetector:
 
     def __init__(self, categories: frozenset[str] | None = None) -> None:
         self.categories = frozenset(PII_CATEGORIES) if categories is None else categories
+        if "phone" in self.categories:
+            load_phone_metadata()  # at construction (config load), not inside the first request
 
-    def _iter(self, text: str) -> Iterator[PiiMatch]:
+    def _iter(self, text: str, taken: _Taken) -> Iterator[PiiMatch]:
         cats = self.categories
         if "secret" in cats:
             for gates, rx in _SECRET_RULES:
@@ -187,6 +428,12 @@ class PiiDetector:
                 yield PiiMatch("email", m.start(), m.end(), m.group(0))
         if not _HAS_DIGIT.search(text):
             return
+        cues = _Cues(text)
+        if "iban" in cats:
+            for m in _IBAN.finditer(text):
+                span = _iban_span(m.group(0))
+                if span:
+                    yield PiiMatch("iban", m.start(), m.start() + span, m.group(0)[:span])
         if "rrn" in cats:
             for m in _RRN.finditer(text):
                 if _rrn_date_ok(*m.group(1, 2, 3, 4)):
@@ -198,22 +445,21 @@ class PiiDetector:
                     yield PiiMatch("rrn", m.start(), m.end(), m.group(0))
         if "credit_card" in cats:
             for m in _CARD.finditer(text):
-                d = _digits(m.group(0))
-                if 13 <= len(d) <= 19 and _CARD_IIN.match(d) and luhn_ok(d) and len(set(d)) > 1:
+                if _card_ok(cues, m.start(), m.end(), m.group(0)):
                     yield PiiMatch("credit_card", m.start(), m.end(), m.group(0))
+        if "passport" in cats:
+            yield from _cued(cues.spans("passport"), _PASSPORT, text, "passport")
+        if "driver_license" in cats and cues.has(_LICENSE_GATE):
+            yield from _cued(cues.spans("license"), _LICENSE, text, "driver_license")
         if "phone" in cats:
-            for m in _PHONE.finditer(text):
-                n = len(_digits(m.group(0)))
-                if 9 <= n <= 15:
-                    yield PiiMatch("phone", m.start(), m.end(), m.group(0))
+            yield from _phones(text, cues, taken)
         if "bank_account" in cats:
             for m in _ACCOUNT.finditer(text):
                 d = _digits(m.group(0))
-                if not 10 <= len(d) <= 14:
+                if not 8 <= len(d) <= 17 or _CURRENCY_AFTER.match(text, m.end()):
                     continue
-                lo = max(0, m.start() - 40)
-                if _BANK_KEYWORD.search(text, lo, m.start()) or _BANK_KEYWORD.search(
-                    text, m.end(), min(len(text), m.end() + 15)
+                if (len(d) == 9 and aba_ok(d) and cues.near(("routing",), m.start(), m.end())) or cues.near(
+                    ("bank",), m.start(), m.end(), after=15
                 ):
                     yield PiiMatch("bank_account", m.start(), m.end(), m.group(0))
         if "ip_address" in cats:
@@ -224,6 +470,11 @@ class PiiDetector:
                         _VERSION_CUE.search(text, lo, m.start())
                         or _VERSION_CUE.search(text, m.end(), min(len(text), m.end() + 25))
                     ) and not _IP_CUE.search(text, max(0, m.start() - 20), m.start()):
+                        continue
+                    if _looks_like_version(m.group(0)) and not (
+                        _IP_CUE.search(text, lo, m.start())
+                        or _IP_CUE.search(text, m.end(), min(len(text), m.end() + 25))
+                    ):
                         continue
                     yield PiiMatch("ip_address", m.start(), m.end(), m.group(0))
             if ":" in text:
@@ -242,12 +493,11 @@ class PiiDetector:
         if not text:
             return []
         # Priority = yield order (secrets first); later matches overlapping an accepted one are dropped.
-        accepted: list[PiiMatch] = []
-        for m in self._iter(text):
-            if all(m.end <= a.start or m.start >= a.end for a in accepted):
-                accepted.append(m)
-        accepted.sort(key=lambda m: m.start)
-        return accepted
+        taken = _Taken()
+        for m in self._iter(text, taken):
+            if taken.free(m.start, m.end):
+                taken.add(m)
+        return taken.matches
 
 
 def replace_spans(text: str, matches: list[PiiMatch], repl: Callable[[PiiMatch], str]) -> str:

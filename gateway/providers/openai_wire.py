@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from gateway.config.providers import UpstreamHTTPSettings
 from gateway.errors import (
     ContextTooLong,
     ProviderBadResponse,
@@ -32,6 +33,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
 from gateway.providers.tokens import count_messages, count_text
+from gateway.providers.transport import EndpointFactory
 from gateway.providers.wire_http import Endpoint, WireHTTP, encode_headers
 from gateway.schemas.openai import SAMPLING_FIELDS
 
@@ -184,10 +186,17 @@ class OpenAIWireProvider(Provider):
         is_local: bool,
         timeout_s: float,
         connect_s: float,
+        endpoints: EndpointFactory | None = None,
+        transport: UpstreamHTTPSettings | None = None,
     ) -> None:
+        """``endpoints``/``transport``: how to reach the upstream (proxy, TLS, pool idle time); a
+        direct connection with the pool's defaults without them."""
         super().__init__(name=name, is_local=is_local)
         self.base_url = base_url.rstrip("/")
-        self._endpoint = Endpoint(self.base_url + "/chat/completions")
+        url = self.base_url + "/chat/completions"
+        self._endpoint = (
+            endpoints.endpoint(url, transport or UpstreamHTTPSettings()) if endpoints else Endpoint(url)
+        )
         self._http = http
         self._timeout_s = timeout_s
         fixed = {"Authorization": f"Bearer {api_key or 'not-needed'}", "Content-Type": "application/json"}

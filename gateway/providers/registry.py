@@ -14,6 +14,7 @@ from gateway.providers.base import Provider
 from gateway.providers.http import UpstreamClients
 from gateway.providers.mock import MockProvider
 from gateway.providers.openai_wire import OpenAIWireProvider
+from gateway.providers.transport import EndpointFactory
 
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
@@ -37,15 +38,21 @@ def build_targets(
 ) -> dict[str, Target]:
     """One provider per configured model. Models whose ``enabled_if_env`` is unset are left out."""
     targets: dict[str, Target] = {}
+    endpoints = EndpointFactory(env)
     for name, model in config.models.items():
         if model.enabled_if_env and not env.get(model.enabled_if_env):
             continue
-        targets[name] = Target(name=name, config=model, provider=_provider(name, model, clients, env))
+        provider = _provider(name, model, clients, env, endpoints)
+        targets[name] = Target(name=name, config=model, provider=provider)
     return targets
 
 
 def _provider(
-    name: str, model: ModelConfig, clients: UpstreamClients | None, env: Mapping[str, str]
+    name: str,
+    model: ModelConfig,
+    clients: UpstreamClients | None,
+    env: Mapping[str, str],
+    endpoints: EndpointFactory,
 ) -> Provider:
     if model.provider == "mock":
         return MockProvider(name=name, settings=model.mock)
@@ -80,6 +87,8 @@ def _provider(
         is_local=is_local,
         timeout_s=model.timeouts.total_s,
         connect_s=model.timeouts.connect_s,
+        endpoints=endpoints,
+        transport=model.http,
     )
 
 

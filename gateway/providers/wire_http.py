@@ -9,30 +9,41 @@ answer — whole, or as it arrives (SSE). This client does only that:
   provider; a request is one ``transport.write``;
 * responses are parsed by ``httptools`` (the C parser uvicorn already uses) straight from
   ``data_received``: chunked and ``Content-Length`` bodies, ``gzip``/``deflate`` decoded;
-* connections are pooled per origin (LIFO, so the warmest is reused), dropped when idle for
-  ``idle_s``, when the server closes them or asks to (``Connection: close``), and never reused
-  after a response that was not read to its end; at most ``max_connections`` are open, further
-  requests wait for one;
-* TLS through the standard ``ssl`` module for ``https`` URLs; no proxies, cookies or redirects
-  (an OpenAI-compatible API uses none of them, and aiohttp was configured without them too).
+* connections are pooled per origin (LIFO, so the warmest is reused), closed when idle for
+  ``idle_s`` (the pool's, or the endpoint's: a model's ``http.pool_idle_s``), when the server
+  closes them or asks to (``Connection: close``), and never reused after a response that was not
+  read to its end; at most ``max_connections`` are open, further requests wait for one;
+* TLS through the standard ``ssl`` module for ``https`` URLs, with a per-endpoint context (a
+  model's own CA bundle and client certificate, i.e. mTLS: ``gateway/providers/transport.py``);
+* an ``http://`` proxy per endpoint: ``CONNECT`` tunnelling for ``https`` targets, absolute-form
+  requests for ``http`` ones (with ``Proxy-Authorization`` when the proxy URL has credentials);
+  ``https://`` and SOCKS proxies are refused when the config is read. No cookies or redirects (an
+  OpenAI-compatible API uses neither);
+* a request that meets a reset or EOF on a *reused* keep-alive connection before any byte of its
+  answer (the server closed the idle socket as the request left) is sent once more on a new
+  connection; the caller never sees that failure, so it counts against neither the provider nor
+  its circuit breaker (``prism_upstream_connects_total{outcome="stale_retry"}`` counts them).
 
 Metrics: ``prism_upstream_connections`` (open, busy or idle) and ``prism_upstream_connects_total
-{outcome}`` (requests per connect is the keep-alive reuse). Failures raise ``WireHTTPError`` (a
-``ConnectionError``): the server could not be reached, closed the connection before the response
-ended, or sent something that is not HTTP. Time limits are the caller's (``asyncio.timeout``
-around a call), except ``connect_s`` for opening a connection; a request cancelled mid-way closes
-its connection.
+{outcome}`` (requests per connect is the keep-alive reuse; ``stale_retry`` the retried resets).
+Failures raise ``WireHTTPError`` (a ``ConnectionError``): the server (or proxy) could not be
+reached or refused the TLS handshake, closed the connection before the response ended, or sent
+something that is not HTTP. Time limits are the caller's (``asyncio.timeout`` around a call),
+except ``connect_s`` for opening a connection; a request cancelled mid-way closes its connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import socket
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
@@ -48,18 +59,60 @@ connection is reused; past either it is closed."""
 
 _CONNECTS = metrics.UPSTREAM_CONNECTS.labels(outcome="ok")
 _CONNECT_ERRORS = metrics.UPSTREAM_CONNECTS.labels(outcome="error")
+_STALE_RETRIES = metrics.UPSTREAM_CONNECTS.labels(outcome="stale_retry")
+_SWEEP_S = 1.0
+"""Longest interval between two checks for connections idle past their limit."""
+_TUNNEL_HEAD_MAX = 16 * 1024
+"""Bytes of a proxy's answer to ``CONNECT`` read at most before giving up on it."""
 
 
 class WireHTTPError(ConnectionError):
     """The upstream could not be reached, closed the connection early or did not speak HTTP."""
 
 
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An ``http://`` forward proxy: where it is and the ``Proxy-Authorization`` value, if any."""
+
+    host: str
+    port: int
+    authorization: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Proxy:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"only http:// proxies are supported, not {parts.scheme}://")
+        authorization = None
+        if parts.username is not None:
+            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            authorization = "Basic " + base64.b64encode(user_pass.encode()).decode("ascii")
+        return cls(host=parts.hostname, port=parts.port or 80, authorization=authorization)
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"Proxy({self.host}:{self.port}{', authenticated' if self.authorization else ''})"
+
+
 class Endpoint:
-    """One URL, parsed once: its origin and the pre-encoded request line and ``Host`` header."""
+    """One URL, parsed once: its origin, the pre-encoded request line and ``Host`` header, and how to
+    reach it (TLS context, proxy) — connections are pooled per distinct ``key``.
 
-    __slots__ = ("head", "host", "key", "port", "tls")
+    ``ssl_context``: for an ``https`` URL, instead of the pool's (``tls_profile`` is its hashable
+    identity in the pool key, e.g. the CA and certificate paths it was built from); ``proxy``: an
+    ``http://`` proxy; ``idle_s``: an idle connection older than this is not reused (the pool's
+    ``idle_s`` by default)."""
 
-    def __init__(self, url: str) -> None:
+    __slots__ = ("authority", "head", "host", "idle_s", "key", "port", "proxy", "ssl_context", "tls")
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        tls_profile: Hashable = None,
+        proxy: Proxy | None = None,
+        idle_s: float | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -70,8 +123,17 @@ class Endpoint:
         authority = parts.netloc.rsplit("@", 1)[-1]
         if not authority.isascii():
             authority = self.host.encode("idna").decode("ascii") + (f":{parts.port}" if parts.port else "")
-        self.key = (self.tls, self.host, self.port)
-        self.head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
+        self.authority = authority
+        self.ssl_context = ssl_context if self.tls else None
+        self.proxy = proxy
+        self.idle_s = idle_s
+        self.key: Hashable = (self.tls, self.host, self.port, tls_profile if self.tls else None, proxy)
+        head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
+        if proxy is not None and not self.tls:  # plain HTTP through a proxy: absolute-form target
+            head = f"POST http://{authority}{target} HTTP/1.1\r\nHost: {authority}\r\n"
+            if proxy.authorization:
+                head += f"Proxy-Authorization: {proxy.authorization}\r\n"
+        self.head = head.encode("latin-1")
 
 
 def encode_headers(headers: Mapping[str, str]) -> bytes:
@@ -194,9 +256,13 @@ class Response:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, pool: WireHTTP, key: tuple[bool, str, int]) -> None:
+    def __init__(self, pool: WireHTTP, key: Hashable) -> None:
         self.pool = pool
         self.key = key
+        self.requests = 0
+        """Requests started on this connection (more than one: it is a reused keep-alive socket)."""
+        self.received = False
+        """A byte of the current request's answer arrived."""
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
@@ -209,12 +275,15 @@ class _Connection(asyncio.Protocol):
         self.draining: asyncio.TimerHandle | None = None
         self.drained = 0
         self.idle_since = 0.0
+        self.idle_s = 0.0
+        """Its endpoint's idle limit: idle for longer, it is closed rather than reused."""
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.received = True
         if self.response is None:  # nothing was asked: a server out of step
             self.abort()
             return
@@ -292,6 +361,8 @@ class _Connection(asyncio.Protocol):
     def start(self, response: Response, request: bytes) -> asyncio.Future[None]:
         self.response = response
         self.headers_ready = asyncio.get_running_loop().create_future()
+        self.requests += 1
+        self.received = False
         assert self.transport is not None
         self.transport.write(request)
         return self.headers_ready
@@ -328,6 +399,12 @@ class _Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
+    @property
+    def stale(self) -> bool:
+        """The current request failed on a reused socket before any byte of its answer: the server
+        had closed (or reset) the idle connection, so it cannot have acted on the request."""
+        return self.requests > 1 and not self.received
+
 
 class WireHTTP:
     """The pool (one per process, shared by every wire-adapter model)."""
@@ -345,13 +422,14 @@ class WireHTTP:
         self.connect_s = connect_s
         self.max_connections = max_connections
         self.idle_s = idle_s
-        self._idle: dict[tuple[bool, str, int], deque[_Connection]] = {}
+        self._idle: dict[Hashable, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._reserved = 0
         """Connections open or being opened (what ``max_connections`` bounds)."""
         self._slots: deque[asyncio.Future[None]] = deque()
         self._ssl = ssl_context
         self._closed = False
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def open_connections(self) -> int:
@@ -363,28 +441,42 @@ class WireHTTP:
         """Send ``body`` with the pre-encoded ``headers``; returns once the status and headers are in.
         ``connect_s``: the limit for opening a connection, if one is needed (the pool's by default).
 
-        Cancelled before that, the connection is closed (its answer would be out of step)."""
-        conn = await self._acquire(endpoint, self.connect_s if connect_s is None else connect_s)
-        response = Response(conn)
+        Cancelled before that, the connection is closed (its answer would be out of step). A reused
+        connection found closed before any byte of the answer is replaced once (see the module)."""
+        limit = self.connect_s if connect_s is None else connect_s
         request = b"%sContent-Length: %d\r\n%s\r\n%s" % (endpoint.head, len(body), headers, body)
-        try:
-            await conn.start(response, request)
-        except BaseException:
-            response._conn = None
-            conn.release(reusable=False)
-            raise
-        return response
+        conn = await self._acquire(endpoint, limit)
+        while True:
+            response = Response(conn)
+            try:
+                await conn.start(response, request)
+            except WireHTTPError:
+                response._conn = None
+                conn.release(reusable=False)
+                if not conn.stale:
+                    raise
+                _STALE_RETRIES.inc()
+                conn = await self._acquire(endpoint, limit, fresh=True)
+                continue
+            except BaseException:
+                response._conn = None
+                conn.release(reusable=False)
+                raise
+            return response
 
-    async def _acquire(self, endpoint: Endpoint, connect_s: float) -> _Connection:
+    async def _acquire(self, endpoint: Endpoint, connect_s: float, *, fresh: bool = False) -> _Connection:
+        """An idle connection to ``endpoint`` (unless ``fresh``), else a new one within the bound."""
+        idle_s = self.idle_s if endpoint.idle_s is None else endpoint.idle_s
         while True:
             if self._closed:
                 raise WireHTTPError("the upstream client is closed")
-            idle = self._idle.get(endpoint.key)
+            idle = None if fresh else self._idle.get(endpoint.key)
             if idle:
                 now = asyncio.get_running_loop().time()
                 while idle:
                     conn = idle.pop()
-                    if conn.usable and now - conn.idle_since < self.idle_s:
+                    if conn.usable and now - conn.idle_since < idle_s:
+                        conn.idle_s = idle_s
                         return conn
                     conn.abort()
             if self._reserved < self.max_connections:
@@ -401,7 +493,9 @@ class WireHTTP:
                     self._slots.remove(slot)
         self._reserved += 1
         try:
-            return await self._connect(endpoint, connect_s)
+            conn = await self._connect(endpoint, connect_s)
+            conn.idle_s = idle_s
+            return conn
         except BaseException:
             self._reserved -= 1
             self._wake_one()
@@ -409,22 +503,44 @@ class WireHTTP:
 
     async def _connect(self, endpoint: Endpoint, connect_s: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        context = self._tls_context() if endpoint.tls else None
+        context = (endpoint.ssl_context or self._tls_context()) if endpoint.tls else None
+        proxy = endpoint.proxy
+        where = f"{endpoint.host}:{endpoint.port}"
+        if proxy is not None:
+            where += f" via proxy {proxy.host}:{proxy.port}"
+        sock: socket.socket | None = None
         try:
             async with asyncio.timeout(connect_s):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(self, endpoint.key),
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=context,
-                    server_hostname=endpoint.host if context is not None else None,
-                )
+                if proxy is None:
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(self, endpoint.key),
+                        endpoint.host,
+                        endpoint.port,
+                        ssl=context,
+                        server_hostname=endpoint.host if context is not None else None,
+                    )
+                elif context is None:  # plain HTTP: requests go to the proxy in absolute form
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(self, endpoint.key), proxy.host, proxy.port
+                    )
+                else:
+                    sock = await _tunnel(loop, proxy, endpoint)
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(self, endpoint.key),
+                        sock=sock,
+                        ssl=context,
+                        server_hostname=endpoint.host,
+                    )
+                    sock = None  # the transport owns it now
         except TimeoutError as exc:
             _CONNECT_ERRORS.inc()
-            raise WireHTTPError(f"connect to {endpoint.host}:{endpoint.port} timed out") from exc
-        except OSError as exc:
+            raise WireHTTPError(f"connect to {where} timed out") from exc
+        except OSError as exc:  # ssl.SSLError included: a refused certificate is a failed connect
             _CONNECT_ERRORS.inc()
-            raise WireHTTPError(f"cannot connect to {endpoint.host}:{endpoint.port}: {exc}") from exc
+            raise WireHTTPError(f"cannot connect to {where}: {exc}") from exc
+        finally:
+            if sock is not None:
+                sock.close()
         _CONNECTS.inc()
         metrics.UPSTREAM_CONNECTIONS.inc()
         self._open.add(protocol)
@@ -439,10 +555,28 @@ class WireHTTP:
         if self._closed:
             conn.abort()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         self._idle.setdefault(conn.key, deque()).append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(min(_SWEEP_S, conn.idle_s), self._sweep)
         if self._slots:
             self._wake_one()
+
+    def _sweep(self) -> None:
+        """Close the connections idle past their limit (the coldest of each origin first), so an
+        unused pool lets its sockets go before the server closes them; again while any stay idle."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        soonest = _SWEEP_S
+        for idle in self._idle.values():
+            while idle and now - idle[0].idle_since >= idle[0].idle_s:
+                idle.popleft().abort()
+            if idle:
+                soonest = min(soonest, idle[0].idle_since + idle[0].idle_s - now)
+        if any(self._idle.values()) and not self._closed:
+            self._sweeper = loop.call_later(max(soonest, 0.01), self._sweep)
 
     def _evict_one_idle(self) -> None:
         for idle in self._idle.values():
@@ -467,9 +601,18 @@ class WireHTTP:
                 slot.set_result(None)
                 break
 
+    def close_idle(self) -> None:
+        """Close every idle connection (they reconnect on demand)."""
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().abort()
+
     async def aclose(self) -> None:
         """Close every connection (graceful shutdown, after the requests are done)."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             idle.clear()
         for conn in list(self._open):
@@ -478,3 +621,45 @@ class WireHTTP:
             if not self._open:
                 break
             await asyncio.sleep(0.01)
+
+
+async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: Proxy, endpoint: Endpoint) -> socket.socket:
+    """A socket connected to ``proxy`` and tunnelled (``CONNECT``) to the endpoint's origin; TLS to
+    the origin is then started on it end to end (the proxy sees only the host and port)."""
+    target = f"{endpoint.host}:{endpoint.port}"
+    request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+    if proxy.authorization:
+        request += f"Proxy-Authorization: {proxy.authorization}\r\n"
+    infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"cannot resolve proxy {proxy.host}")
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, address)
+            await loop.sock_sendall(sock, (request + "\r\n").encode("latin-1"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise OSError("proxy closed the connection during CONNECT")
+                head += chunk
+                if len(head) > _TUNNEL_HEAD_MAX:
+                    raise OSError("proxy answered CONNECT with an oversized header")
+            status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+            fields = status_line.split(" ", 2)
+            if len(fields) < 2 or not fields[0].startswith("HTTP/1.") or fields[1] != "200":
+                raise OSError(f"proxy refused CONNECT {target}: {status_line[:100]!r}")
+            if not head.endswith(b"\r\n\r\n"):
+                raise OSError("proxy sent data after its CONNECT answer")
+            return sock
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            error = exc
+    assert error is not None
+    raise error

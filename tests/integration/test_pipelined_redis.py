@@ -70,9 +70,11 @@ async def test_lost_server_fails_fast_then_reconnects(own_redis: OwnRedis) -> No
         await client.aclose()
 
 
-def test_only_plain_redis_urls() -> None:
+def test_only_single_server_urls() -> None:
     assert PipelinedRedis.supports("redis://127.0.0.1:6379/0")
-    assert not PipelinedRedis.supports("rediss://example:6380/0")
+    assert PipelinedRedis.supports("rediss://example:6380/0")
+    assert PipelinedRedis.supports("redis+sentinel://example:26379/prism")
+    assert not PipelinedRedis.supports("redis+cluster://example:7000")
     with pytest.raises(ValueError):
         PipelinedRedis("unix:///tmp/redis.sock", timeout_s=1)
 

@@ -9,9 +9,12 @@ while the server was down, the restart fails loudly instead of talking to the wr
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -93,3 +96,51 @@ class RedisProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+class RedisServer:
+    """One ``redis-server`` (or sentinel) process with the given arguments, stopped at the end."""
+
+    def __init__(self, workdir: Path, *args: str, port: int | None = None, tls: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+        self.port = port or candidate_port()  # binds by itself; no retry (TLS, sentinel and cluster variants)
+        self.workdir = workdir
+        listen = ["--port", "0", "--tls-port", str(self.port)] if tls else ["--port", str(self.port)]
+        self.command = [binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *args]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, command: list[str] | None = None) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            command or self.command, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}: {command or self.command}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server on {self.port} did not listen")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def servers(*started: RedisServer) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for server in started:
+            server.kill()

@@ -3,7 +3,8 @@
 With the built-in detectors only, a stream is cut at whitespace no match can contain, so tokens flow one
 word behind the model instead of a fixed 64-character window; the streamed result must still equal the
 whole-answer result for any chunking, including matches whose validator reads text after them (a bank
-keyword, an IP version cue) and matches that contain spaces (card, phone and RRN groups).
+keyword, an IP version cue, a passport word) and matches that contain spaces (card, phone and RRN groups,
+IBAN groups after letters, phone extensions).
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ FRAGMENTS = [
     # verdicts decided by words further on
     "1.2.3.4 is the new release", "110-123-456789 at my bank", "10.0.0.1 in the v2 build", "3.4.5.6 and then",
     "1.2.3.4 was tagged as a release",  # the cue ends 24 chars after the number: the validator's limit is 25
+    # issue #21: groups after letters and marks, cue words on either side of the number
+    "DE89 3704 0044 0532 0130 00", "GB29 NWBK 6016 1331 9268 19", "IBAN", "+1-415-555-0100 x123",
+    "415.555.0100 ext. 42", "206.269.0743x9150", "+44 (0)20 7946 0958", "04 15 39 15 00", "passport",
+    "M12345678", "K51575277 is the number in my passport", "여권번호", "운전면허 11-12-345678-90",
+    "driver's license", "D1234567", "routing number 064672458", "4006381333931", "barcode",
+    "5018 5621 6053", "card", "213150781975749", "API", "OK",
 ]  # fmt: skip
 
 
