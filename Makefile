@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ eval-routing: install
 
 eval-guard: install
 	$(PY) scripts/eval_guard.py
+
+## Rebuild the injection corpus from pinned public snapshots (MIRROR=dir of bare clones) and retrain the head
+train-guard: install
+	$(PY) scripts/build_guard_data.py --mirror $${MIRROR:-/work/.mirror}
+	$(PY) scripts/train_guard.py
 
 ## PII on values from an independent generator (Faker) plus hard negatives; 4,000-char latency (issue #21)
 eval-pii: install

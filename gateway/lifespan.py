@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import structlog
 from fastapi import FastAPI
 
-from gateway.agent.executor import DirectExecutor, PregelRunner
-from gateway.agent.graph import Graph, build_graph
+from gateway.agent.flow import Runner
+from gateway.agent.graph import DECIDE, build_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.cache import CacheBackends, open_backends
@@ -39,7 +39,8 @@ log = structlog.get_logger("prism.lifespan")
 class AppState:
     settings: Settings
     holder: ConfigHolder
-    graph: Graph
+    graph: Runner
+    """The request flow's runner (``GATEWAY_PIPELINE_ENGINE``: the fast runner or LangGraph's)."""
     completions: CompletionService
     clients: UpstreamClients
     draining: bool = False
@@ -85,8 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         await config_sync.start()
         stack.push_async_callback(config_sync.aclose)
         classifier = await asyncio.to_thread(IntentClassifier.load)
-        graph = build_graph()
-        runner = DirectExecutor(graph) if settings.pipeline_engine == "direct" else PregelRunner(graph)
+        runner = build_runner(settings.pipeline_engine)
         shadow = ShadowDispatcher()
         stack.push_async_callback(shadow.aclose)
         accounts = await open_accounts(settings, stack)
@@ -104,6 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         services = CompletionServices(
             holder=holder,
             graph=runner,
+            decide=build_runner(settings.pipeline_engine, DECIDE),
             guard=GuardService(),
             shadow=shadow,
             usage=accounts.recorder,
@@ -116,7 +117,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         state = AppState(
             settings=settings,
             holder=holder,
-            graph=graph,
+            graph=runner,
             completions=CompletionService(services),
             clients=clients,
             accounts=accounts,

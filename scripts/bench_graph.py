@@ -17,8 +17,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.agent.executor import DirectExecutor, PregelRunner
-from gateway.agent.graph import build_graph
+from gateway.agent.graph import build_runner
 from gateway.agent.guard import GuardService
 from gateway.config.routing import CircuitBreakerConfig
 from gateway.intent import IntentClassifier
@@ -52,8 +51,8 @@ async def main() -> None:
     holder = ConfigHolder(path=CONFIG, clients=None, circuits=CircuitBreakers(CircuitBreakerConfig()))
     holder.load()
     classifier = IntentClassifier.load()
-    compiled = build_graph()
-    for engine, runner in (("direct", DirectExecutor(compiled)), ("langgraph", PregelRunner(compiled))):
+    for engine in ("direct", "langgraph"):
+        runner = build_runner(engine)
         service = CompletionService(
             CompletionServices(holder=holder, graph=runner, guard=GuardService(), classifier=classifier)
         )

@@ -1,12 +1,21 @@
 #!/usr/bin/env python
-"""Evaluate the guardrails library on the labelled set in tests/data/guard/.
+"""Evaluate the guardrails library on the labelled sets in tests/data/guard/.
 
-Prints precision / recall / false-positive rate for prompt injection and every
-PII category, plus p50/p95 ``check_input`` latency per message and for
-1,000-character messages. Exits 1 when a target is missed (``--no-check`` to
-only print).
+Two parts, reported separately:
 
-    .venv/bin/python scripts/eval_guard.py [--no-check] [--verbose] [--json]
+1. **Own data** (``cases.jsonl``, written by this project; the rules were tuned on it, and part of it trains
+   the learned injection scorer): precision / recall / FPR for prompt injection and every PII category,
+   plus p50/p95 ``check_input`` latency per message and for 1,000-character messages.
+2. **Injection corpus** (``corpus.jsonl.gz``, built by scripts/build_guard_data.py): the shipped detector
+   (rules + learned scorer as the default policy applies them) per split, source and language, with
+   Wilson 95% intervals. ``independent`` sources were never trained on nor used for the threshold;
+   ``in_source`` rows are held-out items of a public set whose other part trains; ``own_test`` rows are
+   our own data from template families never trained on; ``val`` picked the threshold (tuned figures).
+   Recall for attacks, FPR for the rest; a ``rules only`` column shows what the learned layer adds.
+
+Exits 1 when a target of part 1 is missed (``--no-check`` to only print).
+
+    .venv/bin/python scripts/eval_guard.py [--no-check] [--verbose] [--json] [--no-corpus]
 
 Targets: injection recall >= 0.90 at FPR <= 0.05 (benign prompts);
 PII recall >= 0.97 and precision >= 0.95 for every category; p95 <= 5 ms for a
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -30,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 from gateway.config.guardrails import GuardrailsConfig  # noqa: E402
 from gateway.guardrails import PII_CATEGORIES, Guardrails  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from train_guard import load_corpus, split_of  # noqa: E402
+
 DATA_DIR = ROOT / "tests" / "data" / "guard"
 TARGETS = {
     "injection_recall": 0.90,
@@ -42,7 +55,7 @@ TARGETS = {
 
 def load_cases(data_dir: Path = DATA_DIR) -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
-    for p in sorted(data_dir.glob("*.jsonl")):
+    for p in sorted(data_dir.glob("cases*.jsonl")):
         for line in p.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 cases.append(json.loads(line))
@@ -142,15 +155,21 @@ def run_eval(cases: list[dict[str, Any]], *, timing_rounds: int = 3) -> dict[str
 
     # ---- latency: check_input of one message
     msgs = [[{"role": c.get("role", "user"), "content": c["text"]}] for c in cases]
-    long_msgs: list[list[dict[str, str]]] = []
     pool = [c["text"] for c in cases]
-    for i in range(len(pool)):
-        buf = ""
-        j = i
-        while len(buf) < 1000:
-            buf += pool[j % len(pool)] + "\n"
-            j += 7
-        long_msgs.append([{"role": "user", "content": buf[:1000]}])
+
+    def of_length(n_chars: int, count: int) -> list[list[dict[str, str]]]:
+        out: list[list[dict[str, str]]] = []
+        for i in range(count):
+            buf = ""
+            j = i
+            while len(buf) < n_chars:
+                buf += pool[j % len(pool)] + "\n"
+                j += 7
+            out.append([{"role": "user", "content": buf[:n_chars]}])
+        return out
+
+    long_msgs = of_length(1000, len(pool))
+    msgs_4000 = of_length(4000, 100)
     for m in msgs[:20] + long_msgs[:20]:  # warm-up
         g.check_input(m, policy=policy)
 
@@ -169,6 +188,7 @@ def run_eval(cases: list[dict[str, Any]], *, timing_rounds: int = 3) -> dict[str
 
     c_all, _ = timed(msgs)
     c_long, w_long = timed(long_msgs)
+    c_4000, _ = timed(msgs_4000)
     timing = {
         "per_message_p50_ms": statistics.median(c_all),
         "per_message_p95_ms": _pct(c_all, 0.95),
@@ -177,8 +197,77 @@ def run_eval(cases: list[dict[str, Any]], *, timing_rounds: int = 3) -> dict[str
         "chars1000_max_ms": max(c_long),
         "chars1000_wall_p50_ms": statistics.median(w_long),
         "chars1000_wall_p95_ms": _pct(w_long, 0.95),
+        "chars4000_p50_ms": statistics.median(c_4000),
+        "chars4000_p95_ms": _pct(c_4000, 0.95),
     }
     return {"n_cases": len(cases), "injection": inj, "pii": pii, "timing": timing, "errors": misses}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of k successes in n trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+SPLIT_ORDER = ("independent", "in_source", "own_test", "val")
+
+
+def corpus_eval(rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Shipped detector on every held-out row of the injection corpus, grouped by split/source/language/label.
+
+    Each group: n, hits (caught at the policy threshold: blocked or flagged), rate (recall when label=1, FPR
+    when 0), its 95% CI, the blocked rate (the rules at the threshold, or the learned scorer at
+    ``learned_block_at``; the rest of the hits are flagged) and the rate of the rules alone.
+    """
+    g = Guardrails(GuardrailsConfig())
+    inj = g.policy_for(model="eval", is_local=False).injection
+    groups: dict[tuple[str, str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for r in load_corpus() if rows is None else rows:
+        split = split_of(r)
+        if split == "train":
+            continue
+        role = r.get("role", "user")
+        res = g.injection.score(r["text"], role=role, learned=inj.learned and role in inj.learned_roles)
+        rules_only = g.injection.score(r["text"], role=role, learned=False)
+        grp = groups[(split, r["source"], r["lang"], int(r["label"]))]
+        grp[0] += 1
+        grp[1] += int(res.score >= inj.threshold)
+        grp[2] += int(rules_only.score >= inj.threshold)
+        grp[3] += int(
+            rules_only.score >= inj.threshold
+            or (res.learned_score is not None and res.learned_score >= inj.learned_block_at)
+        )
+    out: list[dict[str, Any]] = []
+    for (split, source, lang, label), (n, hits, rule_hits, blocked) in sorted(
+        groups.items(), key=lambda kv: (SPLIT_ORDER.index(kv[0][0]), kv[0][1], kv[0][2], kv[0][3])
+    ):
+        lo, hi = wilson(hits, n)
+        out.append({"split": split, "source": source, "lang": lang, "label": label, "n": n, "hits": hits,
+                    "rate": hits / n, "ci95": [lo, hi], "blocked_rate": blocked / n,
+                    "rules_only_rate": rule_hits / n})  # fmt: skip
+    return {"threshold": inj.threshold, "learned_block_at": inj.learned_block_at,
+            "learned_roles": sorted(inj.learned_roles), "groups": out}  # fmt: skip
+
+
+def print_corpus(report: dict[str, Any]) -> None:
+    roles = ",".join(report["learned_roles"])
+    print(f"\n== injection corpus (shipped detector, threshold {report['threshold']}, learned alone blocks "
+          f"at {report['learned_block_at']}, learned on roles {roles}) ==")  # fmt: skip
+    print(
+        f"{'split':<12}{'source':<24}{'lang':<6}{'metric':<8}{'n':>6}{'rate':>8}  {'95% CI':<15}"
+        f"{'blocked':>8}{'rules only':>11}"
+    )
+    for grp in report["groups"]:
+        metric = "recall" if grp["label"] else "FPR"
+        lo, hi = grp["ci95"]
+        print(f"{grp['split']:<12}{grp['source']:<24}{grp['lang']:<6}{metric:<8}{grp['n']:>6}{grp['rate']:>8.3f}"
+              f"  [{lo:.3f}, {hi:.3f}]{grp['blocked_rate']:>8.3f}"
+              f"{grp['rules_only_rate']:>11.3f}")  # fmt: skip
 
 
 def failures(report: dict[str, Any]) -> list[str]:
@@ -214,7 +303,8 @@ def print_report(report: dict[str, Any], *, verbose: bool) -> None:
         f"\ncheck_input CPU time: per message p50 {t['per_message_p50_ms']:.3f} ms,"
         f" p95 {t['per_message_p95_ms']:.3f} ms;"
         f" 1,000-char message p50 {t['chars1000_p50_ms']:.3f} ms, p95 {t['chars1000_p95_ms']:.3f} ms,"
-        f" max {t['chars1000_max_ms']:.3f} ms"
+        f" max {t['chars1000_max_ms']:.3f} ms; 4,000-char p50 {t['chars4000_p50_ms']:.3f} ms,"
+        f" p95 {t['chars4000_p95_ms']:.3f} ms"
         f"\n(wall clock, 1,000-char: p50 {t['chars1000_wall_p50_ms']:.3f} ms,"
         f" p95 {t['chars1000_wall_p95_ms']:.3f} ms)"
     )
@@ -230,12 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", "-v", action="store_true", help="list every misclassified case")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--data", type=Path, default=DATA_DIR)
+    ap.add_argument("--no-corpus", action="store_true", help="skip the injection corpus part")
     args = ap.parse_args(argv)
     report = run_eval(load_cases(args.data))
+    corpus = None if args.no_corpus else corpus_eval()
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if k != "errors" or args.verbose}, indent=2))
+        out = {k: v for k, v in report.items() if k != "errors" or args.verbose}
+        out["injection_corpus"] = corpus
+        print(json.dumps(out, indent=2))
     else:
+        print("== own data (tests/data/guard/cases.jsonl: the rules were tuned on it; part of it trains) ==")
         print_report(report, verbose=args.verbose)
+        if corpus is not None:
+            print_corpus(corpus)
     fails = failures(report)
     if fails:
         print("\nTARGETS MISSED:\n  " + "\n  ".join(fails))

@@ -1,42 +1,76 @@
-"""The whole request flow on one screen: nodes, conditional edges and loops.
+"""A request's whole life, on one screen: the flow table.
 
-    [intent] → router → guard_input → admit ─hit (cached answer)────────────────┐
-                                        └─go→ call_model ⟲ retry            │
-                                               └─exhausted→ fallback → call_model
-                                               └─ok→ guard_output → [shadow] → format → END
+    admit → intent → router ─refused─────────┐
+                       └ok→ guard_input → gate ─refused→ settle → END
+                                               ├hit→ deliver
+                                               └go→ call_model ⟲ retry
+                                                     ├fallback→ fallback → call_model
+                                                     ├fail→ settle
+                                                     └ok→ guard_output ─fail→ settle
+                                                           └→ [shadow] → deliver ─json, cached→ settle
+                                                                                 └stream→ END (relay settles)
 
-``intent`` classifies only when the request needs it (``model: auto``). ``admit`` waits for the
-quota reservation and the cache lookup the service sent before the graph started (their round trip
-overlaps intent, routing and the input guard); a cache hit goes straight to ``format``.
-Built once at start-up (``build_graph``) and invoked per request with a
-``PipelineContext``. Routing functions return ``Literal`` labels.
+- **admit** sends the quota reservation and the cache's lookup-or-lock; they stay in flight while
+  the **decide** steps run: ``intent`` (only for ``model: auto``; low confidence may escalate to a
+  small LLM), ``router`` (alias, split, experiment, tier, stickiness floor, fallbacks, shadows) and
+  ``guard_input`` (the policy of where the prompt goes). A decide refusal skips to ``gate``.
+- **gate** waits for the admission: a 429 first, then a cache hit (which beats a decide refusal),
+  then the refusal; else the request goes upstream.
+- **call**: ``call_model`` makes one attempt (a stream is held until its first delta); retries
+  loop on it, ``fallback`` moves down the chain.
+- **deliver**: ``guard_output`` checks a whole answer or hangs its filter on the stream,
+  ``shadow`` plans the mirrored calls, ``deliver`` frames JSON, a cached answer or the SSE relay.
+- **settle**: usage record, metrics, quota settlement, cache write, conversation store, then the
+  shadow calls. A live stream settles at the end of its relay, before its last frame.
+
+``/v1/route/explain`` runs the decide steps of this table (``DECIDE``: the same ``intent`` and
+``router`` nodes) and nothing else. Built once at start-up by ``build_runner``; both engines
+(``gateway/agent/flow.py``) run this one table.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 
+from gateway.agent.flow import (
+    Branch,
+    FastRunner,
+    Flow,
+    Node,
+    NodeFn,
+    PregelRunner,
+    Runner,
+    compile_langgraph,
+)
 from gateway.agent.nodes.admit import admit
 from gateway.agent.nodes.call_model import call_model
+from gateway.agent.nodes.deliver import deliver
 from gateway.agent.nodes.fallback import fallback
-from gateway.agent.nodes.format import format_response
+from gateway.agent.nodes.gate import gate
 from gateway.agent.nodes.guard_input import guard_input
 from gateway.agent.nodes.guard_output import guard_output
 from gateway.agent.nodes.intent import intent
 from gateway.agent.nodes.router import route
+from gateway.agent.nodes.settle import settle
 from gateway.agent.nodes.shadow import shadow
 from gateway.agent.state import PipelineContext, PipelineState
 from gateway.errors import ProviderError, ProviderRejected
 from gateway.observability.tracing import traced_node
 
-Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, PipelineState]
+Engine = Literal["direct", "langgraph"]
 
 
-async def after_admit(state: PipelineState) -> Literal["hit", "go"]:
-    return "hit" if state.get("cached") is not None else "go"
+async def after_router(state: PipelineState) -> Literal["ok", "refused"]:
+    return "refused" if state.get("error") is not None else "ok"
+
+
+async def after_gate(state: PipelineState) -> Literal["hit", "go", "refused"]:
+    if state.get("cached") is not None:
+        return "hit"
+    return "refused" if state.get("error") is not None else "go"
 
 
 async def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback", "fail"]:
@@ -52,37 +86,76 @@ async def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback",
     return "fail"
 
 
-async def after_output_guard(state: PipelineState) -> Literal["shadow", "format"]:
-    if state.get("error") is None and state["route"].shadows:
-        return "shadow"
-    return "format"
+async def after_output_guard(state: PipelineState) -> Literal["shadow", "deliver", "fail"]:
+    if state.get("error") is not None:
+        return "fail"
+    return "shadow" if state["route"].shadows else "deliver"
 
 
-def build_graph() -> Graph:
-    graph = StateGraph(PipelineState, context_schema=PipelineContext)
-    # Each node gets a span when tracing is on (a flag check otherwise).
-    graph.add_node("intent", traced_node("intent", intent))
-    graph.add_node("router", traced_node("router", route))
-    graph.add_node("guard_input", traced_node("guard_input", guard_input))
-    graph.add_node("admit", traced_node("admit", admit))
-    graph.add_node("call_model", traced_node("call_model", call_model))
-    graph.add_node("fallback", traced_node("fallback", fallback))
-    graph.add_node("guard_output", traced_node("guard_output", guard_output))
-    graph.add_node("shadow", traced_node("shadow", shadow))
-    graph.add_node("format", traced_node("format", format_response))
+async def after_deliver(state: PipelineState) -> Literal["settle", "relay"]:
+    live_stream = state.get("stream") is not None and state.get("cached") is None
+    return "relay" if live_stream else "settle"
 
-    graph.add_edge(START, "intent")
-    graph.add_edge("intent", "router")
-    graph.add_edge("router", "guard_input")
-    graph.add_edge("guard_input", "admit")
-    graph.add_conditional_edges("admit", after_admit, {"hit": "format", "go": "call_model"})
-    graph.add_conditional_edges(
-        "call_model",
-        after_call,
-        {"ok": "guard_output", "retry": "call_model", "fallback": "fallback", "fail": "format"},
-    )
-    graph.add_edge("fallback", "call_model")
-    graph.add_conditional_edges("guard_output", after_output_guard, {"shadow": "shadow", "format": "format"})
-    graph.add_edge("shadow", "format")
-    graph.add_edge("format", END)
-    return graph.compile(name="prism")
+
+def _node(name: str, fn: NodeFn) -> Node:
+    """Each node gets a span when tracing is on (a flag check otherwise)."""
+    return Node(traced_node(name, fn))
+
+
+REQUEST = Flow(
+    name="prism",
+    state=PipelineState,
+    context=PipelineContext,
+    nodes={
+        "admit": _node("admit", admit),
+        "intent": _node("intent", intent),
+        "router": _node("router", route),
+        "guard_input": _node("guard_input", guard_input),
+        "gate": _node("gate", gate),
+        "call_model": _node("call_model", call_model),
+        "fallback": _node("fallback", fallback),
+        "guard_output": _node("guard_output", guard_output),
+        "shadow": _node("shadow", shadow),
+        "deliver": _node("deliver", deliver),
+        "settle": _node("settle", settle),
+    },
+    edges=[
+        (START, "admit"),
+        ("admit", "intent"),
+        ("intent", "router"),
+        ("guard_input", "gate"),
+        ("fallback", "call_model"),
+        ("shadow", "deliver"),
+        ("settle", END),
+    ],
+    branches={
+        "router": Branch(after_router, {"ok": "guard_input", "refused": "gate"}),
+        "gate": Branch(after_gate, {"hit": "deliver", "go": "call_model", "refused": "settle"}),
+        "call_model": Branch(
+            after_call,
+            {"ok": "guard_output", "retry": "call_model", "fallback": "fallback", "fail": "settle"},
+        ),
+        "guard_output": Branch(
+            after_output_guard, {"shadow": "shadow", "deliver": "deliver", "fail": "settle"}
+        ),
+        "deliver": Branch(after_deliver, {"settle": "settle", "relay": END}),
+    },
+)
+
+DECIDE = Flow(
+    name="prism-decide",
+    state=PipelineState,
+    context=PipelineContext,
+    nodes={"intent": REQUEST.nodes["intent"], "router": REQUEST.nodes["router"]},
+    edges=[(START, "intent"), ("intent", "router"), ("router", END)],
+)
+"""The routing part of ``REQUEST``, for ``/v1/route/explain``: the same nodes, no admission, no call."""
+
+
+def build_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """``REQUEST`` as a compiled LangGraph ``StateGraph`` (``docs/graph.md`` draws it)."""
+    return compile_langgraph(REQUEST)
+
+
+def build_runner(engine: Engine = "direct", flow: Flow = REQUEST) -> Runner:
+    return FastRunner(flow) if engine == "direct" else PregelRunner(flow)

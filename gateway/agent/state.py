@@ -1,16 +1,17 @@
-"""The graph's state, the per-request context and the streaming handle.
+"""The flow's state, the per-request context, the streaming handle and the ports nodes call.
 
-``PipelineState`` is what nodes read and return (partial updates). The
-``PipelineContext`` carries the services and the config snapshot the request
-started with (a reload mid-request never mixes two configs); ``RequestTrace``
-is the request's mutable log of attempts and timings, read by the service for
-headers, metrics and the usage record.
+``PipelineState`` is what nodes read and return (partial updates). The ``PipelineContext`` carries
+the services and the config snapshot the request started with (taken once, a reload mid-request
+never mixes two configs); ``RequestTrace`` is the request's mutable log of attempts and timings.
+The admission, delivery and accounting steps are done by the completion services
+(``gateway/services/``) behind the small ports below, so the flow decides *when* each runs and the
+dependency still points one way (services → agent).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
@@ -76,6 +77,43 @@ class IntentService(Protocol):
 
 
 @dataclass(slots=True)
+class Reply:
+    """What the client gets: headers, and a JSON body or an SSE byte stream."""
+
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+    model: str | None = None
+
+
+class AdmissionPort(Protocol):
+    """The quota reservation and the cache's lookup-or-lock of one request."""
+
+    def begin(self) -> None:
+        """Send both (they stay in flight while the request is classified, routed and guarded)."""
+
+    async def outcome(self) -> dict[str, Any] | None:
+        """The reservation passed (else its 429 is raised) and the cache's answer (a hit) or ``None``."""
+
+
+class DeliveryPort(Protocol):
+    """Frames the answer for the client."""
+
+    def answer(self, state: PipelineState) -> Reply:
+        """A JSON body, or the SSE relay of ``state['stream']`` (which settles when it ends)."""
+
+    def cached(self, cached: dict[str, Any]) -> Reply:
+        """A stored answer, in the shape the client asked for (JSON or SSE)."""
+
+
+class BooksPort(Protocol):
+    """Closes the request's books exactly once: usage record, metrics, quota settlement, cache
+    write, conversation store, shadow dispatch."""
+
+    async def settle(self, state: PipelineState) -> None: ...
+
+
+@dataclass(slots=True)
 class PipelineContext:
     snapshot: RuntimeSnapshot
     principal: Principal
@@ -85,10 +123,11 @@ class PipelineContext:
     classifier: IntentService | None = None
     sleep: Callable[[float], Any] = asyncio.sleep
     sticky: dict[str, str | None] = field(default_factory=dict)
-    admission: Awaitable[dict[str, Any] | None] | None = None
-    """The request's admission, in flight while the graph routes and guards the prompt: it ends with
-    the quota reservation passed (or raises its 429) and the cache's answer (a hit) or ``None`` (go
-    upstream). The ``admit`` node waits for it before the first model call."""
+    admission: AdmissionPort | None = None
+    delivery: DeliveryPort | None = None
+    books: BooksPort | None = None
+    explain: bool = False
+    """Only deciding (``/v1/route/explain``): read stickiness, never write it."""
 
 
 @dataclass(slots=True)
@@ -123,4 +162,4 @@ class PipelineState(TypedDict, total=False):
     stream: StreamHandle | None
     usage: Usage | None
     error: GatewayError | None
-    response: dict[str, Any] | None
+    reply: Reply | None

@@ -40,7 +40,7 @@ async def readyz(state: AppStateDep) -> ORJSONResponse:
         ready = ready and checks["database"]
     if state.backends is not None and state.backends.kind == "redis":
         checks["redis"] = await state.backends.ping()
-        if state.backends.quotas.config.fail_mode == "closed":
+        if state.holder.loaded and state.holder.current.config.quotas.fail_mode == "closed":
             ready = ready and checks["redis"]
     body: dict[str, object] = {"status": "ready" if ready else "unavailable", "checks": checks}
     if state.holder.loaded:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -21,9 +22,11 @@ from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.experiments.sticky import end_user_key
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
+from gateway.runtime import RuntimeSnapshot
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.principal import Principal
 from gateway.services import conversations
+from gateway.services.accounting import ConversationSink
 from gateway.services.completion import CachePolicy, chat_input
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -176,7 +179,7 @@ class ClosingStreamingResponse(StreamingResponse):
 
 
 async def _prepare(
-    request: Request, state: AppState, principal: Principal
+    request: Request, state: AppState, principal: Principal, snapshot: RuntimeSnapshot
 ) -> tuple[ChatInput, str, str | None, dict[str, str | None]]:
     """Parse and validate the body; the request id, conversation id and sticky keys for routing."""
     settings = state.settings
@@ -192,7 +195,7 @@ async def _prepare(
     # The end user a service key speaks for (a configured header or metadata field, else OpenAI's
     # ``user``) before the key's owner, so one B2B key fronting many end users still splits them (#26).
     end_user, sticky_source = end_user_key(
-        state.holder.current.config.routing.sticky_user_field,
+        snapshot.config.routing.sticky_user_field,
         headers=request.headers,
         metadata=chat.metadata,
         user=chat_request.user,
@@ -215,9 +218,13 @@ def _conversation_id(request: Request, chat: ChatInput) -> str | None:
     """``X-Prism-Conversation-Id`` or ``metadata.conversation_id``: an id the conversation store can
     hold (``[A-Za-z0-9._:-]``, at most 64 characters), else a 400 naming where it came from."""
     header = request.headers.get("x-prism-conversation-id")
-    value, param = (header, "X-Prism-Conversation-Id") if header else (
-        chat.metadata.get("conversation_id"),
-        "metadata.conversation_id",
+    value, param = (
+        (header, "X-Prism-Conversation-Id")
+        if header
+        else (
+            chat.metadata.get("conversation_id"),
+            "metadata.conversation_id",
+        )
     )
     if value is None:
         return None
@@ -250,11 +257,13 @@ def hot_routes() -> dict[str, tuple[Any, Callable[[Request], Awaitable[Response]
 
 
 async def chat_completion(request: Request, state: AppState, principal: Principal) -> Response:
-    chat, request_id, conversation, sticky = await _prepare(request, state, principal)
+    snapshot = state.holder.current  # the request's config, read once and passed down
+    chat, request_id, conversation, sticky = await _prepare(request, state, principal, snapshot)
     # Conversation store (issue #3): history is read in a short session before the call; the
-    # exchange is written in its own unit of work after the answer (no session held while streaming).
+    # exchange is written by the flow's settle step, in its own unit of work after the answer (no
+    # session held while streaming).
     accounts = state.accounts if conversation and principal.user_id else None
-    new_messages = list(chat.messages)
+    store: ConversationSink | None = None
     if accounts is not None and conversation:
         async with accounts.sessionmaker() as session:
             history = await conversations.load_history(
@@ -263,9 +272,10 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
                 session=session,
                 max_messages=state.settings.conversation_max_messages,
             )
+        new_messages = list(chat.messages)
         if history:
             merged = conversations.merge_history(history, chat.messages)
-            window = state.holder.current.router.context_window_for(chat.model)
+            window = snapshot.router.context_window_for(chat.model)
             limit = chat.params.get("max_completion_tokens") or chat.params.get("max_tokens") or 0
             if window is not None:
                 merged = conversations.trim_history(
@@ -273,6 +283,14 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
                 )
             chat.messages = merged
             chat.prompt_tokens = count_messages(merged)
+        store = functools.partial(
+            conversations.append_exchange,
+            sessionmaker=accounts.sessionmaker,
+            conversation_id=conversation,
+            principal=principal,
+            new_messages=new_messages,
+            request_id=request_id,
+        )
     try:
         result = await state.completions.run(
             chat=chat,
@@ -284,31 +302,17 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
                 request.headers.get("cache-control"), request.headers.get("x-prism-cache")
             ),
             timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
+            snapshot=snapshot,
+            conversation=store,
         )
     except GatewayError as exc:
         # Errors are labelled too (the model they were about, a bounded label), not "none" (#26).
-        request.state.metric_model = state.holder.current.model_label(exc.headers.get("x-prism-model"))
+        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
         raise
-    request.state.metric_model = state.holder.current.model_label(result.model)
-
-    async def store(answer: str | None) -> None:
-        if accounts is not None and conversation:
-            await conversations.append_exchange(
-                sessionmaker=accounts.sessionmaker,
-                conversation_id=conversation,
-                principal=principal,
-                new_messages=new_messages,
-                answer=answer,
-                model=result.model,
-                request_id=request_id,
-            )
-
+    request.state.metric_model = snapshot.model_label(result.model)
     if result.stream is not None:
         headers = {**result.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-        stream = conversations.capture_stream(result.stream, store) if accounts is not None else result.stream
-        return ClosingStreamingResponse(stream, media_type="text/event-stream", headers=headers)
-    if accounts is not None:
-        await store(conversations.answer_text(result.body))
+        return ClosingStreamingResponse(result.stream, media_type="text/event-stream", headers=headers)
     return Response(content=orjson.dumps(result.body), media_type="application/json", headers=result.headers)
 
 
@@ -338,7 +342,10 @@ async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) 
 async def explain_route(request: Request, state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     """How a chat request would be routed (intent, confidence, tier, model, fallbacks, arm) — no model is
     called, no quota is spent. Takes the same body as ``/v1/chat/completions``."""
-    chat, request_id, _, sticky = await _prepare(request, state, principal)
+    snapshot = state.holder.current
+    chat, request_id, _, sticky = await _prepare(request, state, principal, snapshot)
     return OrjsonResponse(
-        state.completions.explain(chat=chat, principal=principal, request_id=request_id, sticky=sticky)
+        await state.completions.explain(
+            chat=chat, principal=principal, request_id=request_id, sticky=sticky, snapshot=snapshot
+        )
     )

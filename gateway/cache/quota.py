@@ -188,6 +188,8 @@ class QuotaTicket:
     """True when the backend was unavailable and the request was let through (fail-open)."""
     rate_headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
+    settled_marker_ttl_s: int | None = None
+    """From the config the reservation was made under (the limiter's own when unset)."""
 
     def headers(self) -> dict[str, str]:
         """OpenAI's ``x-ratelimit-*`` headers for the response (empty when no limits apply)."""
@@ -204,6 +206,10 @@ _REASONS: dict[str, tuple[str, str]] = {
 
 
 class QuotaLimiter:
+    """One per process. Requests pass their config snapshot's ``QuotaConfig`` to ``limits_for`` and
+    ``check_and_reserve`` (a reload never changes a request mid-way, and nothing shared is reassigned
+    per request); ``config`` is only the start-up default for callers that pass none."""
+
     def __init__(
         self, backend: QuotaBackend, config: QuotaConfig | None = None, *, max_pending_settles: int = 10_000
     ) -> None:
@@ -226,16 +232,19 @@ class QuotaLimiter:
         self,
         principal: Principal,
         *,
+        config: QuotaConfig | None = None,
         key_override: QuotaTier | None = None,
         user_override: QuotaTier | None = None,
     ) -> EffectiveLimits:
-        """Tier defaults from config, then the principal's own ``rpm_limit``/``tpm_limit``
+        """Tier defaults from ``config`` (the request's config snapshot; the limiter's own
+        start-up config when omitted), then the principal's own ``rpm_limit``/``tpm_limit``
         (per key), then the per-key / per-user overrides the caller read from the DB. Without
         overrides (the request path) the result is memoised per principal and config."""
+        config = config or self.config
         if key_override is None and user_override is None:
-            if self._limits_config is not self.config:
+            if self._limits_config is not config:
                 self._limits_memo.clear()
-                self._limits_config = self.config
+                self._limits_config = config
             memo_key = (
                 principal.tier,
                 principal.api_key_id,
@@ -245,17 +254,21 @@ class QuotaLimiter:
             )
             limits = self._limits_memo.get(memo_key)
             if limits is None:
-                limits = self._limits(principal, None, None)
+                limits = self._limits(config, principal, None, None)
                 if len(self._limits_memo) >= 10_000:
                     self._limits_memo.clear()
                 self._limits_memo[memo_key] = limits
             return limits
-        return self._limits(principal, key_override, user_override)
+        return self._limits(config, principal, key_override, user_override)
 
+    @staticmethod
     def _limits(
-        self, principal: Principal, key_override: QuotaTier | None, user_override: QuotaTier | None
+        config: QuotaConfig,
+        principal: Principal,
+        key_override: QuotaTier | None,
+        user_override: QuotaTier | None,
     ) -> EffectiveLimits:
-        tier = self.config.tiers.get(principal.tier) or self.config.tiers.get("default") or QuotaTier()
+        tier = config.tiers.get(principal.tier) or config.tiers.get("default") or QuotaTier()
         scopes: list[ScopeLimits] = []
         if principal.api_key_id is not None:
             own = QuotaTier(rpm=principal.rpm_limit, tpm=principal.tpm_limit)
@@ -265,14 +278,16 @@ class QuotaLimiter:
         scopes.append(ScopeLimits.from_tier(user_scope(principal.tenant), tier.merged(user_override)))
         return EffectiveLimits(tuple(s for s in scopes if not s.unlimited))
 
-    def _backend_failed(self, operation: str, exc: BaseException, *, fatal: bool) -> None:
+    def _backend_failed(
+        self, operation: str, exc: BaseException, *, fatal: bool, config: QuotaConfig | None = None
+    ) -> None:
         BACKEND_ERRORS.labels(operation=operation).inc()
         log.warning(
             "quota_backend_error",
             operation=operation,
             error=type(exc).__name__,
             detail=str(exc),
-            fail_mode=self.config.fail_mode,
+            fail_mode=(config or self.config).fail_mode,
         )
         if fatal:
             raise ServiceUnavailable(
@@ -287,6 +302,7 @@ class QuotaLimiter:
         estimated_tokens: int,
         estimated_cost_usd: float,
         limits: EffectiveLimits,
+        config: QuotaConfig | None = None,
     ) -> QuotaTicket:
         """Check every scope in ``limits`` and, if all pass, count the request and reserve the
         estimated tokens and worst-case cost — atomically, in one backend round trip.
@@ -294,11 +310,14 @@ class QuotaLimiter:
         Raises ``RateLimited`` (RPM, TPM, tokens per day) or ``QuotaExceeded`` (monthly budget)
         with ``Retry-After`` and ``x-ratelimit-*`` headers; ``ServiceUnavailable`` when the backend
         is down and ``fail_mode`` is ``closed`` (with ``open`` the request passes, degraded).
+        ``config``: the request's config snapshot (the limiter's start-up config when omitted).
         """
         del principal  # the scopes in ``limits`` already identify it
+        config = config or self.config
         scopes = limits.scopes
         est_tokens = max(int(estimated_tokens), 0)
         ticket = QuotaTicket(request_id, tuple(s.scope for s in scopes), est_tokens, estimated_cost_usd)
+        ticket.settled_marker_ttl_s = config.settled_marker_ttl_s
         if not scopes:
             return ticket
         day, month, next_month = _current_periods()
@@ -306,7 +325,7 @@ class QuotaLimiter:
             request_id=request_id,
             est_tokens=est_tokens,
             est_micro_usd=max(math.ceil(estimated_cost_usd * MICRO), 0),
-            ttl_ms=self.config.reservation_ttl_s * 1000,
+            ttl_ms=config.reservation_ttl_s * 1000,
             day_id=day,
             month_id=month,
             next_month_ms=next_month,
@@ -324,7 +343,7 @@ class QuotaLimiter:
         try:
             result = await self.backend.reserve(args)
         except Exception as exc:
-            self._backend_failed("quota_reserve", exc, fatal=self.config.fail_mode == "closed")
+            self._backend_failed("quota_reserve", exc, fatal=config.fail_mode == "closed", config=config)
             ticket.degraded = True
             return ticket
         if result.status == 0:
@@ -370,7 +389,7 @@ class QuotaLimiter:
             minute=ticket.minute,
             day_id=day,
             month_id=month,
-            done_ttl_ms=self.config.settled_marker_ttl_s * 1000,
+            done_ttl_ms=(ticket.settled_marker_ttl_s or self.config.settled_marker_ttl_s) * 1000,
             prefixes=tuple(self._prefix(s) for s in ticket.scopes),
         )
 

@@ -22,9 +22,16 @@ class PipelineCache:
         self.ttl_s = ttl_s
 
     def key_for(
-        self, *, tenant: str, model: str, request: Mapping[str, Any], opt_in: bool = False
+        self,
+        *,
+        tenant: str,
+        model: str,
+        request: Mapping[str, Any],
+        opt_in: bool = False,
+        config: RoutingConfig | None = None,
     ) -> str | None:
-        config = self._config()
+        """``config``: the request's config snapshot (the live one when omitted)."""
+        config = config or self._config()
         if not config.cache.enabled:
             return None
         if not cacheable(

@@ -39,6 +39,16 @@ class InjectionPolicy(BaseModel):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     # Roles whose content is scanned; system prompts are the operator's and trusted.
     roles: frozenset[str] = frozenset({"user", "tool", "function"})
+    # The learned scorer (``gateway/guardrails/learned.py``) on top of the rules, for these roles. Not on
+    # tool/function results by default: on documents it flags too many clean ones (docs/guardrails.md,
+    # "Learned injection detector").
+    learned: bool = True
+    learned_roles: frozenset[str] = frozenset({"user"})
+    # Where the learned scorer ALONE blocks (policy scale; 0.5 = its threshold). Between the threshold and
+    # this, a prompt only the learned scorer caught is flagged (logged, counted, x-prism-guard), not
+    # blocked: at 0.5, 6 of 656 ordinary routing prompts ("Do you like pizza?") crossed; at 0.7, none,
+    # while 96-100 % of the public jailbreak sets stay above (docs/guardrails.md).
+    learned_block_at: float = Field(default=0.7, ge=0.0, le=1.0)
 
 
 class DenyPattern(BaseModel):

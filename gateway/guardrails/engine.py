@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.config.guardrails import DenyPattern, GuardPolicy, GuardrailsConfig, OutputPolicy
 from gateway.guardrails.injection import InjectionDetector
+from gateway.guardrails.learned import LearnedInjectionModel, default_model
 from gateway.guardrails.masking import MaskTable
 from gateway.guardrails.output import OutputFilter, StreamOutputGuard
 from gateway.guardrails.pii import PiiDetector, PiiMatch, replace_spans
@@ -36,9 +37,16 @@ def _text_slots(msg: dict[str, Any]) -> list[tuple[Any, Any]]:
 
 
 class Guardrails:
-    def __init__(self, config: GuardrailsConfig) -> None:
+    def __init__(
+        self, config: GuardrailsConfig, *, injection_model: LearnedInjectionModel | None = None
+    ) -> None:
+        """``injection_model``: the learned injection scorer; default: the packaged one, loaded only when a
+        policy enables it."""
         self.config = config
-        self.injection = InjectionDetector()
+        policies = (config.local, config.external, *config.models.values())
+        if injection_model is None and any(p.enabled and p.injection.learned for p in policies):
+            injection_model = default_model()
+        self.injection = InjectionDetector(injection_model)
         self.pii = PiiDetector()
         self._deny_cache: dict[tuple[str, bool], re.Pattern[str]] = {}
         for pol in (config.local, config.external, *config.models.values()):
@@ -69,6 +77,8 @@ class Guardrails:
             return InputVerdict("allow", 0.0, (), frozenset(), frozenset(), out_msgs, masks)
 
         score = 0.0
+        rules_score = 0.0
+        learned_score: float | None = None
         reasons: list[str] = []
         detected: set[str] = set()
         masked: set[str] = set()
@@ -84,9 +94,17 @@ class Guardrails:
             if role in inj.roles:
                 texts = [c[k] for c, k in slots if k != "arguments"]
                 if texts:
-                    res = self.injection.score("\n".join(texts), role=role)
+                    res = self.injection.score(
+                        "\n".join(texts), role=role, learned=inj.learned and role in inj.learned_roles
+                    )
                     if res.score > score:
                         score = res.score
+                    own = res.rules_score if res.rules_score is not None else res.score
+                    rules_score = max(rules_score, own)
+                    if res.learned_score is not None and (
+                        learned_score is None or res.learned_score > learned_score
+                    ):
+                        learned_score = res.learned_score
                     reasons.extend(r for r in res.reasons if r not in reasons)
             for container, key in slots:
                 text: str = container[key]
@@ -110,6 +128,13 @@ class Guardrails:
                     container[key] = replace_spans(text, to_mask, masks.placeholder_for)
 
         injection_action = inj.action if score >= inj.threshold and score > 0 else None
+        if (
+            injection_action == "block"
+            and rules_score < inj.threshold
+            and learned_score is not None
+            and learned_score < inj.learned_block_at
+        ):
+            injection_action = "flag"  # the learned scorer alone, below its blocking band
         action: Decision = "allow"
         block_reason: str | None = None
         if injection_action == "block":
@@ -131,6 +156,7 @@ class Guardrails:
             pii_flagged=frozenset(flagged),
             pii_blocked=frozenset(blocked),
             elapsed_ms=(time.perf_counter() - t0) * 1000.0,
+            injection_learned_score=learned_score,
         )
 
     # ----------------------------------------------------------------- output

@@ -1,4 +1,4 @@
-"""Rule-based prompt-injection detector (English and Korean).
+"""Prompt-injection detector (English and Korean): rules, then a learned scorer (``learned``).
 
 Every rule is a precompiled regex over the *folded* text (see ``normalize.fold``)
 with a weight in 0..1 and a short reason code. Per reason code the strongest
@@ -26,9 +26,12 @@ import codecs
 import re
 from dataclasses import dataclass
 
+from gateway.guardrails.learned import LearnedInjectionModel
 from gateway.guardrails.normalize import fold, strip_invisible
 
 META_DAMPING = 0.35
+# Rules at or above this score decide alone: the learned scorer is not run (the rules are the fast layer).
+RULES_DECISIVE = 0.9
 
 _F = re.IGNORECASE | re.DOTALL
 
@@ -492,6 +495,8 @@ _ROT13 = re.compile(r"\brot-?13\b", re.IGNORECASE)
 class InjectionResult:
     score: float
     reasons: tuple[str, ...]
+    learned_score: float | None = None  # the learned scorer's score (policy scale), None when it did not run
+    rules_score: float | None = None  # the rules' own score when the learned one raised ``score``
 
 
 _SQ_OPEN = re.compile(r"(?:^|(?<=[^\w']))'(?=\w)")
@@ -517,11 +522,16 @@ def _in_quotes(text: str, pos: int) -> bool:
 
 
 class InjectionDetector:
-    """Precompiled rules; ``score`` is pure and thread-safe."""
+    """Precompiled rules, then (optionally) the learned scorer; ``score`` is pure and thread-safe.
 
-    def __init__(self) -> None:
+    The final score is the larger of the rule score and the learned score (both on the policy scale where
+    0.5 is the operating threshold); the reason ``learned`` says the learned scorer crossed 0.5.
+    """
+
+    def __init__(self, model: LearnedInjectionModel | None = None) -> None:
         # The folded text is already lower-case: no IGNORECASE (it makes Python's re markedly slower).
         self._rules = [(code, w, re.compile(p, re.DOTALL)) for code, w, p in _RULES]
+        self.model = model
 
     def _rule_scores(self, folded: str, role: str) -> tuple[dict[str, float], bool]:
         """Per-reason max weight, and whether every hit sits inside quotes."""
@@ -580,7 +590,23 @@ class InjectionDetector:
                 out.append(txt)
         return out
 
-    def score(self, text: str, *, role: str = "user", _depth: int = 0) -> InjectionResult:
+    def score(self, text: str, *, role: str = "user", learned: bool = True) -> InjectionResult:
+        """Rules first; the learned scorer when ``learned`` and a model is loaded and the rules did not
+        already decide (score >= ``RULES_DECISIVE``)."""
+        model = self.model if learned else None
+        res = self._score_rules(text, role=role, model=model)
+        if model is None or res.score >= RULES_DECISIVE or not text.strip():
+            return res
+        ls = model.score(text).score
+        if ls < 0.5:
+            return InjectionResult(res.score, res.reasons, ls)
+        reasons = res.reasons if "learned" in res.reasons else (*res.reasons, "learned")
+        return InjectionResult(round(max(res.score, ls), 4), reasons, ls, rules_score=res.score)
+
+    def _score_rules(
+        self, text: str, *, role: str, model: LearnedInjectionModel | None, _depth: int = 0
+    ) -> InjectionResult:
+        """The rules' score; decoded payloads (base64/hex/rot13) are also given to ``model`` when set."""
         if not text or not text.strip():
             return InjectionResult(0.0, ())
         folded = fold(text)
@@ -594,7 +620,9 @@ class InjectionDetector:
             if _ROT13.search(folded):
                 payloads.append(codecs.decode(raw, "rot13"))
             for p in payloads:
-                sub = self.score(p, role=role, _depth=1)
+                sub = self._score_rules(p, role=role, model=None, _depth=1)
+                if sub.score < 0.5 and model is not None and model.score(p).score >= 0.5:
+                    sub = InjectionResult(0.75, ("learned",))
                 if sub.score >= 0.5:
                     enc = min(0.95, sub.score + 0.05)
                     best["encoded_payload"] = max(best.get("encoded_payload", 0.0), enc)

@@ -29,6 +29,7 @@ class InputVerdict:
     pii_flagged: frozenset[str] = frozenset()
     pii_blocked: frozenset[str] = frozenset()
     elapsed_ms: float = 0.0
+    injection_learned_score: float | None = None  # the learned scorer's highest score; None: it did not run
 
     @property
     def blocked(self) -> bool:
@@ -56,6 +57,9 @@ class InputVerdict:
             "injection_score": round(self.injection_score, 3),
             "injection_action": self.injection_action,
             "injection_reasons": list(self.reasons),
+            "injection_learned_score": (
+                None if self.injection_learned_score is None else round(self.injection_learned_score, 3)
+            ),
             "pii_detected": sorted(self.pii_detected),
             "pii_masked": sorted(self.pii_masked),
             "pii_flagged": sorted(self.pii_flagged),
@@ -69,6 +73,8 @@ class InputVerdict:
         out: list[tuple[str, str]] = []
         if self.injection_action is not None:
             out.append(("injection", self.injection_action))
+            if "learned" in self.reasons:  # the learned scorer crossed its threshold (alone or with rules)
+                out.append(("injection_learned", self.injection_action))
         for c in sorted(self.pii_detected):
             if c in self.pii_blocked:
                 out.append((c, "block"))

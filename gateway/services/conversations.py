@@ -7,11 +7,10 @@ stream. ``trim_history`` is pure: it keeps the system message(s) and the most re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -195,32 +194,3 @@ def answer_text(body: Mapping[str, Any] | None) -> str | None:
         return None
     content = (choices[0].get("message") or {}).get("content")
     return content if isinstance(content, str) else None
-
-
-async def capture_stream(
-    stream: AsyncIterator[bytes], on_done: Callable[[str | None], Awaitable[None]]
-) -> AsyncIterator[bytes]:
-    """Relay SSE chunks unchanged, collecting the assistant text; ``on_done`` runs after a complete
-    stream (``[DONE]`` seen), in the same task, once no session is open. A chunk may hold several
-    events (the relay sends the finish frame, the usage chunk and ``[DONE]`` in one write)."""
-    parts: list[str] = []
-    complete = False
-    async for chunk in stream:
-        for event in chunk.split(b"\n\n"):
-            if event.startswith(b"data: {"):
-                try:
-                    payload = orjson.loads(event[6:])
-                    for choice in payload.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
-                        if isinstance(text, str) and choice.get("index", 0) == 0:
-                            parts.append(text)
-                except orjson.JSONDecodeError:
-                    pass
-            elif event.startswith(b"data: [DONE]"):
-                complete = True
-        yield chunk
-    if complete:
-        try:
-            await on_done("".join(parts))
-        except Exception:
-            log.warning("conversation_store_failed", exc_info=True)

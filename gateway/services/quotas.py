@@ -46,10 +46,10 @@ async def quota_report(
     limiter: QuotaLimiter, *, quotas: QuotaConfig, subject: Principal, kind: ScopeKind, ident: str
 ) -> dict[str, Any]:
     """Current usage against every limit of the scope, from the live backend."""
-    limiter.config = quotas
     scope = key_scope(ident) if kind == "key" else user_scope(ident)
     limits = next(
-        (limits for limits in limiter.limits_for(subject).scopes if limits.scope == scope), ScopeLimits(scope)
+        (item for item in limiter.limits_for(subject, config=quotas).scopes if item.scope == scope),
+        ScopeLimits(scope),
     )
     report = await limiter.usage(principal_scope=scope, limits=limits)
     return {**report, "tier": subject.tier}

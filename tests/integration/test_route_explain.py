@@ -167,8 +167,11 @@ def test_key_policy_caps_auto_and_conversations_stick_upward(tmp_path: Path) -> 
         assert model == "mock-smart" and "tier=strong" in route and "sticky_from=cheap" in route
         assert ask(free, GREETING, c2)[0] == "mock-fast"  # another conversation is not affected
         assert ask(free, GREETING)[0] == "mock-fast"  # nor a request without one
-        body = {"model": "auto", "messages": [{"role": "user", "content": GREETING}],
-                "metadata": {"conversation_id": c1}}
+        body = {
+            "model": "auto",
+            "messages": [{"role": "user", "content": GREETING}],
+            "metadata": {"conversation_id": c1},
+        }
         meta = http.post("/v1/chat/completions", json=body, headers=_bearer(free_key["key"]))
         assert meta.headers["x-prism-model"] == "mock-smart"  # metadata.conversation_id works too
         # usage records carry intent and routing tier; /admin/usage groups by them
@@ -232,15 +235,84 @@ def test_low_confidence_escalates_to_a_small_model_within_its_budget(tmp_path: P
         assert "escalation=error" in route and "intent=small_talk" in route and model == "mock-fast"
         assert _escalations(gateway, "used") == 1 and _escalations(gateway, "error") == 1
         assert '"intent_escalation": "used"' in gateway.log() or '"intent_escalation":"used"' in gateway.log()
-        # explain never calls a model, so never escalates
+        # explain runs the same decide steps, escalation included (it asks the labeller, no answer model)
         explained = httpx.post(
             f"{gateway.openai_base_url}/route/explain",
             json={"model": "auto", "messages": [{"role": "user", "content": GREETING}]},
         ).json()
-        assert "escalation" not in explained["route"]
+        assert "escalation=error" in explained["route"] and explained["model"] == "mock-fast"
+        assert _escalations(gateway, "error") == 2
 
         gateway.reload_config(ESCALATION_CONFIG % {"latency": 2000})
         started = time.perf_counter()
         model, route = ask("reasoning, complex: is 91 prime")
         assert time.perf_counter() - started < 1.5  # the 150 ms budget, not the labeller's 2 s
         assert "escalation=timeout" in route and _escalations(gateway, "timeout") == 1
+
+
+# ------------------------------------------------------------------ one routing path: explain == served
+SAME_PATH_CONFIG = """
+models:
+  mock-fast: {provider: mock, tier: cheap, price_input_per_mtok: 0.15}
+  mock-label: {provider: mock, tier: cheap, price_input_per_mtok: 1.0}
+  mock-smart: {provider: mock, tier: strong, price_input_per_mtok: 2.5}
+  mock-mid: {provider: mock, tier: cheap, price_input_per_mtok: 0.5}
+aliases:
+  auto: {smart: true}
+  chat: {target: mock-mid}
+  split: {split: {mock-fast: 50, mock-mid: 50}, sticky: user}
+experiments:
+  ab:
+    alias: chat-ab
+    control: a
+    sticky: user
+    arms:
+      a: {model: mock-fast, weight: 50}
+      b: {model: mock-smart, weight: 50}
+routing:
+  tiers: [cheap, strong]
+  sticky_upgrade_s: 60
+  escalation: {enabled: true, model: mock-label, below_confidence: 0.5, timeout_ms: 500}
+cache: {enabled: false}
+"""
+
+
+def test_explain_matches_the_served_route(tmp_path: Path) -> None:
+    """Over a mixed set — ``auto`` with easy and hard prompts (escalation on for unsure ones), a
+    conversation whose tier sticks upward, an alias, a sticky split and an A/B experiment keyed by
+    user — ``/v1/route/explain`` names the route and model the request is then served with."""
+    conversation = f"c-{uuid.uuid4().hex[:6]}"
+    requests: list[tuple[dict[str, Any], dict[str, str]]] = [
+        ({"model": "auto", "messages": [{"role": "user", "content": GREETING}]}, {}),
+        ({"model": "auto", "messages": [{"role": "user", "content": REASONING}]}, {}),
+        ({"model": "auto", "messages": [{"role": "user", "content": "reasoning, complex: is 91 prime"}]}, {}),
+        ({"model": "auto", "messages": [{"role": "user", "content": "hmm"}]}, {}),
+        ({"model": "chat", "messages": [{"role": "user", "content": "hello"}]}, {}),
+        ({"model": "mock-smart", "messages": [{"role": "user", "content": "hello"}]}, {}),
+    ]
+    for user in ("alice", "bob", "carol", "dave", "erin", "frank"):
+        for model in ("split", "chat-ab"):
+            requests.append(
+                ({"model": model, "user": user, "messages": [{"role": "user", "content": "x"}]}, {})
+            )
+    sticky = {"X-Prism-Conversation-Id": conversation}
+    requests += [  # the conversation needs the strong tier once, then a greeting stays strong
+        ({"model": "auto", "messages": [{"role": "user", "content": REASONING}]}, sticky),
+        ({"model": "auto", "messages": [{"role": "user", "content": GREETING}]}, sticky),
+    ]
+    with running_gateway(tmp_path, config=SAME_PATH_CONFIG) as gateway, httpx.Client(timeout=30) as http:
+        served_models: set[str] = set()
+        for body, headers in requests:
+            explained = http.post(f"{gateway.openai_base_url}/route/explain", json=body, headers=headers)
+            assert explained.status_code == 200, explained.text
+            served = http.post(f"{gateway.openai_base_url}/chat/completions", json=body, headers=headers)
+            assert served.status_code == 200, served.text
+            decision = explained.json()
+            assert decision["model"] == served.headers["x-prism-model"], (body, decision)
+            assert decision["route"] == served.headers["x-prism-route"], (body, decision)
+            served_models.add(served.headers["x-prism-model"])
+        last = http.post(
+            f"{gateway.openai_base_url}/route/explain", json=requests[-1][0], headers=sticky
+        ).json()
+        assert "sticky_from=cheap" in last["route"] and last["model"] == "mock-smart"
+        assert served_models >= {"mock-fast", "mock-smart", "mock-mid"}

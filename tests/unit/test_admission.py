@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.agent.executor import DirectExecutor
-from gateway.agent.graph import build_graph
+from gateway.agent.graph import build_runner
 from gateway.agent.guard import GuardService
 from gateway.cache import CachedEntry, MemoryQuotaBackend, MemoryResponseStore, QuotaLimiter, ResponseCache
 from gateway.cache.quota_backends import ReserveArgs, ReserveResult
@@ -75,7 +74,7 @@ def _service(tmp_path: Path, backend: HeldBackend, rpm: int = 1000) -> Completio
     return CompletionService(
         CompletionServices(
             holder=holder,
-            graph=DirectExecutor(build_graph()),
+            graph=build_runner("direct"),
             guard=SpyGuard(backend),
             response_cache=cache,
             quotas=quotas,
@@ -143,9 +142,13 @@ async def test_quota_refusal_comes_before_a_guard_block(tmp_path: Path) -> None:
     backend = HeldBackend()
     backend.release.set()
     service = _service(tmp_path, backend, rpm=1)
+    assert service.s.quotas is not None
+    default = service.s.quotas.config
     await _run(service, BENIGN, "first")
     with pytest.raises(RateLimited):  # over quota and blocked: the 429 wins, as before the overlap
         await _run(service, INJECTION, "second")
+    # the limit came from the request's config snapshot; the shared limiter was not reassigned
+    assert service.s.quotas.config is default and not default.tiers
     service2 = _service(tmp_path, HeldBackend())
     service2.s.quotas.backend.release.set()  # type: ignore[union-attr]
     with pytest.raises(ContentBlocked):  # within quota, the same prompt is blocked

@@ -85,7 +85,10 @@ def test_unrestricted_principal_keeps_the_full_chain_and_reports_no_policy() -> 
     assert decision.targets == ("fast", "smart", "mini")
     assert decision.policy is None
     assert decision.policy_summary == {
-        "allowed_models": None, "targets_removed": 0, "shadows_removed": 0, "arm_reassigned": False
+        "allowed_models": None,
+        "targets_removed": 0,
+        "shadows_removed": 0,
+        "arm_reassigned": False,
     }
 
 
@@ -186,7 +189,7 @@ def test_shadows_are_filtered_unless_the_config_exempts_them() -> None:
 def test_principals_with_different_allow_lists_never_share_cache_entries() -> None:
     """The cache key's tenant: one user's two keys with different allow-lists must not serve each
     other answers (a cached answer may come from a model the other key may not use)."""
-    from gateway.services.completion import _cache_tenant
+    from gateway.services.admission import cache_tenant as _cache_tenant
 
     open_key = Principal(user_id="u1")
     cheap = Principal(user_id="u1", allowed_models=frozenset({"mock-fast"}))

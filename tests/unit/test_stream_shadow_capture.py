@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.agent.executor import DirectExecutor
-from gateway.agent.graph import build_graph
+from gateway.agent.graph import build_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.experiments.shadow import ShadowSide
@@ -61,7 +60,7 @@ async def test_streamed_and_plain_primaries_both_hand_their_text_to_the_shadows(
     service = CompletionService(
         CompletionServices(
             holder=holder,
-            graph=DirectExecutor(build_graph()),
+            graph=build_runner("direct"),
             guard=GuardService(),
             shadow=shadows,
         )

@@ -1,14 +1,14 @@
-"""Wait for the request's admission before the first model call.
+"""Send the request's admission: the quota reservation and the cache's lookup-or-lock.
 
-The completion service sends the quota reservation and the cache's lookup-or-lock before the graph
-starts, and the graph classifies, routes and guards the prompt while they are in flight: their
-round trip is hidden behind that work instead of added to it. Nothing reaches a model before the
-reservation has passed (its 429 is raised here) and the cache has answered; a hit short-cuts to
-``format``.
+Both round trips are sent at once, first thing, and stay in flight while the flow classifies,
+routes and guards the prompt: their latency hides behind that work. ``gate`` waits for them before
+the first model call, so nothing is answered, from the cache or upstream, before the reservation
+has passed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -18,7 +18,9 @@ from gateway.agent.state import PipelineContext, PipelineState
 
 async def admit(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     admission = runtime.context.admission
-    if admission is None:
-        return {}
-    cached = await admission
-    return {"cached": cached} if cached is not None else {}
+    if admission is not None:
+        admission.begin()
+        # One loop iteration for both tasks to put their commands on the wire (the multiplexed
+        # client writes an iteration's first command at once) before the flow's CPU work.
+        await asyncio.sleep(0)
+    return {}

@@ -2,7 +2,7 @@
 
 Whole answers are checked here (a block becomes the request's error); for
 streams a filter is appended to ``handle.filters`` and runs while the service
-relays the stream (a block ends it with an error event).
+relays the stream in ``deliver`` (a block ends it with an error event).
 """
 
 from __future__ import annotations

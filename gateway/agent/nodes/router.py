@@ -2,6 +2,10 @@
 
 For ``auto`` requests of a conversation, the tier the conversation needed earlier is a floor (upward
 stickiness, ``routing.sticky_upgrade_s``); the store is read with a short timeout and fails open.
+A refusal (unknown model, a model the principal may not use, a prompt too long for every target)
+becomes the request's ``error``: ``gate`` still lets a cached answer or a quota refusal win over it.
+``/v1/route/explain`` runs this same step with ``context.explain``: it reads the floor, never
+extends it, and counts nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from gateway.agent.state import PipelineContext, PipelineState
+from gateway.errors import GatewayError
 from gateway.observability import access, metrics
 from gateway.routing.smart import SmartRouting
 
@@ -34,16 +39,21 @@ async def route(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict
         floor = await memory.floor(
             tenant=ctx.principal.tenant, conversation=conversation, timeout_s=smart.sticky_timeout_ms / 1000
         )
-    decision = router.route(
-        requested=request.model,
-        principal=ctx.principal,
-        intent=state.get("intent"),
-        prompt_tokens=request.prompt_tokens,
-        max_tokens=request.params.get("max_completion_tokens") or request.params.get("max_tokens"),
-        sticky=ctx.sticky,
-        request_id=ctx.trace.request_id,
-        min_tier=floor,
-    )
+    try:
+        decision = router.route(
+            requested=request.model,
+            principal=ctx.principal,
+            intent=state.get("intent"),
+            prompt_tokens=request.prompt_tokens,
+            max_tokens=request.params.get("max_completion_tokens") or request.params.get("max_tokens"),
+            sticky=ctx.sticky,
+            request_id=ctx.trace.request_id,
+            min_tier=floor,
+        )
+    except GatewayError as exc:
+        return {"error": exc}
+    if ctx.explain:
+        return {"route": decision, "target_index": 0, "attempt": 0}
     needed = decision.needed_tier
     # only a tier the request needed by itself (not one stickiness gave it) starts or extends the window
     if sticky and needed is not None and decision.sticky_from is None and needed != smart.tiers[0]:

@@ -1,0 +1,182 @@
+"""Learned prompt-injection scorer: a logistic head over hashed character and word n-grams.
+
+The rules in ``injection`` are precise but only catch the phrasings someone wrote a regex for; this model
+generalises over wording (trained on public jailbreak / injection sets plus Prism's own English and Korean
+data by ``scripts/train_guard.py``; provenance in tests/data/guard/SOURCES.md). Features are computed on the
+*folded* text (``normalize.fold``: NFKC, invisible characters removed, Hangul jamo composed, homoglyphs
+folded, letter-spacing joined) with digits inside words de-leeted, so most cosmetic obfuscation maps back to
+the plain form before hashing:
+
+* character 2- to 5-grams (catch Korean morphology, leetspeak leftovers and mixed scripts),
+* word unigrams and bigrams,
+
+hashed into ``2**bits`` buckets (vectorised in numpy: no per-n-gram Python work), counted, log-scaled and
+L2-normalised (with a floor on the norm, see ``NORM_FLOOR``). The head's probability is mapped so that
+the operating threshold chosen on validation data
+(``meta.threshold``) lands on 0.5, the policy scale the rules use.
+
+A long text is scored as overlapping ``WINDOW_CHARS`` windows (the highest window counts), which also
+bounds what the model saw in training. Cost: linear in the text, bounded by scanning at most
+``HEAD_CHARS + TAIL_CHARS`` characters (about twice, windows overlap).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import pathlib
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.guardrails.normalize import fold
+
+DEFAULT_MODEL_PATH: Final = pathlib.Path(__file__).resolve().parent / "injection_model.npz"
+FEATURE_VERSION: Final = "char2-5+word1-2/window512/normfloor8/v3"
+HEAD_CHARS: Final = 6_000
+TAIL_CHARS: Final = 2_000
+WINDOW_CHARS: Final = 512
+WINDOW_STRIDE: Final = 256
+CHAR_ORDERS: Final = (2, 3, 4, 5)
+# Vectors are divided by max(L2 norm, NORM_FLOOR): a text of a few characters has few n-grams, and a plain
+# L2 normalisation would let one word ("no", "say") carry the whole score. ~15 characters reach the floor.
+NORM_FLOOR: Final = 8.0
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+_WORD = re.compile(r"\w+")
+_LEET_WORD = re.compile(r"\b(?=\w*[a-z])(?=\w*[013457@$])[\w@$]+\b")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_M1: Final = np.uint64(0xFF51AFD7ED558CCD)
+_PRIME: Final = np.uint64(0x100000001B3)
+_S33: Final = np.uint64(33)
+
+
+def windows(text: str) -> list[str]:
+    """Overlapping windows of a (bounded) text: a long document is judged piece by piece, so an instruction
+    hidden in it is not diluted by the rest, and a long benign text is not judged by its length."""
+    if len(text) > HEAD_CHARS + TAIL_CHARS:
+        text = f"{text[:HEAD_CHARS]}\n{text[-TAIL_CHARS:]}"
+    if len(text) <= WINDOW_CHARS:
+        return [text]
+    last = len(text) - WINDOW_CHARS
+    starts = [*range(0, last, WINDOW_STRIDE), last]
+    return [text[i : i + WINDOW_CHARS] for i in starts]
+
+
+def model_text(text: str) -> str:
+    """The text the features are computed on: folded, de-leeted."""
+    folded = fold(text)
+    if any(c.isdigit() or c in "@$" for c in folded):
+        folded = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), folded)
+    return folded
+
+
+def _mix(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    h ^= h >> _S33
+    h *= _M1
+    h ^= h >> _S33
+    return h
+
+
+def hashed_features(text: str, *, bits: int) -> tuple[IntArray, FloatArray]:
+    """(bucket indices, values) of one text: sorted unique indices, L2-normalised log counts."""
+    t = model_text(text)
+    mask = np.uint64((1 << bits) - 1)
+    parts: list[npt.NDArray[np.uint64]] = []
+    cp = np.frombuffer(f" {t} ".encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    n = cp.shape[0]
+    with np.errstate(over="ignore"):
+        for order in CHAR_ORDERS:
+            if n < order:
+                continue
+            h = np.full(n - order + 1, np.uint64(order * 0x9E3779B1), dtype=np.uint64)
+            for k in range(order):
+                h *= _PRIME
+                h += cp[k : n - order + 1 + k]
+            parts.append(_mix(h))
+        words = _WORD.findall(t)
+        if words:
+            wh = np.fromiter(
+                (zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words),
+                dtype=np.uint64,
+                count=len(words),
+            )
+            parts.append(_mix(wh + np.uint64(0xABCDEF12345)))
+            if len(words) > 1:
+                parts.append(_mix(wh[:-1] * _PRIME + wh[1:] + np.uint64(0x5BD1E995)))
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    buckets = (np.concatenate(parts) & mask).astype(np.int64)
+    idx, counts = np.unique(buckets, return_counts=True)
+    val = (1.0 + np.log(counts)).astype(np.float32)
+    val /= np.float32(max(math.sqrt(float(val @ val)), NORM_FLOOR))
+    return idx, val
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedScore:
+    probability: float  # the head's probability
+    score: float  # on the policy scale: 0.5 = the operating threshold chosen on validation data
+
+
+class LearnedInjectionModel:
+    """Immutable after ``load``; ``score`` is pure and thread-safe."""
+
+    def __init__(self, *, weights: FloatArray, bias: float, bits: int, threshold: float) -> None:
+        if weights.shape != (1 << bits,):
+            raise ValueError("weights do not match the hash size")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError("threshold must be in (0, 1)")
+        self._w = np.ascontiguousarray(weights, dtype=np.float32)
+        self._w.setflags(write=False)
+        self._b = float(bias)
+        self.bits = bits
+        self.threshold = threshold
+        self._shift = math.log(threshold / (1.0 - threshold))
+
+    @classmethod
+    def load(cls, path: pathlib.Path | None = None) -> LearnedInjectionModel:
+        model_path = DEFAULT_MODEL_PATH if path is None else path
+        with np.load(model_path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("feature_version") != FEATURE_VERSION:
+                raise ValueError(f"{model_path} was trained with other features; run scripts/train_guard.py")
+            weights = np.asarray(z["weights"], dtype=np.float32)
+        return cls(
+            weights=weights,
+            bias=float(meta["bias"]),
+            bits=int(meta["bits"]),
+            threshold=float(meta["threshold"]),
+        )
+
+    def logit(self, text: str) -> float:
+        """The highest window logit."""
+        best = -math.inf
+        for piece in windows(text):
+            idx, val = hashed_features(piece, bits=self.bits)
+            best = max(best, float(self._w[idx] @ val))
+        return best + self._b
+
+    def score(self, text: str) -> LearnedScore:
+        z = self.logit(text)
+        return LearnedScore(probability=_sigmoid(z), score=_sigmoid(z - self._shift))
+
+
+@functools.lru_cache(maxsize=1)
+def default_model() -> LearnedInjectionModel:
+    """The packaged model, loaded once per process (every config reload's ``Guardrails`` shares it)."""
+    return LearnedInjectionModel.load()
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
