@@ -13,7 +13,8 @@ from gateway.deps import AccountsDep, AdminDep, SessionDep, SessionUserDep, User
 from gateway.errors import InvalidRequest
 from gateway.schemas.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, UserOut
 from gateway.services.accounts import Accounts
-from gateway.services.auth import TokenPair, get_user
+from gateway.services.auth import TokenPair
+from gateway.services.users import get_user
 
 router = APIRouter(tags=["auth"])
 
