@@ -39,6 +39,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.background import BackgroundWorker, Backoff
 from gateway.cache.backends import make_redis
 from gateway.cache.redis_url import client_from_url
 from gateway.config.routing import ConfigError
@@ -53,6 +54,7 @@ STATUS_TTL_S = 3 * HEARTBEAT_S
 """A worker whose status is older than this is taken as gone (its key expires in Redis too)."""
 _POLL_S = 0.05
 _MAX_BACKOFF_S = 5.0
+_RESUBSCRIBE_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +224,19 @@ class ConfigSync:
         self.supervisor_pid = supervisor_pid
         self.wait_s = wait_s
         self.notice: str | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat = BackgroundWorker(
+            "config_heartbeat", self._publish_status, interval_s=HEARTBEAT_S, backoff=None, stop_timeout_s=0
+        )
+        """A missed beat lets this worker's status expire: it beats every interval, failing or not."""
+        self._listener = BackgroundWorker(
+            "config_listen",
+            self._listen,
+            interval_s=_RESUBSCRIBE_S,
+            backoff=Backoff(base_s=_RESUBSCRIBE_S, max_s=_MAX_BACKOFF_S),
+            first=self._listen,
+            stop_timeout_s=0,
+        )
+        """One round is one subscription, for as long as it lasts."""
         self._pending: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -275,19 +289,20 @@ class ConfigSync:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await self._publish_status()
-        self._tasks.append(loop.create_task(self._heartbeat(), name="config-heartbeat"))
+        self._heartbeat.start()
         if self.redis_url is not None:
-            self._tasks.append(loop.create_task(self._listen(self.redis_url), name="config-listen"))
+            self._listener.start()
 
     async def aclose(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        for task in [*self._tasks, *self._pending]:
+        await self._heartbeat.stop()
+        await self._listener.stop()
+        for task in self._pending:
             task.cancel()
-        for task in [*self._tasks, *self._pending]:
+        for task in list(self._pending):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.registry.remove(self.status())
         if self.redis is not None:
@@ -417,44 +432,40 @@ class ConfigSync:
         now = time.time()
         return [status for status in statuses if now - status.seen_at <= STATUS_TTL_S]
 
-    async def _publish_status(self) -> None:
+    async def _publish_status(self) -> bool:
         try:
             await self.registry.put(self.status())
         except (RedisError, OSError) as exc:
             log.warning("config_status_write_failed", error=type(exc).__name__)
+            return False
+        return True
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            await self._publish_status()
-
-    async def _listen(self, url: str) -> None:
-        """Follow the reload channel. After every subscription (the first one too: a notice sent while
-        this worker was starting or disconnected is missed) the file is checked once and reloaded when
-        it changed."""
-        backoff = 0.1
-        while True:
-            client: Redis = client_from_url(url, socket_timeout=None, socket_connect_timeout=2.0)
-            try:
-                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    backoff = 0.1
-                    if self.holder.file_changed():
-                        self.reload_here(notice=None, source="subscribe")
-                        await self._publish_status()
-                    while True:
-                        message = await pubsub.get_message(timeout=HEARTBEAT_S)
-                        if message is not None and message.get("type") == "message":
-                            await self._on_notice(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("config_listen_failed", error=type(exc).__name__, retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+    async def _listen(self) -> bool:
+        """Follow the reload channel for as long as one subscription lasts. After every subscription
+        (the first one too: a notice sent while this worker was starting or disconnected is missed)
+        the file is checked once and reloaded when it changed. A connection lost after subscribing
+        is a success (resubscribe after ``_RESUBSCRIBE_S``); failing to subscribe is a failure (the
+        worker backs off, doubling up to ``_MAX_BACKOFF_S``)."""
+        assert self.redis_url is not None
+        client: Redis = client_from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=2.0)
+        subscribed = False
+        try:
+            async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(self.channel)
+                subscribed = True
+                if self.holder.file_changed():
+                    self.reload_here(notice=None, source="subscribe")
+                    await self._publish_status()
+                while True:
+                    message = await pubsub.get_message(timeout=HEARTBEAT_S)
+                    if message is not None and message.get("type") == "message":
+                        await self._on_notice(message["data"])
+        except (RedisError, OSError) as exc:
+            log.warning("config_listen_failed", error=type(exc).__name__, subscribed=subscribed)
+            return subscribed
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _on_notice(self, raw: bytes) -> None:
         try:

@@ -21,7 +21,7 @@ from gateway.cache.service import PipelineCache
 from gateway.config.settings import Settings
 from gateway.config_sync import ConfigSync
 from gateway.experiments.judge import ShadowJudge
-from gateway.experiments.shadow import ShadowResultWriter
+from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
@@ -47,6 +47,8 @@ class AppState:
     accounts: Accounts | None = None
     backends: CacheBackends | None = None
     config_sync: ConfigSync | None = None
+    shadow_results: ShadowResults | None = None
+    """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
 
 
 def _resident_mb() -> float | None:
@@ -121,6 +123,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             accounts=accounts,
             backends=backends,
             config_sync=config_sync,
+            shadow_results=shadow.results,
         )
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from gateway.deps import AccountsDep, AdminDep, SessionDep
 from gateway.schemas.admin import UsageReport, UserList, UserPatch
 from gateway.schemas.auth import UserOut
-from gateway.services import auth as auth_service
+from gateway.services import users as user_service
 from gateway.services.usage_queries import UsageQuery, build_query, usage_export_csv, usage_report
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -75,7 +75,7 @@ async def list_users(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     email: Annotated[str | None, Query(max_length=320)] = None,
 ) -> UserList:
-    users, total = await auth_service.list_users(session, limit=limit, offset=offset, email_contains=email)
+    users, total = await user_service.list_users(session, limit=limit, offset=offset, email_contains=email)
     return UserList(data=[UserOut.model_validate(u) for u in users], total=total, limit=limit, offset=offset)
 
 
@@ -83,7 +83,7 @@ async def list_users(
 async def patch_user(
     user_id: str, body: UserPatch, admin: AdminDep, accounts: AccountsDep, session: SessionDep
 ) -> UserOut:
-    user = await auth_service.update_user(
+    user = await user_service.update_user(
         session,
         actor=admin,
         user_id=user_id,

@@ -9,12 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.db.repositories.users import UserRepository
 from gateway.deps import AccountsDep, AdminDep, SessionDep, SessionUserDep, UserDep
 from gateway.errors import InvalidRequest
 from gateway.schemas.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, UserOut
 from gateway.services.accounts import Accounts
 from gateway.services.auth import TokenPair
+from gateway.services.users import get_user
 
 router = APIRouter(tags=["auth"])
 
@@ -183,4 +183,4 @@ async def reset_password(
 async def me(principal: UserDep, session: SessionDep) -> UserOut:
     """Any signed-in user (JWT or API key)."""
     assert principal.user_id is not None
-    return UserOut.model_validate(await UserRepository(session).get(principal.user_id))
+    return UserOut.model_validate(await get_user(session, user_id=principal.user_id))

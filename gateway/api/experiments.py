@@ -14,8 +14,6 @@ rating, a finite number from 1 to 5; posting again replaces the earlier rating (
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from datetime import datetime
 from typing import Annotated, Any
@@ -23,11 +21,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.db.repositories import experiments as repo
 from gateway.deps import AccountsDep, AdminDep, AppStateDep, PrincipalDep, SessionDep
 from gateway.errors import InvalidRequest, NotFound
 from gateway.experiments.judge import ShadowJudge
-from gateway.experiments.reports import RATING_RANGE, collect, experiment_report, shadow_report
+from gateway.experiments.reports import RATING_RANGE, experiment_report
+from gateway.lifespan import AppState
+from gateway.services.accounts import Accounts
+from gateway.services.experiments import (
+    arm_stats,
+    chosen_run,
+    flush_buffers,
+    record_feedback,
+    runs_with_ends,
+    shadow_comparison,
+    start_run,
+)
 
 router = APIRouter(prefix="/admin", tags=["experiments"])
 feedback_router = APIRouter(prefix="/v1", tags=["experiments"])
@@ -80,37 +88,19 @@ async def post_feedback(
     accounts: AccountsDep,
     session: SessionDep,
 ) -> FeedbackOut:
-    usage = await repo.find_usage(session, body.request_id)
-    if usage is None:  # the record may still be in this replica's buffer, or in a flush under way
-        with contextlib.suppress(Exception):
-            await accounts.recorder.flush()
-        for _ in range(10):
-            await session.rollback()  # a fresh read transaction sees what was committed since
-            usage = await repo.find_usage(session, body.request_id)
-            if usage is not None:
-                break
-            await asyncio.sleep(0.1)
-    owner_ok = principal.is_admin or (
-        principal.user_id is not None and usage is not None and usage.user_id == principal.user_id
-    )
-    if not state.settings.auth_enabled and usage is not None and usage.user_id is None:
-        owner_ok = True  # anonymous gateway: anonymous requests carry no owner to check
-    if usage is None or not owner_ok:
-        raise NotFound("No request with this id")
     if isinstance(body.score, str):
         score, thumb = (1.0 if body.score == "up" else 0.0), body.score
     else:
         score, thumb = float(body.score), None
-    row, created = await repo.upsert_feedback(
+    row, created = await record_feedback(
         session,
+        principal=principal,
         request_id=body.request_id,
-        user_id=principal.user_id,
-        experiment=usage.experiment,
-        arm=usage.arm,
-        model=usage.model_served,
         score=score,
         thumb=thumb,
         comment=body.comment,
+        recorder=accounts.recorder,
+        anonymous_gateway=not state.settings.auth_enabled,
     )
     if not created:
         response.status_code = 200
@@ -127,13 +117,8 @@ async def post_feedback(
     )
 
 
-async def _flush(state: Any, accounts: Any) -> None:
-    with contextlib.suppress(Exception):
-        await accounts.recorder.flush()
-    shadow = getattr(state.completions.s, "shadow", None)
-    if shadow is not None and shadow.results.writer is not None:
-        with contextlib.suppress(Exception):
-            await shadow.results.writer.flush()
+async def _flush(state: AppState, accounts: Accounts) -> None:
+    await flush_buffers(accounts.recorder, state.shadow_results)
 
 
 @router.get("/experiments")
@@ -156,7 +141,7 @@ async def list_experiments(_: AdminDep, state: AppStateDep) -> dict[str, Any]:
     return {"data": items}
 
 
-def _known(state: Any, name: str) -> None:
+def _known(state: AppState, name: str) -> None:
     config = state.holder.experiments.configs.get(name)
     split = state.holder.current.config.aliases.get(name)
     if config is None and (split is None or split.split is None):
@@ -189,23 +174,12 @@ async def get_experiment(
     split = state.holder.current.config.aliases.get(name)
     _known(state, name)
     await _flush(state, accounts)
-    since = until = None
+    chosen, until = await chosen_run(session, experiment=name, run=run)
     run_info: dict[str, Any] = {"id": None, "started_at": None, "ended_at": None, "scope": "all rows"}
-    if run != "all":
-        chosen = (
-            await repo.get_run(session, name, int(run))
-            if run is not None and run.isdigit()
-            else next(iter(await repo.list_runs(session, name, limit=1)), None)
-        )
-        if chosen is None and run is not None and run.isdigit():
-            raise NotFound(f"No run {run} of experiment {name!r}")
-        if chosen is not None:
-            since, until = chosen.started_at, await repo.run_end(session, chosen)
-            run_info = {**_run_view(chosen, until), "scope": "one run"}
-    arms = collect(
-        await repo.experiment_rows(session, name, since=since, until=until),
-        await repo.feedback_rows(session, name, since=since, until=until),
-    )
+    if chosen is not None:
+        run_info = {**_run_view(chosen, until), "scope": "one run"}
+    since = chosen.started_at if chosen is not None else None
+    arms = await arm_stats(session, experiment=name, since=since, until=until)
     canary = experiments.canary(name)
     if config is None:  # a plain ``split`` alias: arms are models, the first is the control
         assert split is not None and split.split is not None
@@ -233,7 +207,7 @@ async def reset_experiment(
     starts its roll-out over (step 0, empty health windows; the history keeps a ``reset`` event)."""
     _known(state, name)
     reason = body.reason if body is not None else None
-    new = await repo.create_run(session, experiment=name, started_by=admin.user_id, reason=reason)
+    new = await start_run(session, experiment=name, started_by=admin.user_id, reason=reason)
     canary = state.holder.experiments.reset(name, reason=reason or "admin reset")
     return {
         "experiment": name,
@@ -247,9 +221,7 @@ async def list_runs(
     _: AdminDep, state: AppStateDep, session: SessionDep, name: Annotated[str, Path(max_length=128)]
 ) -> dict[str, Any]:
     _known(state, name)
-    runs = await repo.list_runs(session, name)
-    ends = [None, *(r.started_at for r in runs[:-1])]  # newest first: a run ends where the next began
-    return {"data": [_run_view(run, end) for run, end in zip(runs, ends, strict=True)]}
+    return {"data": [_run_view(run, end) for run, end in await runs_with_ends(session, experiment=name)]}
 
 
 class _SplitView:
@@ -271,22 +243,18 @@ async def get_shadow(
     if since is not None and since.tzinfo is None:
         raise InvalidRequest("since needs a time zone (e.g. 2026-12-07T08:00:00Z)", param="since")
     await _flush(state, accounts)
-    report = shadow_report(
-        alias,
-        await repo.shadow_rows(session, alias, since=since),
-        await repo.judgement_rows(session, alias, since=since),
-    )
+    report = await shadow_comparison(session, alias=alias, since=since)
     report["since"] = since.isoformat() if since is not None else None
     config = state.holder.current.config.aliases.get(alias)
-    shadow = getattr(state.completions.s, "shadow", None)
+    shadow = state.shadow_results
     if config is not None:
         report["shadow_models"] = list(config.shadow)
         report["sample_rate"] = config.shadow_sample_rate
         report["spend_cap_usd"] = dict(config.shadow_spend_cap_usd)
         report["judge"] = config.shadow_judge.model_dump() if config.shadow_judge is not None else None
     if shadow is not None:
-        report["spent_usd_this_replica"] = dict(shadow.results.budget.spent)
-        judge = shadow.results.judge
+        report["spent_usd_this_replica"] = dict(shadow.budget.spent)
+        judge = shadow.judge
         if isinstance(judge, ShadowJudge):
             report["judge_spent_usd_this_replica"] = judge.spent.get(alias, 0.0)
     return report

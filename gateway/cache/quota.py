@@ -24,7 +24,6 @@ concurrent gateways can neither overshoot a limit nor overspend a budget.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 import time
@@ -34,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from gateway.background import BackgroundWorker
 from gateway.cache.quota_backends import (
     WINDOW_MS,
     QuotaBackend,
@@ -217,8 +217,10 @@ class QuotaLimiter:
         self.config = config or QuotaConfig()
         self.max_pending_settles = max_pending_settles
         self._pending: list[SettleArgs] = []
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        self._flusher = BackgroundWorker(
+            "quota_settle", self._flush, interval_s=None, drain=self._flush, stop_timeout_s=None
+        )
+        """Started on the first ``settle_soon``; each wake sends everything queued in one round trip."""
         self._stopped = False
         self._limits_memo: dict[tuple[object, ...], EffectiveLimits] = {}
         self._limits_config: QuotaConfig | None = None
@@ -416,15 +418,8 @@ class QuotaLimiter:
             return
         self._pending.append(args)
         QUOTA_SETTLE_QUEUE.inc()
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_loop(), name="quota-settle-flusher")
-        self._wake.set()
-
-    async def _flush_loop(self) -> None:
-        while not self._stopped:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush()
+        self._flusher.start()
+        self._flusher.wake()
 
     async def _flush(self) -> None:
         while self._pending:
@@ -439,10 +434,7 @@ class QuotaLimiter:
         """Stop the background settler once it has sent what it holds (graceful shutdown); later
         settlements go inline."""
         self._stopped = True
-        self._wake.set()
-        if self._flusher is not None:
-            await self._flusher
-        await self._flush()
+        await self._flusher.aclose()
 
     async def usage(self, *, principal_scope: str, limits: ScopeLimits | None = None) -> dict[str, Any]:
         """Current usage of one scope (``key:<id>`` / ``user:<id>``) against ``limits`` (from the

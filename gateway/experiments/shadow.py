@@ -13,8 +13,6 @@ is configured. Shadow calls are never billed to the user: no usage record, only 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import time
 import uuid
@@ -27,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.background import BackgroundWorker
 from gateway.db.repositories.experiments import insert_shadow_judgements, insert_shadow_results
 from gateway.experiments.agreement import rouge_l_f1
 from gateway.observability import metrics
@@ -147,7 +146,7 @@ class ShadowResultWriter:
         self.max_buffer = max_buffer
         self._buffer: deque[dict[str, Any]] = deque()
         self._judgements: deque[dict[str, Any]] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._worker = BackgroundWorker("shadow_results", self.flush, interval_s=interval_s, drain=self.flush)
         self.dropped = 0
 
     def add(self, row: dict[str, Any]) -> None:
@@ -165,14 +164,7 @@ class ShadowResultWriter:
         buffer.append(row)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="shadow-results")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            with contextlib.suppress(Exception):
-                await self.flush()
+        self._worker.start()
 
     async def flush(self) -> None:
         for buffer, insert in (
@@ -190,13 +182,8 @@ class ShadowResultWriter:
                     raise
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):
-            await self.flush()
+        """Let a flush under way finish (bounded), then write what the buffers still hold."""
+        await self._worker.aclose()
 
 
 class PairSink(Protocol):

@@ -6,7 +6,7 @@ bounded sets only: configured model/target names (anything else becomes
 processes set ``PROMETHEUS_MULTIPROC_DIR`` before start; ``/metrics`` then sums
 every worker's values.
 
-Truthful in multiprocess mode: every gauge is ``livesum``/``livemax``, so a worker's values
+Truthful in multiprocess mode: every gauge is ``livesum``/``livemax``/``livemin``, so a worker's values
 leave with it — on a graceful exit (``mark_process_dead`` in the lifespan) and, for a worker that
 was killed, at the next scrape (``reap_dead_workers``: its pid no longer runs). Counters of dead
 workers stay (they are cumulative). Series of bounded label sets are created at 0 at start-up and
@@ -287,6 +287,18 @@ USAGE_PENDING_SEGMENTS = Gauge(
     "prism_usage_pending_segments",
     "Sealed usage segments of a worker waiting for the database",
     multiprocess_mode="livesum",
+)
+
+# -- background workers (gateway/background.py): label ``worker`` is one of its WorkerName literals ----
+WORKER_RUNS = Counter("prism_worker_runs", "Rounds run by a background worker", ["worker"])
+WORKER_FAILURES = Counter(
+    "prism_worker_failures", "Rounds of a background worker that raised or reported a failure", ["worker"]
+)
+WORKER_LAST_SUCCESS = Gauge(
+    "prism_worker_last_success_timestamp_seconds",
+    "Unix time of a background worker's last successful round (0: none yet); the stalest live process",
+    ["worker"],
+    multiprocess_mode="livemin",
 )
 
 # -- served-model policy and cluster-wide config reload (issue #18, helper "scope") ----------------

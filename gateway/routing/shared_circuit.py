@@ -22,7 +22,6 @@ behaviour, including local probes) until Redis answers again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
@@ -32,6 +31,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from gateway.background import BackgroundWorker
 from gateway.config.routing import CircuitBreakerConfig
 from gateway.routing.circuit import CircuitBreakers, CircuitState, _Circuit
 
@@ -54,8 +54,13 @@ class SharedCircuitBreakers(CircuitBreakers):
         self._changed: dict[str, float] = {}
         self._publish: set[str] = set()
         self._probe_claims: set[str] = set()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._worker = BackgroundWorker(
+            "circuit_sync",
+            self._sync_round,
+            interval_s=lambda: self.config.sync_interval_s,
+            backoff=None,  # a replica that lost Redis decides locally and retries every interval
+            drain=self.sync,  # last outcomes and transitions
+        )
 
     def _key(self, target: str, suffix: str = "") -> str:
         return f"{self.prefix}:cb:{target}{suffix}"
@@ -65,17 +70,10 @@ class SharedCircuitBreakers(CircuitBreakers):
         self.targets = set(targets)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="circuit-sync")
+        self._worker.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):
-            await self.sync()  # last outcomes and transitions
+        await self._worker.aclose()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
@@ -90,7 +88,7 @@ class SharedCircuitBreakers(CircuitBreakers):
         if self.state(target) is CircuitState.OPEN or circuit.probe_in_flight:
             return False
         if target not in self._probe_claims:
-            self._wake.set()  # claim the probe slot on the next sync
+            self._worker.wake()  # claim the probe slot on the next sync
             return False
         self._probe_claims.discard(target)
         circuit.probe_in_flight = True
@@ -118,25 +116,22 @@ class SharedCircuitBreakers(CircuitBreakers):
         if state is not CircuitState.HALF_OPEN:
             self._changed[target] = self._clock()
             self._publish.add(target)
-            self._wake.set()
+            self._worker.wake()
 
     # -- the shared side ---------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.sync_interval_s):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.sync()
-                if not self.healthy:
-                    log.info("circuit_sync_recovered")
-                self.healthy = True
-            except Exception as exc:
-                if self.healthy:
-                    log.warning("circuit_sync_failed", error=type(exc).__name__)
-                self.healthy = False
+    async def _sync_round(self) -> bool:
+        try:
+            await self.sync()
+        except Exception as exc:
+            if self.healthy:
+                log.warning("circuit_sync_failed", error=type(exc).__name__)
+            self.healthy = False
+            return False
+        if not self.healthy:
+            log.info("circuit_sync_recovered")
+        self.healthy = True
+        return True
 
     async def sync(self) -> None:
         """One round trip: publish, count, read back (then maybe a second to open or claim a probe)."""

@@ -30,7 +30,6 @@ one short transaction every ``settings.api_key_last_used_flush_s`` seconds (and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from typing import Any, Generic, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.background import BackgroundWorker
 from gateway.config.settings import Settings
 from gateway.db.models import User
 from gateway.db.repositories.api_keys import ApiKeyRepository
@@ -190,28 +190,21 @@ class Authenticator:
         self._sessions: _TTLCache[str, bool] = _TTLCache(session_ttl, clock, stale_s=stale, max_entries=size)
         self._last_used: dict[str, datetime] = {}
         self._loading: dict[str, asyncio.Future[_KeyEntry | None]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self._flusher = BackgroundWorker(
+            "api_key_last_used",
+            self.flush_last_used,
+            interval_s=settings.api_key_last_used_flush_s,
+            drain=self.flush_last_used,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_loop(), name="api-key-last-used")
+        self._flusher.start()
 
     async def aclose(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        """Let a write under way finish (bounded), then write the ``last_used_at`` values still held."""
+        await self._flusher.stop()
         await self.flush_last_used()
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.api_key_last_used_flush_s)
-            try:
-                await self.flush_last_used()
-            except Exception:  # keep the loop alive; the next round retries
-                log.warning("api_key_last_used_flush_failed", exc_info=True)
 
     async def flush_last_used(self) -> None:
         if not self._last_used:

@@ -17,8 +17,9 @@ from gateway.security.authenticator import Authenticator
 from gateway.security.client_address import ClientAddressResolver
 from gateway.security.throttle import AuthThrottle, ThrottleLimits
 from gateway.security.tokens import TokenService
-from gateway.services.auth import AuthService, ensure_admin
+from gateway.services.auth import AuthService
 from gateway.services.keys import KeyService
+from gateway.services.users import ensure_admin
 from gateway.usage.recorder import UsageRecorder
 
 log = structlog.get_logger(__name__)

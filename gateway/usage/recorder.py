@@ -35,6 +35,7 @@ from sqlalchemy import Boolean, Float, Integer, String
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.background import BackgroundWorker
 from gateway.config.settings import Settings
 from gateway.db.models import UsageLog
 from gateway.db.repositories.usage import insert_ignore_duplicates, quarantine
@@ -151,9 +152,13 @@ class UsageRecorder:
         self._in_memory = 0
         self._draining = asyncio.Lock()
         """One writer at a time (the loop, ``flush``, ``aclose``): segments are written in order."""
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._worker = BackgroundWorker(
+            "usage_recorder",
+            self._round,
+            interval_s=lambda: self._backoff_s or self.interval_s,
+            backoff=None,  # the outage backoff is the recorder's own (``_outage``), shared with ``flush``
+            first=self._scan_orphans,
+        )
         self._db_ok = True
         self._backoff_s = 0.0
         self._next_scan = 0.0
@@ -168,7 +173,7 @@ class UsageRecorder:
         USAGE_RECORDS.labels(outcome="queued").inc()
         active = self.segments.active
         if active is not None and active.count >= self.batch_size:
-            self._wake.set()
+            self._worker.wake()
 
     @property
     def depth(self) -> int:
@@ -178,26 +183,14 @@ class UsageRecorder:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self._task is None:
-            self._closing = False
-            self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        self._worker.start()
 
     async def aclose(self, *, timeout_s: float | None = None) -> None:
         """Stop the loop and write what waits; what the database refuses stays on disk for replay."""
-        self._closing = True
-        self._wake.set()
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.settings.drain_timeout_s)
-        if self._task is not None:
-            # Let the loop finish the write it may be in: cancelled mid-transaction, an aiosqlite
-            # write kept its lock and the final flush below waited out SQLite's busy timeout.
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
-                    await asyncio.shield(self._task)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+        # Let the loop finish the write it may be in: cancelled mid-transaction, an aiosqlite
+        # write kept its lock and the final flush below waited out SQLite's busy timeout.
+        await self._worker.stop(timeout_s=max(deadline - time.monotonic(), 0.0))
         self._seal()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.1)):
@@ -229,28 +222,26 @@ class UsageRecorder:
         return total
 
     # ------------------------------------------------------------------ background loop
-    async def _run(self) -> None:
-        await self._scan_orphans()
-        while True:
-            wait = self._backoff_s or self.interval_s
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            self._wake.clear()
-            if self._closing:
-                return  # aclose writes whatever is left
-            self._seal()
-            if await self._drain() and time.monotonic() >= self._next_scan:
-                await self._scan_orphans()
+    async def _round(self) -> bool:
+        """One round of the worker (``aclose`` writes whatever is left after the last one):
+        ``False`` when the database is out (the segments stay; ``_backoff_s`` paces the retry)."""
+        self._seal()
+        if not await self._drain():
+            return False
+        if time.monotonic() >= self._next_scan:
+            return await self._scan_orphans()
+        return True
 
-    async def _scan_orphans(self) -> None:
+    async def _scan_orphans(self) -> bool:
         self._next_scan = time.monotonic() + self.orphan_scan_s
         try:
             await self.replay_spilled()
         except _Outage:
-            pass  # logged by _store; the segment stays for the next scan
+            return False  # logged by _store; the segment stays for the next scan
         except Exception:
             log.warning("usage_replay_failed", exc_info=True)
+            return False
+        return True
 
     def _seal(self) -> None:
         segment = self.segments.seal()

@@ -57,7 +57,7 @@ import asyncpg
 import httpx
 
 from tests.integration.db_fixtures import PostgresInstance, create_database, drop_database
-from tests.support.gateway_proc import free_port
+from tests.support.ports import candidate_port, listened_by
 from tests.support.redis_proc import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,30 +151,6 @@ class Postgres:
         return self.url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-def _foreign_listener(port: int, pgid: int) -> bool:
-    """Whether a process outside process group ``pgid`` listens on ``port`` (Linux ``/proc``)."""
-    listening: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                    listening.add(f"socket:[{parts[9]}]")
-    if not listening:
-        return False
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(proc.name)) != pgid:
-                continue
-            if any(os.readlink(fd) in listening for fd in (proc / "fd").iterdir()):
-                return False
-        except OSError:
-            continue
-    return True
-
-
 @dataclass
 class Replica:
     """One gateway replica: ``python -m gateway`` with W workers in its own process group."""
@@ -182,7 +158,7 @@ class Replica:
     name: str
     workdir: Path
     env: dict[str, str]
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=candidate_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log: IO[bytes] | None = None
@@ -207,7 +183,7 @@ class Replica:
         for _ in range(attempts):
             if self._start_once(ready_timeout):
                 return
-            self.port = free_port()
+            self.port = candidate_port()
         raise RuntimeError(f"{self.name}: its port was taken by another process {attempts} times")
 
     def _start_once(self, ready_timeout: float) -> bool:
@@ -236,12 +212,12 @@ class Replica:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                if _foreign_listener(self.port, self.process.pid):
+                if listened_by(self.port, self.process.pid) is False:
                     return False
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    if not _foreign_listener(self.port, self.process.pid):
+                    if listened_by(self.port, self.process.pid) is not False:
                         return True
                     self.kill()
                     return False

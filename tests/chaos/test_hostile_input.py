@@ -15,6 +15,7 @@ import pytest
 from tests.chaos.test_chaos import config, db_path, env
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, run_in_thread
 from tests.support.gateway_proc import GatewayProcess, running_gateway
+from tests.support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 MSG = [{"role": "user", "content": "hi"}]
@@ -94,10 +95,19 @@ def test_rejected_before_the_provider(
     assert fake.total_requests == before, f"{name} reached the provider"
 
 
+def _usage_queue_depth(gateway: GatewayProcess) -> float:
+    for line in httpx.get(gateway.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("prism_usage_queue_depth "):
+            return float(line.split()[1])
+    raise AssertionError("prism_usage_queue_depth is not exported")
+
+
 def test_no_tokens_spent_on_rejections(gateway: GatewayProcess, fake: FakeOpenAIUpstream) -> None:
     for _, kwargs, status in CASES:
         _error(httpx.post(gateway.url + CHAT, timeout=10, **kwargs), status)
-    time.sleep(0.6)  # one usage flush
+    # A non-streamed answer (an error too) leaves the request's usage record queued; depth 0 means
+    # every record so far is in the database.
+    wait_until(lambda: _usage_queue_depth(gateway) == 0, "the usage recorder writes what it holds")
     with sqlite3.connect(db_path(gateway)) as db:
         spent = db.execute(
             "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0), coalesce(sum(cost_usd), 0) "

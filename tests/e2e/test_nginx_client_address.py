@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gateway_proc import GatewayProcess, free_port, start_gateway
+from tests.support.gateway_proc import GatewayProcess, start_gateway
+from tests.support.ports import candidate_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 3
@@ -56,7 +57,7 @@ def edge(tmp_path: Path) -> Iterator[tuple[int, GatewayProcess]]:
             "GATEWAY_LOGIN_MAX_FAILURES_PER_ACCOUNT": str(LIMIT),
         },
     )
-    port = free_port()
+    port = candidate_port()
     conf = _render(tmp_path / "nginx", listen_port=port, upstream_ports=[gateway.port])
     log = conf.parent / "logs" / "stdout.log"
     with log.open("wb") as out:

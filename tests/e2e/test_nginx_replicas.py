@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
+from tests.support.ports import candidate_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -41,12 +42,6 @@ def _load_renderer():  # type: ignore[no-untyped-def]
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.render_nginx_conf
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(
@@ -111,7 +106,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, object]]:
     replicas: list[tuple[int, subprocess.Popen[bytes], Path]] = []
     try:
         for i in range(2):
-            port = free_port()
+            port = candidate_port()
             (tmp_path / f"r{i}").mkdir()
             env = {
                 **os.environ,
@@ -152,7 +147,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, object]]:
             # Start one after the other: both share the SQLite file and its first-run schema.
             wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc, log)
 
-        nginx_port = free_port()
+        nginx_port = candidate_port()
         conf = _load_renderer()(
             tmp_path / "nginx",
             listen_port=nginx_port,

@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from gateway.cache import (
     make_redis,
 )
 from gateway.config.quotas import QuotaConfig
+from tests.support.redis_proc import RedisProcess
 
 __all__ = [  # the fixtures; test modules do ``from tests.integration.cache_fixtures import *``
     "backend_kind",
@@ -132,64 +134,35 @@ def limiter_factory(backend_redis: Redis | None, key_prefix: str) -> Callable[[Q
     return lambda config: QuotaLimiter(RedisQuotaBackend(client, prefix=key_prefix), config)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class OwnRedis:
-    """A private ``redis-server`` (no persistence) that a test may stop and restart."""
+    """A private ``redis-server`` (no persistence) that a test may stop and restart on the same port
+    (``tests/support/redis_proc.py``: its port is its own, checked by pid)."""
 
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+    def __init__(self, workdir: Path) -> None:
+        if shutil.which("redis-server") is None:
             pytest.skip("redis-server not installed")
-        self.binary = binary
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._server = RedisProcess(workdir)
+        self.port = self._server.port
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self._server.url
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._server.process
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self._server.start()
+        self.port = self._server.port
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
+        self._server.stop()
 
 
 @pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis()
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path / "own-redis")
     server.start()
     try:
         yield server

@@ -17,7 +17,6 @@ import asyncio
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ import pytest
 
 from gateway.config.settings import Settings, get_settings
 from gateway.db.migrate import migrate
+from tests.support.ports import candidate_port
 
 PG_BASE = os.environ.get("PRISM_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 
@@ -103,18 +103,12 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class PostgresInstance:
     """A private Postgres server for fault-injection tests (stop/start at will)."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = candidate_port()
+        self._started = False
         self.dir = Path(tempfile.mkdtemp(prefix="prism-pg-"))
         self.data = self.dir / "data"
         self._bin = self._find_bin()
@@ -141,6 +135,21 @@ class PostgresInstance:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """The first start moves to a fresh port while its port is taken (``pg_ctl -w`` fails: our
+        postmaster could not bind; it succeeds only once our own postmaster is ready, so another
+        server on the port cannot pass for it). A restart keeps the port: clients hold the URL."""
+        for attempt in range(1 if self._started else 5):
+            try:
+                self._start_once()
+            except subprocess.CalledProcessError:
+                if self._started or attempt == 4:
+                    raise
+                self.port = candidate_port()
+                continue
+            self._started = True
+            return
+
+    def _start_once(self) -> None:
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off"
         self._run(
             [

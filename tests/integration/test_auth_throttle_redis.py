@@ -16,7 +16,7 @@ from gateway.errors import RateLimited
 from gateway.security.throttle import AuthThrottle, ThrottleLimits
 from tests.integration.cache_fixtures import *  # noqa: F403 - shared_redis_url
 from tests.integration.cache_fixtures import delete_prefix
-from tests.support.gateway_proc import free_port
+from tests.support.ports import unused_port
 
 pytestmark = pytest.mark.integration
 LIMITS = ThrottleLimits(window_s=60, per_account_address=3, per_address=50, per_account=6)
@@ -56,13 +56,15 @@ async def test_soft_account_bucket_and_release(redis: tuple[Redis, str]) -> None
 
 
 async def test_unreachable_redis_falls_back_to_in_process_windows() -> None:
-    dead = make_redis(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=100)
-    throttle = AuthThrottle(limits=LIMITS, redis=dead, prefix="unused")
-    labels = {"action": "login", "outcome": "fallback"}
-    before = REGISTRY.get_sample_value("prism_auth_throttle_total", labels) or 0.0
-    for _ in range(3):
-        await throttle.login(account="v@x.io", address="198.51.100.2")
-    with pytest.raises(RateLimited):
-        await throttle.login(account="v@x.io", address="198.51.100.2")
-    assert (REGISTRY.get_sample_value("prism_auth_throttle_total", labels) or 0.0) - before == 4
-    await dead.aclose()
+    with unused_port() as held:  # bound, never listening: connections are refused
+        port = held.getsockname()[1]
+        dead = make_redis(f"redis://127.0.0.1:{port}/0", timeout_ms=100)
+        throttle = AuthThrottle(limits=LIMITS, redis=dead, prefix="unused")
+        labels = {"action": "login", "outcome": "fallback"}
+        before = REGISTRY.get_sample_value("prism_auth_throttle_total", labels) or 0.0
+        for _ in range(3):
+            await throttle.login(account="v@x.io", address="198.51.100.2")
+        with pytest.raises(RateLimited):
+            await throttle.login(account="v@x.io", address="198.51.100.2")
+        assert (REGISTRY.get_sample_value("prism_auth_throttle_total", labels) or 0.0) - before == 4
+        await dead.aclose()

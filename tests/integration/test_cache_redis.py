@@ -10,6 +10,7 @@ import pytest
 
 from gateway.cache import CachedEntry, ResponseCache, cache_key
 from tests.integration.cache_fixtures import *  # noqa: F403 - fixtures
+from tests.support.waiting import eventually
 
 CacheFactory = Callable[[], ResponseCache]
 
@@ -52,8 +53,11 @@ async def test_entries_expire(cache_factory: CacheFactory) -> None:
     cache = cache_factory()
     await cache.set("k-expire", _entry(), ttl_s=0.15)
     assert await cache.get("k-expire") is not None
-    await asyncio.sleep(0.3)
-    assert await cache.get("k-expire") is None
+
+    async def expired() -> bool:
+        return await cache.get("k-expire") is None
+
+    await eventually(expired, "the entry expires (ttl 0.15 s)")
 
 
 async def test_tenant_isolation_and_shared_models(cache_factory: CacheFactory) -> None:

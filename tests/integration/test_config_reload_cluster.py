@@ -26,7 +26,7 @@ from gateway.cache.backends import make_redis
 from gateway.config_sync import RedisRegistry, WorkerStatus
 from gateway.db.engine import create_engine, create_sessionmaker
 from gateway.db.migrate import migrate
-from gateway.services.auth import ensure_admin
+from gateway.services.users import ensure_admin
 from gateway.supervision import status_dir
 from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
 from tests.support.gateway_proc import GatewayProcess, start_gateway

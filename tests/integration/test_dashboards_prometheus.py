@@ -33,7 +33,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.db.migrate import migrate
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, run_in_thread
 from tests.integration.db_fixtures import db_test_settings
-from tests.support.gateway_proc import ROOT, GatewayProcess, free_port, start_gateway
+from tests.support.gateway_proc import ROOT, GatewayProcess, start_gateway
+from tests.support.ports import candidate_port
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +167,7 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
 
 class Prometheus:
     def __init__(self, tmp_path: Path, target: str) -> None:
-        self.port = free_port()
+        self.port = candidate_port()  # a port taken meanwhile fails the start, loudly (not retried)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],

@@ -12,6 +12,7 @@ from gateway.config.quotas import QuotaConfig, QuotaTier
 from gateway.errors import QuotaExceeded, RateLimited
 from gateway.security.principal import Principal
 from tests.integration.cache_fixtures import *  # noqa: F403 - fixtures
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +121,15 @@ async def test_expired_reservations_are_released(limiter_factory: LimiterFactory
     await reserve(limiter, "crashed", limits, tokens=800, cost=0.9)  # never settled
     with pytest.raises(RateLimited):
         await reserve(limiter, "next", limits, tokens=800, cost=0.05)
-    await asyncio.sleep(1.2)
-    await reserve(limiter, "next", limits, tokens=800, cost=0.9)
+
+    async def admitted() -> bool:
+        try:
+            await reserve(limiter, "next", limits, tokens=800, cost=0.9)
+        except RateLimited:
+            return False  # a refusal reserves nothing
+        return True
+
+    await eventually(admitted, "the crashed request's reservation expires (reservation_ttl_s=1)")
     usage = await limiter.usage(principal_scope="key:k-alice", limits=limits.scopes[0])
     assert usage["tokens_per_day"]["reserved"] == 800
     assert usage["pending_reservations"] == 1

@@ -24,8 +24,8 @@ from gateway.cache.quota import EffectiveLimits, ScopeLimits
 from gateway.cache.store import RedisResponseStore
 from gateway.config.settings import get_settings
 from gateway.security.principal import Principal
-from tests.support.gateway_proc import free_port
 from tests.support.pki import PKI, make_pki
+from tests.support.ports import candidate_port
 from tests.support.redis_proc import RedisServer as Server
 from tests.support.redis_proc import servers
 
@@ -284,7 +284,7 @@ async def test_a_cluster_is_refused_with_a_reason(tmp_path: Path) -> None:
     node = Server(
         tmp_path / "cluster",
         *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
-        *("--cluster-port", str(free_port())),  # the default, port + 10000, may not exist
+        *("--cluster-port", str(candidate_port())),  # the default, port + 10000, may not exist
     ).start()
     with servers(node), pytest.raises(redis_url.UnsupportedRedisURL, match="Cluster node"):
         await open_backends(get_settings(redis_url=f"redis://127.0.0.1:{node.port}/0"))

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.support.gateway_proc import GatewayProcess, running_gateway
+from tests.support.waiting import wait_until
 
 CONFIG = """
 models:
@@ -43,6 +44,27 @@ def _client(gateway: GatewayProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.openai_base_url, api_key="unused", max_retries=0)
 
 
+ADMIN = {"GATEWAY_ADMIN_EMAIL": "ops@example.com", "GATEWAY_ADMIN_PASSWORD": "Operator-passphrase-31"}
+"""An admin (``/v1`` stays anonymous) to read ``GET /admin/circuits``."""
+
+
+def _cooled_down(gateway: GatewayProcess, target: str) -> None:
+    """Wait until ``target``'s open circuit has cooled down (``GET /admin/circuits`` says half-open:
+    the next request is the probe), instead of sleeping past the cooldown."""
+    login = httpx.post(
+        f"{gateway.url}/auth/login",
+        json={"email": ADMIN["GATEWAY_ADMIN_EMAIL"], "password": ADMIN["GATEWAY_ADMIN_PASSWORD"]},
+    )
+    login.raise_for_status()
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    def state() -> object:
+        circuits = httpx.get(f"{gateway.url}/admin/circuits", headers=headers).json()["circuits"]
+        return circuits.get(target, {}).get("state")
+
+    wait_until(lambda: state() == "half_open", f"the circuit of {target} cools down")
+
+
 def _attempts(gateway: GatewayProcess, target: str) -> float:
     text = httpx.get(f"{gateway.url}/metrics").text
     total = 0.0
@@ -55,7 +77,7 @@ def _attempts(gateway: GatewayProcess, target: str) -> float:
 
 @pytest.fixture
 def failing_primary(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with running_gateway(tmp_path, config=config()) as gateway:
+    with running_gateway(tmp_path, config=config(), env=ADMIN) as gateway:
         yield gateway
 
 
@@ -90,7 +112,7 @@ def test_circuit_opens_then_half_open_probe_closes_it(failing_primary: GatewayPr
         assert raw.headers["x-prism-model"] == "backup"
     assert _attempts(failing_primary, "primary") == opened_at  # skipped while open
     failing_primary.reload_config(config(failure_rate=0.0))
-    time.sleep(1.1)  # cooldown passes: the next request is the half-open probe
+    _cooled_down(failing_primary, "primary")  # the next request is the half-open probe
     raw = client.chat.completions.with_raw_response.create(
         model="primary", messages=[{"role": "user", "content": "probe"}]
     )
@@ -102,10 +124,10 @@ def test_circuit_opens_then_half_open_probe_closes_it(failing_primary: GatewayPr
 
 
 def test_failed_probe_reopens_circuit(tmp_path: Path) -> None:
-    with running_gateway(tmp_path, config=config(cooldown=0.3)) as gateway:
+    with running_gateway(tmp_path, config=config(cooldown=0.3), env=ADMIN) as gateway:
         client = _client(gateway)
         client.chat.completions.create(model="primary", messages=[{"role": "user", "content": "1"}])
-        time.sleep(0.35)
+        _cooled_down(gateway, "primary")
         client.chat.completions.create(model="primary", messages=[{"role": "user", "content": "probe"}])
         assert _attempts(gateway, "primary") == 3  # the probe went upstream once and failed
         client.chat.completions.create(model="primary", messages=[{"role": "user", "content": "skip"}])

@@ -1,4 +1,9 @@
-"""Start the real gateway under uvicorn on a free loopback port, for integration tests."""
+"""Start the real gateway under uvicorn on a loopback port of its own, for integration tests.
+
+The port cannot be taken by another process (``tests/support/ports.py``): under uvicorn the gateway
+serves on a socket this process bound and held until the gateway served on it; ``python -m gateway``
+binds by itself, so its start-up moves to a fresh port when its port was taken, and only its own
+listener counts as ready."""
 
 from __future__ import annotations
 
@@ -16,13 +21,9 @@ from typing import IO
 
 import httpx
 
+from tests.support.ports import candidate_port, listened_by, listening_socket
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -32,6 +33,10 @@ class GatewayProcess:
     log_path: Path
     config_path: Path
     log_file: IO[bytes]
+    listener: socket.socket | None = None
+    """This process's copy of the socket the gateway serves on (uvicorn entry), held until the gateway
+    is ready, then closed: from then on the gateway alone holds the port, so a killed gateway refuses
+    connections like any dead server instead of leaving them queued on our copy."""
 
     @property
     def url(self) -> str:
@@ -68,6 +73,8 @@ class GatewayProcess:
                 self.process.kill()
                 self.process.wait()
         self.log_file.close()
+        if self.listener is not None:
+            self.listener.close()
         return int(self.process.returncode)
 
 
@@ -81,10 +88,39 @@ def start_gateway(
     entry: str = "uvicorn",
 ) -> GatewayProcess:
     """``entry="gateway"`` runs ``python -m gateway`` (the production entry point: its own
-    drain and exit status) instead of ``python -m uvicorn``."""
-    port = free_port()
+    drain and exit status) instead of uvicorn."""
     config_path = tmp_path / "prism.yaml"
     config_path.write_text(config if config is not None else (ROOT / "config" / "prism.yaml").read_text())
+    if entry == "gateway":
+        for _ in range(PORT_ATTEMPTS):
+            gateway = _start(tmp_path, config_path, None, env, workers, ready_timeout, entry)
+            if gateway is not None:
+                return gateway
+        raise RuntimeError(f"python -m gateway: its port was taken by another process {PORT_ATTEMPTS} times")
+    listener = listening_socket()
+    try:
+        gateway = _start(tmp_path, config_path, listener, env, workers, ready_timeout, entry)
+    except BaseException:
+        listener.close()
+        raise
+    assert gateway is not None  # an inherited socket cannot be taken
+    return gateway
+
+
+PORT_ATTEMPTS = 5
+
+
+def _start(
+    tmp_path: Path,
+    config_path: Path,
+    listener: socket.socket | None,
+    env: Mapping[str, str] | None,
+    workers: int,
+    ready_timeout: float,
+    entry: str,
+) -> GatewayProcess | None:
+    """Start and wait for ``/readyz``; ``None`` when the port turned out to be another process's."""
+    port = int(listener.getsockname()[1]) if listener is not None else candidate_port()
     log_path = tmp_path / f"gateway-{port}.log"
     full_env = {
         **os.environ,
@@ -100,44 +136,49 @@ def start_gateway(
     if "PROMETHEUS_MULTIPROC_DIR" not in (env or {}):
         # Never inherit one from the test process (a test may have left a deleted directory there).
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "gateway.main:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "10",
-    ]
-    if entry == "gateway":
+    pass_fds: tuple[int, ...] = ()
+    if listener is not None:
+        command = [sys.executable, "-m", "tests.support.serve_fd", "--fd", str(listener.fileno())]
+        command += ["--workers", str(workers)]
+        pass_fds = (listener.fileno(),)
+    else:
         command = [sys.executable, "-m", "gateway"]
         full_env.update(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port), GATEWAY_WORKERS=str(workers))
     log_file = log_path.open("wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=full_env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        pass_fds=pass_fds,
+        start_new_session=listener is None,  # its own process group: whose listener it is, is checked
+    )
     gateway = GatewayProcess(
-        process=process, port=port, log_path=log_path, config_path=config_path, log_file=log_file
+        process=process,
+        port=port,
+        log_path=log_path,
+        config_path=config_path,
+        log_file=log_file,
+        listener=listener,
     )
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log_file.close()
+            if listener is None and listened_by(port, process.pid) is False:
+                return None  # another process holds the port: try a fresh one
             raise RuntimeError(f"gateway exited with {process.returncode}:\n{gateway.log()[-5000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{gateway.url}/readyz", timeout=1.0).status_code == 200:
-                return gateway
+                if listener is not None:
+                    listener.close()  # the child serves on its own inherited copy
+                    gateway.listener = None
+                    return gateway
+                if listened_by(port, process.pid):
+                    return gateway
+                gateway.stop()  # the answer came from another process's listener
+                return None
         time.sleep(0.1)
     gateway.stop()
     raise TimeoutError(f"gateway not ready in {ready_timeout}s:\n{gateway.log()[-5000:]}")

@@ -31,6 +31,7 @@ from gateway.experiments.runtime import Experiments
 from gateway.experiments.shadow import ShadowPair, ShadowResults, ShadowSide
 from gateway.providers.base import Choice, Completion, ModelCall, Usage
 from gateway.usage.record import UsageRecord, UsageStatus
+from tests.support.waiting import eventually
 
 # -- statistics (reference values from scipy 1.17 / Wikipedia's Welch example) ---------------------
 
@@ -392,10 +393,10 @@ async def test_judge_budget_timeouts_and_parse_errors_are_counted_not_raised() -
         _FakeProvider("{}", delay_s=1.0), model="judge", sample_rate=1.0, deadline_s=0.05
     )
     garbled, rows4 = _judge_setup(_FakeProvider("I prefer the first one"), model="judge", sample_rate=1.0)
-    for j in (slow, garbled):
+    for j, rows in ((slow, rows3), (garbled, rows4)):
         results.judge = j
         _pair(results)
-        await asyncio.sleep(0.2)
+        await eventually(lambda rows=rows: len(rows) == 1, "the judgement is written")
         await j.aclose()
     assert [r["error"] for r in rows3] == ["timeout"] and [r["error"] for r in rows4] == ["parse_error"]
     assert rows3[0]["winner"] is None and rows4[0]["primary_score"] is None

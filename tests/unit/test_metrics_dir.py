@@ -30,5 +30,7 @@ def test_several_workers_get_a_fresh_dir(monkeypatch: pytest.MonkeyPatch) -> Non
     path = prepare_metrics_dir(2)
     assert path is not None and Path(path).is_dir() and not any(Path(path).iterdir())
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == path
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    # Not monkeypatch.delenv: it would record this path and put it back at teardown, leaving every
+    # later test (and the children they start) pointed at the directory removed here.
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
     Path(path).rmdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -92,11 +92,18 @@ async def _redis() -> aioredis.Redis:
     return client
 
 
-async def _eventually(check: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
+async def _eventually(check: Callable[[], bool], what: str, within_s: float = 15.0) -> None:
     """Wait until the replicas' sync loops (every 50 ms) make ``check`` true; a loaded CI machine
     may take a few rounds, so the bound is generous and only a failure waits it out."""
     deadline = asyncio.get_running_loop().time() + within_s
     while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"not within {within_s}s: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _eventually_async(check: Callable[[], Awaitable[bool]], what: str, within_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not await check():
         assert asyncio.get_running_loop().time() < deadline, f"not within {within_s}s: {what}"
         await asyncio.sleep(0.02)
 
@@ -116,7 +123,9 @@ async def test_shared_breakers_open_probe_and_close_across_replicas() -> None:
         await _eventually(lambda: b.state("t") is CircuitState.OPEN, "b sees a's open circuit")
         assert not b.allow("t")
         assert (await b.shared_snapshot())["t"]["state"] == "open"
-        await asyncio.sleep(config.cooldown_s + 0.3)  # cooled down: the sync loop lets one replica probe
+        await _eventually(  # cooled down: a sync round lets one replica claim the probe
+            lambda: "t" in a._probe_claims or "t" in b._probe_claims, "one replica claims the probe", 15.0
+        )
         granted = [a.allow("t"), b.allow("t")]
         assert granted.count(True) == 1, granted  # exactly one replica probes
         (a if granted[0] else b).record_success("t")
@@ -127,7 +136,12 @@ async def test_shared_breakers_open_probe_and_close_across_replicas() -> None:
         # Consecutive failures counted across replicas open the circuit on both.
         a.record_failure("t")
         b.record_failure("t")
-        await asyncio.sleep(0.5)  # both failures reach the shared count (10 sync rounds)
+        consec = f"{prefix}:cb:t:consec"
+
+        async def counted() -> bool:
+            return int(await a.redis.get(consec) or 0) == 2
+
+        await _eventually_async(counted, "both failures reach the shared count")
         a.record_failure("t")
         await _eventually(
             lambda: a.state("t") is CircuitState.OPEN and b.state("t") is CircuitState.OPEN,
@@ -149,8 +163,8 @@ async def test_shared_breakers_fall_back_to_local_when_redis_is_down() -> None:
     try:
         breakers.record_failure("t")
         breakers.record_failure("t")
-        await asyncio.sleep(0.3)
-        assert not breakers.healthy
+        await _eventually(lambda: not breakers.healthy, "the sync loop notices Redis is down")
+        await _eventually(lambda: breakers.state("t") is CircuitState.HALF_OPEN, "the cooldown passes")
         assert breakers.allow("t")  # local probe after the cooldown
         breakers.record_success("t")
         assert breakers.state("t") is CircuitState.CLOSED
@@ -187,7 +201,7 @@ async def test_drain_guard_idle_timeout_and_expiry() -> None:
             outcome.append("shutting_down")
 
     task = asyncio.create_task(relay())
-    await asyncio.sleep(0.2)
+    await _eventually(lambda: drain.open_streams == 1, "the relay's stream is open")
     started = asyncio.get_running_loop().time()
     drain.begin(0.1)
     await task

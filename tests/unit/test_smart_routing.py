@@ -21,6 +21,7 @@ from gateway.routing.circuit import CircuitBreakers
 from gateway.routing.router import Router
 from gateway.routing.smart import ConversationTiers, SmartRouting, escalate, parse_label
 from gateway.security.principal import Principal
+from tests.support.waiting import eventually
 
 CONFIG = """
 models:
@@ -117,8 +118,12 @@ async def test_conversation_tiers_remember_with_ttl_and_tenant_scope() -> None:
     await tiers.drain()
     assert await tiers.floor(tenant="t", conversation="c", timeout_s=0.1) == "strong"
     assert await tiers.floor(tenant="other", conversation="c", timeout_s=0.1) is None
-    await asyncio.sleep(0.25)
-    assert await tiers.floor(tenant="t", conversation="c", timeout_s=0.1) is None  # expired
+
+
+    async def expired() -> bool:
+        return await tiers.floor(tenant="t", conversation="c", timeout_s=0.1) is None
+
+    await eventually(expired, "the remembered tier expires (ttl 0.2 s)")
     for i in range(5):  # bounded: the store keeps at most 2 conversations
         tiers.remember(tenant="t", conversation=f"c{i}", tier="strong", ttl_s=60)
     await tiers.drain()
