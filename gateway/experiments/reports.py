@@ -22,6 +22,10 @@ from typing import Any
 from gateway.experiments import stats
 
 ALPHA = 0.05
+MIN_LATENCY_EFFECT_MS = 1.0
+"""A latency difference smaller than this is never called significant: requests that run at the same
+moment share the machine's load, so latency samples are not independent and an interval can exclude
+0 for a few tenths of a millisecond between identical arms — not a finding anyone can act on."""
 ERROR_STATUSES = frozenset({"error", "incomplete"})
 RATING_RANGE = (1.0, 5.0)
 """Numeric feedback scores are ratings in this closed range (``POST /v1/feedback``)."""
@@ -171,10 +175,13 @@ class _Diff:
     interval: stats.Interval
     base: float
     p_value: float | None = None
+    min_effect: float = 0.0  # |difference| below this is not significant (practical floor)
 
     @property
     def significant(self) -> bool:
         if self.interval.estimate == 0 or math.isnan(self.interval.estimate):
+            return False
+        if abs(self.interval.estimate) < self.min_effect:
             return False
         return self.interval.excludes(0.0) and (self.p_value is None or self.p_value < ALPHA)
 
@@ -223,12 +230,21 @@ def compare(arm: str, data: ArmData, control_name: str, control: ArmData) -> dic
             stats.mean_difference(a_lat, c_lat),
             stats.mean(c_lat),
             stats.welch_t_test(a_lat, c_lat).p_value,
+            min_effect=MIN_LATENCY_EFFECT_MS,
         ),
         "latency_p50": _Diff(
-            "latency p50", "ms", stats.percentile_difference(a_lat, c_lat, 50), stats.percentile(c_lat, 50)
+            "latency p50",
+            "ms",
+            stats.percentile_difference(a_lat, c_lat, 50),
+            stats.percentile(c_lat, 50),
+            min_effect=MIN_LATENCY_EFFECT_MS,
         ),
         "latency_p95": _Diff(
-            "latency p95", "ms", stats.percentile_difference(a_lat, c_lat, 95), stats.percentile(c_lat, 95)
+            "latency p95",
+            "ms",
+            stats.percentile_difference(a_lat, c_lat, 95),
+            stats.percentile(c_lat, 95),
+            min_effect=MIN_LATENCY_EFFECT_MS,
         ),
         "error_rate": _Diff(
             "error rate",

@@ -249,3 +249,23 @@ def test_sticky_user_field_is_validated_in_the_routing_config() -> None:
     assert parse_config(base + "metadata:end_user\n").routing.sticky_user_field == "metadata:end_user"
     with pytest.raises(ConfigError):
         parse_config(base + "cookie:session\n")
+
+
+def test_a_latency_difference_below_the_practical_floor_is_not_significant() -> None:
+    """Two arms whose latencies differ by a steady 0.3 ms (tight intervals that exclude 0): not a
+    finding; a 5 ms difference is."""
+    rng = random.Random(5)
+    base = [10.0 + rng.random() * 0.01 for _ in range(2000)]
+    slightly = [x + 0.3 for x in base]
+    clearly = [x + 5.0 for x in base]
+    for key, q in (("latency_p50", 50), ("latency_p95", 95)):
+        small = reports._Diff(
+            key, "ms", stats.percentile_difference(slightly, base, q), 10.0,
+            min_effect=reports.MIN_LATENCY_EFFECT_MS,
+        )  # fmt: skip
+        assert small.interval.excludes(0.0) and not small.significant
+        large = reports._Diff(
+            key, "ms", stats.percentile_difference(clearly, base, q), 10.0,
+            min_effect=reports.MIN_LATENCY_EFFECT_MS,
+        )  # fmt: skip
+        assert large.significant
