@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config.guardrails import GuardrailsConfig  # noqa: E402
+from gateway.experiments.stats import wilson_interval  # noqa: E402
 from gateway.guardrails import PII_CATEGORIES, Guardrails  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -203,15 +203,12 @@ def run_eval(cases: list[dict[str, Any]], *, timing_rounds: int = 3) -> dict[str
     return {"n_cases": len(cases), "injection": inj, "pii": pii, "timing": timing, "errors": misses}
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of k successes in n trials."""
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of k successes in n trials (the experiments' statistics)."""
     if n == 0:
         return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
+    interval = wilson_interval(k, n)
+    return (interval.low, interval.high)
 
 
 SPLIT_ORDER = ("independent", "in_source", "own_test", "val")

@@ -22,7 +22,6 @@ precision < 0.95, or the p95 is over 10 ms (``--no-check`` to only print).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import statistics
@@ -51,6 +50,7 @@ sys.path.insert(0, str(_detector_root(sys.argv)))
 from faker import Faker  # noqa: E402
 
 from gateway.config.guardrails import GuardrailsConfig  # noqa: E402
+from gateway.experiments.stats import wilson_interval  # noqa: E402
 from gateway.guardrails import Guardrails, PiiDetector  # noqa: E402
 
 TARGET_RECALL = 0.97
@@ -157,14 +157,12 @@ class Counts:
     )  # found, total
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of k successes in n trials (the experiments' statistics)."""
     if n == 0:
         return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
+    interval = wilson_interval(k, n)
+    return (interval.low, interval.high)
 
 
 # ------------------------------------------------------------------ generators ----
