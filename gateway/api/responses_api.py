@@ -14,6 +14,7 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
+import structlog
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.agent.state import ChatInput
@@ -29,6 +30,7 @@ from gateway.services import responses_output as out
 from gateway.services.responses_stream import ResponsesStream, translate
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+log = structlog.get_logger("prism.responses")
 
 _PARAMS = {
     "messages": "input",
@@ -144,7 +146,11 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
     kept = [*history, *parsed.messages]
 
     async def store(body: dict[str, Any]) -> None:
-        if parsed.store and accounts is not None and body["status"] != "failed":
+        """Keep the answer for ``previous_response_id``/``GET``; the client has paid for the answer,
+        so a storage failure is logged (``responses_store_failed``), not turned into an error."""
+        if not parsed.store or accounts is None or body["status"] == "failed":
+            return
+        try:
             await responses_store.save(
                 accounts.sessionmaker,
                 principal=principal,
@@ -153,6 +159,8 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
                 history=[*kept, *out.history_messages(body["output"])],
                 chain_id=chain_id,
             )
+        except Exception:
+            log.warning("responses_store_failed", response_id=body["id"], exc_info=True)
 
     if result.stream is not None:
         stream = ResponsesStream(

@@ -16,7 +16,6 @@ A tool call's item opens once its ``call_id`` and name are known (the SDKs key f
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +29,13 @@ Finish = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def event_bytes(event: dict[str, Any]) -> bytes:
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    kind = str(event["type"]).encode()
+    return b"event: " + kind + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def chat_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Complete ``data:`` payloads in ``buffer`` and the incomplete rest."""
-    frames = []
+    frames: list[bytes] = []
     while True:
         end = buffer.find(b"\n\n")
         if end < 0:
@@ -340,7 +340,7 @@ async def translate(chat: AsyncIterator[bytes], stream: ResponsesStream) -> Asyn
     started = False
     buffer = b""
     done = False
-    async with aclosing(chat):  # the relay's own ``finally`` (usage record, metrics) always runs
+    try:  # the relay's own ``finally`` (usage record, metrics) always runs: it is closed below
         async for data in chat:
             frames, buffer = chat_frames(buffer + data)
             events: list[bytes] = []
@@ -370,3 +370,7 @@ async def translate(chat: AsyncIterator[bytes], stream: ResponsesStream) -> Asyn
                 [] if started else [stream.event("response.created", response=stream.snapshot("in_progress"))]
             )
             yield b"".join([*prefix, *stream.failed(failure)])
+    finally:
+        close = getattr(chat, "aclose", None)
+        if close is not None:
+            await close()
