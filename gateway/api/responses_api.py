@@ -24,7 +24,7 @@ from gateway.errors import GatewayError, InvalidRequest
 from gateway.experiments.sticky import end_user_key
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
-from gateway.schemas.responses_api import ResponsesRequest, parse_request
+from gateway.schemas.responses_api import REQUEST_SCHEMA, ResponsesRequest, parse_request
 from gateway.services import conversations, responses_store
 from gateway.services import responses_output as out
 from gateway.services.responses_stream import ResponsesStream, translate
@@ -57,6 +57,14 @@ def _decode(body: bytes, max_depth: int) -> dict[str, Any]:
     return raw
 
 
+def _chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return 0
+
+
 def _messages(
     request: ResponsesRequest, history: list[dict[str, Any]], state: AppState, window: int | None
 ) -> list[dict[str, Any]]:
@@ -71,17 +79,25 @@ def _messages(
         )
     elif len(merged) > settings.conversation_max_messages + len(request.messages):
         merged = merged[-(settings.conversation_max_messages + len(request.messages)) :]
+        while len(merged) > len(request.messages) and merged[0].get("role") == "tool":
+            merged.pop(0)  # never start with the answer to a call that was cut off
     if request.instructions is not None:
         merged.insert(0, {"role": "system", "content": request.instructions})
     if len(request.messages) > settings.max_messages:
         raise InvalidRequest(f"At most {settings.max_messages} input items are allowed", param="input")
-    chars = sum(len(m["content"]) for m in merged if isinstance(m.get("content"), str))
+    chars = sum(_chars(m.get("content")) for m in merged)
     if chars > settings.max_total_chars:
         raise InvalidRequest(f"The input exceeds {settings.max_total_chars} characters", param="input")
     return merged
 
 
-@router.post("/responses", response_model=None)
+@router.post(
+    "/responses",
+    response_model=None,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}
+    },
+)
 async def create_response(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
     settings = state.settings
     snapshot = state.holder.current

@@ -52,6 +52,26 @@ REFUSED_FIELDS = {
     "prompt": "stored prompt templates are not supported; send instructions and input instead",
     "context_management": "server-side context management is not supported",
 }
+REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "input"],
+    "properties": {
+        "model": {"type": "string"},
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "instructions": {"type": "string"},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+        "max_output_tokens": {"type": "integer"},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "text": {"type": "object"},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "store": {"type": "boolean"},
+        "stream": {"type": "boolean"},
+        "previous_response_id": {"type": "string"},
+    },
+}
+"""The body's outline for OpenAPI (the checks above are the contract)."""
 _PASSTHROUGH = ("service_tier", "prompt_cache_key", "prompt_cache_retention", "safety_identifier")
 
 
