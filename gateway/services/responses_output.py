@@ -121,6 +121,21 @@ def output_items(request_id: str, choice: Mapping[str, Any], status: str) -> lis
     return items
 
 
+def failure_detail(error: dict[str, Any]) -> dict[str, Any]:
+    """A chat error frame → a response's ``error``, whose ``code`` is one of the Responses API's
+    (``rate_limit_exceeded``, ``invalid_prompt``, ``server_error``); Prism's own code stays in the
+    message."""
+    code = str(error.get("code") or error.get("type") or "server_error")
+    if "rate_limit" in code:
+        kind = "rate_limit_exceeded"
+    elif error.get("type") == "invalid_request_error":
+        kind = "invalid_prompt"
+    else:
+        kind = "server_error"
+    message = str(error.get("message") or "")
+    return {"code": kind, "message": message if code == kind else f"{message} (code: {code})"}
+
+
 def status_of(finish_reason: str | None) -> tuple[str, dict[str, Any] | None]:
     reason = INCOMPLETE_REASONS.get(finish_reason or "")
     return ("incomplete", {"reason": reason}) if reason else ("completed", None)

@@ -46,21 +46,6 @@ def chat_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
                 frames.append(line[5:].strip())
 
 
-def failure_detail(error: dict[str, Any]) -> dict[str, Any]:
-    """A chat error frame → a response's ``error``, whose ``code`` is one of the Responses API's
-    (``rate_limit_exceeded``, ``invalid_prompt``, ``server_error``); Prism's own code stays in the
-    message."""
-    code = str(error.get("code") or error.get("type") or "server_error")
-    if "rate_limit" in code:
-        kind = "rate_limit_exceeded"
-    elif error.get("type") == "invalid_request_error":
-        kind = "invalid_prompt"
-    else:
-        kind = "server_error"
-    message = str(error.get("message") or "")
-    return {"code": kind, "message": message if code == kind else f"{message} (code: {code})"}
-
-
 @dataclass(slots=True)
 class _Call:
     output_index: int | None = None
@@ -341,7 +326,7 @@ class ResponsesStream:
 
     def failed(self, error: dict[str, Any]) -> list[bytes]:
         events = self._close_message("incomplete")
-        final = self.snapshot("failed", usage=self.usage, error=failure_detail(error))
+        final = self.snapshot("failed", usage=self.usage, error=out.failure_detail(error))
         return [*events, self.event("response.failed", response=final)]
 
 

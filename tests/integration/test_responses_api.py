@@ -295,6 +295,21 @@ def test_bad_input_is_a_4xx_in_openai_shape(gw: GatewayProcess, body: dict[str, 
     assert error["param"] == param and error["message"] and error["type"]
 
 
+def test_odd_ids_are_4xx(gw: GatewayProcess) -> None:
+    headers = {"Authorization": f"Bearer {_key(gw)}"}
+    nul = httpx.get(gw.openai_base_url + "/responses/resp_%00", headers=headers)
+    assert nul.status_code == 400 and nul.json()["error"]["code"] == "invalid_text"
+    long = httpx.post(
+        gw.openai_base_url + "/responses",
+        json={"model": "small", "input": "hi", "previous_response_id": "resp_" + "x" * 5000},
+        headers=headers,
+    )
+    assert long.status_code == 404 and long.json()["error"]["param"] == "previous_response_id"
+    assert httpx.delete(gw.openai_base_url + "/responses/" + "y" * 3000, headers=headers).status_code == 404
+    listed = httpx.get(gw.openai_base_url + "/responses/resp_x/input_items?limit=0", headers=headers)
+    assert listed.status_code == 400 and listed.json()["error"]["param"] == "limit"
+
+
 @pytest.mark.parametrize("payload", [b"{", b"[]", b'"x"', b'{"model": "small", "input": "a\\u0000b"}'])
 def test_undecodable_bodies_are_400(gw: GatewayProcess, payload: bytes) -> None:
     r = httpx.post(
@@ -344,6 +359,13 @@ def test_policies_apply_and_every_request_has_one_usage_row(gw: GatewayProcess, 
 
     rows = asyncio.run(_usage_rows(pg_database, ids))
     assert sorted(rows) == sorted(ids)  # one record per request, refused and failed ones too
+    scraped = httpx.get(gw.url + "/metrics").text
+    assert 'route="/v1/responses",status="429"' in scraped
+    assert any(
+        'route="/v1/responses"' in line and 'model="small"' in line and 'status="200"' in line
+        for line in scraped.splitlines()
+        if line.startswith("prism_requests_total")
+    )
     statuses = [rows[i].http_status for i in ids]
     assert statuses[:5] == [200, 429, 403, 400, 503]
     assert rows[ids[-1]].streamed is True and rows[ids[-1]].status != "ok"
