@@ -137,7 +137,12 @@ async def _usage_rows(url: str, ids: list[str]) -> dict[str, UsageLog]:
 def test_plain_response_with_instructions(gw: GatewayProcess, fake: FakeUpstream, pg_database: str) -> None:
     client = _client(gw)
     raw = client.responses.with_raw_response.create(
-        model="small", input="Hello there", instructions="Answer briefly.", max_output_tokens=64
+        model="small",
+        input="Hello there",
+        instructions="Answer briefly.",
+        max_output_tokens=64,
+        temperature=0.3,
+        top_p=0.9,
     )
     response = raw.parse()
     assert response.object == "response" and response.status == "completed"
@@ -152,7 +157,8 @@ def test_plain_response_with_instructions(gw: GatewayProcess, fake: FakeUpstream
         {"role": "system", "content": "Answer briefly."},
         {"role": "user", "content": "Hello there"},
     ]
-    assert sent["max_completion_tokens"] == 64
+    assert (sent["max_completion_tokens"], sent["temperature"], sent["top_p"]) == (64, 0.3, 0.9)
+    assert (response.temperature, response.top_p, response.max_output_tokens) == (0.3, 0.9, 64)
     assert client.responses.retrieve(response.id).output_text == "echo: Hello there"
     rows = asyncio.run(_usage_rows(pg_database, [_request_id(response.id)]))
     row = rows[_request_id(response.id)]
@@ -190,7 +196,12 @@ def test_streamed_events_in_order(gw: GatewayProcess, pg_database: str) -> None:
 
 def test_function_tool_round_trip_via_previous_response_id(gw: GatewayProcess, fake: FakeUpstream) -> None:
     client = _client(gw)
-    first = client.responses.create(model="small", input="What is the weather in Paris?", tools=[WEATHER])
+    first = client.responses.create(
+        model="small",
+        input="What is the weather in Paris?",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+    )
     call = first.output[0]
     assert call.type == "function_call" and call.name == "get_weather"
     assert call.arguments == '{"city":"Paris"}' and call.call_id.startswith("call_")
@@ -201,6 +212,7 @@ def test_function_tool_round_trip_via_previous_response_id(gw: GatewayProcess, f
             "function": {k: v for k, v in WEATHER.items() if k != "type"},
         }
     ]
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     second = client.responses.create(
         model="small",
         previous_response_id=first.id,
@@ -392,3 +404,53 @@ def test_stored_row_is_owned_and_chains(gw: GatewayProcess, pg_database: str) ->
     assert found[second.id].chain_id == first.id == found[first.id].chain_id
     assert found[first.id].user_id is not None and found[first.id].user_id == found[second.id].user_id
     assert [m["role"] for m in found[second.id].history] == ["user", "assistant", "user", "assistant"]
+
+
+def test_a_client_that_leaves_mid_stream_is_recorded_incomplete(
+    gw: GatewayProcess, fake: FakeUpstream, pg_database: str
+) -> None:
+    fake.configure(chunks=40, chunk_delay=0.1)
+    try:
+        with httpx.stream(
+            "POST",
+            gw.openai_base_url + "/responses",
+            json={"model": "small", "input": "a long answer please", "stream": True},
+            headers={"Authorization": f"Bearer {_key(gw)}"},
+        ) as response:
+            request_id = response.headers["x-request-id"]
+            seen = b""
+            for piece in response.iter_bytes():
+                seen += piece
+                if b"response.output_text.delta" in seen:
+                    break  # leave: the connection closes with the block
+    finally:
+        fake.configure(chunks=0, chunk_delay=0.0)
+    row = asyncio.run(_usage_rows(pg_database, [request_id]))[request_id]
+    assert row.status == "incomplete" and row.streamed is True
+    assert 0 < row.completion_tokens < 40
+
+
+def test_image_parts_reach_the_model_as_chat_parts(gw: GatewayProcess, fake: FakeUpstream) -> None:
+    image = "data:image/png;base64,iVBORw0KGgo="
+    response = _client(gw).responses.create(
+        model="small",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is in this picture?"},
+                    {"type": "input_image", "image_url": image, "detail": "low"},
+                ],
+            }
+        ],
+    )
+    assert response.status == "completed"
+    assert fake.last_request.body["messages"] == [  # type: ignore[union-attr]
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
+            ],
+        }
+    ]
