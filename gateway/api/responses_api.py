@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request, Response
 from gateway.agent.state import ChatInput
 from gateway.api.openai import ClosingStreamingResponse, _body_problem, cache_policy, request_timeout
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest, UnsupportedParameter
 from gateway.experiments.sticky import end_user_key
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
@@ -159,7 +159,8 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
             )
         raise
     request.state.metric_model = snapshot.model_label(result.model)
-    kept = [*history, *parsed.messages]
+    # what a continuation replays, at most ``conversation_max_messages`` turns (as for conversations)
+    kept = [*history, *parsed.messages][-settings.conversation_max_messages :]
 
     async def store(body: dict[str, Any]) -> None:
         """Keep the answer for ``previous_response_id``/``GET``; the client has paid for the answer,
@@ -172,7 +173,7 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
                 principal=principal,
                 body=body,
                 input_items=parsed.input_items,
-                history=[*kept, *out.history_messages(body["output"])],
+                history=[*kept, *out.history_messages(body["output"])][-settings.conversation_max_messages :],
                 chain_id=chain_id,
             )
         except Exception:
@@ -197,7 +198,15 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
 
 
 @router.get("/responses/{response_id}")
-async def get_response(response_id: str, principal: PrincipalDep, session: SessionDep) -> Response:
+async def get_response(
+    response_id: str, principal: PrincipalDep, session: SessionDep, stream: bool = False
+) -> Response:
+    if stream:
+        raise UnsupportedParameter(
+            "Stored responses are returned whole; streaming a stored response (stream=true) is not "
+            "supported.",
+            param="stream",
+        )
     row = await responses_store.get(session, principal=principal, response_id=response_id)
     return Response(content=orjson.dumps(row.body), media_type="application/json")
 

@@ -320,6 +320,8 @@ def test_odd_ids_are_4xx(gw: GatewayProcess) -> None:
     assert httpx.delete(gw.openai_base_url + "/responses/" + "y" * 3000, headers=headers).status_code == 404
     listed = httpx.get(gw.openai_base_url + "/responses/resp_x/input_items?limit=0", headers=headers)
     assert listed.status_code == 400 and listed.json()["error"]["param"] == "limit"
+    streamed = httpx.get(gw.openai_base_url + "/responses/resp_x?stream=true", headers=headers)
+    assert streamed.status_code == 400 and streamed.json()["error"]["param"] == "stream"
 
 
 @pytest.mark.parametrize("payload", [b"{", b"[]", b'"x"', b'{"model": "small", "input": "a\\u0000b"}'])
