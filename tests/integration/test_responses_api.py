@@ -308,6 +308,13 @@ def test_bad_input_is_a_4xx_in_openai_shape(gw: GatewayProcess, body: dict[str, 
 
 
 def test_odd_ids_are_4xx(gw: GatewayProcess) -> None:
+    for method, path in (
+        ("POST", "/responses"),
+        ("GET", "/responses/resp_x"),
+        ("DELETE", "/responses/resp_x"),
+    ):
+        anonymous = httpx.request(method, gw.openai_base_url + path, json={"model": "small", "input": "hi"})
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
     headers = {"Authorization": f"Bearer {_key(gw)}"}
     nul = httpx.get(gw.openai_base_url + "/responses/resp_%00", headers=headers)
     assert nul.status_code == 400 and nul.json()["error"]["code"] == "invalid_text"
