@@ -148,3 +148,35 @@ def test_agent_streamed_run(agent: Agent, gw: GatewayProcess) -> None:
     assert CALLS == ["Busan"]
     assert final == "tool result: sunny in Busan"
     assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+
+
+def test_agent_chains_turns_with_previous_response_id(
+    agent: Agent, fake: FakeUpstream, gw: GatewayProcess
+) -> None:
+    """``auto_previous_response_id``: the second model call sends only the tool's output and the first
+    response's id; Prism replays the stored turn (the assistant's tool call) to the chat model."""
+    result = asyncio.run(
+        _with_prism(
+            gw, lambda: Runner.run(agent, "What is the weather in Daegu?", auto_previous_response_id=True)
+        )
+    )
+    assert CALLS == ["Daegu"] and result.final_output == "tool result: sunny in Daegu"
+    second = fake.requests_to("/v1/chat/completions")[-1].body
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "tool"]
+    assert second["messages"][2]["tool_calls"][0]["function"]["name"] == "get_weather"
+    follow_up = asyncio.run(
+        _with_prism(
+            gw,
+            lambda: Runner.run(agent, "Thanks!", previous_response_id=result.last_response_id),
+        )
+    )
+    assert follow_up.final_output == "echo: Thanks!"
+    third = fake.requests_to("/v1/chat/completions")[-1].body
+    assert [m["role"] for m in third["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
