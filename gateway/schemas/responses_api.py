@@ -43,14 +43,19 @@ KNOWN_FIELDS = frozenset(
         "previous_response_id", "stream", "stream_options", "user", "safety_identifier",
         "prompt_cache_key", "prompt_cache_retention", "include", "truncation", "reasoning",
         "service_tier", "top_logprobs", "max_tool_calls", "background", "conversation", "prompt",
-        "context_management",
+        "context_management", "prompt_cache_options", "background_options", "access_programs",
+        "image", "moderation",
     }
 )  # fmt: skip
 REFUSED_FIELDS = {
     "background": "background mode is not supported by this gateway; send the request without it",
     "conversation": "conversation objects are not supported; chain responses with previous_response_id",
     "prompt": "stored prompt templates are not supported; send instructions and input instead",
+    "background_options": "background mode is not supported by this gateway",
     "context_management": "server-side context management is not supported",
+    "access_programs": "access programs are not supported by this gateway",
+    "image": "image generation options are not supported: the models behind this gateway answer text",
+    "moderation": "moderation runs in the gateway's own guardrails (docs/guardrails.md), not per request",
 }
 REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",

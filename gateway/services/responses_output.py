@@ -196,7 +196,7 @@ def from_chat_completion(
     choices = body.get("choices") or [{}]
     choice = choices[0]
     status, incomplete = status_of(choice.get("finish_reason"))
-    return response_object(
+    response = response_object(
         request,
         request_id=request_id,
         model=str(body.get("model") or request.model),
@@ -205,6 +205,9 @@ def from_chat_completion(
         usage=usage_of(body.get("usage")),
         incomplete=incomplete,
     )
+    if body.get("service_tier") is not None:  # the tier the upstream actually used
+        response["service_tier"] = body["service_tier"]
+    return response
 
 
 def history_messages(output: list[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -73,6 +73,7 @@ class ResponsesStream:
     calls: dict[int, _Call] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    service_tier: str | None = None
 
     def event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -80,7 +81,7 @@ class ResponsesStream:
         return event_bytes(payload)
 
     def snapshot(self, status: str, **extra: Any) -> dict[str, Any]:
-        return out.response_object(
+        body = out.response_object(
             self.request,
             request_id=self.request_id,
             model=self.model,
@@ -89,6 +90,9 @@ class ResponsesStream:
             created_at=self.created_at,
             **extra,
         )
+        if self.service_tier is not None:
+            body["service_tier"] = self.service_tier
+        return body
 
     # -- the message item -------------------------------------------------------------------
 
@@ -299,6 +303,8 @@ class ResponsesStream:
 
     def on_chunk(self, chunk: dict[str, Any]) -> list[bytes]:
         events: list[bytes] = []
+        if chunk.get("service_tier") is not None:
+            self.service_tier = str(chunk["service_tier"])
         if chunk.get("usage"):
             self.usage = out.usage_of(chunk["usage"])
         for choice in chunk.get("choices") or ():

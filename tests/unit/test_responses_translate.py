@@ -79,6 +79,8 @@ def test_items_become_chat_messages() -> None:
         ({"input": "x", "tool_choice": {"type": "web_search_preview"}}, "tool_choice.type"),
         ({"input": "x", "conversation": "conv_1"}, "conversation"),
         ({"input": "x", "prompt": {"id": "pmpt_1"}}, "prompt"),
+        ({"input": "x", "moderation": {"model": "omni-moderation-latest"}}, "moderation"),
+        ({"input": "x", "background_options": {"completion_window": "2h"}}, "background_options"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
         ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type"),
         ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input[0].call_id"),
@@ -112,6 +114,7 @@ def test_chat_completion_becomes_a_valid_response() -> None:
             }
         ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 1}},
+        "service_tier": "flex",
     }
     response = Response.model_validate(out.from_chat_completion(request, request_id="abc", body=body))
     assert response.status == "incomplete" and response.incomplete_details is not None
@@ -120,6 +123,7 @@ def test_chat_completion_becomes_a_valid_response() -> None:
     assert response.output[1].type == "function_call" and response.output[1].id == "fc_abc_1"
     assert response.usage is not None and response.usage.input_tokens_details.cached_tokens == 1
     assert response.usage.total_tokens == 5 and response.metadata == {"a": "b"}
+    assert response.service_tier == "flex"
     replay = out.history_messages([item.model_dump() for item in response.output])
     assert replay == [
         {
