@@ -463,3 +463,20 @@ def test_image_parts_reach_the_model_as_chat_parts(gw: GatewayProcess, fake: Fak
             ],
         }
     ]
+
+
+def test_cache_hits_render_as_responses_json_and_stream(gw: GatewayProcess) -> None:
+    client = _client(gw)
+    prompt = f"deterministic {uuid.uuid4().hex[:6]}"
+    first = client.responses.with_raw_response.create(model="small", input=prompt, temperature=0)
+    again = client.responses.with_raw_response.create(model="small", input=prompt, temperature=0)
+    assert (first.headers["x-prism-cache"], again.headers["x-prism-cache"]) == ("miss", "hit")
+    assert again.parse().output_text == first.parse().output_text == f"echo: {prompt}"
+    assert again.parse().id != first.parse().id
+    with client.responses.with_streaming_response.create(
+        model="small", input=prompt, temperature=0, stream=True
+    ) as streamed:
+        assert streamed.headers["x-prism-cache"] == "hit"
+        events = list(streamed.parse())
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text == f"echo: {prompt}"  # type: ignore[union-attr]
