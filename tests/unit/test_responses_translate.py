@@ -265,3 +265,92 @@ def test_a_stream_that_just_stops_is_failed() -> None:
     events = asyncio.run(_collect(writes, []))
     assert events[-1]["type"] == "response.failed"
     assert events[-1]["response"]["error"]["message"].endswith("(code: stream_incomplete)")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+_ITEM = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning", "x"])
+        | _JSON,
+        "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]) | _JSON,
+        "content": st.text(max_size=5)
+        | st.lists(
+            st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(
+                        ["input_text", "output_text", "input_image", "input_file", "refusal"]
+                    )
+                },
+                optional={
+                    "text": _JSON,
+                    "image_url": _JSON,
+                    "file_data": _JSON,
+                    "refusal": _JSON,
+                    "detail": _JSON,
+                },
+            )
+            | _JSON,
+            max_size=3,
+        )
+        | _JSON,
+        "call_id": st.text(max_size=5) | _JSON,
+        "name": st.text(max_size=5) | _JSON,
+        "arguments": st.text(max_size=5) | _JSON,
+        "output": st.text(max_size=5) | _JSON,
+    },
+)
+_BODIES = st.fixed_dictionaries(
+    {"model": st.text(min_size=1, max_size=5) | _JSON},
+    optional={
+        "input": st.text(max_size=5) | st.lists(_ITEM | _JSON, max_size=4) | _JSON,
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["function", "web_search"]) | _JSON},
+                optional={"name": _JSON | st.text(min_size=1, max_size=4), "parameters": _JSON},
+            )
+            | _JSON,
+            max_size=3,
+        )
+        | _JSON,
+        "tool_choice": st.sampled_from(["auto", "none", "required"])
+        | st.fixed_dictionaries(
+            {"type": st.sampled_from(["function", "allowed_tools"]) | _JSON},
+            optional={"name": _JSON, "mode": _JSON, "tools": _JSON},
+        )
+        | _JSON,
+        "text": st.fixed_dictionaries({}, optional={"format": _JSON, "verbosity": _JSON}) | _JSON,
+        **dict.fromkeys(
+            (
+                "instructions",
+                "temperature",
+                "top_p",
+                "max_output_tokens",
+                "metadata",
+                "store",
+                "stream",
+                "reasoning",
+                "include",
+                "truncation",
+                "top_logprobs",
+                "user",
+                "parallel_tool_calls",
+                "previous_response_id",
+            ),
+            _JSON,
+        ),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_BODIES)
+def test_any_body_parses_or_is_refused_by_name(body: dict[str, Any]) -> None:
+    try:
+        parse_request(body)
+    except InvalidRequest as refused:
+        assert refused.message and refused.status_code == 400
