@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.errors import InvalidRequest, UnsupportedParameter
 
-_ROLES = frozenset({"user", "assistant", "system", "developer"})
+_ROLES = ("user", "assistant", "system", "developer")  # a tuple: `in` must not hash client values
 
 
 def invalid(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
