@@ -232,8 +232,10 @@ class ResponsesStream:
     # -- function calls ---------------------------------------------------------------------
 
     def on_tool_call(self, delta: dict[str, Any]) -> list[bytes]:
-        call = self.calls.setdefault(int(delta.get("index") or 0), _Call())
-        function = delta.get("function") or {}
+        index = delta.get("index")
+        call = self.calls.setdefault(index if isinstance(index, int) else 0, _Call())
+        given = delta.get("function")
+        function: dict[str, Any] = given if isinstance(given, dict) else {}
         if delta.get("id") and call.call_id is None:
             call.call_id = str(delta["id"])
         if function.get("name") and call.name is None:
@@ -305,18 +307,20 @@ class ResponsesStream:
         events: list[bytes] = []
         if chunk.get("service_tier") is not None:
             self.service_tier = str(chunk["service_tier"])
-        if chunk.get("usage"):
+        if isinstance(chunk.get("usage"), dict):
             self.usage = out.usage_of(chunk["usage"])
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
+            given = choice.get("delta")
+            delta: dict[str, Any] = given if isinstance(given, dict) else {}
             if delta.get("content"):
                 events += self.on_text(str(delta["content"]), out.logprobs_of(choice))
             if delta.get("refusal"):
                 events += self.on_refusal(str(delta["refusal"]))
             for call in delta.get("tool_calls") or ():
-                events += self.on_tool_call(call)
+                if isinstance(call, dict):
+                    events += self.on_tool_call(call)
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
         return events
@@ -351,6 +355,8 @@ async def translate(chat: AsyncIterator[bytes], stream: ResponsesStream) -> Asyn
                     events += await stream.finished()
                     continue
                 payload = orjson.loads(frame)
+                if not isinstance(payload, dict):
+                    continue
                 if not started:
                     started = True
                     stream.model = str(payload.get("model") or stream.model)

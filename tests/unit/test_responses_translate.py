@@ -354,3 +354,18 @@ def test_any_body_parses_or_is_refused_by_name(body: dict[str, Any]) -> None:
         parse_request(body)
     except InvalidRequest as refused:
         assert refused.message and refused.status_code == 400
+
+
+def test_malformed_chunks_are_skipped_not_fatal() -> None:
+    writes = [
+        b"data: [1, 2]\n\n",
+        _chunk(["not a choice", {"index": 0, "delta": "nope"}]),  # type: ignore[list-item]
+        _chunk([{"index": 0, "delta": {"tool_calls": ["x", {"index": "a", "id": "c", "function": "f"}]}}]),
+        _chunk([{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}], usage=None),
+        b"data: [DONE]\n\n",
+    ]
+    events = asyncio.run(_collect(writes, []))
+    for event in events:
+        EVENTS.validate_python(event)
+    assert events[-1]["type"] == "response.completed"
+    assert Response.model_validate(events[-1]["response"]).output_text == "ok"
