@@ -413,6 +413,8 @@ def test_stored_row_is_owned_and_chains(gw: GatewayProcess, pg_database: str) ->
     assert found[second.id].chain_id == first.id == found[first.id].chain_id
     assert found[first.id].user_id is not None and found[first.id].user_id == found[second.id].user_id
     assert [m["role"] for m in found[second.id].history] == ["user", "assistant", "user", "assistant"]
+    usage = asyncio.run(_usage_rows(pg_database, [_request_id(first.id), _request_id(second.id)]))
+    assert {row.conversation_id for row in usage.values()} == {first.id}  # the chain, for reports
 
 
 def test_a_client_that_leaves_mid_stream_is_recorded_incomplete(
