@@ -27,7 +27,8 @@ from gateway.providers.tokens import count_messages
 from gateway.schemas.responses_api import REQUEST_SCHEMA, ResponsesRequest, parse_request
 from gateway.services import conversations, responses_store
 from gateway.services import responses_output as out
-from gateway.services.responses_stream import ResponsesStream, translate
+from gateway.services.responses_relay import translate
+from gateway.services.responses_stream import ResponsesStream
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 log = structlog.get_logger("prism.responses")

@@ -1,4 +1,4 @@
-"""The Responses API's streaming events, translated from the chat flow's SSE relay.
+"""The Responses API's streaming events: a state machine fed with the chat relay's chunks.
 
 The chat relay (``services/delivery.py``) has already done the flow's work — guard filters,
 usage record on disk before its last frame, error frame on a failure — so this reads its frames
@@ -15,7 +15,7 @@ A tool call's item opens once its ``call_id`` and name are known (the SDKs key f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,19 +31,6 @@ Finish = Callable[[dict[str, Any]], Awaitable[None]]
 def event_bytes(event: dict[str, Any]) -> bytes:
     kind = str(event["type"]).encode()
     return b"event: " + kind + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-
-
-def chat_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """Complete ``data:`` payloads in ``buffer`` and the incomplete rest."""
-    frames: list[bytes] = []
-    while True:
-        end = buffer.find(b"\n\n")
-        if end < 0:
-            return frames, buffer
-        block, buffer = buffer[:end], buffer[end + 2 :]
-        for line in block.split(b"\n"):
-            if line.startswith(b"data:"):
-                frames.append(line[5:].strip())
 
 
 @dataclass(slots=True)
@@ -338,46 +325,3 @@ class ResponsesStream:
         events = self._close_message("incomplete")
         final = self.snapshot("failed", usage=self.usage, error=out.failure_detail(error))
         return [*events, self.event("response.failed", response=final)]
-
-
-async def translate(chat: AsyncIterator[bytes], stream: ResponsesStream) -> AsyncIterator[bytes]:
-    """Chat SSE bytes → Responses SSE bytes; one write per chat write (frames are batched as read)."""
-    started = False
-    buffer = b""
-    done = False
-    try:  # the relay's own ``finally`` (usage record, metrics) always runs: it is closed below
-        async for data in chat:
-            frames, buffer = chat_frames(buffer + data)
-            events: list[bytes] = []
-            for frame in frames:
-                if frame == b"[DONE]":
-                    done = True
-                    events += await stream.finished()
-                    continue
-                payload = orjson.loads(frame)
-                if not isinstance(payload, dict):
-                    continue
-                if not started:
-                    started = True
-                    stream.model = str(payload.get("model") or stream.model)
-                    events.append(stream.event("response.created", response=stream.snapshot("in_progress")))
-                    events.append(
-                        stream.event("response.in_progress", response=stream.snapshot("in_progress"))
-                    )
-                if isinstance(payload.get("error"), dict):
-                    done = True
-                    events += stream.failed(payload["error"])
-                    continue
-                events += stream.on_chunk(payload)
-            if events:
-                yield b"".join(events)
-        if not done:
-            failure = {"code": "stream_incomplete", "message": "The model's stream ended before it finished"}
-            prefix = (
-                [] if started else [stream.event("response.created", response=stream.snapshot("in_progress"))]
-            )
-            yield b"".join([*prefix, *stream.failed(failure)])
-    finally:
-        close = getattr(chat, "aclose", None)
-        if close is not None:
-            await close()

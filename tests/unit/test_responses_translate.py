@@ -20,7 +20,8 @@ from pydantic import TypeAdapter
 from gateway.errors import InvalidRequest
 from gateway.schemas.responses_api import parse_request
 from gateway.services import responses_output as out
-from gateway.services.responses_stream import ResponsesStream, translate
+from gateway.services.responses_relay import translate
+from gateway.services.responses_stream import ResponsesStream
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
