@@ -18,6 +18,7 @@ from gateway.api import (
     keys,
     openai,
     quotas,
+    responses_api,
     routing_policy,
 )
 from gateway.api.hot_path import PrismApp
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.add_exception_handler(OSError, _database_error)
     app.include_router(health.router)
     app.include_router(openai.router)
+    app.include_router(responses_api.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)
