@@ -220,6 +220,7 @@ class EmbeddingService:
             if entry is not None and _valid_entry(entry.response):
                 books.served(target, cache_hit=True)
                 result = _result(entry.response, target)
+                books.count(result.prompt_tokens, cost=0.0)  # the tokens the answer counted, free
                 result.headers.update(books.headers(cache="hit"))
                 return result
         books.served(target, cache_hit=False)
