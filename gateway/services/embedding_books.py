@@ -99,14 +99,17 @@ class EmbeddingBooks:
             record.status = UsageStatus.ERROR if stats.attempts else UsageStatus.REJECTED
             record.http_status = error.status_code
             record.error_type = error.code or error.error_type
-            if not stats.attempts:
-                record.cost_usd = 0.0
             metrics.ERRORS.labels(type=error.error_type).inc()
         else:
             record.status = status or UsageStatus.OK
             record.http_status = http_status if status is not None else 200
-        if record.status is not UsageStatus.OK and not record.cache_hit and not stats.attempts:
-            record.prompt_tokens = 0  # nothing was embedded
+        if record.status is not UsageStatus.OK and not record.cache_hit:
+            # what the upstream embedded (and billed) before the failure: batches that succeeded
+            record.prompt_tokens = stats.billed_tokens
+            config = self.target.config if self.target is not None else None
+            record.cost_usd = config.cost(stats.billed_tokens) if config is not None else 0.0
+            if not stats.billed_tokens:
+                record.model_served = None
         self._metrics(elapsed)
         if self.usage is not None:
             self.usage.record(record)

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -31,7 +31,8 @@ class CallStats:
     attempts: int = 0
     provider_time_s: float = 0.0
     upstream_model: str | None = None
-    token_counts: list[int | None] = field(default_factory=list)
+    billed_tokens: int = 0
+    """Input tokens of the batches that succeeded: the upstream's count, else the estimate."""
 
 
 def batches(inputs: Inputs, size: int) -> list[Inputs]:
@@ -42,17 +43,19 @@ async def embed_all(
     target: EmbeddingTarget,
     template: EmbeddingCall,
     *,
+    counts: list[int],
     retry: RetryConfig,
     model_label: str,
     stats: CallStats,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> list[list[float]]:
-    """Every input's vector, in order; raises the first batch's error (the others are cancelled)."""
-    config = target.config
-    parts = batches(template.inputs, config.batch_size)
-    gate = asyncio.Semaphore(config.concurrency)
+    """Every input's vector, in order; raises the first batch's error (the others are cancelled).
+    ``counts``: each input's estimated tokens (for batches whose upstream does not count)."""
+    size = target.config.batch_size
+    parts = batches(template.inputs, size)
+    gate = asyncio.Semaphore(target.config.concurrency)
 
-    async def one(inputs: Inputs) -> Embeddings:
+    async def one(inputs: Inputs, estimate: int) -> Embeddings:
         call = EmbeddingCall(
             model=template.model,
             inputs=inputs,
@@ -62,12 +65,17 @@ async def embed_all(
             extra=template.extra,
         )
         async with gate:
-            return await _with_retries(target, call, retry=retry, label=model_label, stats=stats, sleep=sleep)
+            result = await _with_retries(
+                target, call, retry=retry, label=model_label, stats=stats, sleep=sleep
+            )
+        stats.billed_tokens += result.prompt_tokens if result.prompt_tokens is not None else estimate
+        return result
 
+    estimates = [sum(counts[start : start + size]) for start in range(0, len(counts), size)]
     if len(parts) == 1:
-        results = [await one(parts[0])]
+        results = [await one(parts[0], estimates[0])]
     else:
-        tasks = [asyncio.ensure_future(one(part)) for part in parts]
+        tasks = [asyncio.ensure_future(one(part, n)) for part, n in zip(parts, estimates, strict=True)]
         try:
             results = list(await asyncio.gather(*tasks))
         except BaseException:
@@ -78,7 +86,6 @@ async def embed_all(
     vectors: list[list[float]] = []
     for result in results:
         vectors.extend(result.vectors)
-        stats.token_counts.append(result.prompt_tokens)
         stats.upstream_model = stats.upstream_model or result.model
     return vectors
 

@@ -235,14 +235,14 @@ class EmbeddingService:
         vectors = await embed_all(
             target,
             template,
+            counts=counts,
             retry=snapshot.config.retry,
             model_label=books.label,
             stats=books.stats,
             sleep=self._sleep,
         )
         stats = books.stats
-        if all(count is not None for count in stats.token_counts):
-            tokens = sum(count or 0 for count in stats.token_counts)  # the upstream's own count
+        tokens = stats.billed_tokens  # the upstream's own count where it gave one
         books.count(tokens, cost=config.cost(tokens))
         result = EmbeddingResult(
             vectors=vectors,

@@ -417,3 +417,28 @@ def test_metrics_count_embeddings(gw: GatewayProcess, client: openai.OpenAI) -> 
     text = httpx.get(gw.url + "/metrics").text
     assert 'prism_embedding_inputs_total{model="emb-ollama",source="upstream"}' in text
     assert 'prism_requests_total{model="emb-ollama",route="/v1/embeddings",status="200"}' in text
+
+
+def test_retryable_upstream_failure_is_retried(
+    client: openai.OpenAI, fakes: tuple[FakeOpenAIEmbeddings, FakeOllamaEmbeddings], pg_database: str
+) -> None:
+    upstream, _ = fakes
+    upstream.reset()
+    upstream.configure(fail_next=1, fail_status=503)
+    raw = client.embeddings.with_raw_response.create(model="emb-openai", input=f"retry {uuid.uuid4().hex}")
+    assert raw.parse().data and len(upstream.requests_to("/v1/embeddings")) == 2
+    request_id = raw.headers["x-request-id"]
+    row = rows(pg_database, [request_id])[request_id]
+    assert (row.status, row.attempts, row.prompt_tokens) == ("ok", 2, 2)
+    upstream.configure(fail_next=1, fail_status=400)  # not retryable: the upstream's 400, once
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="emb-openai", input=f"refused {uuid.uuid4().hex}")
+
+
+def test_tokens_count_against_the_tpm_limit(gw: GatewayProcess) -> None:
+    text = " ".join(["word"] * 20)  # 20 cl100k tokens, and 20 for the fake's count
+    with openai.OpenAI(base_url=gw.openai_base_url, api_key=_key(gw, tpm_limit=30), max_retries=0) as sdk:
+        assert sdk.embeddings.create(model="emb-ollama", input=text).usage.prompt_tokens == 20
+        with pytest.raises(openai.RateLimitError) as limited:
+            sdk.embeddings.create(model="emb-ollama", input=text + " again")
+    assert limited.value.response.headers.get("retry-after")
