@@ -207,9 +207,7 @@ def test_base64_from_a_float_upstream_is_float32(client: openai.OpenAI, gw: Gate
     assert r.status_code == 200, r.text
     encoded = r.json()["data"][0]["embedding"]
     assert isinstance(encoded, str)
-    assert np.frombuffer(base64.b64decode(encoded), dtype="<f4").tolist() == _f32(
-        fake_vector("zeta")
-    )
+    assert np.frombuffer(base64.b64decode(encoded), dtype="<f4").tolist() == _f32(fake_vector("zeta"))
 
 
 def test_batches_are_split_and_kept_in_order(
