@@ -50,6 +50,8 @@ class Embeddings:
     """As counted by the upstream; ``None`` when it did not say."""
     model: str | None = None
     """The model the upstream named in its answer."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Top-level fields of the answer beyond OpenAI's (``object``, ``data``, ``model``, ``usage``)."""
 
 
 class EmbeddingProvider(abc.ABC):

@@ -21,6 +21,8 @@ from gateway.providers.openai_wire import error_for_status
 from gateway.providers.wire_http import Endpoint, WireHTTP, encode_headers
 from gateway.schemas.embeddings import decode_vector
 
+_OPENAI_FIELDS = frozenset({"object", "data", "model", "usage"})
+
 
 class _WireEmbeddings(EmbeddingProvider):
     def __init__(
@@ -104,6 +106,7 @@ class OpenAIEmbeddings(_WireEmbeddings):
             vectors=[vector for vector in vectors if vector is not None],
             prompt_tokens=tokens if isinstance(tokens, int) and tokens >= 0 else None,
             model=model if isinstance(model, str) else None,
+            extra={key: value for key, value in data.items() if key not in _OPENAI_FIELDS},
         )
 
 

@@ -170,8 +170,14 @@ def encode_vector(vector: list[float], encoding_format: str | None) -> list[floa
 
 
 def embeddings_body(
-    vectors: list[list[float]], *, model: str, prompt_tokens: int, encoding_format: str | None
+    vectors: list[list[float]],
+    *,
+    model: str,
+    prompt_tokens: int,
+    encoding_format: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """OpenAI's answer; ``extra``: an upstream's own other top-level fields, passed through."""
     return {
         "object": "list",
         "data": [
@@ -180,4 +186,5 @@ def embeddings_body(
         ],
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        **(extra or {}),
     }

@@ -31,6 +31,8 @@ class CallStats:
     attempts: int = 0
     provider_time_s: float = 0.0
     upstream_model: str | None = None
+    extra: dict[str, Any] | None = None
+    """The upstream's own extra top-level fields, when the request took one call (else not merged)."""
     billed_tokens: int = 0
     """Input tokens of the batches that succeeded: the upstream's count, else the estimate."""
 
@@ -87,6 +89,8 @@ async def embed_all(
     for result in results:
         vectors.extend(result.vectors)
         stats.upstream_model = stats.upstream_model or result.model
+    if len(results) == 1 and results[0].extra:
+        stats.extra = results[0].extra
     return vectors
 
 

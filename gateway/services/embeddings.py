@@ -55,6 +55,8 @@ class EmbeddingResult:
     headers: dict[str, str] = field(default_factory=dict)
     encoding_format: str | None = None
     """The client's: how :meth:`body` writes the vectors."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """The upstream's own other top-level fields (a request answered by one upstream call)."""
 
     def body(self) -> dict[str, Any]:
         """OpenAI's ``list`` of ``embedding`` objects."""
@@ -63,6 +65,7 @@ class EmbeddingResult:
             model=self.response_model,
             prompt_tokens=self.prompt_tokens,
             encoding_format=self.encoding_format,
+            extra=self.extra,
         )
 
 
@@ -249,6 +252,7 @@ class EmbeddingService:
             prompt_tokens=tokens,
             model=target.name,
             response_model=stats.upstream_model or target.name,
+            extra=stats.extra or {},
         )
         if (
             key is not None
@@ -257,7 +261,12 @@ class EmbeddingService:
             and sum(len(vector) for vector in vectors) <= MAX_CACHED_FLOATS
         ):
             entry = CachedEntry(
-                response={"vectors": vectors, "prompt_tokens": tokens, "model": result.response_model},
+                response={
+                    "vectors": vectors,
+                    "prompt_tokens": tokens,
+                    "model": result.response_model,
+                    "extra": result.extra,
+                },
                 model_served=target.name,
                 provider=provider.kind,
             )
@@ -330,4 +339,5 @@ def _result(response: Mapping[str, Any], target: EmbeddingTarget) -> EmbeddingRe
         prompt_tokens=response["prompt_tokens"],
         model=target.name,
         response_model=str(response.get("model") or target.name),
+        extra=dict(extra) if isinstance(extra := response.get("extra"), dict) else {},
     )

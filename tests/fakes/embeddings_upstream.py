@@ -53,6 +53,11 @@ class FakeOpenAIEmbeddings(FakeOpenAIUpstream):
 
     default_models = (*FakeOpenAIUpstream.default_models, "text-embedding-3-small", "fake-embed")
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.extra_fields: dict[str, Any] = {}
+        """Top-level fields added to every answer (a vendor's extensions)."""
+
     def routes(self) -> list[web.RouteDef]:
         return [
             *super().routes(),
@@ -95,6 +100,7 @@ class FakeOpenAIEmbeddings(FakeOpenAIUpstream):
                 "data": data,
                 "model": f"{model}-2024",
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                **self.extra_fields,
             }
         )
 

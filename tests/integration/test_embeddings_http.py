@@ -157,9 +157,17 @@ def test_sdk_float_reaches_the_client_unchanged(
 ) -> None:
     upstream, _ = fakes
     upstream.reset()
-    raw = client.embeddings.with_raw_response.create(
-        model="emb-openai", input=["alpha beta", "gamma"], encoding_format="float", extra_body={"x_vendor": 1}
-    )
+    upstream.extra_fields = {"x_vendor_meta": {"region": "kr"}}
+    try:
+        raw = client.embeddings.with_raw_response.create(
+            model="emb-openai",
+            input=["alpha beta", "gamma"],
+            encoding_format="float",
+            extra_body={"x_vendor": 1},
+        )
+    finally:
+        upstream.extra_fields = {}
+    assert raw.http_response.json()["x_vendor_meta"] == {"region": "kr"}  # unknown fields come back too
     result = raw.parse()
     assert [item.embedding for item in result.data] == [fake_vector("alpha beta"), fake_vector("gamma")]
     assert [item.index for item in result.data] == [0, 1]
