@@ -9,6 +9,7 @@ so the same input always gets the same vector and a test can recompute it (:func
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -77,6 +78,9 @@ class FakeOpenAIEmbeddings(FakeOpenAIUpstream):
         if not self.authorized(request):
             return self.error_response(401, model)
         mode = self.pick_mode(request, model)
+        delay, _ = self.timing(mode)
+        if delay:
+            await asyncio.sleep(delay)
         if mode in STATUS_MODES:
             return self.error_response(int(mode), model)
         inputs = _valid_input(body.get("input"))

@@ -448,3 +448,29 @@ def test_tokens_count_against_the_tpm_limit(gw: GatewayProcess) -> None:
         with pytest.raises(openai.RateLimitError) as limited:
             sdk.embeddings.create(model="emb-ollama", input=text + " again")
     assert limited.value.response.headers.get("retry-after")
+
+
+def test_deadline_is_one_for_the_whole_request(
+    gw: GatewayProcess, key: str, fakes: tuple[FakeOpenAIEmbeddings, FakeOllamaEmbeddings], pg_database: str
+) -> None:
+    upstream, _ = fakes
+    upstream.reset()
+    upstream.configure(latency=2.0)
+    try:
+        r = httpx.post(
+            gw.openai_base_url + "/embeddings",
+            json={"model": "emb-openai", "input": f"slow {uuid.uuid4().hex}"},
+            headers={"Authorization": f"Bearer {key}", "X-Prism-Timeout": "0.3"},
+            timeout=10,
+        )
+    finally:
+        upstream.configure(latency=0.0)
+    assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
+    row = rows(pg_database, [r.headers["x-request-id"]])[r.headers["x-request-id"]]
+    assert (row.status, row.http_status, row.prompt_tokens, row.cost_usd, row.model_served) == (
+        "error",
+        504,
+        0,
+        0.0,
+        None,
+    )
