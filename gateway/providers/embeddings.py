@@ -41,6 +41,8 @@ class EmbeddingCall:
     """Unknown request fields, forwarded to OpenAI-compatible upstreams."""
     headers: dict[str, str] = field(default_factory=dict)
     """``traceparent`` for the upstream's own traces."""
+    single: bool = False
+    """The client sent one input unwrapped (a string or a flat token array): sent upstream so."""
 
 
 @dataclass(slots=True)

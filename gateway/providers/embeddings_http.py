@@ -79,7 +79,9 @@ class OpenAIEmbeddings(_WireEmbeddings):
     accepts_token_arrays = True
 
     async def embed(self, call: EmbeddingCall) -> Embeddings:
-        body: dict[str, Any] = {**call.extra, "input": call.inputs, "model": call.model}
+        single = call.single and len(call.inputs) == 1
+        body: dict[str, Any] = {**call.extra, "input": call.inputs[0] if single else call.inputs}
+        body["model"] = call.model
         if call.encoding_format is not None:
             body["encoding_format"] = call.encoding_format
         if call.dimensions is not None:

@@ -35,6 +35,8 @@ class EmbeddingRequest:
     dimensions: int | None = None
     user: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    single: bool = False
+    """``input`` was one string or one flat token array (not in a list): forwarded in that shape."""
 
     @property
     def count(self) -> int:
@@ -65,9 +67,8 @@ def parse_embedding_request(body: bytes, *, max_chars: int, max_inputs: int) -> 
     model = raw.get("model")
     if not isinstance(model, str) or not 0 < len(model) <= 128:
         raise _invalid("model must be a string of 1 to 128 characters", "model")
-    texts, arrays = _inputs(
-        raw.get("input", None), "input" in raw, max_chars=max_chars, max_inputs=max_inputs
-    )
+    value = raw.get("input")
+    texts, arrays = _inputs(value, "input" in raw, max_chars=max_chars, max_inputs=max_inputs)
     encoding = raw.get("encoding_format")
     if encoding is not None and encoding not in ENCODINGS:
         raise _invalid("encoding_format must be 'float' or 'base64'", "encoding_format")
@@ -88,6 +89,7 @@ def parse_embedding_request(body: bytes, *, max_chars: int, max_inputs: int) -> 
         dimensions=dimensions,
         user=user,
         extra=extra,
+        single=isinstance(value, str) or all(_is_token(item) for item in value or ()),
     )
 
 

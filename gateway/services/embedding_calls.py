@@ -65,6 +65,7 @@ async def embed_all(
             encoding_format=template.encoding_format,
             user=template.user,
             extra=template.extra,
+            single=template.single,
         )
         async with gate:
             result = await _with_retries(

@@ -234,6 +234,7 @@ class EmbeddingService:
             encoding_format=request.encoding_format,
             user=request.user,
             extra=request.extra,
+            single=request.single,
         )
         vectors = await embed_all(
             target,

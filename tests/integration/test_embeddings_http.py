@@ -203,6 +203,7 @@ def test_sdk_default_base64_and_dimensions(
     result = client.embeddings.create(model="emb-openai", input="delta epsilon", dimensions=16)
     sent = upstream.requests_to("/v1/embeddings")[-1].body
     assert sent["encoding_format"] == "base64" and sent["dimensions"] == 16  # the SDK's default, forwarded
+    assert sent["input"] == "delta epsilon"  # a bare string stays a bare string
     assert result.data[0].embedding == _f32(fake_vector("delta epsilon", 16))
 
 
