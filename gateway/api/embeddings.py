@@ -12,11 +12,9 @@ from gateway.api.openai import cache_policy, request_timeout
 from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.schemas.embeddings import parse_embedding_request
+from gateway.services.embeddings import MAX_INPUTS
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-MAX_INPUTS = 100_000
-"""Parsing bound; each model's own ``max_inputs`` (default 2048) is checked by the service."""
 
 _SCHEMA = {
     "requestBody": {

@@ -52,6 +52,14 @@ class EmbeddingRequest:
         }
 
 
+def texts_request(model: str, texts: list[str], *, max_chars: int, max_inputs: int) -> EmbeddingRequest:
+    """An in-process request for ``texts``, checked as ``input`` would be over HTTP."""
+    texts_, _ = _inputs(list(texts), True, max_chars=max_chars, max_inputs=max_inputs)
+    if texts_ is None or any("\x00" in text for text in texts_):
+        raise _invalid("input must be non-empty strings without NUL characters", "input")
+    return EmbeddingRequest(model=model, texts=texts_, token_arrays=None)
+
+
 def _invalid(message: str, param: str | None, code: str = "invalid_value") -> InvalidRequest:
     return InvalidRequest(message, param=param, code=code)
 

@@ -31,7 +31,7 @@ from gateway.providers.embeddings import EmbeddingCall, EmbeddingTarget, build_e
 from gateway.providers.http import UpstreamClients
 from gateway.providers.tokens import count_text, encoding
 from gateway.runtime import ConfigHolder, RuntimeSnapshot
-from gateway.schemas.embeddings import EmbeddingRequest, embeddings_body
+from gateway.schemas.embeddings import EmbeddingRequest, embeddings_body, texts_request
 from gateway.security.principal import Principal
 from gateway.services.accounting import UsageSink
 from gateway.services.admission import CachePolicy, cache_tenant
@@ -40,6 +40,10 @@ from gateway.services.embedding_calls import embed_all
 from gateway.services.embedding_guard import guard_inputs, policy_acts
 from gateway.usage.record import UsageRecord, UsageStatus
 
+MAX_INPUTS = 100_000
+"""Parsing bound; each model's own ``max_inputs`` (default 2048) is the real limit."""
+MAX_CHARS = 2_000_000
+"""Characters of one in-process request (``GATEWAY_MAX_TOTAL_CHARS``' default bounds HTTP ones)."""
 MAX_CACHED_FLOATS = 262_144
 """Answers with more numbers than this (≈ 5 MB of JSON) are not cached."""
 
@@ -116,10 +120,13 @@ class EmbeddingService:
     async def embed_texts(
         self, texts: list[str], *, model: str, principal: Principal, request_id: str
     ) -> EmbeddingResult:
-        """In-process embeddings (retrieval, pipelines): the same policy, quota, cache and usage record
-        as ``/v1/embeddings``; raises the same ``GatewayError``s."""
-        request = EmbeddingRequest(model=model, texts=list(texts), token_arrays=None)
-        return await self.embed(request, principal=principal, request_id=request_id)
+        """In-process embeddings (retrieval, pipelines): the same checks, policy, quota, cache and usage
+        record as ``/v1/embeddings``; raises the same ``GatewayError``s."""
+        return await self.embed(
+            lambda: texts_request(model, texts, max_chars=MAX_CHARS, max_inputs=MAX_INPUTS),
+            principal=principal,
+            request_id=request_id,
+        )
 
     async def embed(
         self,

@@ -156,6 +156,11 @@ async def test_local_model_span_tree_and_in_process_call(
         ["hello"], model="prism-embed", principal=Principal(user_id=None), request_id="in-process-1"
     )
     assert result.vectors[0] == body["data"][0]["embedding"]
+    for number, bad in enumerate(([], [""], ["a\x00"])):
+        with pytest.raises(InvalidRequest):
+            await state.embeddings.embed_texts(
+                bad, model="prism-embed", principal=Principal(user_id=None), request_id=f"bad-{number}"
+            )
 
 
 async def test_pii_policy_applies_injection_scoring_does_not(
