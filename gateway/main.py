@@ -13,6 +13,7 @@ from gateway.api import (
     admin_config,
     auth,
     conversations,
+    embeddings,
     experiments,
     health,
     keys,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(responses_api.router)
+    app.include_router(embeddings.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)

@@ -320,18 +320,18 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
 async def list_models(state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     snapshot = state.holder.current
     created = int(time.time())
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "prism"}
-        for name in snapshot.router.public_names()
-        if principal.may_use(name)
-    ]
+    names = [name for name in snapshot.router.public_names() if principal.may_use(name)]
+    if state.embeddings is not None:  # embedding models too (docs/embeddings.md)
+        names += state.embeddings.public_names(principal)
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "prism"} for name in names]
     return OrjsonResponse({"object": "list", "data": data})
 
 
 @router.get("/models/{model_id}")
 async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     snapshot = state.holder.current
-    if model_id not in snapshot.router.public_names() or not principal.may_use(model_id):
+    embedding = state.embeddings is not None and model_id in state.embeddings.public_names(principal)
+    if not embedding and (model_id not in snapshot.router.public_names() or not principal.may_use(model_id)):
         raise ModelNotFound(f"The model {model_id!r} does not exist", param="model")
     return OrjsonResponse(
         {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "prism"}

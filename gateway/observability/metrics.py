@@ -454,3 +454,7 @@ def publish_models(models: Mapping[str, tuple[str, str]]) -> None:
     for model, (tier, provider) in models.items():
         MODEL_INFO.labels(model=model, tier=tier, provider=provider).set(1)
         _model_info[model] = (tier, provider)
+
+
+EMBEDDING_INPUTS = Counter("prism_embedding_inputs", "Inputs embedded on /v1/embeddings", ["model", "source"])
+"""``source``: ``upstream`` (the model ran) or ``cache``."""
