@@ -1,0 +1,274 @@
+"""An OS sandbox for untrusted Python: bubblewrap namespaces plus rlimits, one process tree per run.
+
+A run is ``prlimit <limits> -- bwrap <namespaces and mounts> -- python3 -I -`` with the code on
+stdin. What the kernel enforces (docs/tools.md has the measured start-up cost and the attack list):
+
+- **namespaces** (``--unshare-all --unshare-user``): no network (only a down loopback), a new PID
+  namespace (the host's processes are invisible, ``/proc`` shows only the sandbox's), new IPC, UTS
+  and cgroup namespaces; no capabilities (``--cap-drop ALL``), no further user namespaces.
+- **filesystem**: an empty root with only ``ro_binds`` (default ``/usr``) mounted read-only, a
+  fresh ``/proc``, a minimal read-only ``/dev`` (null, zero, random, urandom, tty), and a
+  size-capped tmpfs at ``/scratch`` — the only writable place. No ``/etc``, ``/home``, ``/work``,
+  ``/tmp`` of the host.
+- **limits** (rlimits, inherited by every process of the run): CPU seconds, address space, number
+  of processes (of the run's own uid), file size, open files, no core dumps; a wall-clock timeout
+  after which the whole tree is killed; stdout/stderr capped (the run is killed past the cap).
+- **environment**: cleared (``--clearenv``; the process is also started with an empty one), so no
+  gateway secret reaches it; ``--die-with-parent`` and ``--new-session`` tie it to the gateway.
+
+As root, run *i* runs as its own uid (``uid_base + i``) so the process limit counts that run only;
+as another user, the limit counts that user's tasks and is raised by their current number.
+Nothing here ever runs code without the sandbox: if bubblewrap cannot start, the run fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.config.tools import SandboxLimits
+
+
+class SandboxUnavailable(Exception):
+    """The sandbox cannot be set up here (no bubblewrap, no user namespaces, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    exit_code: int | None
+    """The interpreter's exit status; ``None`` when it was killed by a signal or the timeout."""
+    signal: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    output_exceeded: bool
+    duration_s: float
+
+
+_ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+class Sandbox:
+    def __init__(
+        self, limits: SandboxLimits | None = None, *, prlimit: Path = Path("/usr/bin/prlimit")
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self._prlimit = prlimit
+        self._slots: asyncio.Queue[int] | None = None
+        self._root = os.geteuid() == 0
+
+    # -- the command ------------------------------------------------------------------------------
+
+    def bwrap_args(self) -> list[str]:
+        lim = self.limits
+        args = [
+            str(lim.bwrap),
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop", "ALL",
+            "--uid", "65534",
+            "--gid", "65534",
+            "--hostname", "sandbox",
+            "--clearenv",
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+            "--setenv", "HOME", "/scratch",
+            "--setenv", "TMPDIR", "/scratch",
+            "--setenv", "LANG", "C.UTF-8",
+            "--setenv", "PYTHONIOENCODING", "utf-8",
+        ]  # fmt: skip
+        for path in lim.ro_binds:
+            args += ["--ro-bind", str(path), str(path)]
+        for name in _ROOT_LINKS:  # merged-/usr systems: /lib -> usr/lib and so on
+            host = Path("/") / name
+            if host.is_symlink() and (Path("/usr") / name).exists():
+                args += ["--symlink", f"usr/{name}", f"/{name}"]
+        args += [
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", str(lim.scratch_mb * 1024 * 1024),
+            "--tmpfs", "/scratch",
+            "--chdir", "/scratch",
+            "--remount-ro", "/dev",
+            "--remount-ro", "/",
+            "--",
+            str(lim.python), "-I", "-B", "-",
+        ]  # fmt: skip
+        return args
+
+    def command(self, *, extra_tasks: int = 0) -> list[str]:
+        lim = self.limits
+        memory = lim.memory_mb * 1024 * 1024
+        file_size = lim.scratch_mb * 1024 * 1024
+        return [
+            str(self._prlimit),
+            f"--as={memory}:{memory}",
+            f"--cpu={lim.cpu_s}:{lim.cpu_s + 1}",
+            f"--nproc={lim.max_processes + extra_tasks}:{lim.max_processes + extra_tasks}",
+            f"--fsize={file_size}:{file_size}",
+            f"--nofile={lim.max_open_files}:{lim.max_open_files}",
+            "--core=0:0",
+            "--",
+            *self.bwrap_args(),
+        ]
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def check_installed(self) -> None:
+        lim = self.limits
+        if not os.access(lim.bwrap, os.X_OK):
+            raise SandboxUnavailable(f"bubblewrap is not installed ({lim.bwrap}); apt-get install bubblewrap")
+        if not os.access(self._prlimit, os.X_OK):
+            raise SandboxUnavailable(
+                f"prlimit is not installed ({self._prlimit}); apt-get install util-linux"
+            )
+        if not any(lim.python.is_relative_to(path) for path in lim.ro_binds):
+            raise SandboxUnavailable(
+                f"the interpreter {lim.python} is not under a read-only bind {lim.ro_binds}"
+            )
+        if not os.access(lim.python, os.X_OK):
+            raise SandboxUnavailable(f"the interpreter {lim.python} is not installed")
+
+    async def run(self, code: str, *, timeout_s: float | None = None) -> RunOutcome:
+        """Run ``code`` in a fresh sandbox. Raises :class:`SandboxUnavailable` when the sandbox cannot
+        be set up; everything the code does (crash, limits, timeout) is in the outcome."""
+        self.check_installed()
+        if self._slots is None:
+            self._slots = asyncio.Queue()
+            for slot in range(self.limits.max_concurrency):
+                self._slots.put_nowait(slot)
+        slot = await self._slots.get()
+        try:
+            return await self._run(code, slot, timeout_s or self.limits.timeout_s)
+        finally:
+            self._slots.put_nowait(slot)
+
+    async def _run(self, code: str, slot: int, timeout_s: float) -> RunOutcome:
+        lim = self.limits
+        user: dict[str, Any] = {}
+        extra = 0
+        if self._root:
+            uid = lim.uid_base + slot
+            user = {"user": uid, "group": uid, "extra_groups": []}
+        else:
+            extra = await asyncio.to_thread(_tasks_of_uid, os.getuid())
+        started = time.perf_counter()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command(extra_tasks=extra),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={},
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+                **user,
+            )
+        except OSError as exc:
+            raise SandboxUnavailable(f"the sandbox could not be started: {exc}") from None
+        exceeded = asyncio.Event()
+        timed_out = False
+        try:
+            async with asyncio.timeout(timeout_s):
+                out, err, _ = await asyncio.gather(
+                    _read_capped(proc.stdout, lim.max_output_bytes, exceeded, proc),
+                    _read_capped(proc.stderr, lim.max_output_bytes, exceeded, proc),
+                    _feed(proc, code.encode("utf-8", "surrogatepass")),
+                )
+                await proc.wait()
+        except TimeoutError:
+            timed_out = True
+            out, err = b"", b""
+        finally:
+            _kill(proc)
+            await _reap(proc)
+        duration = time.perf_counter() - started
+        status = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        if status < 0:
+            sig: int | None = -status
+        elif status > 128 and not timed_out:
+            sig = status - 128  # bubblewrap reports a child killed by a signal as 128 + signal
+        else:
+            sig = None
+        if status == 1 and proc.returncode == 1 and err.startswith(b"bwrap:"):
+            raise SandboxUnavailable(
+                f"the sandbox could not be set up: {err.decode(errors='replace').strip()}"
+            )
+        return RunOutcome(
+            exit_code=None if (sig is not None or timed_out) else status,
+            signal=sig if not timed_out else signal.SIGKILL,
+            stdout=out,
+            stderr=err,
+            timed_out=timed_out,
+            output_exceeded=exceeded.is_set(),
+            duration_s=duration,
+        )
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+        proc.stdin.close()
+
+
+async def _read_capped(
+    stream: asyncio.StreamReader | None, limit: int, exceeded: asyncio.Event, proc: asyncio.subprocess.Process
+) -> bytes:
+    assert stream is not None
+    buffer = bytearray()
+    while chunk := await stream.read(65536):
+        room = limit - len(buffer)
+        if len(chunk) > room:
+            buffer += chunk[:room]
+            exceeded.set()
+            _kill(proc)
+            break
+        buffer += chunk
+    return bytes(buffer)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Wait for the killed tree and drain its pipes to EOF, so every transport closes (the kernel
+    keeps at most a pipe buffer of output for a killed run; the bound is only a safety net)."""
+    with contextlib.suppress(TimeoutError, BrokenPipeError, ConnectionResetError):
+        async with asyncio.timeout(5):
+            await proc.communicate()
+    if proc.returncode is None:
+        await proc.wait()
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the run's process group (bubblewrap); its PID namespace dies with it."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+def _tasks_of_uid(uid: int) -> int:
+    """Tasks (threads count: RLIMIT_NPROC counts them) of ``uid`` now, from ``/proc``."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)]:
+            total += int(fields.get("Threads", "1").strip() or 1)
+    return total

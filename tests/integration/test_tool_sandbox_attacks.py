@@ -1,0 +1,312 @@
+"""The Python tool's sandbox under attack: real bubblewrap processes, real limits, real kernel.
+
+Each test runs hostile code through the registry (as the tool loop will) and checks two things: the
+attack is contained with a clear result, and the test process — standing in for the gateway — is
+unaffected (still alive, its environment and files unread, its event loop responsive).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gateway
+from gateway.config.tools import SandboxLimits, ToolsConfig
+from gateway.tools.base import ToolCallResult
+from gateway.tools.builtin import build_registry
+from gateway.tools.registry import ToolRegistry
+from tests.support.waiting import eventually
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("bwrap") is None, reason="bubblewrap is not installed (.ci/install-tools.sh)"
+    ),
+]
+
+SECRET = "prism-test-secret-5f1c0e"
+
+
+def _registry(**limits: Any) -> ToolRegistry:
+    sandbox = SandboxLimits(**{"timeout_s": 10.0, **limits})
+    return build_registry(ToolsConfig(enabled=("python",), timeout_s=30, sandbox=sandbox))
+
+
+async def _run(code: str, **limits: Any) -> ToolCallResult:
+    registry = _registry(**limits)
+    assert await registry.probe() == {}
+    return await registry.call("python", json.dumps({"code": code}), call_id="call_attack")
+
+
+def _payload(result: ToolCallResult) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(result.content)
+    return value
+
+
+def _stdout(result: ToolCallResult) -> str:
+    payload = _payload(result)
+    text: str = payload["stdout"] if result.ok else payload["error"]["stdout"]
+    return text
+
+
+def _host_has(path: str) -> bool:
+    return Path(path).exists()
+
+
+def _leftover_sandbox_processes() -> list[int]:
+    """Processes still running as one of the sandbox uids (root) — must be none after a run."""
+    base = SandboxLimits().uid_base
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            uid = int((entry / "status").read_text().split("Uid:")[1].split()[0])
+        except (OSError, IndexError):
+            continue
+        if base <= uid < base + 256:
+            pids.append(int(entry.name))
+    return pids
+
+
+async def test_etc_passwd_and_host_files_are_not_visible() -> None:
+    repo_file = Path(gateway.__file__)
+    hidden = ["/etc/passwd", "/etc/shadow", "/root", "/home", "/work", "/tmp", str(repo_file), sys.prefix]
+    code = f"""
+import os
+for path in {hidden!r}:
+    print(path, os.path.exists(path))
+print(sorted(os.listdir("/")))
+"""
+    result = await _run(code)
+    assert result.ok, result.content
+    lines = _stdout(result).splitlines()
+    assert all(line.endswith(" False") for line in lines[:-1]), lines
+    assert sorted(ast.literal_eval(lines[-1])) == [
+        "bin",
+        "dev",
+        "lib",
+        "lib64",
+        "proc",
+        "sbin",
+        "scratch",
+        "usr",
+    ]
+
+
+async def test_the_gateways_environment_is_not_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_JWT_SECRET", SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    code = """
+import os
+print(dict(os.environ))
+for path in ["/proc/self/environ", "/proc/1/environ", "/proc/2/environ"]:
+    try:
+        print(path, open(path, "rb").read())
+    except OSError as exc:
+        print(path, "error", exc.errno)
+"""
+    result = await _run(code)
+    assert result.ok, result.content
+    out = _stdout(result)
+    assert SECRET not in out and "GATEWAY_" not in out and "OPENAI" not in out
+    env = ast.literal_eval(out.splitlines()[0])
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONIOENCODING", "PWD"}
+    assert os.environ["GATEWAY_JWT_SECRET"] == SECRET  # the test process itself still has it
+
+
+async def test_proc_shows_only_the_sandboxs_processes() -> None:
+    code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    result = await _run(code)
+    assert result.ok
+    pids = json.loads(_stdout(result))
+    assert max(pids) <= 3, pids  # bubblewrap's init (1), the interpreter (2); never the host's
+
+
+async def test_no_network_tcp_to_local_redis_and_dns_fail() -> None:
+    with socket.create_connection(("127.0.0.1", 6379), timeout=2):  # reachable from the test process
+        pass
+    code = """
+import socket
+try:
+    socket.create_connection(("127.0.0.1", 6379), timeout=2)
+    print("tcp connected")
+except OSError as exc:
+    print("tcp", type(exc).__name__, exc.errno)
+try:
+    socket.getaddrinfo("redis.invalid", 6379)
+    print("dns resolved")
+except OSError as exc:
+    print("dns", type(exc).__name__)
+print("interfaces", [name for _, name in socket.if_nameindex()])
+"""
+    result = await _run(code)
+    assert result.ok, result.content
+    out = _stdout(result)
+    assert "tcp ConnectionRefusedError" in out  # the sandbox's own, empty loopback
+    assert "dns gaierror" in out
+    assert "interfaces ['lo']" in out
+
+
+async def test_fork_bomb_is_stopped_by_the_process_limit() -> None:
+    code = """
+import os
+children = 0
+try:
+    while True:
+        if os.fork() == 0:
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    pass
+        children += 1
+except OSError as exc:
+    print("fork refused after", children, exc.errno)
+"""
+    result = await _run(code, timeout_s=3.0, max_processes=16)
+    # The parent sees EAGAIN at the limit and exits; its PID namespace dies with it (children too).
+    assert result.ok or result.error_code in {"timeout", "limit_exceeded"}, result.content
+    refused = [line for line in _stdout(result).splitlines() if line.startswith("fork refused after")]
+    assert refused and int(refused[0].split()[3]) < 16
+    child = await asyncio.create_subprocess_exec("true")  # the test process can still fork
+    assert await child.wait() == 0
+    await eventually(lambda: not _leftover_sandbox_processes(), "every sandbox process is gone")
+
+
+async def test_memory_bomb_gets_memory_error() -> None:
+    code = "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 * 1024))"
+    result = await _run(code, memory_mb=128)
+    assert result.ok
+    payload = _payload(result)
+    assert payload["exit_code"] == 1 and "MemoryError" in payload["stderr"]
+
+
+async def test_infinite_loop_is_killed_by_the_cpu_limit() -> None:
+    result = await _run("while True:\n    pass", cpu_s=1, timeout_s=20.0)
+    assert result.error_code == "limit_exceeded", result.content
+    assert _payload(result)["error"]["limit"] == "cpu"
+
+
+async def test_sleeping_past_the_timeout_is_killed_on_the_wall_clock() -> None:
+    loop = asyncio.get_running_loop()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    started = loop.time()
+    result = await _run("import time\nprint('sleeping', flush=True)\ntime.sleep(60)", timeout_s=1.5)
+    elapsed = loop.time() - started
+    task.cancel()
+    assert result.error_code == "timeout"
+    assert "1.5 s" in (result.error_message or "")
+    assert elapsed < 10
+    assert ticks >= 5  # the event loop kept running while the sandbox slept
+    await eventually(lambda: not _leftover_sandbox_processes(), "every sandbox process is gone")
+
+
+async def test_huge_output_is_cut_and_the_run_killed() -> None:
+    result = await _run("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", max_output_bytes=65536)
+    assert result.error_code == "limit_exceeded"
+    error = _payload(result)["error"]
+    assert error["limit"] == "output" and error["stdout_cut"] is True
+    assert len(result.content) <= ToolsConfig().max_result_chars
+
+
+async def test_writing_outside_scratch_fails_and_scratch_is_capped() -> None:
+    code = """
+import os
+for path in ["/usr/prism-evil", "/prism-evil", "/proc/prism-evil", "/dev/prism-evil", "/dev/shm/prism-evil"]:
+    try:
+        open(path, "w").write("x")
+        print(path, "written")
+    except OSError as exc:
+        print(path, "refused", exc.errno)
+open("/scratch/ok.txt", "w").write("fine")
+print("scratch", open("/scratch/ok.txt").read())
+try:
+    with open("/scratch/big", "wb") as f:
+        for _ in range(64):
+            f.write(b"x" * (1024 * 1024))
+    print("big written")
+except OSError as exc:
+    print("big refused", exc.errno)
+"""
+    result = await _run(code, scratch_mb=4)
+    assert result.ok, result.content
+    out = _stdout(result)
+    lines = out.splitlines()
+    assert all(" refused " in line for line in lines[:5]), lines
+    assert "scratch fine" in out and "big refused" in out  # 4 MB tmpfs (and RLIMIT_FSIZE)
+    assert not _host_has("/usr/prism-evil") and not _host_has("/prism-evil")
+
+
+async def test_killing_the_parent_and_everyone_is_contained() -> None:
+    bystander = await asyncio.create_subprocess_exec("sleep", "60")  # a host process it must not reach
+    try:
+        code = """
+import os, signal
+try:
+    os.kill(os.getppid(), signal.SIGKILL)
+    print("sent to parent", os.getppid())
+except OSError as exc:
+    print("parent refused", exc.errno)
+os.system("kill -9 -1")
+print("still here")
+"""
+        result = await _run(code)
+        assert result.error_code in {"limit_exceeded", None}, result.content
+        assert bystander.returncode is None
+        os.kill(os.getpid(), 0)  # the test process lives
+        again = await _run("print('next run fine')")
+        assert again.ok and "next run fine" in _stdout(again)
+    finally:
+        bystander.send_signal(signal.SIGTERM)
+        await bystander.wait()
+
+
+async def test_concurrent_runs_each_get_their_own_limits() -> None:
+    registry = _registry(timeout_s=10.0)
+    assert await registry.probe() == {}
+    code = json.dumps({"code": "import os\nprint(os.getpid(), sum(range(10**5)))"})
+    results = await asyncio.gather(*(registry.call("python", code, call_id=f"c{i}") for i in range(6)))
+    assert all(r.ok and _stdout(r).split()[1] == str(sum(range(10**5))) for r in results)
+
+
+async def test_fails_closed_without_bubblewrap(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    registry = build_registry(
+        ToolsConfig(enabled=("python", "calculator"), sandbox=SandboxLimits(bwrap=tmp_path / "no-bwrap"))
+    )
+    unavailable = await registry.probe()
+    assert "bubblewrap is not installed" in unavailable["python"]
+    assert registry.names == ["calculator"]
+    assert [spec["function"]["name"] for spec in registry.specs()] == ["calculator"]
+    result = await registry.call("python", {"code": f"open({str(marker)!r}, 'w')"}, call_id="c1")
+    assert result.error_code == "unavailable" and "bubblewrap" in (result.error_message or "")
+    assert not marker.exists()
+
+
+async def test_fails_closed_when_the_interpreter_is_outside_the_sandbox(tmp_path: Path) -> None:
+    registry = build_registry(
+        ToolsConfig(enabled=("python",), sandbox=SandboxLimits(python=Path(sys.executable)))
+    )
+    unavailable = await registry.probe()
+    if Path(sys.executable).is_relative_to("/usr"):
+        pytest.skip("this interpreter lives under /usr")
+    assert "not under a read-only bind" in unavailable["python"]
