@@ -8,8 +8,11 @@ typo from turning a limit off.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+BuiltinTool = Literal["calculator", "datetime", "python"]
 
 
 class CalculatorLimits(BaseModel):
@@ -32,8 +35,9 @@ class SandboxLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bwrap: Path = Path("/usr/bin/bwrap")
-    python: Path = Path("/usr/bin/python3")
-    """The interpreter run inside; it must live under a read-only bound prefix (``ro_binds``)."""
+    python: Path | None = None
+    """The interpreter run inside; it must live under a read-only bound prefix (``ro_binds``).
+    Unset: the first of ``/usr/bin/python3`` (Debian) and ``/usr/local/bin/python3`` (the image)."""
     ro_binds: tuple[Path, ...] = (Path("/usr"),)
     """Host paths mounted read-only inside; nothing else of the host's filesystem is visible."""
     timeout_s: float = Field(default=5.0, gt=0, le=120)
@@ -60,7 +64,7 @@ class SandboxLimits(BaseModel):
 class ToolsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: tuple[str, ...] = ("calculator", "datetime", "python")
+    enabled: tuple[BuiltinTool, ...] = ("calculator", "datetime", "python")
     """Built-in tools offered by the registry (a tool whose sandbox cannot start is left out)."""
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     """Bound on one call of any tool (the sandbox's own ``timeout_s`` is applied inside it)."""

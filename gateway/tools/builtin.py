@@ -9,16 +9,11 @@ from gateway.tools.clock import Clock
 from gateway.tools.python_exec import PythonTool
 from gateway.tools.registry import ToolRegistry
 
-BUILTIN_NAMES = ("calculator", "datetime", "python")
-
 
 def build_registry(config: ToolsConfig | None = None) -> ToolRegistry:
     """The enabled built-ins. Call ``await registry.probe()`` before offering them: it leaves out
     the Python tool when the sandbox cannot be set up on this machine (fail closed)."""
     config = config or ToolsConfig()
-    unknown = sorted(set(config.enabled) - set(BUILTIN_NAMES))
-    if unknown:
-        raise ValueError(f"tools.enabled: unknown built-in tools {unknown}; known: {list(BUILTIN_NAMES)}")
     available: dict[str, Tool] = {
         "calculator": Calculator(config.calculator),
         "datetime": Clock(),

@@ -105,14 +105,14 @@ def describe(value: Value, *, precision: int) -> dict[str, Any]:
     a finite decimal expansion, else rounded to ``precision`` digits), ``exact`` and ``fraction``."""
     number = value.number
     digits = precision if value.exact else max(10, precision - 10)  # inexact: drop the guard digits
-    out: dict[str, Any] = {"result": _decimal_text(number, digits), "exact": value.exact}
+    out: dict[str, Any] = {"result": _decimal_text(number, digits, exact=value.exact), "exact": value.exact}
     if value.exact and number.denominator != 1:
         out["fraction"] = f"{number.numerator}/{number.denominator}"
     return out
 
 
-def _decimal_text(number: Fraction, precision: int) -> str:
-    if number.denominator == 1:
+def _decimal_text(number: Fraction, precision: int, *, exact: bool) -> str:
+    if number.denominator == 1 and (exact or len(str(abs(number.numerator))) <= precision):
         return str(number.numerator)
     den = number.denominator
     twos = fives = 0  # a power of ten times 2**a 5**b: the expansion is finite
@@ -123,7 +123,7 @@ def _decimal_text(number: Fraction, precision: int) -> str:
         den //= 5
         fives += 1
     context = decimal.Context(prec=precision)
-    if den == 1:  # a finite decimal expansion: print it exactly
+    if den == 1 and exact:  # a finite decimal expansion: print it exactly
         places = max(twos, fives)
         scaled = number.numerator * 10**places // number.denominator
         context = decimal.Context(prec=max(precision, len(str(abs(scaled))) + 1))
@@ -257,7 +257,7 @@ class _Evaluator:
         return self.context.divide(decimal.Decimal(number.numerator), decimal.Decimal(number.denominator))
 
     def _inexact(self, number: decimal.Decimal) -> Fraction:
-        return Fraction(+number.normalize(self.context))
+        return Fraction(number.normalize(self.context))
 
     def _decimal(self, fn: Callable[[decimal.Context], decimal.Decimal]) -> Value:
         try:

@@ -1,6 +1,6 @@
 """An OS sandbox for untrusted Python: bubblewrap namespaces plus rlimits, one process tree per run.
 
-A run is ``prlimit <limits> -- bwrap <namespaces and mounts> -- python3 -I -`` with the code on
+A run is ``prlimit <limits> -- bwrap <namespaces and mounts> -- python3 -I -S -`` with the code on
 stdin. What the kernel enforces (docs/tools.md has the measured start-up cost and the attack list):
 
 - **namespaces** (``--unshare-all --unshare-user``): no network (only a down loopback), a new PID
@@ -52,6 +52,7 @@ class RunOutcome:
 
 
 _ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_INTERPRETERS = (Path("/usr/bin/python3"), Path("/usr/local/bin/python3"))
 
 
 class Sandbox:
@@ -62,6 +63,9 @@ class Sandbox:
         self._prlimit = prlimit
         self._slots: asyncio.Queue[int] | None = None
         self._root = os.geteuid() == 0
+        self.python = self.limits.python or next(
+            (path for path in _INTERPRETERS if os.access(path, os.X_OK)), _INTERPRETERS[0]
+        )
 
     # -- the command ------------------------------------------------------------------------------
 
@@ -100,7 +104,7 @@ class Sandbox:
             "--remount-ro", "/dev",
             "--remount-ro", "/",
             "--",
-            str(lim.python), "-I", "-B", "-",
+            str(self.python), "-I", "-S", "-B", "-",
         ]  # fmt: skip
         return args
 
@@ -130,12 +134,12 @@ class Sandbox:
             raise SandboxUnavailable(
                 f"prlimit is not installed ({self._prlimit}); apt-get install util-linux"
             )
-        if not any(lim.python.is_relative_to(path) for path in lim.ro_binds):
+        if not any(self.python.is_relative_to(path) for path in lim.ro_binds):
             raise SandboxUnavailable(
-                f"the interpreter {lim.python} is not under a read-only bind {lim.ro_binds}"
+                f"the interpreter {self.python} is not under a read-only bind {lim.ro_binds}"
             )
-        if not os.access(lim.python, os.X_OK):
-            raise SandboxUnavailable(f"the interpreter {lim.python} is not installed")
+        if not os.access(self.python, os.X_OK):
+            raise SandboxUnavailable(f"the interpreter {self.python} is not installed")
 
     async def run(self, code: str, *, timeout_s: float | None = None) -> RunOutcome:
         """Run ``code`` in a fresh sandbox. Raises :class:`SandboxUnavailable` when the sandbox cannot
