@@ -153,17 +153,31 @@ class Sandbox:
         try:
             return await self._run(code, slot, timeout_s or self.limits.timeout_s)
         finally:
-            self._slots.put_nowait(slot)
+            try:
+                if self._root:
+                    await self._wait_until_gone(self.limits.uid_base + slot)
+            finally:
+                self._slots.put_nowait(slot)
+
+    async def _wait_until_gone(self, uid: int) -> None:
+        """The kernel kills a dead PID namespace's processes asynchronously; the slot is reused
+        only once its uid owns no live task, so the next run does not inherit a spent budget."""
+        for _ in range(1000):  # at most ~5 s: there is no event to wait on, only /proc to read
+            live, _zombies = await asyncio.to_thread(tasks_of_uid, uid)
+            if not live:
+                return
+            await asyncio.sleep(0.005)
 
     async def _run(self, code: str, slot: int, timeout_s: float) -> RunOutcome:
         lim = self.limits
         user: dict[str, Any] = {}
-        extra = 0
+        uid = os.getuid()
         if self._root:
             uid = lim.uid_base + slot
             user = {"user": uid, "group": uid, "extra_groups": []}
-        else:
-            extra = await asyncio.to_thread(_tasks_of_uid, os.getuid())
+        # Tasks the uid already has count against the limit: the gateway's own (not root), and
+        # zombies of earlier runs that the host's init has not reaped yet (bubblewrap leaves one).
+        extra = sum(await asyncio.to_thread(tasks_of_uid, uid))
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -262,17 +276,21 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
         proc.kill()
 
 
-def _tasks_of_uid(uid: int) -> int:
-    """Tasks (threads count: RLIMIT_NPROC counts them) of ``uid`` now, from ``/proc``."""
-    total = 0
+def tasks_of_uid(uid: int) -> tuple[int, int]:
+    """``(live tasks, zombies)`` of ``uid`` now, from ``/proc``. Threads count as tasks and zombies
+    still count against RLIMIT_NPROC until their parent — for an orphan, the host's init — reaps them."""
+    live = zombies = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            status = Path(entry.path, "status").read_text()
-        except OSError:
+            if entry.stat().st_uid != uid:
+                continue
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("Uid", "").split()[:1] == [str(uid)]:
-            total += int(fields.get("Threads", "1").strip() or 1)
-    return total
+        if fields[0] in ("Z", "X"):
+            zombies += 1
+        else:
+            live += int(fields[17])  # num_threads
+    return live, zombies

@@ -307,3 +307,27 @@ async def test_fails_closed_when_the_interpreter_is_outside_the_sandbox(tmp_path
     if Path(sys.executable).is_relative_to("/usr"):
         pytest.skip("this interpreter lives under /usr")
     assert "not under a read-only bind" in unavailable["python"]
+
+
+async def test_a_dying_gateway_takes_its_sandboxes_with_it(tmp_path: Path) -> None:
+    """SIGKILL of the process that started a run (the gateway crashing) kills the run too:
+    ``--die-with-parent`` plus the PID namespace, no orphan keeps running."""
+    script = tmp_path / "gateway_stand_in.py"
+    script.write_text(
+        "import asyncio\n"
+        "from gateway.tools.sandbox import Sandbox\n"
+        "asyncio.run(Sandbox().run('import time\\nwhile True: time.sleep(1)', timeout_s=120))\n"
+    )
+    root = Path(gateway.__file__).parent.parent
+    stand_in = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), env={"PYTHONPATH": str(root)}
+    )
+    try:
+        await eventually(_leftover_sandbox_processes, "the stand-in's sandbox is running")
+        stand_in.kill()
+        await stand_in.wait()
+        await eventually(lambda: not _leftover_sandbox_processes(), "the sandbox died with its parent")
+    finally:
+        if stand_in.returncode is None:
+            stand_in.kill()
+            await stand_in.wait()
