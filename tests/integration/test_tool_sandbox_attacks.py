@@ -104,10 +104,10 @@ print(sorted(os.listdir("/")))
 async def test_the_gateways_environment_is_not_visible(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_JWT_SECRET", SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    code = """
+    code = f"""
 import os
 print(dict(os.environ))
-for path in ["/proc/self/environ", "/proc/1/environ", "/proc/2/environ"]:
+for path in ["/proc/self/environ", "/proc/1/environ", "/proc/2/environ", "/proc/{os.getpid()}/environ"]:
     try:
         print(path, open(path, "rb").read())
     except OSError as exc:
@@ -116,6 +116,7 @@ for path in ["/proc/self/environ", "/proc/1/environ", "/proc/2/environ"]:
     result = await _run(code)
     assert result.ok, result.content
     out = _stdout(result)
+    assert f"/proc/{os.getpid()}/environ error 2" in out  # the gateway's pid does not exist in there
     assert SECRET not in out and "GATEWAY_" not in out and "OPENAI" not in out
     env = ast.literal_eval(out.splitlines()[0])
     assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONIOENCODING", "PWD"}
@@ -275,6 +276,16 @@ print("still here")
     finally:
         bystander.send_signal(signal.SIGTERM)
         await bystander.wait()
+
+
+async def test_back_to_back_runs_in_one_slot_do_not_exhaust_the_process_budget() -> None:
+    """Regression: bubblewrap leaves an orphan zombie per run that the host's init reaps lazily;
+    zombies count against RLIMIT_NPROC, so a tight budget once failed after a few quick runs."""
+    registry = _registry(max_concurrency=1, max_processes=4)
+    assert await registry.probe() == {}
+    for i in range(12):
+        result = await registry.call("python", {"code": f"print({i})"}, call_id=f"c{i}")
+        assert result.ok and _stdout(result) == f"{i}\n", (i, result.content)
 
 
 async def test_concurrent_runs_each_get_their_own_limits() -> None:
