@@ -46,7 +46,7 @@ class SandboxLimits(BaseModel):
     """RLIMIT_CPU per process (SIGXCPU/SIGKILL past it)."""
     memory_mb: int = Field(default=256, ge=32, le=8192)
     """RLIMIT_AS per process (address space)."""
-    max_processes: int = Field(default=16, ge=2, le=1024)
+    max_processes: int = Field(default=8, ge=2, le=1024)
     """RLIMIT_NPROC of the sandbox's own uid (the interpreter, bubblewrap's init and children)."""
     max_output_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     """Per stream (stdout, stderr); the run is killed when either exceeds it."""
@@ -56,6 +56,9 @@ class SandboxLimits(BaseModel):
     max_code_chars: int = Field(default=100_000, ge=100, le=1_000_000)
     max_concurrency: int = Field(default=4, ge=1, le=256)
     """Runs at once in this process; more wait for a slot (within their own timeout)."""
+    seccomp: bool = True
+    """Load the deny-list seccomp filter (``gateway/tools/seccomp.py``; x86-64 and arm64). On
+    another architecture the sandbox is unavailable unless this is switched off."""
     uid_base: int = Field(default=61_000, ge=1000, le=2**31 - 1024)
     """When the gateway runs as root, run *i* of ``max_concurrency`` runs as uid/gid
     ``uid_base + i`` (unused by anything else), so the process limit counts that run only."""

@@ -13,6 +13,8 @@ stdin. What the kernel enforces (docs/tools.md has the measured start-up cost an
 - **limits** (rlimits, inherited by every process of the run): CPU seconds, address space, number
   of processes (of the run's own uid), file size, open files, no core dumps; a wall-clock timeout
   after which the whole tree is killed; stdout/stderr capped (the run is killed past the cap).
+- **system calls**: a seccomp deny-list (``seccomp.py``: io_uring, userfaultfd, bpf, perf, key
+  rings, ptrace, mount and namespace calls, ...) fails them with EPERM.
 - **environment**: cleared (``--clearenv``; the process is also started with an empty one), so no
   gateway secret reaches it; ``--die-with-parent`` and ``--new-session`` tie it to the gateway.
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.tools import SandboxLimits
+from gateway.tools import seccomp
 
 
 class SandboxUnavailable(Exception):
@@ -69,7 +72,7 @@ class Sandbox:
 
     # -- the command ------------------------------------------------------------------------------
 
-    def bwrap_args(self) -> list[str]:
+    def bwrap_args(self, *, seccomp_fd: int | None = None) -> list[str]:
         lim = self.limits
         args = [
             str(lim.bwrap),
@@ -95,6 +98,8 @@ class Sandbox:
             host = Path("/") / name
             if host.is_symlink() and (Path("/usr") / name).exists():
                 args += ["--symlink", f"usr/{name}", f"/{name}"]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         args += [
             "--proc", "/proc",
             "--dev", "/dev",
@@ -108,7 +113,7 @@ class Sandbox:
         ]  # fmt: skip
         return args
 
-    def command(self, *, extra_tasks: int = 0) -> list[str]:
+    def command(self, *, extra_tasks: int = 0, seccomp_fd: int | None = None) -> list[str]:
         lim = self.limits
         memory = lim.memory_mb * 1024 * 1024
         file_size = lim.scratch_mb * 1024 * 1024
@@ -121,7 +126,7 @@ class Sandbox:
             f"--nofile={lim.max_open_files}:{lim.max_open_files}",
             "--core=0:0",
             "--",
-            *self.bwrap_args(),
+            *self.bwrap_args(seccomp_fd=seccomp_fd),
         ]
 
     # -- running ----------------------------------------------------------------------------------
@@ -140,6 +145,10 @@ class Sandbox:
             )
         if not os.access(self.python, os.X_OK):
             raise SandboxUnavailable(f"the interpreter {self.python} is not installed")
+        if lim.seccomp and not seccomp.supported():
+            raise SandboxUnavailable(
+                "no seccomp filter for this architecture; set tools.sandbox.seccomp: false to run without one"
+            )
 
     async def run(self, code: str, *, timeout_s: float | None = None) -> RunOutcome:
         """Run ``code`` in a fresh sandbox. Raises :class:`SandboxUnavailable` when the sandbox cannot
@@ -178,10 +187,11 @@ class Sandbox:
         # Tasks the uid already has count against the limit: the gateway's own (not root), and
         # zombies of earlier runs that the host's init has not reaped yet (bubblewrap leaves one).
         extra = sum(await asyncio.to_thread(tasks_of_uid, uid))
+        filter_fd = _seccomp_memfd() if lim.seccomp else None
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.command(extra_tasks=extra),
+                *self.command(extra_tasks=extra, seccomp_fd=filter_fd),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -189,10 +199,14 @@ class Sandbox:
                 cwd="/",
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=(filter_fd,) if filter_fd is not None else (),
                 **user,
             )
         except OSError as exc:
             raise SandboxUnavailable(f"the sandbox could not be started: {exc}") from None
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
         exceeded = asyncio.Event()
         timed_out = False
         try:
@@ -230,6 +244,18 @@ class Sandbox:
             output_exceeded=exceeded.is_set(),
             duration_s=duration,
         )
+
+
+def _seccomp_memfd() -> int:
+    """The seccomp program in a memory file, rewound, for bubblewrap to read (``--seccomp FD``)."""
+    fd = os.memfd_create("prism-seccomp", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, seccomp.deny_list_program())
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import errno
 import json
 import os
+import platform
 import signal
 import socket
 import sys
@@ -21,6 +23,7 @@ import pytest
 
 import gateway
 from gateway.config.tools import SandboxLimits, ToolsConfig
+from gateway.tools import seccomp
 from gateway.tools.base import ToolCallResult
 from gateway.tools.builtin import build_registry
 from gateway.tools.registry import ToolRegistry
@@ -342,3 +345,43 @@ async def test_a_dying_gateway_takes_its_sandboxes_with_it(tmp_path: Path) -> No
         if stand_in.returncode is None:
             stand_in.kill()
             await stand_in.wait()
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall numbers below are x86-64's")
+async def test_seccomp_denies_kernel_attack_surface() -> None:
+    code = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+calls = [("ptrace", 101, (0, 0, 0, 0)), ("io_uring_setup", 425, (1, 0)), ("keyctl", 250, (0, 0, 0)),
+         ("userfaultfd", 323, (0,)), ("bpf", 321, (0, 0, 0)), ("unshare", 272, (0x10000000,)),
+         ("mount", 165, (0, 0, 0, 0, 0)), ("getpid", 39, ())]
+for name, nr, args in calls:
+    result = libc.syscall(nr, *args)
+    print(name, result, ctypes.get_errno() if result == -1 else 0)
+print([line.split()[1] for line in open("/proc/self/status") if line.startswith("Seccomp:")][0])
+"""
+    result = await _run(code)
+    assert result.ok, result.content
+    lines = dict(line.split(" ", 1) for line in _stdout(result).splitlines() if " " in line)
+    for name in ("ptrace", "io_uring_setup", "keyctl", "userfaultfd", "bpf", "unshare", "mount"):
+        assert lines[name] == f"-1 {errno.EPERM}", (name, lines[name])
+    assert lines["getpid"].split()[0] == "2"
+    assert _stdout(result).splitlines()[-1] == "2"  # SECCOMP_MODE_FILTER
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the x32 ABI is x86-64's")
+async def test_a_foreign_syscall_abi_kills_the_program() -> None:
+    code = "import ctypes\nprint('before', flush=True)\nctypes.CDLL(None).syscall(0x40000000 | 39)\nprint(1)"
+    result = await _run(code)
+    assert result.error_code == "limit_exceeded", result.content
+    error = _payload(result)["error"]
+    assert error["signal"] == signal.SIGSYS and "SIGSYS" in error["message"]
+    assert error["stdout"] == "before\n"
+
+
+async def test_fails_closed_without_a_seccomp_filter_for_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seccomp, "supported", lambda machine=None: False)
+    registry = build_registry(ToolsConfig(enabled=("python",)))
+    assert "no seccomp filter for this architecture" in (await registry.probe())["python"]
+    allowed = build_registry(ToolsConfig(enabled=("python",), sandbox=SandboxLimits(seccomp=False)))
+    assert await allowed.probe() == {}  # the operator's explicit choice: namespaces and rlimits only
