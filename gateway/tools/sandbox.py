@@ -72,7 +72,7 @@ class Sandbox:
 
     # -- the command ------------------------------------------------------------------------------
 
-    def bwrap_args(self, *, seccomp_fd: int | None = None) -> list[str]:
+    def bwrap_args(self, *, seccomp_fd: int | None = None, status_fd: int | None = None) -> list[str]:
         lim = self.limits
         args = [
             str(lim.bwrap),
@@ -100,6 +100,8 @@ class Sandbox:
                 args += ["--symlink", f"usr/{name}", f"/{name}"]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
+        if status_fd is not None:  # bubblewrap writes {"exit-code": n} there once the program ran
+            args += ["--json-status-fd", str(status_fd)]
         args += [
             "--proc", "/proc",
             "--dev", "/dev",
@@ -113,7 +115,9 @@ class Sandbox:
         ]  # fmt: skip
         return args
 
-    def command(self, *, extra_tasks: int = 0, seccomp_fd: int | None = None) -> list[str]:
+    def command(
+        self, *, extra_tasks: int = 0, seccomp_fd: int | None = None, status_fd: int | None = None
+    ) -> list[str]:
         lim = self.limits
         memory = lim.memory_mb * 1024 * 1024
         file_size = lim.scratch_mb * 1024 * 1024
@@ -126,7 +130,7 @@ class Sandbox:
             f"--nofile={lim.max_open_files}:{lim.max_open_files}",
             "--core=0:0",
             "--",
-            *self.bwrap_args(seccomp_fd=seccomp_fd),
+            *self.bwrap_args(seccomp_fd=seccomp_fd, status_fd=status_fd),
         ]
 
     # -- running ----------------------------------------------------------------------------------
@@ -188,10 +192,12 @@ class Sandbox:
         # zombies of earlier runs that the host's init has not reaped yet (bubblewrap leaves one).
         extra = sum(await asyncio.to_thread(tasks_of_uid, uid))
         filter_fd = _seccomp_memfd() if lim.seccomp else None
+        status_read, status_write = os.pipe()
+        os.set_blocking(status_read, False)
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.command(extra_tasks=extra, seccomp_fd=filter_fd),
+                *self.command(extra_tasks=extra, seccomp_fd=filter_fd, status_fd=status_write),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -199,47 +205,52 @@ class Sandbox:
                 cwd="/",
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=(filter_fd,) if filter_fd is not None else (),
+                pass_fds=(status_write,) if filter_fd is None else (status_write, filter_fd),
                 **user,
             )
         except OSError as exc:
+            os.close(status_read)
             raise SandboxUnavailable(f"the sandbox could not be started: {exc}") from None
         finally:
+            os.close(status_write)
             if filter_fd is not None:
                 os.close(filter_fd)
         exceeded = asyncio.Event()
         timed_out = False
+        out, err = bytearray(), bytearray()  # filled as the program writes: partial on a timeout
         try:
             async with asyncio.timeout(timeout_s):
-                out, err, _ = await asyncio.gather(
-                    _read_capped(proc.stdout, lim.max_output_bytes, exceeded, proc),
-                    _read_capped(proc.stderr, lim.max_output_bytes, exceeded, proc),
+                await asyncio.gather(
+                    _read_capped(proc.stdout, out, lim.max_output_bytes, exceeded, proc),
+                    _read_capped(proc.stderr, err, lim.max_output_bytes, exceeded, proc),
                     _feed(proc, code.encode("utf-8", "surrogatepass")),
                 )
                 await proc.wait()
         except TimeoutError:
             timed_out = True
-            out, err = b"", b""
         finally:
             _kill(proc)
             await _reap(proc)
+            status = _read_all(status_read)
         duration = time.perf_counter() - started
-        status = proc.returncode if proc.returncode is not None else -signal.SIGKILL
-        if status < 0:
-            sig: int | None = -status
-        elif status > 128 and not timed_out:
-            sig = status - 128  # bubblewrap reports a child killed by a signal as 128 + signal
+        code_ = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        if code_ < 0:
+            sig: int | None = -code_
+        elif code_ > 128 and not timed_out:
+            sig = code_ - 128  # bubblewrap reports a child killed by a signal as 128 + signal
         else:
             sig = None
-        if status == 1 and proc.returncode == 1 and err.startswith(b"bwrap:"):
+        if b'"exit-code"' not in status and not timed_out and not exceeded.is_set() and code_ == 1:
+            # bubblewrap stopped before the program ran (its own message is on stderr); the
+            # program cannot fake this: the status document is written by bubblewrap's outer process.
             raise SandboxUnavailable(
                 f"the sandbox could not be set up: {err.decode(errors='replace').strip()}"
             )
         return RunOutcome(
-            exit_code=None if (sig is not None or timed_out) else status,
+            exit_code=None if (sig is not None or timed_out) else code_,
             signal=sig if not timed_out else signal.SIGKILL,
-            stdout=out,
-            stderr=err,
+            stdout=bytes(out),
+            stderr=bytes(err),
             timed_out=timed_out,
             output_exceeded=exceeded.is_set(),
             duration_s=duration,
@@ -266,11 +277,27 @@ async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
         proc.stdin.close()
 
 
+def _read_all(fd: int) -> bytes:
+    """What bubblewrap wrote to its status pipe (every writer is gone: the read does not block)."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 async def _read_capped(
-    stream: asyncio.StreamReader | None, limit: int, exceeded: asyncio.Event, proc: asyncio.subprocess.Process
-) -> bytes:
+    stream: asyncio.StreamReader | None,
+    buffer: bytearray,
+    limit: int,
+    exceeded: asyncio.Event,
+    proc: asyncio.subprocess.Process,
+) -> None:
     assert stream is not None
-    buffer = bytearray()
     while chunk := await stream.read(65536):
         room = limit - len(buffer)
         if len(chunk) > room:
@@ -279,7 +306,6 @@ async def _read_capped(
             _kill(proc)
             break
         buffer += chunk
-    return bytes(buffer)
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:

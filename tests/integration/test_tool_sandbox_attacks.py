@@ -216,6 +216,7 @@ async def test_sleeping_past_the_timeout_is_killed_on_the_wall_clock() -> None:
     task.cancel()
     assert result.error_code == "timeout"
     assert "1.5 s" in (result.error_message or "")
+    assert _payload(result)["error"]["stdout"] == "sleeping\n"  # the partial output is kept
     assert elapsed < 10
     assert ticks >= 5  # the event loop kept running while the sandbox slept
     await eventually(lambda: not _leftover_sandbox_processes(), "every sandbox process is gone")
@@ -385,3 +386,18 @@ async def test_fails_closed_without_a_seccomp_filter_for_the_machine(monkeypatch
     assert "no seccomp filter for this architecture" in (await registry.probe())["python"]
     allowed = build_registry(ToolsConfig(enabled=("python",), sandbox=SandboxLimits(seccomp=False)))
     assert await allowed.probe() == {}  # the operator's explicit choice: namespaces and rlimits only
+
+
+async def test_a_program_cannot_pose_as_a_broken_sandbox() -> None:
+    """Set-up failures are told apart by bubblewrap's status document, not by the output."""
+    result = await _run("import sys\nsys.stderr.write('bwrap: Can\\'t fork\\n')\nsys.exit(1)")
+    assert result.ok, result.content
+    assert _payload(result)["exit_code"] == 1
+
+
+async def test_a_broken_sandbox_is_unavailable_not_a_program_error(tmp_path: Path) -> None:
+    registry = build_registry(
+        ToolsConfig(enabled=("python",), sandbox=SandboxLimits(ro_binds=(Path("/usr"), tmp_path / "gone")))
+    )
+    reason = (await registry.probe())["python"]
+    assert "the sandbox could not be set up: bwrap: Can't find source path" in reason
