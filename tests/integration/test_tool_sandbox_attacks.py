@@ -16,6 +16,7 @@ import platform
 import signal
 import socket
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -401,3 +402,66 @@ async def test_a_broken_sandbox_is_unavailable_not_a_program_error(tmp_path: Pat
     )
     reason = (await registry.probe())["python"]
     assert "the sandbox could not be set up: bwrap: Can't find source path" in reason
+
+
+NON_ROOT_RUN = """
+import asyncio, json, os
+from gateway.config.tools import SandboxLimits
+from gateway.tools.sandbox import Sandbox
+
+BOMB = '''
+import os
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            import time
+            time.sleep(3)
+            os._exit(0)
+        n += 1
+except OSError as exc:
+    print("refused after", n, exc.errno)
+'''
+
+async def main():
+    sandbox = Sandbox(SandboxLimits(max_processes=8, timeout_s=10))
+    bomb = await sandbox.run(BOMB)
+    runs = [await sandbox.run(f"print({i})") for i in range(4)]
+    outputs = [r.stdout.decode() for r in runs]
+    print(json.dumps({"uid": os.getuid(), "bomb": bomb.stdout.decode(), "runs": outputs}))
+
+asyncio.run(main())
+"""
+
+
+async def test_the_non_root_gateway_path(tmp_path: Path) -> None:
+    """The image runs the gateway as a non-root user: the sandbox then runs as that user, and the
+    process limit is raised by the tasks the user already has. Run a stand-in gateway as an
+    unused uid (needs root to switch, and a system interpreter of this Python version)."""
+    system_python = Path("/usr/bin/python3")
+    if os.geteuid() != 0 or not _host_has(str(system_python)):
+        pytest.skip("needs root (to start a process as another uid) and /usr/bin/python3")
+    version = await asyncio.create_subprocess_exec(
+        str(system_python), "-c", "import sys; print(sys.version_info[:2])", stdout=asyncio.subprocess.PIPE
+    )
+    if (await version.communicate())[0].decode().strip() != str(sys.version_info[:2]):
+        pytest.skip("/usr/bin/python3 is another Python version than the venv's packages")
+    root = Path(gateway.__file__).parent.parent
+    site = sysconfig.get_paths()["purelib"]
+    stand_in = await asyncio.create_subprocess_exec(
+        str(system_python), "-c", NON_ROOT_RUN,
+        env={"PYTHONPATH": f"{root}:{site}"},
+        cwd="/",
+        user=62_000,
+        group=62_000,
+        extra_groups=[],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await stand_in.communicate()
+    assert stand_in.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out)
+    assert report["uid"] == 62_000
+    refused = report["bomb"].split()
+    assert refused[:2] == ["refused", "after"] and int(refused[2]) < 8, report
+    assert report["runs"] == ["0\n", "1\n", "2\n", "3\n"]
