@@ -23,8 +23,9 @@ class CalculatorLimits(BaseModel):
     """Nesting of the parsed expression (parentheses, operators, calls)."""
     max_exponent: int = Field(default=10_000, ge=1, le=1_000_000)
     """Largest integer exponent of ``**`` with an exact base (``2**10000`` passes, ``9**9**9`` not)."""
-    max_digits: int = Field(default=5_000, ge=10, le=100_000)
-    """Largest number of decimal digits of any intermediate integer (numerator or denominator)."""
+    max_digits: int = Field(default=4_000, ge=10, le=4_300)
+    """Largest number of decimal digits of any intermediate integer (numerator or denominator); at
+    most Python's own limit on converting an integer to text (4300 digits)."""
     precision: int = Field(default=50, ge=10, le=1000)
     """Significant digits of inexact results (``sqrt(2)``, ``log(3)``): ``decimal`` context precision."""
 

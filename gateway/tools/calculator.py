@@ -81,7 +81,9 @@ class Calculator:
             tree = ast.parse(expression.strip(), mode="eval")
         except SyntaxError as exc:
             raise ToolError("invalid_arguments", f"not a valid expression: {exc.msg}") from None
-        except (RecursionError, MemoryError, ValueError):
+        except ValueError:  # a NUL byte
+            raise ToolError("invalid_arguments", "not a valid expression") from None
+        except (RecursionError, MemoryError):
             raise CalculatorError("the expression is nested too deeply", limit=True) from None
         _check_depth(tree.body, self.limits.max_depth)
         return _Evaluator(self.limits, expression).eval(tree.body)
@@ -210,7 +212,7 @@ class _Evaluator:
                 )
             if b == 0 and power < 0:
                 raise CalculatorError("division by zero (0 raised to a negative power)")
-            size = max(b.numerator.bit_length(), b.denominator.bit_length()) * abs(power) * _LOG10_2
+            size = abs(power) * math.log10(max(abs(b.numerator), b.denominator, 1))
             if size > self.limits.max_digits and base.exact:
                 raise CalculatorError(
                     f"the result would have more than {self.limits.max_digits} digits", limit=True
