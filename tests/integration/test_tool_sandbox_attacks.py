@@ -465,3 +465,15 @@ async def test_the_non_root_gateway_path(tmp_path: Path) -> None:
     refused = report["bomb"].split()
     assert refused[:2] == ["refused", "after"] and int(refused[2]) < 8, report
     assert report["runs"] == ["0\n", "1\n", "2\n", "3\n"]
+
+
+async def test_the_registry_timeout_kills_a_run_it_cancels() -> None:
+    """The per-call bound of the registry (shorter than the sandbox's own here) cancels the run:
+    the cancellation reaches the sandbox, which kills and reaps the tree on its way out."""
+    registry = build_registry(
+        ToolsConfig(enabled=("python",), timeout_s=1.0, sandbox=SandboxLimits(timeout_s=60.0, cpu_s=60))
+    )
+    assert await registry.probe() == {}
+    result = await registry.call("python", {"code": "while True:\n    pass"}, call_id="c1")
+    assert result.error_code == "timeout" and "1 s" in (result.error_message or "")
+    await eventually(lambda: not _leftover_sandbox_processes(), "every sandbox process is gone")
