@@ -101,12 +101,16 @@ def interpret(outcome: RunOutcome, limits: SandboxLimits, *, max_stream_chars: i
 
 
 def _signal_reason(sig: int, limits: SandboxLimits) -> tuple[str, str]:
-    if sig == signal.SIGXCPU or sig == signal.SIGKILL:
-        return "cpu", (
-            f"the program was killed by {signal.Signals(sig).name} (CPU limit {limits.cpu_s} s, or the "
-            "kernel's memory or process limits)"
+    if sig == signal.SIGXCPU:
+        return "cpu", f"the program used more than {limits.cpu_s} s of CPU time and was killed"
+    if sig == signal.SIGKILL:
+        return "killed", (
+            f"the program was killed by SIGKILL (the hard CPU limit of {limits.cpu_s + 1} s, the kernel, "
+            "or the program itself)"
         )
     if sig == signal.SIGXFSZ:
         return "file_size", f"the program wrote a file larger than {limits.scratch_mb} MB"
+    if sig == signal.SIGSYS:
+        return "syscall", "the program made a forbidden system call (seccomp) and was killed"
     name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else str(sig)
     return "signal", f"the program was killed by signal {name}"
