@@ -49,6 +49,12 @@ class SandboxLimits(BaseModel):
     """RLIMIT_AS per process (address space)."""
     max_processes: int = Field(default=8, ge=2, le=1024)
     """RLIMIT_NPROC of the sandbox's own uid (the interpreter, bubblewrap's init and children)."""
+    run_memory_mb: int = Field(default=512, ge=32, le=65536)
+    """Memory of all a run's processes and scratch files together, enforced by a cgroup where one
+    is available (``cgroup``); without one only the per-process ``memory_mb`` applies."""
+    cgroup: Literal["auto", "off", "required"] = "auto"
+    """``auto``: a per-slot memory cgroup when the gateway runs as root with a writable cgroup-v1
+    memory hierarchy; ``required``: the sandbox is unavailable without one; ``off``: never."""
     max_output_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     """Per stream (stdout, stderr); the run is killed when either exceeds it."""
     scratch_mb: int = Field(default=16, ge=1, le=1024)

@@ -92,6 +92,16 @@ def interpret(outcome: RunOutcome, limits: SandboxLimits, *, max_stream_chars: i
             f"the program wrote more than {limits.max_output_bytes} bytes to stdout or stderr and was killed",
             details={"limit": "output", **output},
         )
+    if outcome.oom_kills:
+        output["oom_kills"] = outcome.oom_kills
+    if outcome.signal is not None and outcome.oom_kills:
+        reason = (
+            f"the program's processes used more than {limits.run_memory_mb} MB together; the kernel "
+            f"killed {outcome.oom_kills} of them"
+        )
+        raise ToolError(
+            "limit_exceeded", reason, details={"limit": "memory", "signal": outcome.signal, **output}
+        )
     if outcome.signal is not None:
         limit, reason = _signal_reason(outcome.signal, limits)
         raise ToolError(

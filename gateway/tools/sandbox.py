@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.tools import SandboxLimits
-from gateway.tools import seccomp
+from gateway.tools import cgroup, seccomp
 
 
 class SandboxUnavailable(Exception):
@@ -52,6 +52,8 @@ class RunOutcome:
     timed_out: bool
     output_exceeded: bool
     duration_s: float
+    oom_kills: int = 0
+    """Processes of the run the kernel killed for the run's memory cgroup limit."""
 
 
 _ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -66,6 +68,10 @@ class Sandbox:
         self._prlimit = prlimit
         self._slots: asyncio.Queue[int] | None = None
         self._root = os.geteuid() == 0
+        self._cgroup_base: Path | None = None
+        if self._root and self.limits.cgroup != "off":
+            self._cgroup_base = cgroup.discover()
+        self._cgroup_procs: dict[int, Path] = {}
         self.python = self.limits.python or next(
             (path for path in _INTERPRETERS if os.access(path, os.X_OK)), _INTERPRETERS[0]
         )
@@ -149,6 +155,13 @@ class Sandbox:
             )
         if not os.access(self.python, os.X_OK):
             raise SandboxUnavailable(f"the interpreter {self.python} is not installed")
+        if self._cgroup_base is not None and not os.access("/bin/sh", os.X_OK):
+            raise SandboxUnavailable("/bin/sh is needed to join the run's memory cgroup")
+        if lim.cgroup == "required" and self._cgroup_base is None:
+            raise SandboxUnavailable(
+                "tools.sandbox.cgroup is required but no writable memory cgroup was found "
+                "(the gateway must run as root with a cgroup-v1 memory hierarchy)"
+            )
         if lim.seccomp and not seccomp.supported():
             raise SandboxUnavailable(
                 "no seccomp filter for this architecture; set tools.sandbox.seccomp: false to run without one"
@@ -191,12 +204,18 @@ class Sandbox:
         # Tasks the uid already has count against the limit: the gateway's own (not root), and
         # zombies of earlier runs that the host's init has not reaped yet (bubblewrap leaves one).
         extra = sum(await asyncio.to_thread(tasks_of_uid, uid))
+        join: list[str] = []
+        procs = await self._slot_cgroup(uid) if self._root else None
+        if procs is not None:
+            join = ["/bin/sh", "-c", cgroup.JOIN, str(procs)]
+        kills_before = cgroup.oom_kills(procs) if procs is not None else 0
         filter_fd = _seccomp_memfd() if lim.seccomp else None
         status_read, status_write = os.pipe()
         os.set_blocking(status_read, False)
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
+                *join,
                 *self.command(extra_tasks=extra, seccomp_fd=filter_fd, status_fd=status_write),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -254,7 +273,24 @@ class Sandbox:
             timed_out=timed_out,
             output_exceeded=exceeded.is_set(),
             duration_s=duration,
+            oom_kills=cgroup.oom_kills(procs) - kills_before if procs is not None else 0,
         )
+
+    async def _slot_cgroup(self, uid: int) -> Path | None:
+        """The slot's memory cgroup (made once per slot), or ``None`` without a cgroup hierarchy."""
+        if self._cgroup_base is None:
+            return None
+        procs = self._cgroup_procs.get(uid)
+        if procs is None:
+            limit = self.limits.run_memory_mb * 1024 * 1024
+            try:
+                procs = await asyncio.to_thread(cgroup.prepare, self._cgroup_base, uid=uid, limit_bytes=limit)
+            except OSError as exc:
+                if self.limits.cgroup == "required":
+                    raise SandboxUnavailable(f"the run's memory cgroup could not be made: {exc}") from None
+                return None
+            self._cgroup_procs[uid] = procs
+        return procs
 
 
 def _seccomp_memfd() -> int:

@@ -24,7 +24,7 @@ import pytest
 
 import gateway
 from gateway.config.tools import SandboxLimits, ToolsConfig
-from gateway.tools import seccomp
+from gateway.tools import cgroup, seccomp
 from gateway.tools.base import ToolCallResult
 from gateway.tools.builtin import build_registry
 from gateway.tools.registry import ToolRegistry
@@ -480,3 +480,38 @@ async def test_the_registry_timeout_kills_a_run_it_cancels() -> None:
     result = await registry.call("python", {"code": "while True:\n    pass"}, call_id="c1")
     assert result.error_code == "timeout" and "1 s" in (result.error_message or "")
     await eventually(lambda: not _leftover_sandbox_processes(), "every sandbox process is gone")
+
+
+async def test_a_multi_process_memory_bomb_is_bounded_by_the_runs_cgroup() -> None:
+    """Each process stays under its RLIMIT_AS; together they pass the run's memory cgroup."""
+    if os.geteuid() != 0 or cgroup.discover() is None:
+        pytest.skip(
+            "no writable cgroup-v1 memory hierarchy (tools.sandbox.cgroup: auto falls back to rlimits)"
+        )
+    code = """
+import os, time
+for i in range(4):
+    if os.fork() == 0:
+        try:
+            block = b"\\x01" * (120 << 20)
+            time.sleep(3)
+        finally:
+            os._exit(0)
+print([os.waitstatus_to_exitcode(os.waitpid(-1, 0)[1]) for _ in range(4)])
+"""
+    result = await _run(code, run_memory_mb=256, memory_mb=256)
+    assert result.ok, result.content  # the parent survives; the kernel killed children of the run
+    payload = _payload(result)
+    assert payload["oom_kills"] >= 1
+    assert -signal.SIGKILL in json.loads(payload["stdout"])
+    os.kill(os.getpid(), 0)
+
+
+async def test_a_single_process_over_the_run_budget_is_killed_with_a_memory_reason() -> None:
+    if os.geteuid() != 0 or cgroup.discover() is None:
+        pytest.skip("no writable cgroup-v1 memory hierarchy")
+    code = "blocks = []\nwhile True:\n    blocks.append(b'\\x01' * (16 << 20))"
+    result = await _run(code, run_memory_mb=64, memory_mb=512)
+    assert result.error_code == "limit_exceeded", result.content
+    error = _payload(result)["error"]
+    assert error["limit"] == "memory" and "more than 64 MB together" in error["message"]
