@@ -51,16 +51,22 @@ def prepare(base: Path, *, uid: int, limit_bytes: int) -> Path:
     Returns the ``cgroup.procs`` path a run writes its pid to."""
     directory = base / f"prism-sandbox-{uid}"
     directory.mkdir(exist_ok=True)
-    (directory / "memory.limit_in_bytes").write_text(str(limit_bytes))
+    # With swap accounting, memory+swap must stay >= memory: raise it first, lower it last (one
+    # of the two writes fails harmlessly); it keeps a run from swapping out to escape the limit.
     swap = directory / "memory.memsw.limit_in_bytes"
-    if swap.exists():  # no swapping out to escape the limit (present with swap accounting)
-        try:
-            swap.write_text(str(limit_bytes))
-        except OSError:
-            pass
+    _try_write(swap, limit_bytes)
+    (directory / "memory.limit_in_bytes").write_text(str(limit_bytes))
+    _try_write(swap, limit_bytes)
     for name in ("cgroup.procs", "tasks"):
         os.chown(directory / name, uid, uid)
     return directory / "cgroup.procs"
+
+
+def _try_write(path: Path, value: int) -> None:
+    try:
+        path.write_text(str(value))
+    except OSError:
+        pass
 
 
 def oom_kills(procs: Path) -> int:

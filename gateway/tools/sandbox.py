@@ -34,8 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from gateway.config.tools import SandboxLimits
 from gateway.tools import cgroup, seccomp
+
+log = structlog.get_logger("prism.tools")
 
 
 class SandboxUnavailable(Exception):
@@ -288,6 +292,7 @@ class Sandbox:
             except OSError as exc:
                 if self.limits.cgroup == "required":
                     raise SandboxUnavailable(f"the run's memory cgroup could not be made: {exc}") from None
+                log.warning("sandbox_cgroup_unavailable", uid=uid, error=str(exc))
                 return None
             self._cgroup_procs[uid] = procs
         return procs

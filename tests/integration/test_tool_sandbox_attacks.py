@@ -515,3 +515,19 @@ async def test_a_single_process_over_the_run_budget_is_killed_with_a_memory_reas
     assert result.error_code == "limit_exceeded", result.content
     error = _payload(result)["error"]
     assert error["limit"] == "memory" and "more than 64 MB together" in error["message"]
+
+
+def test_a_slots_cgroup_limit_can_be_lowered_and_raised() -> None:
+    """Regression: with swap accounting, raising memory.limit_in_bytes above memsw's limit failed
+    (EINVAL) and the run went without its cgroup."""
+    base = cgroup.discover() if os.geteuid() == 0 else None
+    if base is None:
+        pytest.skip("no writable cgroup-v1 memory hierarchy")
+    uid = SandboxLimits().uid_base + 250  # no slot uses it
+    try:
+        for megabytes in (64, 256, 32, 512):
+            procs = cgroup.prepare(base, uid=uid, limit_bytes=megabytes << 20)
+            assert (procs.parent / "memory.limit_in_bytes").read_text().strip() == str(megabytes << 20)
+            assert procs.stat().st_uid == uid
+    finally:
+        (base / f"prism-sandbox-{uid}").rmdir()
