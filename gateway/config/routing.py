@@ -19,6 +19,7 @@ from gateway.config.experiments import ExperimentConfig, ShadowJudgeConfig
 from gateway.config.guardrails import GuardrailsConfig
 from gateway.config.providers import MockSettings, UpstreamHTTPSettings
 from gateway.config.quotas import QuotaConfig
+from gateway.config.tools import ToolsConfig
 
 
 class ConfigError(Exception):
@@ -224,6 +225,8 @@ class RoutingConfig(_Strict):
     access: AccessConfig = AccessConfig()
     embeddings: dict[str, EmbeddingModelConfig] = {}
     """Models served on ``/v1/embeddings`` (``gateway/config/embeddings.py``, docs/embeddings.md)."""
+    tools: ToolsConfig = ToolsConfig()
+    """Limits of the built-in server-side tools: calculator, date/time, sandboxed Python (docs/tools.md)."""
 
     def deadline_for(self, requested: str, asked_s: float | None = None) -> float:
         """The total deadline of a request: the alias's, else its model's, else ``retry.deadline_s``;
