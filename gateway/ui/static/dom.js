@@ -23,6 +23,7 @@ export function field(label, input) {
 const nf = () => new Intl.NumberFormat(lang() === "ko" ? "ko-KR" : "en-US");
 export function num(v, digits = 0) {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  if (typeof digits !== "number") digits = 0; // used directly as a table formatter: (value, row)
   return new Intl.NumberFormat(lang() === "ko" ? "ko-KR" : "en-US", { maximumFractionDigits: digits }).format(v);
 }
 export function usd(v) { return v === null || v === undefined ? "—" : "$" + Number(v).toFixed(v < 0.01 && v > 0 ? 6 : 4); }
