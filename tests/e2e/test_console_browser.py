@@ -81,6 +81,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
                 "GATEWAY_DOCS_ENABLED": "true",
                 "JUDGE_KEY": "sk-fake-judge",
             },
+            ready_timeout=120,  # migrations and the intent table on a busy 2-core machine
         )
         try:
             yield process
@@ -280,6 +281,8 @@ def test_a_user_sees_only_their_own_console(page: Any, gw: GatewayProcess) -> No
 def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -> None:
     out = Path(SHOTS) if SHOTS else tmp_path
     out.mkdir(parents=True, exist_ok=True)
+    demo = {"name": "docs-demo", "allowed_models": ["auto", "mock-fast"], "rpm_limit": 600}
+    assert httpx.post(f"{gw.url}/api/keys", headers=_admin_headers(gw), json=demo).status_code == 201
     _login(page, gw)
     for lang in ("en", "ko"):
         page.select_option("#lang", lang)
@@ -289,7 +292,7 @@ def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -
             page.wait_for_load_state("networkidle")
             if page_id == "experiments":
                 page.locator("[data-shadow=shadowed]").click()
-                page.wait_for_load_state("networkidle")
+                page.locator("main section h2").first.wait_for()
             if page_id == "playground":
                 page.locator("#pg-model").select_option("mock-smart")
                 prompt = "안녕하세요! Prism은 무엇인가요?" if lang == "ko" else "Hello! What is Prism?"

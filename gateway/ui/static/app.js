@@ -54,9 +54,12 @@ async function route() {
   renderNav(page.id);
   const title = t("nav." + page.id);
   document.title = title + " · Prism";
-  main.replaceChildren(h("h1", { text: title }));
-  try { await page.render(main, ctx); }
-  catch (err) { main.append(errorBox(err)); }
+  // Each visit renders into a fresh container: a slow answer for a page already left lands in a
+  // detached element instead of the page now shown.
+  const view = h("div");
+  main.replaceChildren(h("h1", { text: title }), view);
+  try { await page.render(view, ctx); }
+  catch (err) { view.append(errorBox(err)); }
   main.focus({ preventScroll: true });
 }
 

@@ -1,4 +1,4 @@
-// Tiny DOM helpers: every value goes through textContent/attributes, never innerHTML.
+// Tiny DOM helpers: every value goes through textContent and attributes, never through HTML parsing.
 import { t, lang } from "./i18n.js";
 
 export function h(tag, attrs = {}, ...children) {

@@ -1,13 +1,9 @@
-import { t } from "../i18n.js";
+import { t, lang } from "../i18n.js";
 import { h, table, card, num, usd, ms, pct } from "../dom.js";
 import { api } from "../api.js";
 
 export function usageBase(ctx) { return ctx.me.role === "admin" ? "/admin/usage" : "/api/usage"; }
 
-function bars(rows, key) {
-  const max = Math.max(1, ...rows.map((r) => r[key] || 0));
-  return (v) => h("span", {}, h("span", { class: "bar", style: null, "aria-hidden": "true", "data-w": Math.round((v || 0) / max * 120) }), " ", num(v));
-}
 
 export default {
   id: "overview",
@@ -42,15 +38,13 @@ export default {
           card(t("m.tokens"), num((s.prompt_tokens || 0) + (s.completion_tokens || 0))),
           card(t("m.cost"), usd(s.cost_usd || 0))),
         h("h2", { text: t("overview.per_day") }),
-        table([{ key: "day", label: t("dim.day") }, ...cols], days.data),
+        table([{ key: "day", label: t("dim.day"), fmt: (v) => String(v).slice(0, 10) }, ...cols], days.data),
         h("h2", { text: t("overview.per_model") }),
         table([{ key: "model", label: t("dim.model") }, ...cols], byModel.data),
       );
-      box.querySelectorAll(".bar").forEach((b) => { b.style.width = b.dataset.w + "px"; });
-      stamp.textContent = t("overview.window") + " · " + t("overview.updated", { time: new Date().toLocaleTimeString() });
+      stamp.textContent = t("overview.window") + " · " + t("overview.updated", { time: new Date().toLocaleTimeString(lang() === "ko" ? "ko-KR" : "en-US") });
     };
     await load();
     ctx.timers.push(setInterval(() => load().catch(() => null), 10000));
   },
 };
-export { bars };

@@ -94,7 +94,7 @@ export default {
         bubble.append(errorBox(err));
       } finally { send.disabled = false; prompt.focus(); }
     } },
-    h("div", { class: "row" }, field(t("pg.model"), model), h("label", {}, stream, " " + t("pg.stream")), field(t("pg.system"), system)),
+    h("div", { class: "row" }, field(t("pg.model"), model), h("label", { class: "inline" }, stream, " " + t("pg.stream")), field(t("pg.system"), system)),
     log, h("div", { class: "row" }, field(t("pg.prompt"), prompt), send,
       h("button", { type: "button", class: "secondary", text: t("pg.clear"), onclick: () => { history.length = 0; log.replaceChildren(); } })));
     prompt.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit(); });

@@ -25,7 +25,7 @@ export default {
     const run = async () => {
       try {
         const report = await api(`${usageBase(ctx)}?${query()}`);
-        const groups = report.group_by.map((g) => ({ key: g, label: t("dim." + g) }));
+        const groups = report.group_by.map((g) => ({ key: g, label: t("dim." + g), fmt: g === "day" ? (v) => String(v).slice(0, 10) : null }));
         out.replaceChildren(table([...groups,
           { key: "requests", label: t("m.requests"), num: true, fmt: num },
           { key: "errors", label: t("m.errors"), num: true, fmt: num },
