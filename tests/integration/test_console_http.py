@@ -128,3 +128,17 @@ def test_console_endpoints_enforce_roles_and_scope(gw: GatewayProcess) -> None:
     csv = httpx.get(f"{gw.url}/api/usage/export", headers=user)
     assert csv.status_code == 200 and csv.text.count("\n") >= 2
     assert httpx.get(f"{gw.url}/api/usage").status_code == 401
+
+    def hits() -> int:
+        data = httpx.get(f"{gw.url}/api/usage", headers=admin).json()["data"]
+        return int(data[0]["cache_hits"]) if data else 0
+
+    before = hits()  # the two "hi" above may have been one miss and one hit
+    same = {"model": "stable", "temperature": 0, "messages": [{"role": "user", "content": "cache me"}]}
+    for _ in range(2):
+        r = httpx.post(f"{gw.url}/v1/chat/completions", headers=admin, json=same)
+        assert r.status_code == 200, r.text
+    assert r.headers["x-prism-cache"] == "hit"
+    wait_until(lambda: hits() == before + 1, "the cache hit counted in the usage report")
+    report = httpx.get(f"{gw.url}/admin/usage?group_by=model", headers=admin).json()["data"]
+    assert {row["model"]: row["fallbacks"] for row in report} == {"stable": 0}

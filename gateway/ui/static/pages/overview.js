@@ -24,6 +24,8 @@ export default {
       const cols = [
         { key: "requests", label: t("m.requests"), num: true, fmt: num },
         { key: "errors", label: t("m.errors"), num: true, fmt: num },
+        { key: "cache_hits", label: t("m.cache_hits"), num: true, fmt: num },
+        { key: "fallbacks", label: t("m.fallbacks"), num: true, fmt: num },
         { key: "latency_p50_ms", label: t("m.p50"), num: true, fmt: ms },
         { key: "latency_p95_ms", label: t("m.p95"), num: true, fmt: ms },
         { key: "prompt_tokens", label: t("m.prompt_tokens"), num: true, fmt: num },
@@ -36,6 +38,8 @@ export default {
           card(t("m.error_rate"), requests ? pct((s.errors || 0) / requests) : "—"),
           card(t("m.p50"), ms(s.latency_p50_ms)), card(t("m.p95"), ms(s.latency_p95_ms)),
           card(t("m.tokens"), num((s.prompt_tokens || 0) + (s.completion_tokens || 0))),
+          card(t("m.cache_rate"), requests ? pct((s.cache_hits || 0) / requests) : "—"),
+          card(t("m.fallbacks"), num(s.fallbacks || 0)),
           card(t("m.cost"), usd(s.cost_usd || 0))),
         h("h2", { text: t("overview.per_day") }),
         table([{ key: "day", label: t("dim.day"), fmt: (v) => String(v).slice(0, 10) }, ...cols], days.data),

@@ -29,6 +29,8 @@ export default {
         out.replaceChildren(table([...groups,
           { key: "requests", label: t("m.requests"), num: true, fmt: num },
           { key: "errors", label: t("m.errors"), num: true, fmt: num },
+          { key: "cache_hits", label: t("m.cache_hits"), num: true, fmt: num },
+          { key: "fallbacks", label: t("m.fallbacks"), num: true, fmt: num },
           { key: "prompt_tokens", label: t("m.prompt_tokens"), num: true, fmt: num },
           { key: "completion_tokens", label: t("m.completion_tokens"), num: true, fmt: num },
           { key: "cost_usd", label: t("m.cost"), num: true, fmt: usd },
