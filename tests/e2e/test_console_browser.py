@@ -124,6 +124,7 @@ def _login(page: Any, gw: GatewayProcess, email: str = ADMIN_EMAIL, password: st
 def _go(page: Any, gw: GatewayProcess, page_id: str) -> None:
     page.goto(f"{gw.url}/ui/#/{page_id}")
     page.wait_for_selector(f"nav a[data-page={page_id}][aria-current=page]")
+    page.wait_for_selector(f"main[data-ready={page_id}]")  # the page's first data is rendered
 
 
 def _admin_headers(gw: GatewayProcess) -> dict[str, str]:
@@ -185,6 +186,7 @@ def test_key_created_in_the_console_works_in_the_sdk_shows_in_usage_and_revokes(
 def test_playground_streams_tokens_into_the_page_and_shows_the_route(page: Any, gw: GatewayProcess) -> None:
     _login(page, gw)
     _go(page, gw, "playground")
+    page.locator("#pg-send").wait_for()  # the form appears once /v1/models has answered
     options = page.locator("#pg-model option").all_inner_texts()
     assert options[0] == "auto" and "mock-fast" in options
     page.get_by_label("Model").select_option("mock-fast")
@@ -269,11 +271,12 @@ def test_a_user_sees_only_their_own_console(page: Any, gw: GatewayProcess) -> No
     assert "users" not in pages and "models" not in pages and "experiments" not in pages
     assert {"overview", "keys", "usage", "playground"} <= set(pages)
     _go(page, gw, "keys")
+    page.locator("main table").wait_for()
     assert page.locator("tbody tr", has_text="console-sdk").count() == 0  # the admin's key is not theirs
     _go(page, gw, "usage")
     assert page.locator("#dim-user").count() == 0
     page.goto(f"{gw.url}/ui/#/users")  # an admin page by URL falls back to one the user may see
-    page.wait_for_selector("nav a[data-page=overview][aria-current=page]")
+    page.wait_for_selector("main[data-ready=overview]")
     _go(page, gw, "jobs")
     assert "Not available on this server" in page.get_by_test_id("unavailable").inner_text()
 
@@ -289,7 +292,6 @@ def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -
         sync_api.expect(page.locator("html")).to_have_attribute("lang", lang)  # (the CSP forbids eval)
         for page_id in ("overview", "playground", "keys", "usage", "users", "models", "experiments", "jobs"):
             _go(page, gw, page_id)
-            page.wait_for_load_state("networkidle")
             if page_id == "experiments":
                 page.locator("[data-shadow=shadowed]").click()
                 page.locator("main section h2").first.wait_for()

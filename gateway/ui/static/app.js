@@ -58,8 +58,10 @@ async function route() {
   // detached element instead of the page now shown.
   const view = h("div");
   main.replaceChildren(h("h1", { text: title }), view);
+  delete main.dataset.ready;
   try { await page.render(view, ctx); }
   catch (err) { view.append(errorBox(err)); }
+  if (view.isConnected) main.dataset.ready = page.id; // the first data is on screen (tests wait on it)
   main.focus({ preventScroll: true });
 }
 
