@@ -43,7 +43,7 @@ models:
   next: {provider: mock, price_input_per_mtok: 1, price_output_per_mtok: 2, mock: {latency_ms: 1}}
   shadow-b: {provider: mock, price_input_per_mtok: 3, price_output_per_mtok: 3, mock: {latency_ms: 2}}
   judge: {provider: openai, model: gpt-judge, base_url: "http://judge.invalid/v1", api_key_env: JUDGE_KEY,
-          local: true}
+          local: true, price_input_per_mtok: 5, price_output_per_mtok: 5}  # "auto" picks the cheapest
 aliases:
   auto: {smart: true}
   shadowed: {target: mock-smart, shadow: [shadow-b], shadow_sample_rate: 1.0,
@@ -237,6 +237,22 @@ def test_canary_rollback_and_promote_from_the_console(page: Any, gw: GatewayProc
     page.get_by_role("heading", name="Report: rollout").wait_for()
 
 
+def test_models_page_reloads_the_config_and_shows_who_runs_it(page: Any, gw: GatewayProcess) -> None:
+    _login(page, gw)
+    _go(page, gw, "models")
+    shown = page.locator("#config-hash").inner_text()
+    assert shown == httpx.get(f"{gw.url}/admin/config", headers=_admin_headers(gw)).json()["hash"]
+    assert page.locator("tbody tr", has_text="shadowed").locator("td").all_inner_texts() == [
+        "shadowed",
+        "mock-smart",
+        "shadow-b",
+    ]
+    page.get_by_role("button", name="Reload config everywhere").click()
+    page.get_by_role("status").get_by_text(f"Reloaded: config {shown}").wait_for()
+    workers = page.locator("table").nth(-1).locator("tbody tr")
+    assert shown in workers.first.inner_text()
+
+
 def test_shadow_report_with_judge_scores(page: Any, gw: GatewayProcess) -> None:
     headers = _admin_headers(gw)
     for i in range(4):
@@ -296,7 +312,7 @@ def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -
                 page.locator("[data-shadow=shadowed]").click()
                 page.locator("main section h2").first.wait_for()
             if page_id == "playground":
-                page.locator("#pg-model").select_option("mock-smart")
+                page.locator("#pg-model").select_option("auto")
                 prompt = "안녕하세요! Prism은 무엇인가요?" if lang == "ko" else "Hello! What is Prism?"
                 page.locator("#pg-prompt").fill(prompt)
                 page.locator("#pg-send").click()
