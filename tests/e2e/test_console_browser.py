@@ -297,6 +297,26 @@ def test_a_user_sees_only_their_own_console(page: Any, gw: GatewayProcess) -> No
     assert "Not available on this server" in page.get_by_test_id("unavailable").inner_text()
 
 
+def test_keyboard_only(page: Any, gw: GatewayProcess) -> None:
+    """Sign in, change page and chat without the mouse."""
+    page.goto(f"{gw.url}/ui/")
+    page.get_by_label("Email").wait_for()  # focused on arrival
+    page.keyboard.type(ADMIN_EMAIL)
+    page.keyboard.press("Tab")
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("main[data-ready=overview]")
+    page.locator("nav a[data-page=playground]").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("main[data-ready=playground]")
+    assert page.evaluate("document.activeElement.id") == "main"  # focus moves to the new page
+    page.get_by_label("Message").focus()
+    page.keyboard.type("Hello from the keyboard")
+    page.keyboard.press("Control+Enter")
+    page.locator("[data-testid=answer-meta]").wait_for()
+    assert "Hello from the keyboard" in page.locator("[data-testid=answer]").inner_text()
+
+
 def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -> None:
     out = Path(SHOTS) if SHOTS else tmp_path
     out.mkdir(parents=True, exist_ok=True)
