@@ -1,0 +1,503 @@
+"""``/v1/messages`` with the official ``anthropic`` SDK (and LangChain's ChatAnthropic) as the client,
+in front of the mock provider, ``auto`` and a fake Anthropic upstream speaking the real wire protocol:
+Claude-Code-shaped traffic (system blocks with cache_control, tools, tool_use/tool_result, images,
+stop sequences, metadata, beta headers), streaming events, errors in Anthropic's envelope, keys
+through ``x-api-key``, and one usage row per request in the database."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+import yaml
+
+from tests.fakes.anthropic_upstream import FakeAnthropicUpstream, running_fake_anthropic
+from tests.support.gateway_proc import ROOT, GatewayProcess, start_gateway
+
+pytestmark = pytest.mark.integration
+
+ADMIN_EMAIL = "anthropic-admin@example.com"
+ADMIN_PASSWORD = "Anthropic-admin-passphrase-7"
+UPSTREAM_KEY = "sk-ant-upstream-secret"
+PNG = base64.b64encode(bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")).decode()
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "Weather for a place",
+        "input_schema": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
+    }
+]
+
+
+def _config(fake: FakeAnthropicUpstream) -> str:
+    config = yaml.safe_load((ROOT / "config" / "prism.yaml").read_text())
+    upstream = {"provider": "anthropic", "base_url": fake.base_url, "api_key_env": "PRISM_TEST_ANTHROPIC_KEY"}
+    config["models"] = {name: config["models"][name] for name in ("mock-fast", "mock-smart")} | {
+        "claude": {
+            **upstream,
+            "model": "claude-sonnet-4-5",
+            "price_input_per_mtok": 3.0,
+            "price_output_per_mtok": 15.0,
+        },
+        "claude-external": {**upstream, "model": "claude-sonnet-4-5", "local": False},
+        "claude-529": {**upstream, "model": "fake-529"},
+        "claude-busy": {**upstream, "model": "fake-529"},
+        "claude-midstream": {**upstream, "model": "fake-midstream"},
+        "claude-401": {**upstream, "model": "fake-401"},
+    }
+    config["fallbacks"] = {"claude-busy": ["mock-smart"]}
+    config["retry"] = {
+        "deadline_s": 20,
+        "max_attempts": 2,
+        "base_delay_s": 0.01,
+        "max_delay_s": 0.05,
+        "jitter": 0,
+    }
+    config["circuit_breaker"] = {"failure_threshold": 50, "cooldown_s": 1, "max_cooldown_s": 2}
+    return yaml.safe_dump(config)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropicUpstream]:
+    with running_fake_anthropic(api_key=UPSTREAM_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropicUpstream) -> Iterator[GatewayProcess]:
+    process = start_gateway(
+        tmp_path_factory.mktemp("anthropic"),
+        config=_config(fake),
+        env={
+            "GATEWAY_AUTH_ENABLED": "true",
+            "GATEWAY_ADMIN_EMAIL": ADMIN_EMAIL,
+            "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "GATEWAY_API_KEY_CACHE_TTL_S": "0",
+            "GATEWAY_USAGE_FLUSH_INTERVAL_S": "0.05",
+            "PRISM_TEST_ANTHROPIC_KEY": UPSTREAM_KEY,
+        },
+    )
+    yield process
+    process.stop()
+
+
+def _key(gw: GatewayProcess, **limits: object) -> str:
+    login = httpx.post(gw.url + "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert login.status_code == 200, login.text
+    r = httpx.post(
+        gw.url + "/api/keys",
+        json={"name": f"anthropic-{uuid.uuid4().hex[:6]}", **limits},
+        headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
+@pytest.fixture(scope="module")
+def key(gw: GatewayProcess) -> str:
+    return _key(gw)
+
+
+def _client(gw: GatewayProcess, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0)
+
+
+def _rows(gw: GatewayProcess, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Usage rows by request id, once the recorder flushed them all (bounded wait)."""
+    database = gw.log_path.parent / f"prism-{gw.port}.db"
+    deadline = time.monotonic() + 15
+    while True:
+        with sqlite3.connect(database) as conn:
+            conn.row_factory = sqlite3.Row
+            marks = ",".join("?" * len(ids))
+            found = conn.execute(f"SELECT * FROM usage_logs WHERE request_id IN ({marks})", ids).fetchall()
+        if len(found) >= len(ids) or time.monotonic() > deadline:
+            return {row["request_id"]: dict(row) for row in found}
+        time.sleep(0.05)
+
+
+def _claude_code_request(model: str, **extra: Any) -> dict[str, Any]:
+    """The shape Claude Code sends: system blocks with cache_control, tools, metadata, stop sequences."""
+    return {
+        "model": model,
+        "max_tokens": 200,
+        "system": [
+            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+            {"type": "text", "text": "Answer briefly.", "cache_control": {"type": "ephemeral"}},
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>context</system-reminder>"},
+                    {"type": "text", "text": "summarise the repo", "cache_control": {"type": "ephemeral"}},
+                ],
+            }
+        ],
+        "tools": TOOLS,
+        "metadata": {"user_id": "user_abc_account_123_session_xyz"},
+        "stop_sequences": ["\n\nHuman:"],
+        "temperature": 1,
+        **extra,
+    }
+
+
+def test_claude_code_request_reaches_an_anthropic_upstream_unchanged(
+    gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream
+) -> None:
+    fake.reset()
+    body = _claude_code_request("claude", top_k=40)
+    sampling = {"temperature": body.pop("temperature"), "top_k": body.pop("top_k")}  # not SDK kwargs (2.x)
+    raw = _client(gw, key).messages.with_raw_response.create(
+        **body,
+        extra_body=sampling,
+        extra_headers={"anthropic-beta": "claude-code-20250219,prompt-caching-2024-07-31"},
+    )
+    message = raw.parse()
+    sent = fake.requests_to("/v1/messages")[-1]
+    assert sent.body == {**body, **sampling, "model": "claude-sonnet-4-5"}  # native, the upstream model id
+    assert sent.header("x-api-key") == UPSTREAM_KEY  # the upstream's key, never the client's Prism key
+    assert sent.header("anthropic-beta") == "claude-code-20250219,prompt-caching-2024-07-31"
+    assert sent.header("anthropic-version") == raw.http_request.headers["anthropic-version"]
+    assert (
+        message.content[0].type == "text"
+        and message.content[0].text == "echo: <system-reminder>context</system-reminder> summarise the repo"
+    )
+    assert message.stop_reason == "end_turn" and message.model == "claude-sonnet-4-5"
+    assert message.id == f"msg_{raw.headers['x-request-id']}"
+    assert message.usage.cache_creation_input_tokens == 1000
+    again = _client(gw, key).messages.create(
+        **body, extra_body=sampling
+    )  # the same prefix: a prompt-cache read upstream
+    assert again.usage.cache_read_input_tokens == 1000 and again.usage.cache_creation_input_tokens == 0
+    rows = _rows(gw, [raw.headers["x-request-id"]])
+    row = rows[raw.headers["x-request-id"]]
+    assert (row["model_requested"], row["model_served"], row["status"]) == ("claude", "claude", "ok")
+    prompt = message.usage.input_tokens + 1000
+    assert row["prompt_tokens"] == prompt and row["cached_tokens"] == 0
+    assert row["cost_usd"] == pytest.approx((prompt * 3.0 + message.usage.output_tokens * 15.0) / 1e6)
+
+
+def test_thinking_and_stop_sequence_come_back_native(gw: GatewayProcess, key: str) -> None:
+    client = _client(gw, key)
+    message = client.messages.create(
+        model="claude",
+        max_tokens=100,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        stop_sequences=["STOP"],
+        messages=[{"role": "user", "content": "one two STOP three"}],
+    )
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[0].signature == "sig-fake-1"  # type: ignore[union-attr]
+    assert message.stop_reason == "stop_sequence" and message.stop_sequence == "STOP"
+    with client.messages.stream(
+        model="claude",
+        max_tokens=100,
+        stop_sequences=["STOP"],
+        messages=[{"role": "user", "content": "a b STOP c"}],
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == "STOP"
+    assert final.content[0].text == "echo: a b "  # type: ignore[union-attr]
+
+
+def test_masked_prompt_is_translated_not_passed_through(
+    gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream
+) -> None:
+    """An external model's policy masks PII: the native body (with the address) is never sent."""
+    fake.reset()
+    message = _client(gw, key).messages.create(
+        model="claude-external",
+        max_tokens=100,
+        system="be brief",
+        messages=[{"role": "user", "content": "mail jane.doe@example.com about it"}],
+    )
+    sent = fake.requests_to("/v1/messages")[-1].body
+    assert "jane.doe@example.com" not in str(sent)
+    assert sent["system"] == "be brief" and sent["max_tokens"] == 100
+    assert "jane.doe@example.com" in message.content[0].text  # type: ignore[union-attr]  # un-masked answer
+
+
+@pytest.mark.parametrize("model", ["mock-fast", "claude", "auto"])
+def test_stream_event_sequence(gw: GatewayProcess, key: str, model: str) -> None:
+    body = {
+        "model": model,
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi there"}],
+    }
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", gw.url + "/v1/messages", json=body, headers=headers, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        names = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
+    assert names[:2] == ["message_start", "ping"]
+    assert names[2] == "content_block_start" and "content_block_delta" in names
+    assert names[-4:] == ["content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+    with _client(gw, key).messages.stream(**{k: v for k, v in body.items() if k != "stream"}) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.endswith("hi there") and final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt"), [("mock-fast", "call get_weather for Seoul"), ("claude", "weather in Seoul")]
+)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_tool_use_round_trip(gw: GatewayProcess, key: str, model: str, prompt: str, streamed: bool) -> None:
+    client = _client(gw, key)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+    if streamed:
+        with client.messages.stream(model=model, max_tokens=200, tools=TOOLS, messages=messages) as stream:  # type: ignore[arg-type]
+            first = stream.get_final_message()
+    else:
+        first = client.messages.create(model=model, max_tokens=200, tools=TOOLS, messages=messages)  # type: ignore[arg-type]
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather" and isinstance(call.input, dict)
+    messages += [
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}],
+        },
+    ]
+    second = client.messages.create(model=model, max_tokens=200, tools=TOOLS, messages=messages)  # type: ignore[arg-type]
+    assert second.stop_reason == "end_turn"
+    assert "sunny, 21C" in second.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("model", ["mock-fast", "claude"])
+def test_image_blocks(gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream, model: str) -> None:
+    fake.reset()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    message = _client(gw, key).messages.create(
+        model=model,
+        max_tokens=100,
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": "what is this"}]}],
+    )
+    assert "what is this" in message.content[0].text  # type: ignore[union-attr]
+    if model == "claude":
+        assert fake.requests_to("/v1/messages")[-1].body["messages"][0]["content"][0] == image
+
+
+def test_count_tokens(gw: GatewayProcess, key: str) -> None:
+    client = _client(gw, key)
+    small = client.messages.count_tokens(model="mock-fast", messages=[{"role": "user", "content": "hello"}])
+    large = client.messages.count_tokens(
+        model="claude",
+        system="be brief",
+        tools=TOOLS,
+        messages=[{"role": "user", "content": "hello " * 50}],  # type: ignore[arg-type]
+    )
+    assert 0 < small.input_tokens < large.input_tokens
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+
+
+def _post(gw: GatewayProcess, content: bytes | dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+    if isinstance(content, dict):
+        return httpx.post(gw.url + "/v1/messages", json=content, headers=headers, timeout=30)
+    return httpx.post(
+        gw.url + "/v1/messages",
+        content=content,
+        headers={**headers, "content-type": "application/json"},
+        timeout=30,
+    )
+
+
+def test_bad_input_is_a_4xx_in_anthropic_shape(gw: GatewayProcess, key: str) -> None:
+    headers = {"x-api-key": key}
+    good = {"model": "mock-fast", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    cases: list[tuple[bytes | dict[str, Any], int]] = [
+        (b"{not json", 400),
+        (b"[]", 400),
+        ({k: v for k, v in good.items() if k != "max_tokens"}, 400),
+        ({**good, "max_tokens": 0}, 400),
+        ({**good, "messages": []}, 400),
+        ({**good, "messages": [{"role": "system", "content": "x"}]}, 400),
+        ({**good, "messages": [{"role": "user", "content": "nul \u0000 byte"}]}, 400),
+        (
+            {
+                **good,
+                "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}],
+            },
+            400,
+        ),
+        (
+            {
+                **good,
+                "messages": [
+                    {"role": "user", "content": [{"type": "tool_use", "id": "x", "name": "y", "input": {}}]}
+                ],
+            },
+            400,
+        ),
+        ({**good, "messages": [{"role": "user", "content": [{"text": "no type"}]}]}, 400),
+        ({**good, "temperature": 1.5}, 400),
+        ({**good, "tool_choice": {"type": "tool"}, "tools": TOOLS}, 400),
+        ({**good, "model": "no-such-model"}, 404),
+        (
+            b'{"model": "mock-fast", "max_tokens": 10, "messages": [{"role": "user", "content": "\\u0000"}]}',
+            400,
+        ),
+        (b"\xff\xfe", 400),
+    ]
+    for content, status in cases:
+        response = _post(gw, content, headers)
+        assert response.status_code == status, (content, response.text)
+        body = response.json()
+        assert body["type"] == "error", body
+        expected = "not_found_error" if status == 404 else "invalid_request_error"
+        assert body["error"]["type"] == expected and body["error"]["message"], body
+    too_big = _post(gw, b'{"x": "' + b"a" * 11_000_000 + b'"}', headers)
+    assert too_big.status_code == 413 and too_big.json()["error"]["type"] == "request_too_large"
+
+
+def test_auth_permission_and_rate_limit_errors(gw: GatewayProcess) -> None:
+    with pytest.raises(anthropic.AuthenticationError) as denied:
+        anthropic.Anthropic(base_url=gw.url, api_key="sk-prism-wrong", max_retries=0).messages.create(
+            model="mock-fast", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert denied.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    narrow = _key(gw, allowed_models=["mock-fast"], rpm_limit=2)
+    bearer = anthropic.Anthropic(base_url=gw.url, auth_token=narrow, max_retries=0)  # Authorization: Bearer
+    assert bearer.messages.create(
+        model="mock-fast", max_tokens=10, messages=[{"role": "user", "content": "a"}]
+    )
+    with pytest.raises(anthropic.PermissionDeniedError) as forbidden:
+        _client(gw, narrow).messages.create(
+            model="claude", max_tokens=10, messages=[{"role": "user", "content": "b"}]
+        )
+    assert forbidden.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        for _ in range(3):
+            _client(gw, narrow).messages.create(
+                model="mock-fast", max_tokens=10, messages=[{"role": "user", "content": "c"}]
+            )
+    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert limited.value.response.headers.get("retry-after")
+
+
+def test_upstream_failures(gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream) -> None:
+    client = _client(gw, key)
+    fake.reset()
+    with pytest.raises(anthropic.APIStatusError) as overloaded:
+        client.messages.create(model="claude-529", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert (
+        overloaded.value.status_code == 503 and overloaded.value.body["error"]["type"] == "overloaded_error"
+    )  # type: ignore[index]
+    assert fake.per_outcome["529"] == 2  # retried once (max_attempts 2): 529 is retryable
+    raw = client.messages.with_raw_response.create(
+        model="claude-busy", max_tokens=50, messages=[{"role": "user", "content": "fall back"}]
+    )
+    assert raw.headers["x-prism-fallback"] == "claude-busy->mock-smart"
+    assert raw.parse().content[0].text == "mock-smart says: fall back"  # type: ignore[union-attr]
+    with pytest.raises(anthropic.APIStatusError) as misconfigured:
+        client.messages.create(model="claude-401", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert misconfigured.value.status_code == 502 and misconfigured.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    with (
+        pytest.raises(anthropic.APIStatusError) as cut,
+        client.messages.stream(
+            model="claude-midstream", max_tokens=50, messages=[{"role": "user", "content": "one two three"}]
+        ) as stream,
+    ):
+        for _ in stream.text_stream:
+            pass
+    assert cut.value.body["error"]["type"] in ("overloaded_error", "api_error")  # type: ignore[index]
+
+
+def test_one_usage_row_per_request(gw: GatewayProcess, key: str) -> None:
+    headers = {"x-api-key": key}
+    base = {"max_tokens": 50, "messages": [{"role": "user", "content": "count me"}]}
+    answers = [
+        _post(gw, {**base, "model": "mock-fast"}, headers),
+        _post(gw, {**base, "model": "claude", "stream": True}, headers),
+        _post(gw, {**base, "model": "claude-529"}, headers),
+        _post(gw, {**base, "model": "claude-midstream", "stream": True}, headers),
+        _post(gw, {**base, "model": "no-such-model"}, headers),
+    ]
+    ids = [r.headers["x-request-id"] for r in answers]
+    rows = _rows(gw, ids)
+    assert len(rows) == 5
+    summary = [
+        (rows[i]["model_requested"], rows[i]["streamed"], rows[i]["status"], rows[i]["http_status"])
+        for i in ids
+    ]
+    assert summary == [
+        ("mock-fast", 0, "ok", 200),
+        ("claude", 1, "ok", 200),
+        ("claude-529", 0, "error", 503),
+        ("claude-midstream", 1, "incomplete", 200),
+        ("no-such-model", 0, "rejected", 404),
+    ]
+    assert rows[ids[1]]["prompt_tokens"] > 0 and rows[ids[1]]["completion_tokens"] > 0
+
+
+def test_openai_client_on_an_anthropic_model(
+    gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream
+) -> None:
+    """``provider: anthropic`` behind /v1/chat/completions: translated to the Messages API and back."""
+    fake.reset()
+    body = {
+        "model": "claude",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "weather in Paris"},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t["description"],
+                    "parameters": t["input_schema"],
+                },
+            }
+            for t in TOOLS
+        ],
+        "tool_choice": "required",
+        "max_tokens": 100,
+        "stop": ["END"],
+        "user": "u-1",
+    }
+    response = httpx.post(
+        gw.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    sent = fake.requests_to("/v1/messages")[-1].body
+    assert sent["system"] == "be brief" and sent["tool_choice"] == {"type": "any"}
+    assert sent["stop_sequences"] == ["END"] and sent["metadata"] == {"user_id": "u-1"}
+    assert sent["tools"][0]["input_schema"] == TOOLS[0]["input_schema"]
+
+
+def test_langchain_chat_anthropic(gw: GatewayProcess, key: str) -> None:
+    from langchain_anthropic import ChatAnthropic
+
+    chat = ChatAnthropic(model="claude", base_url=gw.url, api_key=key, max_retries=0, max_tokens=100)  # type: ignore[call-arg]
+    answer = chat.invoke("hello from langchain")
+    assert answer.content == "echo: hello from langchain"
+    assert answer.usage_metadata is not None and answer.usage_metadata["input_tokens"] > 0
+    pieces = [chunk.content for chunk in chat.stream("stream from langchain")]
+    assert "".join(p for p in pieces if isinstance(p, str)) or any(pieces)
+    tool_call = chat.bind_tools(TOOLS).invoke("weather in Busan")
+    assert tool_call.tool_calls[0]["name"] == "get_weather"  # type: ignore[attr-defined]
+
+
+def test_database_path_helper_matches_gateway(gw: GatewayProcess) -> None:
+    assert (Path(gw.log_path.parent) / f"prism-{gw.port}.db").exists()
