@@ -121,7 +121,13 @@ async def _messages(request: Request, state: AppState) -> Response:
         beta=request.headers.get("anthropic-beta"),
         version=request.headers.get("anthropic-version"),
     )
-    text_chars = sum(len(m["content"]) for m in chat.messages if isinstance(m.get("content"), str))
+    text_chars = sum(
+        len(part) if isinstance(part, str) else len(str(part.get("text", "")))
+        for message in chat.messages
+        for part in (
+            message["content"] if isinstance(message.get("content"), list) else [message.get("content") or ""]
+        )
+    )
     if text_chars > settings.max_total_chars:
         raise InvalidRequest(f"The messages exceed {settings.max_total_chars} characters", param="messages")
     request_id: str = request.state.request_id

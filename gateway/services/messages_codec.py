@@ -196,9 +196,12 @@ def chat_input(
     messages = openai_messages(request, raw)
     if not messages:
         raise _invalid("messages", "the messages have no content a model can read")
-    params: dict[str, Any] = {"max_tokens": request.max_tokens}
-    if request.temperature is not None:
-        params["temperature"] = request.temperature
+    # Anthropic's default temperature is 1.0: said explicitly, so the cache treats an unset one as
+    # non-deterministic (OpenAI-compatible upstreams receive their own default, 1).
+    params: dict[str, Any] = {
+        "max_tokens": request.max_tokens,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
+    }
     if request.top_p is not None:
         params["top_p"] = request.top_p
     if request.stop_sequences:
@@ -214,7 +217,7 @@ def chat_input(
     if request.metadata is not None and request.metadata.user_id:
         params["user"] = request.metadata.user_id
     params[NATIVE_KEY] = {
-        "body": dict(raw),
+        "body": {key: value for key, value in raw.items() if key != "stream"},  # as in cache keys
         "beta": beta,
         "version": version,
         "digest": messages_digest(messages),

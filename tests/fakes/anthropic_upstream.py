@@ -85,6 +85,10 @@ class FakeAnthropicUpstream(FakeUpstream):
         super().__init__(**options)
         self.cached_prefixes: set[str] = set()
 
+    def reset(self) -> None:
+        super().reset()
+        self.cached_prefixes.clear()
+
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/messages", self.messages),

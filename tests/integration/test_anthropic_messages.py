@@ -501,3 +501,29 @@ def test_langchain_chat_anthropic(gw: GatewayProcess, key: str) -> None:
 
 def test_database_path_helper_matches_gateway(gw: GatewayProcess) -> None:
     assert (Path(gw.log_path.parent) / f"prism-{gw.port}.db").exists()
+
+
+def test_cache_only_for_explicitly_deterministic_requests(gw: GatewayProcess, key: str) -> None:
+    """Anthropic's default temperature is 1: not cached; ``temperature: 0`` is, and a hit is served
+    in Anthropic's shape, JSON or streamed."""
+    headers = {"x-api-key": key}
+    unique = uuid.uuid4().hex[:8]
+    default = {
+        "model": "mock-fast",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": f"cache {unique}"}],
+    }
+    assert [_post(gw, default, headers).headers["x-prism-cache"] for _ in range(2)] == ["bypass", "bypass"]
+    # the SDK for all three: the anthropic-version / -beta headers are part of the cache key
+    sdk = {**default, "messages": [{"role": "user", "content": f"zero {unique}"}]}
+    client = _client(gw, key)
+    first, second = (
+        client.messages.with_raw_response.create(**sdk, extra_body={"temperature": 0})  # type: ignore[arg-type]
+        for _ in range(2)
+    )
+    assert (first.headers["x-prism-cache"], second.headers["x-prism-cache"]) == ("miss", "hit")
+    assert second.parse().content == first.parse().content and second.parse().type == "message"
+    with client.messages.stream(**sdk, extra_body={"temperature": 0}) as stream:  # type: ignore[arg-type]
+        assert stream.response.headers["x-prism-cache"] == "hit"
+        texts = [block.text for block in stream.get_final_message().content]  # type: ignore[union-attr]
+    assert texts == [block.text for block in first.parse().content]  # type: ignore[union-attr]
