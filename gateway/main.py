@@ -35,13 +35,15 @@ from gateway.errors import (
 from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
 from gateway.observability.middleware import GatewayMiddleware
-from gateway.schemas.anthropic import MessagesRequest
+from gateway.schemas.anthropic import MessagesRequest, is_messages_path
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.headers import SecurityHeadersMiddleware, require_production_surface
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
+    if is_messages_path(request.url.path):  # the Anthropic API family (e.g. a 405 on GET /v1/messages)
+        return anthropic.anthropic_error_response(exc, getattr(request.state, "request_id", None))
     return error_response(exc)
 
 

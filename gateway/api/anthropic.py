@@ -41,7 +41,8 @@ _SCHEMA = {
 }
 
 
-def _error(exc: GatewayError, request_id: str | None) -> Response:
+def anthropic_error_response(exc: GatewayError, request_id: str | None) -> Response:
+    """A gateway error in Anthropic's envelope (same status and headers as OpenAI's rendering)."""
     return Response(
         content=orjson.dumps(error_body(exc.status_code, exc.message, request_id=request_id)),
         status_code=exc.status_code,
@@ -77,7 +78,7 @@ async def _guarded(request: Request, handler: Callable[[Request, AppState], Awai
         state = await get_app_state(request)
         return await handler(request, state)
     except GatewayError as exc:
-        return _error(exc, request_id)
+        return anthropic_error_response(exc, request_id)
 
 
 async def serve_messages(request: Request) -> Response:

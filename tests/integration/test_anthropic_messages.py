@@ -182,7 +182,10 @@ def test_claude_code_request_reaches_an_anthropic_upstream_unchanged(
         **body, extra_body=sampling
     )  # the same prefix: a prompt-cache read upstream
     assert again.usage.cache_read_input_tokens == 1000 and again.usage.cache_creation_input_tokens == 0
-    rows = _rows(gw, [raw.headers["x-request-id"]])
+    again_id = again._request_id  # the SDK reads our ``request-id`` header
+    assert again_id is not None
+    rows = _rows(gw, [raw.headers["x-request-id"], again_id])
+    assert rows[again_id]["cached_tokens"] == 1000  # the upstream's prompt-cache read, in the ledger
     row = rows[raw.headers["x-request-id"]]
     assert (row["model_requested"], row["model_served"], row["status"]) == ("claude", "claude", "ok")
     prompt = message.usage.input_tokens + 1000
@@ -527,3 +530,25 @@ def test_cache_only_for_explicitly_deterministic_requests(gw: GatewayProcess, ke
         assert stream.response.headers["x-prism-cache"] == "hit"
         texts = [block.text for block in stream.get_final_message().content]  # type: ignore[union-attr]
     assert texts == [block.text for block in first.parse().content]  # type: ignore[union-attr]
+
+
+def test_claude_code_query_string_wrong_method_and_metrics(gw: GatewayProcess, key: str) -> None:
+    """Claude Code posts to ``/v1/messages?beta=true``; other methods and paths under /v1/messages
+    answer in Anthropic's envelope; requests are counted under the route with the model label."""
+    body = {"model": "mock-fast", "max_tokens": 20, "messages": [{"role": "user", "content": "cli"}]}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "x-app": "cli"}
+    answer = httpx.post(gw.url + "/v1/messages?beta=true", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200 and answer.json()["content"][0]["text"] == "mock-fast says: cli"
+    assert answer.headers["request-id"] == answer.headers["x-request-id"]
+    counted = httpx.post(gw.url + "/v1/messages/count_tokens?beta=true", json=body, headers=headers)
+    assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
+    for method, path, status in (("GET", "/v1/messages", 405), ("POST", "/v1/messages/nope", 404)):
+        refused = httpx.request(method, gw.url + path, headers=headers)
+        assert refused.status_code == status
+        assert refused.json()["type"] == "error" and refused.json()["error"]["message"]
+    metrics = httpx.get(gw.url + "/metrics").text
+    assert 'prism_requests_total{model="mock-fast",route="/v1/messages",status="200"}' in metrics
+    assert (
+        'prism_requests_total{model="claude",route="/v1/messages",status="200"}' in metrics
+        or "claude" in metrics
+    )
