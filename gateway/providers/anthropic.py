@@ -53,9 +53,11 @@ def _decode(raw: bytes) -> Any:
 
 class StreamDecoder:
     """Anthropic stream events → ``Delta``s. Tool-use blocks become OpenAI tool-call deltas indexed
-    by their order among the tool blocks; thinking deltas are not relayed (no OpenAI form)."""
+    by their order among the tool blocks. Thinking blocks have no OpenAI form: they are not
+    relayed as deltas but collected, once complete, in ``native["pending"]`` for the
+    ``/v1/messages`` edge to send in place (``NATIVE_ANSWERS``)."""
 
-    __slots__ = ("finish", "native", "pieces", "stop_reason", "stopped", "tools", "usage")
+    __slots__ = ("finish", "native", "pieces", "stop_reason", "stopped", "thinking", "tools", "usage")
 
     def __init__(self) -> None:
         self.usage = Usage()
@@ -64,7 +66,8 @@ class StreamDecoder:
         self.stopped = False
         self.tools: dict[int, int] = {}  # content block index → tool call index
         self.pieces: list[str] = []
-        self.native: dict[str, Any] = {}
+        self.native: dict[str, Any] = {"pending": []}
+        self.thinking: dict[int, dict[str, Any]] = {}  # content block index → thinking block so far
 
     def deltas(self, event: Any, *, target: str) -> list[Delta]:
         if not isinstance(event, dict):
@@ -81,6 +84,16 @@ class StreamDecoder:
                     "function": {"arguments": delta.get("partial_json", "")},
                 }
                 return [Delta(tool_calls=[call])]
+            thinking = self.thinking.get(int(event.get("index") or 0))
+            if thinking is not None and delta.get("type") == "thinking_delta":
+                thinking["thinking"] = thinking.get("thinking", "") + str(delta.get("thinking", ""))
+            elif thinking is not None and delta.get("type") == "signature_delta":
+                thinking["signature"] = delta.get("signature")
+            return []
+        if kind == "content_block_stop":
+            finished = self.thinking.pop(int(event.get("index") or 0), None)
+            if finished is not None:
+                self.native["pending"].append(finished)
             return []
         if kind == "content_block_start":
             block = event.get("content_block") or {}
@@ -96,11 +109,13 @@ class StreamDecoder:
             if block.get("type") == "text" and block.get("text"):
                 self.pieces.append(block["text"])
                 return [Delta(content=block["text"])]
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                self.thinking[int(event.get("index") or 0)] = dict(block)
             return []
         if kind == "message_start":
             message = event.get("message") or {}
             usage_from(message.get("usage"), self.usage)
-            self.native = {"model": message.get("model"), "usage": dict(message.get("usage") or {})}
+            self.native.update(model=message.get("model"), usage=dict(message.get("usage") or {}))
         elif kind == "message_delta":
             delta = event.get("delta") or {}
             self.stop_reason = delta.get("stop_reason")
@@ -114,7 +129,7 @@ class StreamDecoder:
             self.stopped = True
         elif kind == "error":
             raise stream_error(event, target=target)
-        return []  # ping, content_block_stop, unknown future events
+        return []  # ping, unknown future events
 
 
 class AnthropicProvider(Provider):
@@ -191,6 +206,9 @@ class AnthropicProvider(Provider):
 
     async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
         decoder = StreamDecoder()
+        answers = NATIVE_ANSWERS.get()
+        if answers is not None:  # filled as the stream is read: thinking blocks go out in place
+            answers[self.name] = decoder.native
         response: Response | None = None
         try:
             async with asyncio.timeout(self._timeout_s) as limit:  # re-armed for every read below
@@ -219,9 +237,6 @@ class AnthropicProvider(Provider):
                 prompt_tokens=count_messages(call.messages),
                 completion_tokens=count_text("".join(decoder.pieces)),
             )
-        answers = NATIVE_ANSWERS.get()
-        if answers is not None:
-            answers[self.name] = decoder.native
         yield Delta(finish_reason=decoder.finish, usage=usage)
 
 

@@ -68,6 +68,28 @@ class MessageStream:
             {"type": "content_block_start", "index": self.index, "content_block": block},
         )
 
+    def native_blocks(self, native: Mapping[str, Any] | None) -> bytes:
+        """An Anthropic upstream's completed thinking blocks (no OpenAI form, so not in the relay's
+        chunks), sent whole in their place: before the text or tool call that followed them."""
+        pending = native.get("pending") if native else None
+        out = b""
+        while pending:
+            block = pending.pop(0)
+            if block.get("type") != "thinking":  # redacted_thinking: the whole block at the start
+                out += self._begin("native", block) + self._close()
+                continue
+            out += self._begin("native", {"type": "thinking", "thinking": "", "signature": ""})
+            for delta in (
+                {"type": "thinking_delta", "thinking": block.get("thinking", "")},
+                {"type": "signature_delta", "signature": block.get("signature") or ""},
+            ):
+                out += event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": self.index, "delta": delta},
+                )
+            out += self._close()
+        return out
+
     def chunk(self, data: Mapping[str, Any]) -> bytes:
         """One OpenAI chunk (or the relay's error frame) → the Anthropic events it means."""
         if "error" in data:
@@ -121,6 +143,7 @@ class MessageStream:
         """``message_delta`` + ``message_stop``; an Anthropic upstream's own stop reason, stop
         sequence and usage (cache reads and writes) when it answered."""
         usage = usage_block(self.usage)
+        closing = self._close() + self.native_blocks(native)
         delta: dict[str, Any] = {"stop_reason": self.stop_reason or "end_turn", "stop_sequence": None}
         if native:
             if native.get("stop_reason"):
@@ -128,7 +151,7 @@ class MessageStream:
             delta["stop_sequence"] = native.get("stop_sequence")
             usage.update({k: v for k, v in (native.get("usage") or {}).items() if isinstance(v, int)})
         return (
-            self._close()
+            closing
             + event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
             + event("message_stop", {"type": "message_stop"})
         )
@@ -158,6 +181,7 @@ async def anthropic_events(
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(decoded, dict):
+                    out += stream.native_blocks(answers.get(served) if served else None)
                     out += stream.chunk(decoded)
             if out:
                 yield out

@@ -110,8 +110,25 @@ def key(gw: GatewayProcess) -> str:
     return _key(gw)
 
 
-def _client(gw: GatewayProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0)
+_CLIENTS: dict[tuple[str, str, bool], anthropic.Anthropic] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_clients() -> Iterator[None]:
+    """One SDK client per key, closed at the end (an unclosed pool warns when collected)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.popitem()[1].close()
+
+
+def _client(gw: GatewayProcess, key: str, *, bearer: bool = False) -> anthropic.Anthropic:
+    client = _CLIENTS.get((gw.url, key, bearer))
+    if client is None:
+        credentials = {"auth_token": key} if bearer else {"api_key": key}
+        client = _CLIENTS[(gw.url, key, bearer)] = anthropic.Anthropic(
+            base_url=gw.url, max_retries=0, **credentials
+        )
+    return client
 
 
 def _rows(gw: GatewayProcess, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -214,6 +231,36 @@ def test_thinking_and_stop_sequence_come_back_native(gw: GatewayProcess, key: st
         final = stream.get_final_message()
     assert final.stop_reason == "stop_sequence" and final.stop_sequence == "STOP"
     assert final.content[0].text == "echo: a b "  # type: ignore[union-attr]
+    # streamed with thinking and a tool call: the thinking block (with its signature, which the next
+    # turn must send back) arrives in place, before the tool call
+    with client.messages.stream(
+        model="claude",
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=TOOLS,  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": "weather in Jeju"}],
+    ) as stream:
+        final = stream.get_final_message()
+    assert [block.type for block in final.content] == ["thinking", "tool_use"]
+    assert final.content[0].thinking == "Let me think." and final.content[0].signature == "sig-fake-1"  # type: ignore[union-attr]
+    follow_up = client.messages.create(
+        model="claude",
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=TOOLS,  # type: ignore[arg-type]
+        messages=[
+            {"role": "user", "content": "weather in Jeju"},
+            {
+                "role": "assistant",
+                "content": [block.model_dump(exclude_none=True) for block in final.content],
+            },  # type: ignore[misc]
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": final.content[1].id, "content": "windy"}],
+            },  # type: ignore[union-attr]
+        ],
+    )
+    assert follow_up.content[-1].text == "tool result: windy"  # type: ignore[union-attr]
 
 
 def test_masked_prompt_is_translated_not_passed_through(
@@ -371,12 +418,12 @@ def test_bad_input_is_a_4xx_in_anthropic_shape(gw: GatewayProcess, key: str) -> 
 
 def test_auth_permission_and_rate_limit_errors(gw: GatewayProcess) -> None:
     with pytest.raises(anthropic.AuthenticationError) as denied:
-        anthropic.Anthropic(base_url=gw.url, api_key="sk-prism-wrong", max_retries=0).messages.create(
+        _client(gw, "sk-prism-wrong").messages.create(
             model="mock-fast", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
         )
     assert denied.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
     narrow = _key(gw, allowed_models=["mock-fast"], rpm_limit=2)
-    bearer = anthropic.Anthropic(base_url=gw.url, auth_token=narrow, max_retries=0)  # Authorization: Bearer
+    bearer = _client(gw, narrow, bearer=True)  # Authorization: Bearer
     assert bearer.messages.create(
         model="mock-fast", max_tokens=10, messages=[{"role": "user", "content": "a"}]
     )

@@ -343,6 +343,8 @@ def test_stream_events_as_deltas() -> None:
         {"type": "ping"},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "x"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sg"}},
+        {"type": "content_block_stop", "index": 0},
         {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hi"}},
         {
@@ -378,6 +380,8 @@ def test_stream_events_as_deltas() -> None:
     }
     assert "".join(c["function"]["arguments"] for c in calls) == '{"a":1}'
     assert decoder.finish == "tool_calls" and decoder.stopped
+    assert decoder.native["pending"] == [{"type": "thinking", "thinking": "x", "signature": "sg"}]
+    assert decoder.native["stop_reason"] == "tool_use" and decoder.native["model"] == "m"
     assert (decoder.usage.prompt_tokens, decoder.usage.cached_tokens, decoder.usage.completion_tokens) == (
         15,
         10,
@@ -397,6 +401,7 @@ def test_relay_chunks_as_anthropic_events() -> None:
     stream = MessageStream(request_id="r", model="m", prompt_tokens=7)
     out = stream.start()
     out += stream.chunk({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    out += stream.native_blocks({"pending": [{"type": "thinking", "thinking": "t", "signature": "s"}]})
     out += stream.chunk({"choices": [{"index": 0, "delta": {"content": "Hel"}}]})
     out += stream.chunk({"choices": [{"index": 0, "delta": {"content": "lo"}}]})
     call = {"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": '{"x"'}}
@@ -410,6 +415,10 @@ def test_relay_chunks_as_anthropic_events() -> None:
     assert _names(out) == [
         "message_start",
         "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
         "content_block_start",
         "content_block_delta",
         "content_block_delta",
