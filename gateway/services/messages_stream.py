@@ -1,6 +1,7 @@
 """The flow's SSE relay (OpenAI chunks) re-framed as Anthropic's stream events for ``/v1/messages``.
 
-``message_start`` and a ``ping`` go out at once; text becomes a ``text`` block with ``text_delta``s,
+``message_start`` and a ``ping`` go out with the relay's first chunk (which the flow sends as soon
+as the model's first token is there); text becomes a ``text`` block with ``text_delta``s,
 each tool call a ``tool_use`` block with ``input_json_delta``s; the finish reason and usage close
 the last block and end with ``message_delta`` (``stop_reason``, ``usage``) and ``message_stop``.
 An error after the 200 (the relay's ``{"error": …}`` frame) becomes an ``error`` event. The relay
@@ -37,17 +38,25 @@ class MessageStream:
         self.open: str | None = None  # "text" or "tool:<n>"
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.started = False
 
-    def start(self) -> bytes:
+    def start(self, native: Mapping[str, Any] | None, model: Any = None) -> bytes:
+        """``message_start`` + ``ping``, sent with the relay's first chunk: the model is the one that
+        chunk names (the upstream's), the usage an Anthropic upstream's own ``message_start`` usage
+        when it answered, else the counted input tokens."""
+        self.started = True
+        usage: dict[str, Any] = {"input_tokens": self.prompt_tokens, "output_tokens": 0}
+        if native and isinstance(native.get("usage"), dict):
+            usage = {k: v for k, v in native["usage"].items() if isinstance(v, int)} or usage
         message: dict[str, Any] = {
             "id": message_id(self.request_id),
             "type": "message",
             "role": "assistant",
-            "model": self.model,
+            "model": (native or {}).get("model") or model or self.model,
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 0},
+            "usage": usage,
         }
         return event("message_start", {"type": "message_start", "message": message}) + event(
             "ping", {"type": "ping"}
@@ -168,12 +177,12 @@ async def anthropic_events(
     (``NATIVE_ANSWERS``). The relay is closed on every exit (its ``finally`` settles the request
     if the client left early)."""
     try:
-        yield stream.start()
         async for chunk in relay:
             out = b""
             for data in _frames(chunk):
+                native = answers.get(served) if served else None
                 if data == b"[DONE]":
-                    native = answers.get(served) if served else None
+                    out += b"" if stream.started else stream.start(native)
                     out += stream.finish(native)
                     continue
                 try:
@@ -181,7 +190,9 @@ async def anthropic_events(
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(decoded, dict):
-                    out += stream.native_blocks(answers.get(served) if served else None)
+                    if not stream.started and "error" not in decoded:
+                        out += stream.start(native, decoded.get("model"))
+                    out += stream.native_blocks(native)
                     out += stream.chunk(decoded)
             if out:
                 yield out

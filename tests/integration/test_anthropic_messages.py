@@ -16,6 +16,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import orjson
 import pytest
 import yaml
 
@@ -599,3 +600,92 @@ def test_claude_code_query_string_wrong_method_and_metrics(gw: GatewayProcess, k
         'prism_requests_total{model="claude",route="/v1/messages",status="200"}' in metrics
         or "claude" in metrics
     )
+
+
+def _events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) pairs with the ids that differ per call blanked, and a tool call's
+    ``input_json_delta``s joined: the output guard scans arguments through a held-back window
+    (docs/guardrails.md), which may regroup them (the joined JSON is the same)."""
+    names, out = "", []
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            names = line[7:]
+        elif line.startswith("data: "):
+            data = orjson.loads(line[6:])
+            if data.get("type") == "message_start":
+                data["message"]["id"] = "msg"
+            block = data.get("content_block") or {}
+            if "id" in block:
+                block["id"] = "toolu"
+            delta = data.get("delta") or {}
+            last = out[-1][1] if out else {}
+            if (
+                delta.get("type") == "input_json_delta"
+                and (last.get("delta") or {}).get("type") == delta["type"]
+            ):
+                last["delta"]["partial_json"] += delta["partial_json"]
+                continue
+            out.append((names, data))
+    return out
+
+
+@pytest.mark.parametrize("prompt", ["tell me a story", "weather in Jeju"])
+def test_an_anthropic_stream_reaches_the_client_as_sent(
+    gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream, prompt: str
+) -> None:
+    """Anthropic in, Anthropic out: the client receives the upstream's events, in its order and
+    grouping (thinking, text and tool-use blocks, usage, model), apart from the message id."""
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2000,
+        "stream": True,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "tools": TOOLS,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    version = {"anthropic-version": "2023-06-01"}
+    with httpx.stream(
+        "POST", fake.base_url + "/v1/messages", json=body, headers={"x-api-key": UPSTREAM_KEY, **version}
+    ) as direct:
+        upstream = _events(direct)
+    with httpx.stream(
+        "POST",
+        gw.url + "/v1/messages",
+        json={**body, "model": "claude"},
+        headers={"x-api-key": key, **version},
+    ) as relayed:
+        received = _events(relayed)
+    assert received == upstream
+
+
+@pytest.mark.parametrize("prompt", ["tell me a story", "weather in Jeju"])
+def test_an_anthropic_message_reaches_the_client_as_sent(
+    gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream, prompt: str
+) -> None:
+    """The JSON answer, field by field, is the upstream's (thinking, tool use, stop, usage, model,
+    unknown fields), apart from the message id (the usage record's) and the fake's random tool id."""
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2000,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "tools": TOOLS,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    version = {"anthropic-version": "2023-06-01"}
+    upstream = httpx.post(
+        fake.base_url + "/v1/messages", json=body, headers={"x-api-key": UPSTREAM_KEY, **version}
+    )
+    relayed = httpx.post(
+        gw.url + "/v1/messages",
+        json={**body, "model": "claude"},
+        headers={"x-api-key": key, **version},
+        timeout=30,
+    )
+    sent, got = upstream.json(), relayed.json()
+    assert got.pop("id") == f"msg_{relayed.headers['x-request-id']}"
+    sent.pop("id")
+    for message in (sent, got):
+        for block in message["content"]:
+            if block["type"] == "tool_use":
+                block["id"] = "toolu"
+    assert got == sent

@@ -399,7 +399,7 @@ def _names(frames: bytes) -> list[str]:
 
 def test_relay_chunks_as_anthropic_events() -> None:
     stream = MessageStream(request_id="r", model="m", prompt_tokens=7)
-    out = stream.start()
+    out = stream.start(None, "mock-fast")
     out += stream.chunk({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
     out += stream.native_blocks({"pending": [{"type": "thinking", "thinking": "t", "signature": "s"}]})
     out += stream.chunk({"choices": [{"index": 0, "delta": {"content": "Hel"}}]})
