@@ -539,15 +539,25 @@ def test_openai_client_on_an_anthropic_model(
 
 def test_langchain_chat_anthropic(gw: GatewayProcess, key: str) -> None:
     from langchain_anthropic import ChatAnthropic
+    from langchain_core.messages import HumanMessage, ToolMessage
 
     chat = ChatAnthropic(model="claude", base_url=gw.url, api_key=key, max_retries=0, max_tokens=100)  # type: ignore[call-arg]
     answer = chat.invoke("hello from langchain")
     assert answer.content == "echo: hello from langchain"
     assert answer.usage_metadata is not None and answer.usage_metadata["input_tokens"] > 0
-    pieces = [chunk.content for chunk in chat.stream("stream from langchain")]
-    assert "".join(p for p in pieces if isinstance(p, str)) or any(pieces)
+    chunks = list(chat.stream("stream from langchain"))
+    assert "".join(chunk.text for chunk in chunks) == "echo: stream from langchain"
+    assert len(chunks) > 2
     tool_call = chat.bind_tools(TOOLS).invoke("weather in Busan")
     assert tool_call.tool_calls[0]["name"] == "get_weather"  # type: ignore[attr-defined]
+    # a model that is not Anthropic's, with LangChain's own tool-result round trip
+    mock = ChatAnthropic(model="mock-fast", base_url=gw.url, api_key=key, max_retries=0, max_tokens=100)  # type: ignore[call-arg]
+    asked = HumanMessage("call get_weather for Busan")
+    call = mock.bind_tools(TOOLS).invoke([asked])
+    assert call.tool_calls[0]["name"] == "get_weather"  # type: ignore[attr-defined]
+    result = ToolMessage("cloudy, 18C", tool_call_id=call.tool_calls[0]["id"])  # type: ignore[attr-defined]
+    answer = mock.bind_tools(TOOLS).invoke([asked, call, result])
+    assert "cloudy, 18C" in answer.text
 
 
 def test_database_path_helper_matches_gateway(gw: GatewayProcess) -> None:
