@@ -191,8 +191,7 @@ async def _count_tokens(request: Request, state: AppState) -> Response:
     snapshot = state.holder.current
     if parsed.model not in snapshot.router.public_names() or not principal.may_use(parsed.model):
         raise ModelNotFound(f"model: {parsed.model}", param="model")
-    as_request = MessagesRequest.model_validate({**raw, "max_tokens": 1})
-    messages = openai_messages(as_request, raw)
+    messages = openai_messages(raw)  # validated as a count request: the shape it translates
     tokens = count_messages(messages)
     for tool in raw.get("tools") or ():
         tokens += count_text(orjson.dumps(tool).decode())

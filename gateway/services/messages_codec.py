@@ -109,7 +109,7 @@ def _tool_call(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     }
 
 
-def openai_messages(request: MessagesRequest, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+def openai_messages(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The conversation as OpenAI chat messages: ``system`` first, ``tool_result`` blocks as ``tool``
     messages (before the rest of their user turn), ``tool_use`` blocks as ``tool_calls``, images as
     ``image_url`` data URLs. Thinking blocks and server-tool blocks have no OpenAI form and are left
@@ -157,7 +157,6 @@ def openai_messages(request: MessagesRequest, raw: Mapping[str, Any]) -> list[di
             out.append(
                 {"role": "user", "content": "\n".join(p["text"] for p in parts) if only_text else parts}
             )
-    del request  # validated by the caller; the raw dicts are what is translated
     return out
 
 
@@ -193,7 +192,7 @@ def chat_input(
     version: str | None = None,
 ) -> ChatInput:
     """The Messages request as the flow's ``ChatInput`` (see the module docstring)."""
-    messages = openai_messages(request, raw)
+    messages = openai_messages(raw)
     if not messages:
         raise _invalid("messages", "the messages have no content a model can read")
     # Anthropic's default temperature is 1.0: said explicitly, so the cache treats an unset one as

@@ -699,3 +699,23 @@ def test_an_anthropic_message_reaches_the_client_as_sent(
             if block["type"] == "tool_use":
                 block["id"] = "toolu"
     assert got == sent
+
+
+def test_auto_without_a_user_turn(gw: GatewayProcess, key: str) -> None:
+    """Smart routing labels what there is when no user turn exists (an assistant prefill): it was a
+    500 on both API families (found by tests/fuzz/test_anthropic_fuzz.py)."""
+    prefill = [{"role": "assistant", "content": "Sure"}]
+    messages = httpx.post(
+        gw.url + "/v1/messages",
+        json={"model": "auto", "max_tokens": 20, "messages": prefill},
+        headers={"x-api-key": key},
+        timeout=30,
+    )
+    chat = httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": "auto", "messages": prefill},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert (messages.status_code, chat.status_code) == (200, 200), (messages.text, chat.text)
+    assert "intent=" in messages.headers["x-prism-route"]
