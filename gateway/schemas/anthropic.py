@@ -7,6 +7,7 @@ fields not modelled (new block types, beta parameters) are not lost. Content blo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -114,6 +115,23 @@ def error_bytes_from_openai(status: int, openai_body: bytes) -> bytes:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         message = "Internal server error"
     return orjson.dumps(error_body(status, message))
+
+
+def model_info(name: str, created: int) -> dict[str, Any]:
+    """A configured model in the shape of Anthropic's ``GET /v1/models`` (for clients that send
+    ``anthropic-version``)."""
+    stamp = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "model", "id": name, "display_name": name, "created_at": stamp}
+
+
+def model_page(names: list[str], created: int) -> dict[str, Any]:
+    data = [model_info(name, created) for name in names]
+    return {
+        "data": data,
+        "has_more": False,
+        "first_id": names[0] if names else None,
+        "last_id": names[-1] if names else None,
+    }
 
 
 def is_messages_path(path: str) -> bool:

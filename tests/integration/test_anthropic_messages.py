@@ -719,3 +719,15 @@ def test_auto_without_a_user_turn(gw: GatewayProcess, key: str) -> None:
     )
     assert (messages.status_code, chat.status_code) == (200, 200), (messages.text, chat.text)
     assert "intent=" in messages.headers["x-prism-route"]
+
+
+def test_models_list_in_anthropic_shape(gw: GatewayProcess, key: str) -> None:
+    """``anthropic-version`` on ``/v1/models``: Anthropic's page shape (the OpenAI SDK sends none)."""
+    client = _client(gw, key)
+    names = [model.id for model in client.models.list()]
+    assert {"mock-fast", "claude", "auto"} <= set(names)
+    model = client.models.retrieve("claude")
+    assert (model.id, model.type, model.display_name) == ("claude", "model", "claude")
+    assert model.created_at.year >= 2024
+    openai_shape = httpx.get(gw.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
+    assert openai_shape["object"] == "list"
