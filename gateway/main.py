@@ -19,6 +19,7 @@ from gateway.api import (
     keys,
     openai,
     quotas,
+    responses_api,
     routing_policy,
 )
 from gateway.api.hot_path import PrismApp
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(anthropic.router)
+    app.include_router(responses_api.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)

@@ -290,3 +290,24 @@ class ExperimentRun(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_by: Mapped[str | None] = mapped_column(String(32), default=None)
     reason: Mapped[str | None] = mapped_column(String(256), default=None)
+
+
+class StoredResponse(Base):
+    """A Responses API answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id``
+    (``store: true``, migration 0008). ``history`` is the chat transcript through this response's
+    output (without ``instructions``), what a continuation replays; ``user_id`` owns it (NULL: the
+    anonymous principal of a gateway without authentication)."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_user_created", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    chain_id: Mapped[str] = mapped_column(String(64))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    model: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
