@@ -54,8 +54,10 @@ def _decode(raw: bytes) -> Any:
 class StreamDecoder:
     """Anthropic stream events → ``Delta``s. Tool-use blocks become OpenAI tool-call deltas indexed
     by their order among the tool blocks. Thinking blocks have no OpenAI form: they are not
-    relayed as deltas but collected, once complete, in ``native["pending"]`` for the
-    ``/v1/messages`` edge to send in place (``NATIVE_ANSWERS``)."""
+    relayed as text but collected, once complete, in ``native["pending"]`` for the
+    ``/v1/messages`` edge to send in place (``NATIVE_ANSWERS``); while a model thinks, each of its
+    events yields an empty ``Delta``, which nothing relays but which counts as the first token and
+    keeps the idle watchdog fed (extended thinking easily outlasts ``first_token_s``)."""
 
     __slots__ = ("finish", "native", "pieces", "stop_reason", "stopped", "thinking", "tools", "usage")
 
@@ -87,7 +89,8 @@ class StreamDecoder:
             thinking = self.thinking.get(int(event.get("index") or 0))
             if thinking is not None and delta.get("type") == "thinking_delta":
                 thinking["thinking"] = thinking.get("thinking", "") + str(delta.get("thinking", ""))
-            elif thinking is not None and delta.get("type") == "signature_delta":
+                return [Delta()]  # progress: the first-token and idle timers see a thinking model
+            if thinking is not None and delta.get("type") == "signature_delta":
                 thinking["signature"] = delta.get("signature")
             return []
         if kind == "content_block_stop":
@@ -111,6 +114,7 @@ class StreamDecoder:
                 return [Delta(content=block["text"])]
             if block.get("type") in ("thinking", "redacted_thinking"):
                 self.thinking[int(event.get("index") or 0)] = dict(block)
+                return [Delta()]  # an empty delta commits the stream: thinking can outlast first_token_s
             return []
         if kind == "message_start":
             message = event.get("message") or {}

@@ -57,6 +57,7 @@ def _config(fake: FakeAnthropicUpstream) -> str:
         "claude-busy": {**upstream, "model": "fake-529"},
         "claude-midstream": {**upstream, "model": "fake-midstream"},
         "claude-401": {**upstream, "model": "fake-401"},
+        "claude-thinker": {**upstream, "model": "claude-sonnet-4-5", "timeouts": {"first_token_s": 0.5}},
     }
     config["fallbacks"] = {"claude-busy": ["mock-smart"]}
     config["retry"] = {
@@ -731,3 +732,24 @@ def test_models_list_in_anthropic_shape(gw: GatewayProcess, key: str) -> None:
     assert model.created_at.year >= 2024
     openai_shape = httpx.get(gw.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
     assert openai_shape["object"] == "list"
+
+
+def test_a_long_think_is_not_a_first_token_timeout(
+    gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream
+) -> None:
+    """Thinking events count as the stream's first token: a model that thinks longer than the
+    model's ``first_token_s`` (0.5 s here; the fake spends 0.6 s in its thinking block) still answers."""
+    fake.reset()
+    fake.configure(chunk_delay=0.3)
+    try:
+        with _client(gw, key).messages.stream(
+            model="claude-thinker",
+            max_tokens=2000,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            messages=[{"role": "user", "content": "think first"}],
+        ) as stream:
+            final = stream.get_final_message()
+    finally:
+        fake.configure(chunk_delay=0.0)
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert fake.per_outcome["ok"] == 1  # one attempt: no first-token timeout, no retry

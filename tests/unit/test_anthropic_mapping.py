@@ -28,7 +28,7 @@ from gateway.providers.anthropic_wire import (
     request_body,
     usage_from,
 )
-from gateway.providers.base import ModelCall
+from gateway.providers.base import Delta, ModelCall
 from gateway.schemas.anthropic import MessagesRequest, error_body, error_bytes_from_openai
 from gateway.services.messages_codec import chat_input, message_from_completion
 from gateway.services.messages_stream import MessageStream
@@ -371,6 +371,7 @@ def test_stream_events_as_deltas() -> None:
     ]
     deltas = [delta for event in events for delta in decoder.deltas(event, target="t")]
     assert [d.content for d in deltas if d.content] == ["Hi"]
+    assert deltas[0] == Delta()  # thinking: an empty delta (progress for the timers, never relayed)
     calls = [call for d in deltas for call in d.tool_calls or ()]
     assert calls[0] == {
         "index": 0,
