@@ -44,7 +44,13 @@ TOOLS = [
 
 def _config(fake: FakeAnthropicUpstream) -> str:
     config = yaml.safe_load((ROOT / "config" / "prism.yaml").read_text())
-    upstream = {"provider": "anthropic", "base_url": fake.base_url, "api_key_env": "PRISM_TEST_ANTHROPIC_KEY"}
+    upstream = {
+        "provider": "anthropic",
+        "base_url": fake.base_url,
+        "api_key_env": "PRISM_TEST_ANTHROPIC_KEY",
+        "context_window": 200_000,  # Claude's limits: Claude Code asks for max_tokens up to 32000
+        "max_output_tokens": 64_000,
+    }
     config["models"] = {name: config["models"][name] for name in ("mock-fast", "mock-smart")} | {
         "claude": {
             **upstream,
@@ -753,3 +759,23 @@ def test_a_long_think_is_not_a_first_token_timeout(
         fake.configure(chunk_delay=0.0)
     assert [block.type for block in final.content] == ["thinking", "text"]
     assert fake.per_outcome["ok"] == 1  # one attempt: no first-token timeout, no retry
+
+
+def test_claude_code_stream_with_its_max_tokens(
+    gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream
+) -> None:
+    """Claude Code streams with ``max_tokens: 32000``: fine on a model configured with Claude's limits,
+    a 400 naming the limit on one with smaller ones (as Anthropic answers)."""
+    fake.reset()
+    body = _claude_code_request("claude", max_tokens=32000)
+    sampling = {"temperature": body.pop("temperature")}
+    with _client(gw, key).messages.stream(**body, extra_body=sampling) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn"
+    assert fake.requests_to("/v1/messages")[-1].body["max_tokens"] == 32000
+    too_many = _post(
+        gw,
+        {"model": "mock-fast", "max_tokens": 32000, "messages": [{"role": "user", "content": "x"}]},
+        {"x-api-key": key},
+    )
+    assert too_many.status_code == 400 and "max_tokens" in too_many.json()["error"]["message"]
