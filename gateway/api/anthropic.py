@@ -18,6 +18,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
+from gateway.agent.state import ChatInput
 from gateway.api.openai import ClosingStreamingResponse, _body_problem, cache_policy, request_timeout
 from gateway.deps import get_app_state, get_principal
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
@@ -26,6 +27,7 @@ from gateway.lifespan import AppState
 from gateway.providers.anthropic_wire import NATIVE_ANSWERS
 from gateway.providers.tokens import count_messages, count_text
 from gateway.schemas.anthropic import CountTokensRequest, MessagesRequest, error_body
+from gateway.security.principal import Principal
 from gateway.services.messages_codec import chat_input, message_from_completion, openai_messages
 from gateway.services.messages_stream import MessageStream, anthropic_events
 
@@ -111,9 +113,34 @@ def hot_routes() -> dict[str, tuple[Any, Callable[[Request], Awaitable[Response]
 
 async def _messages(request: Request, state: AppState) -> Response:
     principal = await get_principal(request, state)
-    snapshot = state.holder.current
+    body = await request.body()
+    try:
+        chat, parsed = _chat_input(request, state, body)
+    except InvalidRequest as exc:  # an authenticated caller's refused body is in the ledger too
+        state.completions.record_refusal(
+            principal=principal,
+            request_id=request.state.request_id,
+            error=exc,
+            model=_field(body, "model"),
+            streamed=_field(body, "stream") is True,
+            client_request_id=getattr(request.state, "client_request_id", None),
+        )
+        raise
+    return await _run(request, state, principal, chat, parsed)
+
+
+def _field(body: bytes, name: str) -> Any:
+    """A top-level string or boolean of a body that may not be valid JSON (for the refusal's record)."""
+    try:
+        value = orjson.loads(body).get(name)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str | bool) and "\x00" not in str(value) else None
+
+
+def _chat_input(request: Request, state: AppState, body: bytes) -> tuple[ChatInput, MessagesRequest]:
     settings = state.settings
-    parsed, raw = _parse(await request.body(), MessagesRequest, max_depth=settings.max_json_depth)
+    parsed, raw = _parse(body, MessagesRequest, max_depth=settings.max_json_depth)
     if len(parsed.messages) > settings.max_messages:
         raise InvalidRequest(f"At most {settings.max_messages} messages are allowed", param="messages")
     chat = chat_input(
@@ -131,6 +158,13 @@ async def _messages(request: Request, state: AppState) -> Response:
     )
     if text_chars > settings.max_total_chars:
         raise InvalidRequest(f"The messages exceed {settings.max_total_chars} characters", param="messages")
+    return chat, parsed
+
+
+async def _run(
+    request: Request, state: AppState, principal: Principal, chat: ChatInput, parsed: MessagesRequest
+) -> Response:
+    snapshot = state.holder.current
     request_id: str = request.state.request_id
     end_user, sticky_source = end_user_key(
         snapshot.config.routing.sticky_user_field,

@@ -486,10 +486,16 @@ def test_one_usage_row_per_request(gw: GatewayProcess, key: str) -> None:
         _post(gw, {**base, "model": "claude-529"}, headers),
         _post(gw, {**base, "model": "claude-midstream", "stream": True}, headers),
         _post(gw, {**base, "model": "no-such-model"}, headers),
+        _post(
+            gw,
+            {"model": "mock-fast", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            headers,
+        ),
+        _post(gw, b"{not json", headers),
     ]
     ids = [r.headers["x-request-id"] for r in answers]
     rows = _rows(gw, ids)
-    assert len(rows) == 5
+    assert len(rows) == 7
     summary = [
         (rows[i]["model_requested"], rows[i]["streamed"], rows[i]["status"], rows[i]["http_status"])
         for i in ids
@@ -500,6 +506,8 @@ def test_one_usage_row_per_request(gw: GatewayProcess, key: str) -> None:
         ("claude-529", 0, "error", 503),
         ("claude-midstream", 1, "incomplete", 200),
         ("no-such-model", 0, "rejected", 404),
+        ("mock-fast", 1, "rejected", 400),  # no max_tokens: refused before the flow, still recorded
+        (None, 0, "rejected", 400),
     ]
     assert rows[ids[1]]["prompt_tokens"] > 0 and rows[ids[1]]["completion_tokens"] > 0
 
