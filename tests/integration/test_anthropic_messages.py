@@ -63,7 +63,7 @@ def _config(fake: FakeAnthropicUpstream) -> str:
         "claude-busy": {**upstream, "model": "fake-529"},
         "claude-midstream": {**upstream, "model": "fake-midstream"},
         "claude-401": {**upstream, "model": "fake-401"},
-        "claude-thinker": {**upstream, "model": "claude-sonnet-4-5", "timeouts": {"first_token_s": 0.5}},
+        "claude-thinker": {**upstream, "model": "claude-sonnet-4-5", "timeouts": {"first_token_s": 1.0}},
     }
     config["fallbacks"] = {"claude-busy": ["mock-smart"]}
     config["retry"] = {
@@ -752,9 +752,9 @@ def test_a_long_think_is_not_a_first_token_timeout(
     gw: GatewayProcess, key: str, fake: FakeAnthropicUpstream
 ) -> None:
     """Thinking events count as the stream's first token: a model that thinks longer than the
-    model's ``first_token_s`` (0.5 s here; the fake spends 0.6 s in its thinking block) still answers."""
+    model's ``first_token_s`` (1 s here; the fake spends 1.2 s in its thinking block) still answers."""
     fake.reset()
-    fake.configure(chunk_delay=0.3)
+    fake.configure(chunk_delay=0.6)
     try:
         with _client(gw, key).messages.stream(
             model="claude-thinker",
