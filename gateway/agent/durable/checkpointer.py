@@ -1,0 +1,153 @@
+"""The durable flows' checkpointer, built from the application's database URL.
+
+- Postgres (``postgresql+asyncpg://…``, production): ``AsyncPostgresSaver`` over a psycopg 3
+  connection pool on the same database (the asyncpg URL becomes a libpq conninfo). Its tables are
+  created by the library's own ``setup()``, run under an advisory lock so that workers starting
+  together never race through the migration list (``setup()`` alone is not safe concurrently: two
+  workers read the same version and both insert the next one).
+- SQLite file (``sqlite+aiosqlite:///…``, the embedded default): ``AsyncSqliteSaver`` on the same
+  file (one process, so no lock is needed).
+- In-memory SQLite (tests): LangGraph's ``InMemorySaver`` — nothing survives the process, so a
+  production server refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from sqlalchemy.engine import make_url
+
+from gateway.config.durable import DurableConfig
+
+SETUP_LOCK_ID = 0x70726973646B  # "prisdk": one advisory lock for every worker setting up a database
+
+
+class CheckpointerConfigError(RuntimeError):
+    """The database URL cannot hold durable checkpoints in this environment."""
+
+
+def postgres_conninfo(database_url: str) -> str:
+    """``postgresql+asyncpg://u:p@h:5432/db?ssl=require`` → ``postgresql://u:p@h:5432/db?sslmode=require``."""
+    url = make_url(database_url)
+    query = dict(url.query)
+    ssl = query.pop("ssl", None)
+    if isinstance(ssl, str):
+        query["sslmode"] = ssl
+    for asyncpg_only in ("prepared_statement_cache_size", "command_timeout", "timeout"):
+        query.pop(asyncpg_only, None)
+    return url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
+
+
+def checkpointer_kind(database_url: str) -> str:
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        return "postgres"
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return "sqlite"
+    if url.get_backend_name() == "sqlite":
+        return "memory"
+    raise CheckpointerConfigError(f"no durable checkpointer for the {url.get_backend_name()!r} database")
+
+
+@asynccontextmanager
+async def open_checkpointer(config: DurableConfig) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """The checkpointer for ``config.database_url``, its tables set up; closed on exit."""
+    kind = checkpointer_kind(config.database_url)
+    if kind == "memory":
+        if config.production:
+            raise CheckpointerConfigError(
+                "durable flows need a database that outlives the process: an in-memory checkpointer "
+                "is refused in production (set GATEWAY_DATABASE_URL to Postgres)"
+            )
+        yield InMemorySaver()
+        return
+    if kind == "sqlite":
+        async with _sqlite(config) as saver:
+            yield saver
+        return
+    async with _postgres(config) as saver:
+        yield saver
+
+
+@asynccontextmanager
+async def _sqlite(config: DurableConfig) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path = make_url(config.database_url).database
+    async with aiosqlite.connect(str(path), timeout=30) as conn:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+        yield saver
+
+
+@asynccontextmanager
+async def _postgres(config: DurableConfig) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        postgres_conninfo(config.database_url),
+        min_size=1,
+        max_size=config.pool_size,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        open=False,
+        name="prism-durable",
+    )
+    await pool.open(wait=True, timeout=config.connect_timeout_s)
+    try:
+        saver = AsyncPostgresSaver(pool)
+        await setup_postgres(saver, pool, timeout_s=config.setup_timeout_s)
+        yield saver
+    finally:
+        await pool.close()
+
+
+async def setup_postgres(saver: Any, pool: Any, *, timeout_s: float) -> bool:
+    """Run the saver's migrations unless they are all applied; returns whether it ran them.
+
+    The lock is taken with ``pg_try_advisory_lock`` in a polling loop, not the blocking
+    ``pg_advisory_lock``: the migrations include ``CREATE INDEX CONCURRENTLY``, which waits for every
+    transaction older than it — a worker blocked inside ``pg_advisory_lock`` would be one, and the two
+    would deadlock. Between polls a waiting worker holds no transaction open.
+    """
+    if await _migrated(pool, len(saver.MIGRATIONS) - 1):
+        return False
+    deadline = time.monotonic() + timeout_s
+    async with pool.connection() as lock_conn:
+        while True:
+            row = await (
+                await lock_conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK_ID,))
+            ).fetchone()
+            if row["ok"]:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("another worker held the checkpointer's setup lock too long")
+            await asyncio.sleep(0.05)
+        try:
+            if await _migrated(pool, len(saver.MIGRATIONS) - 1):
+                return False
+            await saver.setup()
+            return True
+        finally:
+            await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_ID,))
+
+
+async def _migrated(pool: Any, latest: int) -> bool:
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT to_regclass('checkpoint_migrations') IS NOT NULL AS present")
+        ).fetchone()
+        if not row["present"]:
+            return False
+        row = await (await conn.execute("SELECT max(v) AS v FROM checkpoint_migrations")).fetchone()
+        return row["v"] is not None and int(row["v"]) >= latest

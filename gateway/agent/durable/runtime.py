@@ -1,0 +1,338 @@
+"""Durable runs: registered LangGraph graphs on LangGraph's own runtime, checkpointed, leased.
+
+A run is one thread of a compiled graph (``thread_id = run_id``) plus its lease row
+(``db/repositories/durable_runs.py``). A worker executes a run only while it holds the lease:
+
+- :meth:`DurableRuntime.submit` creates the run (and its lease) and starts it;
+- the ``durable_heartbeat`` worker renews the leases of the runs this process executes; a lease it
+  finds taken over (or cannot renew for ``lease_s``) stops its run at once (``lease_lost``);
+- the ``durable_recovery`` worker (at start, then every ``recovery_scan_s``) claims runs whose
+  lease expired — their worker died — and continues each from its last checkpoint. The claim is one
+  conditional ``UPDATE``, so of several workers exactly one resumes a run;
+- a node that calls ``interrupt()`` ends the execution with the run ``interrupted`` and the lease
+  given back; :meth:`DurableRuntime.resume` claims it again and continues with
+  ``Command(resume=value)``;
+- the outcome (``succeeded`` with the output, or ``failed`` with the error) is written once, by the
+  holder of the current lease token.
+
+Steps run with ``durability="sync"``: a step's checkpoint is written before the next step starts,
+so a resumed run repeats at most the step that was under way when its worker died. Steps with side
+effects key them with :meth:`RunInfo.key` (the same on every attempt) to make that repeat harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.agent.durable.checkpointer import open_checkpointer
+from gateway.agent.durable.definitions import (
+    DurableGraph,
+    RunEvent,
+    RunHandle,
+    RunInfo,
+    RunNotResumable,
+    RunOutcome,
+    jsonable,
+    run_events,
+)
+from gateway.background import BackgroundWorker
+from gateway.config.durable import DurableConfig
+from gateway.config.settings import Settings
+from gateway.db.engine import create_engine
+from gateway.db.repositories import durable_runs as runs
+from gateway.observability import tracing
+from gateway.observability.metrics import DURABLE_RUNS, DURABLE_RUNS_ACTIVE
+
+log = structlog.get_logger("gateway.durable")
+
+
+class DurableRuntime:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        checkpointer: BaseCheckpointSaver[Any],
+        config: DurableConfig,
+        graphs: Iterable[DurableGraph],
+    ) -> None:
+        self.config = config
+        self.checkpointer = checkpointer
+        self._engine = engine
+        self._graphs = {
+            g.name: (g, g.builder.compile(checkpointer=checkpointer, name=g.name)) for g in graphs
+        }
+        self._leases: dict[str, int] = {}
+        self._renewed: dict[str, float] = {}
+        self._handles: dict[str, RunHandle] = {}
+        self._lost: set[str] = set()
+        self._recovered: set[str] = set()
+        self._heartbeat = BackgroundWorker(
+            "durable_heartbeat", self._renew, interval_s=config.heartbeat_s, backoff=None
+        )
+        self._recovery = BackgroundWorker(
+            "durable_recovery", self.recover, interval_s=config.recovery_scan_s, first=self.recover
+        )
+
+    @property
+    def graphs(self) -> frozenset[str]:
+        return frozenset(self._graphs)
+
+    def start(self, *, recover: bool = True) -> None:
+        self._heartbeat.start()
+        if recover:
+            self._recovery.start()
+
+    async def aclose(self) -> None:
+        """Stop looking for orphans, stop the runs under way and give their leases back (another
+        worker continues them from their last checkpoint at once), stop renewing."""
+        await self._recovery.aclose()
+        handles = [h for h in self._handles.values() if h.task is not None and not h.task.done()]
+        for handle in handles:
+            assert handle.task is not None
+            handle.task.cancel()
+        await asyncio.gather(*(h.task for h in handles if h.task is not None), return_exceptions=True)
+        await self._heartbeat.aclose()
+
+    def handle(self, run_id: str) -> RunHandle | None:
+        """The handle of a run this process executes now."""
+        return self._handles.get(run_id)
+
+    async def status(self, run_id: str) -> runs.RunRecord | None:
+        async with self._engine.connect() as conn:
+            return await runs.get(conn, run_id)
+
+    async def submit(self, graph: str, input: Any, *, run_id: str | None = None) -> RunHandle:
+        """Create a run of ``graph`` and start it; raises ``runs.RunExists`` for a taken id."""
+        if graph not in self._graphs:
+            raise KeyError(f"no durable graph named {graph!r}")
+        run_id = run_id or uuid.uuid4().hex
+        async with self._engine.begin() as conn:
+            lease = await runs.create(
+                conn,
+                run_id=run_id,
+                graph=graph,
+                input=jsonable(input),
+                owner=self.config.worker_id,
+                lease_s=self.config.lease_s,
+            )
+        return self._launch(lease, self._graphs[graph][0].prepare(input), event="started")
+
+    async def resume(self, run_id: str, value: Any) -> RunHandle:
+        """Continue an interrupted run with ``Command(resume=value)``."""
+        async with self._engine.begin() as conn:
+            lease = await runs.claim(
+                conn,
+                run_id=run_id,
+                owner=self.config.worker_id,
+                lease_s=self.config.lease_s,
+                statuses=("interrupted",),
+            )
+        if lease is None:
+            raise RunNotResumable(run_id)
+        return self._launch(lease, Command(resume=value), event="resumed")
+
+    async def recover(self) -> bool:
+        """Claim runs whose worker died and continue them (at most ``max_recoveries`` at a time)."""
+        free = self.config.max_recoveries - len(self._recovered)
+        if free <= 0:
+            return True
+        async with self._engine.connect() as conn:
+            candidates = await runs.orphans(conn, limit=free)
+        for run_id in candidates:
+            async with self._engine.begin() as conn:
+                lease = await runs.claim(
+                    conn, run_id=run_id, owner=self.config.worker_id, lease_s=self.config.lease_s
+                )
+            if lease is None:
+                continue  # another worker was faster
+            if lease.graph not in self._graphs:
+                log.warning("durable_run_unknown_graph", run_id=run_id, graph=lease.graph)
+                await self._give_back(lease, "running")
+                continue
+            self._recovered.add(run_id)
+            self._launch(lease, None, event="resumed", stream=False)
+        return True
+
+    async def _give_back(self, lease: runs.Lease, status: str) -> bool:
+        async with self._engine.begin() as conn:
+            return await runs.release(
+                conn, run_id=lease.run_id, owner=self.config.worker_id, token=lease.token, status=status
+            )
+
+    def _launch(self, lease: runs.Lease, payload: Any, *, event: str, stream: bool = True) -> RunHandle:
+        handle = RunHandle(lease.run_id, queue=asyncio.Queue() if stream else None)
+        self._leases[lease.run_id] = lease.token
+        self._renewed[lease.run_id] = time.monotonic()
+        self._handles[lease.run_id] = handle
+        handle.task = asyncio.get_running_loop().create_task(
+            self._execute(handle, lease, payload, event), name=f"durable-{lease.run_id}"
+        )
+        return handle
+
+    async def _execute(self, handle: RunHandle, lease: runs.Lease, payload: Any, event: str) -> RunOutcome:
+        graph, compiled = self._graphs[lease.graph]
+        run_id = lease.run_id
+        config: RunnableConfig = {
+            "configurable": {"thread_id": run_id},
+            "recursion_limit": self.config.recursion_limit,
+        }
+        bound = log.bind(
+            run_id=run_id, graph=lease.graph, durable_worker=self.config.worker_id, claim=lease.claims
+        )
+        DURABLE_RUNS.labels(graph=lease.graph, event=event).inc()
+        DURABLE_RUNS_ACTIVE.inc()
+        bound.info(f"durable_run_{event}")
+        attributes: dict[str, str | int] = {
+            "prism.durable.run_id": run_id,
+            "prism.durable.graph": lease.graph,
+            "prism.durable.claim": lease.claims,
+        }
+        outcome: RunOutcome
+        with tracing.tracer().start_as_current_span(f"durable {lease.graph}", attributes=attributes):
+            try:
+                outcome = await self._drive(handle, graph, compiled, lease, payload, config)
+            except asyncio.CancelledError:
+                self._leases.pop(run_id, None)
+                if run_id in self._lost:
+                    outcome = RunOutcome(run_id, "lease_lost")
+                else:
+                    released = await asyncio.shield(self._give_back(lease, "running"))
+                    outcome = RunOutcome(run_id, "released" if released else "lease_lost")
+            except Exception as exc:
+                self._leases.pop(run_id, None)
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                bound.warning("durable_run_error", error=error)
+                outcome = await self._record(lease, "failed", error=error)
+            finally:
+                self._leases.pop(run_id, None)
+                self._renewed.pop(run_id, None)
+                self._lost.discard(run_id)
+                self._recovered.discard(run_id)
+                self._handles.pop(run_id, None)
+                DURABLE_RUNS_ACTIVE.dec()
+        DURABLE_RUNS.labels(graph=lease.graph, event=outcome.status).inc()
+        bound.info("durable_run_ended", status=outcome.status, error=outcome.error)
+        handle.put(RunEvent(run_id, "end", data=outcome))
+        return outcome
+
+    async def _drive(
+        self,
+        handle: RunHandle,
+        graph: DurableGraph,
+        compiled: Any,
+        lease: runs.Lease,
+        payload: Any,
+        config: RunnableConfig,
+    ) -> RunOutcome:
+        run_id = lease.run_id
+        if payload is None:  # a takeover: continue from the last checkpoint
+            snapshot = await compiled.aget_state(config)
+            if snapshot.created_at is None:
+                payload = graph.prepare(lease.input)  # the worker died before the first checkpoint
+        context = graph.context(RunInfo(run_id=run_id, graph=lease.graph, claims=lease.claims))
+        async for mode, chunk in compiled.astream(
+            payload, config, context=context, stream_mode=["updates", "custom"], durability="sync"
+        ):
+            for event in run_events(run_id, mode, chunk):
+                handle.put(event)
+        snapshot = await compiled.aget_state(config)
+        self._leases.pop(run_id, None)  # no more renewals: the lease is valid long enough to write
+        if snapshot.next:
+            interrupts = tuple(item.value for item in snapshot.interrupts)
+            released = await self._give_back(lease, "interrupted")
+            return RunOutcome(run_id, "interrupted" if released else "lease_lost", interrupts=interrupts)
+        return await self._record(lease, "succeeded", result=jsonable(graph.output(snapshot.values)))
+
+    async def _record(
+        self, lease: runs.Lease, status: str, *, result: Any = None, error: str | None = None
+    ) -> RunOutcome:
+        try:
+            async with self._engine.begin() as conn:
+                written = await runs.finish(
+                    conn,
+                    run_id=lease.run_id,
+                    owner=self.config.worker_id,
+                    token=lease.token,
+                    status=status,
+                    result=result,
+                    error=error,
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            return RunOutcome(lease.run_id, "abandoned", error=f"{type(exc).__name__}: {exc}")
+        if not written:
+            return RunOutcome(lease.run_id, "lease_lost")
+        return RunOutcome(
+            lease.run_id, "succeeded" if status == "succeeded" else "failed", result, error=error
+        )
+
+    async def _renew(self) -> bool:
+        leases = dict(self._leases)
+        if not leases:
+            return True
+        try:
+            async with self._engine.begin() as conn:
+                held = await runs.renew(
+                    conn, owner=self.config.worker_id, leases=leases, lease_s=self.config.lease_s
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("durable_lease_renewal_failed", error=type(exc).__name__, runs=len(leases))
+            # past most of the lease, another worker may take the run: stop before it does
+            cutoff = time.monotonic() - self.config.lease_s * 0.8
+            for run_id, token in leases.items():
+                if self._renewed.get(run_id, cutoff) < cutoff:
+                    self._lose(run_id, token)
+            return False
+        now = time.monotonic()
+        for run_id, token in leases.items():
+            if run_id in held:
+                self._renewed[run_id] = now
+            else:
+                self._lose(run_id, token)
+        return True
+
+    def _lose(self, run_id: str, token: int) -> None:
+        if self._leases.get(run_id) != token:
+            return  # the run ended (or was given back) meanwhile
+        handle = self._handles.get(run_id)
+        log.warning("durable_lease_lost", run_id=run_id, durable_worker=self.config.worker_id)
+        self._lost.add(run_id)
+        if handle is not None and handle.task is not None:
+            handle.task.cancel()
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    graphs: Iterable[DurableGraph],
+    *,
+    engine: AsyncEngine | None = None,
+    recover: bool = True,
+) -> AsyncIterator[DurableRuntime]:
+    """Open the checkpointer (and an engine unless given), start the runtime, close both on exit."""
+    config = DurableConfig.from_settings(settings)
+    own_engine = engine is None
+    if engine is None:
+        engine = create_engine(settings.model_copy(update={"database_url": config.database_url}))
+    try:
+        async with open_checkpointer(config) as checkpointer:
+            runtime = DurableRuntime(engine=engine, checkpointer=checkpointer, config=config, graphs=graphs)
+            runtime.start(recover=recover)
+            try:
+                yield runtime
+            finally:
+                await runtime.aclose()
+    finally:
+        if own_engine:
+            await engine.dispose()

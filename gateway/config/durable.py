@@ -1,0 +1,49 @@
+"""Settings of durable flows (LangGraph's runtime with a checkpointer; ``gateway/agent/durable``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from gateway.config.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class DurableConfig:
+    database_url: str
+    """Where the checkpoints and the run leases live: the application's database."""
+    production: bool = False
+    worker_id: str = ""
+    """This worker's name in the leases (default ``host:pid``)."""
+    lease_s: float = 30.0
+    """A run whose worker has not renewed its lease for this long is taken over by another worker.
+    Longer: a dead worker's runs wait longer; shorter: a worker paused longer than this (GC, swap,
+    a saturated event loop) loses its runs and stops them at its next renewal."""
+    heartbeat_s: float = 5.0
+    """How often a worker renews the leases of the runs it executes (well under ``lease_s``)."""
+    recovery_scan_s: float = 5.0
+    """How often a worker looks for runs whose worker died (and once at start)."""
+    max_recoveries: int = 8
+    """Orphaned runs one worker resumes at a time."""
+    pool_size: int = 4
+    connect_timeout_s: float = 10.0
+    setup_timeout_s: float = 60.0
+    recursion_limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_s * 2 > self.lease_s:
+            raise ValueError("durable heartbeat_s must be at most half of lease_s")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DurableConfig:
+        return cls(
+            database_url=settings.durable_database_url or settings.database_url,
+            production=settings.env == "production",
+            worker_id=settings.durable_worker_id or f"{socket.gethostname()}:{os.getpid()}",
+            lease_s=settings.durable_lease_s,
+            heartbeat_s=settings.durable_heartbeat_s,
+            recovery_scan_s=settings.durable_recovery_scan_s,
+            max_recoveries=settings.durable_max_recoveries,
+            pool_size=settings.durable_pool_size,
+        )
