@@ -6,6 +6,7 @@ Per request (one flow run, one at a time), p50/p95:
 - ``pregel``: LangGraph's Pregel loop, no checkpointer (``GATEWAY_PIPELINE_ENGINE=langgraph``);
 - ``pregel+memory`` / ``pregel+sqlite`` / ``pregel+postgres``: the same with a checkpointer, a new
   ``thread_id`` per run, ``durability="sync"`` (every step's checkpoint written before the next);
+- ``pregel+pg async``: Postgres with ``synchronous_commit=off`` on the checkpointer's connections;
 - ``durable run``: ``DurableRuntime.submit`` → outcome on Postgres (lease row, checkpoints, outcome).
 
 Then each checkpoint write (``aput``: the step's checkpoint; ``aput_writes``: a task's writes) of
@@ -151,6 +152,8 @@ async def bench_runtimes(pg_base: str, *, n: int, steps: int) -> None:
     try:
         config = DurableConfig(database_url=url, worker_id="bench")
         await _checkpointed("pregel+postgres", config, n, steps, writes=True)
+        no_flush = DurableConfig(database_url=url, worker_id="bench", synchronous_commit=False)
+        await _checkpointed("pregel+pg async", no_flush, n, steps, writes=True)
         settings = get_settings(database_url=url, env="test")
         await migrate(settings)
         engine = create_engine(settings)

@@ -30,6 +30,15 @@ class DurableConfig:
     connect_timeout_s: float = 10.0
     setup_timeout_s: float = 60.0
     recursion_limit: int = 100
+    keep_checkpoints: bool = False
+    synchronous_commit: bool = True
+    """``False``: checkpoints are committed without waiting for the WAL flush (Postgres
+    ``synchronous_commit=off`` on the checkpointer's connections only). A Postgres crash may then
+    lose the last few hundred milliseconds of checkpoints — those steps run again (their side
+    effects are keyed) — never a run's outcome: the lease rows stay synchronous, and their commit
+    flushes the checkpoints written before it."""
+    """Keep a succeeded run's checkpoints (default: deleted once its result is recorded; a failed
+    run's are always kept)."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_s * 2 > self.lease_s:
@@ -46,4 +55,6 @@ class DurableConfig:
             recovery_scan_s=settings.durable_recovery_scan_s,
             max_recoveries=settings.durable_max_recoveries,
             pool_size=settings.durable_pool_size,
+            keep_checkpoints=settings.durable_keep_checkpoints,
+            synchronous_commit=settings.durable_synchronous_commit,
         )

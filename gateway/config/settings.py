@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     durable_recovery_scan_s: float = Field(default=5.0, gt=0)
     durable_max_recoveries: int = Field(default=8, ge=1)
     durable_pool_size: int = Field(default=4, ge=1)
+    durable_keep_checkpoints: bool = False
+    durable_synchronous_commit: bool = True
+    """``false``: checkpoint commits skip the WAL flush wait (see ``DurableConfig.synchronous_commit``)."""
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

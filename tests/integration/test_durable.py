@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 
 from gateway.agent.durable import (
     DurableRuntime,
+    RunInfo,
     RunNotResumable,
     Step,
     StepContext,
@@ -131,6 +132,8 @@ async def test_a_killed_workers_run_is_finished_by_another_exactly_once(counted_
     ]
     assert await effects(url, run_id) == [f"{run_id}:s{i}" for i in range(1, 6)]
     assert metric("prism_durable_runs_total", graph="counted", event="resumed") == resumed_before + 1
+    # its checkpoints were deleted once the result was recorded
+    assert await fetch(url, "SELECT 1 FROM checkpoints WHERE thread_id = $1", run_id) == []
     # the run finished exactly once: the dead worker's token can no longer write an outcome
     engine = create_engine(durable_settings(url, "worker-a"))
     try:
@@ -266,6 +269,9 @@ async def test_a_failing_step_is_retried_by_its_retry_policy(db_url: str) -> Non
         assert failed.status == "failed" and "bad document" in (failed.error or "")
         record = await runtime.status(failed.run_id)
         assert record is not None and record.status == "failed" and record.finished_at is not None
+        saver = runtime.checkpointer
+        assert await saver.aget_tuple({"configurable": {"thread_id": failed.run_id}}) is not None
+        assert await saver.aget_tuple({"configurable": {"thread_id": outcome.run_id}}) is None
     errors = metric("prism_durable_step_duration_seconds_count", graph="flaky", node="flaky", outcome="error")
     assert errors == errors_before + 2
 
@@ -318,3 +324,37 @@ async def test_a_worker_that_lost_its_lease_stops_and_a_closing_worker_gives_its
         assert record.status == "succeeded" and record.claims == 2
     assert await attempts(url, stolen.run_id) == {"s1": 1, "s2": 2, "s3": 1, "s4": 1, "s5": 1}
     assert await effects(url, handed.run_id) == [f"{handed.run_id}:s{i}" for i in range(1, 6)]
+
+
+async def test_a_run_whose_worker_died_after_its_last_step_is_recorded_without_running_again(
+    db_url: str,
+) -> None:
+    calls: list[str] = []
+
+    async def once(value: Any, step: StepContext) -> Any:
+        calls.append(step.step)
+        return value + 1
+
+    graph = build_pipeline("once", [Step("a", once), Step("b", once)])
+    run_id = f"done-{uuid.uuid4().hex[:8]}"
+    settings = durable_settings(db_url, "late", durable_keep_checkpoints=True)
+    async with open_runtime(settings, [graph], recover=False) as runtime:
+        # the dead worker: every step checkpointed, the outcome never written, the lease expired
+        compiled = graph.builder.compile(checkpointer=runtime.checkpointer)
+        await compiled.ainvoke(
+            graph.prepare(1),
+            {"configurable": {"thread_id": run_id}},
+            context=RunInfo(run_id=run_id, graph="once", claims=1),
+            durability="sync",
+        )
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                await runs.create(conn, run_id=run_id, graph="once", input=1, owner="dead", lease_s=-1.0)
+        finally:
+            await engine.dispose()
+        assert calls == ["a", "b"]
+        await runtime.recover()
+        record = await eventually(lambda: _finished(runtime, run_id), "the run was recorded")
+    assert record.status == "succeeded" and record.result["last"] == 3
+    assert calls == ["a", "b"]

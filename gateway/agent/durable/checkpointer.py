@@ -99,7 +99,12 @@ async def _postgres(config: DurableConfig) -> AsyncIterator[BaseCheckpointSaver[
         postgres_conninfo(config.database_url),
         min_size=1,
         max_size=config.pool_size,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+            **({} if config.synchronous_commit else {"options": "-c synchronous_commit=off"}),
+        },
         open=False,
         name="prism-durable",
     )

@@ -253,7 +253,18 @@ class DurableRuntime:
             interrupts = tuple(item.value for item in snapshot.interrupts)
             released = await self._give_back(lease, "interrupted")
             return RunOutcome(run_id, "interrupted" if released else "lease_lost", interrupts=interrupts)
-        return await self._record(lease, "succeeded", result=jsonable(graph.output(snapshot.values)))
+        outcome = await self._record(lease, "succeeded", result=jsonable(graph.output(snapshot.values)))
+        if outcome.status == "succeeded" and not self.config.keep_checkpoints:
+            await self._forget(run_id)
+        return outcome
+
+    async def _forget(self, run_id: str) -> None:
+        """A succeeded run's checkpoints are no longer needed (its result is in its row); a failed
+        run's stay, to inspect or replay."""
+        try:
+            await self.checkpointer.adelete_thread(run_id)
+        except Exception as exc:  # the run succeeded; the leftovers cost only space
+            log.warning("durable_checkpoint_delete_failed", run_id=run_id, error=type(exc).__name__)
 
     async def _record(
         self, lease: runs.Lease, status: str, *, result: Any = None, error: str | None = None
