@@ -358,3 +358,32 @@ async def test_a_run_whose_worker_died_after_its_last_step_is_recorded_without_r
         record = await eventually(lambda: _finished(runtime, run_id), "the run was recorded")
     assert record.status == "succeeded" and record.result["last"] == 3
     assert calls == ["a", "b"]
+
+
+async def test_a_run_and_each_step_attempt_are_spans(sqlite_url: str) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gateway.observability import tracing
+
+    settings = durable_settings(sqlite_url, "traced")
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing(settings, exporter=exporter)
+    try:
+        async with open_runtime(settings, [approval_graph()]) as runtime:
+            handle = await runtime.submit("approval", "the memo")
+            assert (await handle.outcome()).status == "interrupted"
+    finally:
+        tracing.shutdown_tracing()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    run = spans["durable approval"]
+    assert run.attributes is not None and run.attributes["prism.durable.run_id"] == handle.run_id
+    for step in ("draft", "review"):
+        child = spans[f"durable.step {step}"]
+        assert child.parent is not None and run.context is not None
+        assert child.parent.span_id == run.context.span_id
+        assert child.status.is_ok  # the review's interrupt is a pause, not an error
+    assert spans["durable.step review"].attributes == {
+        "prism.durable.graph": "approval",
+        "prism.node": "review",
+        "prism.durable.interrupted": True,
+    }

@@ -11,10 +11,13 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
+
 from gateway.config.settings import get_settings
 from gateway.db.engine import create_engine
 from gateway.db.repositories import durable_runs as runs
 from tests.integration.db_fixtures import *  # noqa: F403
+from tests.support.ports import candidate_port
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_the_worker_process_finishes_an_orphaned_summarize_run(pg_url: str) -> None:
     run_id = f"sum-{uuid.uuid4().hex[:8]}"
+    port = candidate_port()
     text = "\n\n".join(f"Paragraph {i}: " + "words " * 40 for i in range(30))
     engine = create_engine(get_settings(database_url=pg_url, env="test"))
     try:
@@ -35,6 +39,8 @@ async def test_the_worker_process_finishes_an_orphaned_summarize_run(pg_url: str
             "gateway.agent.durable.worker",
             "--summary-model",
             "mock-fast",
+            "--metrics-port",
+            str(port),
             cwd=ROOT,
             env={
                 **os.environ,
@@ -56,6 +62,14 @@ async def test_the_worker_process_finishes_an_orphaned_summarize_run(pg_url: str
                 return record if record is not None and record.finished_at is not None else None
 
             record = await eventually(finished, "the worker finished the orphaned run", within_s=60)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                scraped = (await http.get("/metrics")).text
+            assert 'prism_durable_runs_total{event="resumed",graph="summarize"} 1.0' in scraped
+            assert 'prism_durable_runs_total{event="succeeded",graph="summarize"} 1.0' in scraped
+            assert (
+                'prism_durable_step_duration_seconds_count{graph="summarize",node="map",outcome="ok"} 1.0'
+                in scraped
+            )
             worker.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(worker.communicate(), timeout=30)
             assert worker.returncode == 0, stderr.decode()[-2000:]

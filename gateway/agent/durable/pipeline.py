@@ -25,6 +25,7 @@ from langgraph.errors import GraphInterrupt
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, interrupt
+from opentelemetry.trace import Status, StatusCode
 
 from gateway.agent.durable.definitions import DurableGraph, RunInfo
 from gateway.observability import tracing
@@ -78,21 +79,27 @@ def instrument(
     async def timed(state: Any, runtime: Runtime[Any]) -> Any:
         started = time.perf_counter()
         outcome = "ok"
-        try:
-            with tracing.tracer().start_as_current_span(
-                f"durable.step {node}", attributes={"prism.durable.graph": graph, "prism.node": node}
-            ):
+        with tracing.tracer().start_as_current_span(
+            f"durable.step {node}",
+            attributes={"prism.durable.graph": graph, "prism.node": node},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
                 return await fn(state, runtime)
-        except GraphInterrupt:
-            outcome = "interrupt"
-            raise
-        except Exception:
-            outcome = "error"
-            raise
-        finally:
-            DURABLE_STEP_LATENCY.labels(graph=graph, node=node, outcome=outcome).observe(
-                time.perf_counter() - started
-            )
+            except GraphInterrupt:  # a pause, not a failure
+                outcome = "interrupt"
+                span.set_attribute("prism.durable.interrupted", True)
+                raise
+            except Exception as exc:
+                outcome = "error"
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            finally:
+                DURABLE_STEP_LATENCY.labels(graph=graph, node=node, outcome=outcome).observe(
+                    time.perf_counter() - started
+                )
 
     return timed
 

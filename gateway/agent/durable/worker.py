@@ -4,6 +4,8 @@ Opens the durable runtime on the application's database (``GATEWAY_DATABASE_URL`
 production) with the registered graphs, resumes the runs a dead worker left (at start, then every
 ``GATEWAY_DURABLE_RECOVERY_SCAN_S``) and renews the leases of the runs it executes. SIGTERM or
 SIGINT: it stops its runs, gives their leases back (another worker continues them at once) and exits.
+``--metrics-port PORT`` serves its Prometheus metrics (``prism_durable_*``, ``prism_worker_*``) on
+``GATEWAY_HOST:PORT``.
 
 The graphs registered here: ``summarize`` (``summarize.py``), answered by ``--summary-model`` (a
 model of the routing file). The jobs API (issue #23) submits runs; until then runs are submitted
@@ -19,6 +21,7 @@ import signal
 from collections.abc import Mapping
 
 import structlog
+from prometheus_client import start_http_server
 
 from gateway.agent.durable.definitions import DurableGraph
 from gateway.agent.durable.runtime import open_runtime
@@ -39,7 +42,9 @@ def registered_graphs(targets: Mapping[str, Target], *, summary_model: str) -> l
     return [summarize_pipeline(targets[summary_model])]
 
 
-async def serve(settings: Settings, *, summary_model: str) -> None:
+async def serve(settings: Settings, *, summary_model: str, metrics_port: int | None = None) -> None:
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=settings.host)
     if settings.database_migrate_on_start:
         await migrate(settings)
     clients = UpstreamClients()
@@ -65,10 +70,13 @@ async def serve(settings: Settings, *, summary_model: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--summary-model", default="mock-fast")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve /metrics on GATEWAY_HOST:PORT (default: off)"
+    )
     args = parser.parse_args()
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(serve(settings, summary_model=args.summary_model))
+    asyncio.run(serve(settings, summary_model=args.summary_model, metrics_port=args.metrics_port))
 
 
 if __name__ == "__main__":
