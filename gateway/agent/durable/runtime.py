@@ -144,12 +144,13 @@ class DurableRuntime:
         return self._launch(lease, Command(resume=value), event="resumed")
 
     async def recover(self) -> bool:
-        """Claim runs whose worker died and continue them (at most ``max_recoveries`` at a time)."""
+        """Claim runs (of the graphs registered here) whose worker died and continue them, at most
+        ``max_recoveries`` at a time."""
         free = self.config.max_recoveries - len(self._recovered)
         if free <= 0:
             return True
         async with self._engine.connect() as conn:
-            candidates = await runs.orphans(conn, limit=free)
+            candidates = await runs.orphans(conn, graphs=list(self._graphs), limit=free)
         for run_id in candidates:
             async with self._engine.begin() as conn:
                 lease = await runs.claim(
@@ -157,10 +158,6 @@ class DurableRuntime:
                 )
             if lease is None:
                 continue  # another worker was faster
-            if lease.graph not in self._graphs:
-                log.warning("durable_run_unknown_graph", run_id=run_id, graph=lease.graph)
-                await self._give_back(lease, "running")
-                continue
             self._recovered.add(run_id)
             self._launch(lease, None, event="resumed", stream=False)
         return True

@@ -9,7 +9,7 @@ Times are the workers' clocks (UTC); the lease length must dwarf the clock skew 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,12 +93,12 @@ async def claim(
     return Lease(run_id=run_id, graph=row.graph, input=row.input, token=row.lease_token, claims=row.claims)
 
 
-async def orphans(conn: AsyncConnection, *, limit: int) -> list[str]:
-    """Runs left ``running`` with an expired lease (their worker died), oldest first."""
+async def orphans(conn: AsyncConnection, *, graphs: Collection[str], limit: int) -> list[str]:
+    """Runs of ``graphs`` left ``running`` with an expired lease (their worker died), oldest first."""
     now = utcnow()
     result = await conn.execute(
         select(DurableRun.run_id)
-        .where(DurableRun.status == "running", _lease_free(now))
+        .where(DurableRun.status == "running", DurableRun.graph.in_(graphs), _lease_free(now))
         .order_by(DurableRun.updated_at)
         .limit(limit)
     )
