@@ -7,14 +7,14 @@
   workers read the same version and both insert the next one).
 - SQLite file (``sqlite+aiosqlite:///…``, the embedded default): ``AsyncSqliteSaver`` on the same
   file (one process, so no lock is needed).
+
+The SQL of the locked setup lives in ``gateway/db/checkpoint_setup.py``.
 - In-memory SQLite (tests): LangGraph's ``InMemorySaver`` — nothing survives the process, so a
   production server refuses it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,8 +24,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from sqlalchemy.engine import make_url
 
 from gateway.config.durable import DurableConfig
-
-SETUP_LOCK_ID = 0x70726973646B  # "prisdk": one advisory lock for every worker setting up a database
+from gateway.db.checkpoint_setup import prepare_sqlite, setup_postgres
 
 
 class CheckpointerConfigError(RuntimeError):
@@ -82,8 +81,7 @@ async def _sqlite(config: DurableConfig) -> AsyncIterator[BaseCheckpointSaver[An
 
     path = make_url(config.database_url).database
     async with aiosqlite.connect(str(path), timeout=30) as conn:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=5000")
+        await prepare_sqlite(conn)
         saver = AsyncSqliteSaver(conn)
         await saver.setup()
         yield saver
@@ -115,44 +113,3 @@ async def _postgres(config: DurableConfig) -> AsyncIterator[BaseCheckpointSaver[
         yield saver
     finally:
         await pool.close()
-
-
-async def setup_postgres(saver: Any, pool: Any, *, timeout_s: float) -> bool:
-    """Run the saver's migrations unless they are all applied; returns whether it ran them.
-
-    The lock is taken with ``pg_try_advisory_lock`` in a polling loop, not the blocking
-    ``pg_advisory_lock``: the migrations include ``CREATE INDEX CONCURRENTLY``, which waits for every
-    transaction older than it — a worker blocked inside ``pg_advisory_lock`` would be one, and the two
-    would deadlock. Between polls a waiting worker holds no transaction open.
-    """
-    if await _migrated(pool, len(saver.MIGRATIONS) - 1):
-        return False
-    deadline = time.monotonic() + timeout_s
-    async with pool.connection() as lock_conn:
-        while True:
-            row = await (
-                await lock_conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK_ID,))
-            ).fetchone()
-            if row["ok"]:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("another worker held the checkpointer's setup lock too long")
-            await asyncio.sleep(0.05)
-        try:
-            if await _migrated(pool, len(saver.MIGRATIONS) - 1):
-                return False
-            await saver.setup()
-            return True
-        finally:
-            await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_ID,))
-
-
-async def _migrated(pool: Any, latest: int) -> bool:
-    async with pool.connection() as conn:
-        row = await (
-            await conn.execute("SELECT to_regclass('checkpoint_migrations') IS NOT NULL AS present")
-        ).fetchone()
-        if not row["present"]:
-            return False
-        row = await (await conn.execute("SELECT max(v) AS v FROM checkpoint_migrations")).fetchone()
-        return row["v"] is not None and int(row["v"]) >= latest
