@@ -7,7 +7,8 @@ Per request (one flow run, one at a time), p50/p95:
 - ``pregel+memory`` / ``pregel+sqlite`` / ``pregel+postgres``: the same with a checkpointer, a new
   ``thread_id`` per run, ``durability="sync"`` (every step's checkpoint written before the next);
 - ``pregel+pg async``: Postgres with ``synchronous_commit=off`` on the checkpointer's connections;
-- ``durable run``: ``DurableRuntime.submit`` → outcome on Postgres (lease row, checkpoints, outcome).
+- ``durable run``: ``DurableRuntime.submit`` → outcome on Postgres (lease row, checkpoints, outcome);
+  then runs/s with 8 and 32 runs in flight (the commits' WAL flushes are shared).
 
 Then each checkpoint write (``aput``: the step's checkpoint; ``aput_writes``: a task's writes) of
 the Postgres run, timed where Pregel calls it.
@@ -172,6 +173,14 @@ async def bench_runtimes(pg_base: str, *, n: int, steps: int) -> None:
 
                 try:
                     _report("durable run", await _time(durable, n), steps)
+                    for concurrency in (8, 32):
+                        started = time.perf_counter()
+                        for _ in range(max(1, n // concurrency)):
+                            handles = [await runtime.submit("bench", 0) for _ in range(concurrency)]
+                            await asyncio.gather(*(h.outcome() for h in handles))
+                        elapsed = time.perf_counter() - started
+                        done = max(1, n // concurrency) * concurrency
+                        print(f"durable runs, {concurrency:>2} at a time: {done / elapsed:7.1f} runs/s")
                 finally:
                     await runtime.aclose()
         finally:

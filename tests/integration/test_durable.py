@@ -246,7 +246,7 @@ async def test_a_failing_step_is_retried_by_its_retry_policy(db_url: str) -> Non
     calls: list[int] = []
 
     async def flaky(value: Any, step: StepContext) -> Any:
-        calls.append(1)
+        calls.append(step.run.claims)
         if len(calls) < 3:
             raise ConnectionError("upstream reset")
         return value * 2
@@ -264,7 +264,14 @@ async def test_a_failing_step_is_retried_by_its_retry_policy(db_url: str) -> Non
     async with open_runtime(durable_settings(db_url, "retrier"), graphs) as runtime:
         outcome = await (await runtime.submit("flaky", 21)).outcome()
         assert outcome.status == "succeeded" and outcome.result["last"] == 42
-        assert len(calls) == 3
+        assert calls == [1, 1, 1]
+        # a caller's own context for its execution (e.g. built from the request that started it)
+        calls.clear()
+        own = await runtime.submit(
+            "flaky", 1, context=lambda run: RunInfo(run.run_id, run.graph, run.claims + 100)
+        )
+        assert (await own.outcome()).status == "succeeded"
+        assert calls == [101, 101, 101]
         failed = await (await runtime.submit("broken", 1)).outcome()
         assert failed.status == "failed" and "bad document" in (failed.error or "")
         record = await runtime.status(failed.run_id)
@@ -273,7 +280,7 @@ async def test_a_failing_step_is_retried_by_its_retry_policy(db_url: str) -> Non
         assert await saver.aget_tuple({"configurable": {"thread_id": failed.run_id}}) is not None
         assert await saver.aget_tuple({"configurable": {"thread_id": outcome.run_id}}) is None
     errors = metric("prism_durable_step_duration_seconds_count", graph="flaky", node="flaky", outcome="error")
-    assert errors == errors_before + 2
+    assert errors == errors_before + 4  # two failed attempts in each of the two runs
 
 
 @pytest.mark.skipif(not postgres_available(), reason="Postgres is not reachable")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -78,6 +78,7 @@ class DurableRuntime:
         self._handles: dict[str, RunHandle] = {}
         self._lost: set[str] = set()
         self._recovered: set[str] = set()
+        self._contexts: dict[str, Callable[[RunInfo], Any]] = {}
         self._heartbeat = BackgroundWorker(
             "durable_heartbeat", self._renew, interval_s=config.heartbeat_s, backoff=None
         )
@@ -113,8 +114,17 @@ class DurableRuntime:
         async with self._engine.connect() as conn:
             return await runs.get(conn, run_id)
 
-    async def submit(self, graph: str, input: Any, *, run_id: str | None = None) -> RunHandle:
-        """Create a run of ``graph`` and start it; raises ``runs.RunExists`` for a taken id."""
+    async def submit(
+        self,
+        graph: str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        context: Callable[[RunInfo], Any] | None = None,
+    ) -> RunHandle:
+        """Create a run of ``graph`` and start it; raises ``runs.RunExists`` for a taken id.
+        ``context`` builds this execution's runtime context instead of the graph's factory (e.g.
+        from the request that started it); a worker that takes the run over uses the graph's."""
         if graph not in self._graphs:
             raise KeyError(f"no durable graph named {graph!r}")
         run_id = run_id or uuid.uuid4().hex
@@ -127,9 +137,11 @@ class DurableRuntime:
                 owner=self.config.worker_id,
                 lease_s=self.config.lease_s,
             )
-        return self._launch(lease, self._graphs[graph][0].prepare(input), event="started")
+        return self._launch(lease, self._graphs[graph][0].prepare(input), event="started", context=context)
 
-    async def resume(self, run_id: str, value: Any) -> RunHandle:
+    async def resume(
+        self, run_id: str, value: Any, *, context: Callable[[RunInfo], Any] | None = None
+    ) -> RunHandle:
         """Continue an interrupted run with ``Command(resume=value)``."""
         async with self._engine.begin() as conn:
             lease = await runs.claim(
@@ -141,7 +153,7 @@ class DurableRuntime:
             )
         if lease is None:
             raise RunNotResumable(run_id)
-        return self._launch(lease, Command(resume=value), event="resumed")
+        return self._launch(lease, Command(resume=value), event="resumed", context=context)
 
     async def recover(self) -> bool:
         """Claim runs (of the graphs registered here) whose worker died and continue them, at most
@@ -168,8 +180,18 @@ class DurableRuntime:
                 conn, run_id=lease.run_id, owner=self.config.worker_id, token=lease.token, status=status
             )
 
-    def _launch(self, lease: runs.Lease, payload: Any, *, event: str, stream: bool = True) -> RunHandle:
+    def _launch(
+        self,
+        lease: runs.Lease,
+        payload: Any,
+        *,
+        event: str,
+        stream: bool = True,
+        context: Callable[[RunInfo], Any] | None = None,
+    ) -> RunHandle:
         handle = RunHandle(lease.run_id, queue=asyncio.Queue() if stream else None)
+        if context is not None:
+            self._contexts[lease.run_id] = context
         self._leases[lease.run_id] = lease.token
         self._renewed[lease.run_id] = time.monotonic()
         self._handles[lease.run_id] = handle
@@ -217,6 +239,7 @@ class DurableRuntime:
                 self._renewed.pop(run_id, None)
                 self._lost.discard(run_id)
                 self._recovered.discard(run_id)
+                self._contexts.pop(run_id, None)
                 self._handles.pop(run_id, None)
                 DURABLE_RUNS_ACTIVE.dec()
         DURABLE_RUNS.labels(graph=lease.graph, event=outcome.status).inc()
@@ -238,7 +261,8 @@ class DurableRuntime:
             snapshot = await compiled.aget_state(config)
             if snapshot.created_at is None:
                 payload = graph.prepare(lease.input)  # the worker died before the first checkpoint
-        context = graph.context(RunInfo(run_id=run_id, graph=lease.graph, claims=lease.claims))
+        factory = self._contexts.get(run_id, graph.context)
+        context = factory(RunInfo(run_id=run_id, graph=lease.graph, claims=lease.claims))
         async for mode, chunk in compiled.astream(
             payload, config, context=context, stream_mode=["updates", "custom"], durability="sync"
         ):
