@@ -8,7 +8,7 @@ Per request (one flow run, one at a time), p50/p95:
   ``thread_id`` per run, ``durability="sync"`` (every step's checkpoint written before the next);
 - ``pregel+pg async``: Postgres with ``synchronous_commit=off`` on the checkpointer's connections;
 - ``durable run``: ``DurableRuntime.submit`` → outcome on Postgres (lease row, checkpoints, outcome);
-  then runs/s with 8 and 32 runs in flight (the commits' WAL flushes are shared).
+  then runs/s with 8 and 32 runs in flight, through 1 and 4 checkpoint writers (``open_checkpointers``).
 
 Then each checkpoint write (``aput``: the step's checkpoint; ``aput_writes``: a task's writes) of
 the Postgres run, timed where Pregel calls it.
@@ -17,6 +17,7 @@ the Postgres run, timed where Pregel calls it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from gateway.agent.durable import DurableRuntime, Step, StepContext, build_pipeline, open_checkpointer
+from gateway.agent.durable.checkpointer import open_checkpointers
 from gateway.agent.flow import FastRunner, Flow, Node, compile_langgraph
 from gateway.config.durable import DurableConfig
 from gateway.config.settings import get_settings
@@ -124,6 +126,25 @@ async def _checkpointed(
                 print(f"  {name:<12} calls/run={calls:.1f} p50={p50:.3f} ms p95={p95:.3f} ms")
 
 
+async def _durable_runs(runtime: DurableRuntime, n: int, steps: int, shards: int) -> None:
+    async def durable(i: int) -> Any:
+        return await (await runtime.submit("bench", 0)).outcome()
+
+    if shards == 1:
+        _report("durable run", await _time(durable, n), steps)
+    for concurrency in (8, 32):
+        started = time.perf_counter()
+        rounds = max(1, n // concurrency)
+        for _ in range(rounds):
+            handles = [await runtime.submit("bench", 0) for _ in range(concurrency)]
+            await asyncio.gather(*(h.outcome() for h in handles))
+        elapsed = time.perf_counter() - started
+        print(
+            f"durable runs, {concurrency:>2} in flight, {shards} checkpoint writer(s): "
+            f"{rounds * concurrency / elapsed:7.1f} runs/s"
+        )
+
+
 async def bench_runtimes(pg_base: str, *, n: int, steps: int) -> None:
     from tests.integration.db_fixtures import create_database, drop_database
 
@@ -164,25 +185,17 @@ async def bench_runtimes(pg_base: str, *, n: int, steps: int) -> None:
 
         pipeline = build_pipeline("bench", [Step(f"s{k}", step, retry=None) for k in range(steps)])
         try:
-            async with open_checkpointer(config) as saver:
-                runtime = DurableRuntime(engine=engine, checkpointer=saver, config=config, graphs=[pipeline])
-                runtime.start(recover=False)
-
-                async def durable(i: int) -> Any:
-                    return await (await runtime.submit("bench", 0)).outcome()
-
-                try:
-                    _report("durable run", await _time(durable, n), steps)
-                    for concurrency in (8, 32):
-                        started = time.perf_counter()
-                        for _ in range(max(1, n // concurrency)):
-                            handles = [await runtime.submit("bench", 0) for _ in range(concurrency)]
-                            await asyncio.gather(*(h.outcome() for h in handles))
-                        elapsed = time.perf_counter() - started
-                        done = max(1, n // concurrency) * concurrency
-                        print(f"durable runs, {concurrency:>2} at a time: {done / elapsed:7.1f} runs/s")
-                finally:
-                    await runtime.aclose()
+            for shards in (1, 4):
+                sharded = dataclasses.replace(config, checkpoint_shards=shards, pool_size=max(4, shards))
+                async with open_checkpointers(sharded) as savers:
+                    runtime = DurableRuntime(
+                        engine=engine, checkpointer=savers, config=sharded, graphs=[pipeline]
+                    )
+                    runtime.start(recover=False)
+                    try:
+                        await _durable_runs(runtime, n, steps, shards)
+                    finally:
+                        await runtime.aclose()
         finally:
             await engine.dispose()
     finally:

@@ -27,6 +27,9 @@ class DurableConfig:
     max_recoveries: int = 8
     """Orphaned runs one worker resumes at a time."""
     pool_size: int = 4
+    checkpoint_shards: int = 4
+    """Postgres checkpointers per process sharing the pool (see ``open_checkpointers``); at most
+    ``pool_size``."""
     connect_timeout_s: float = 10.0
     setup_timeout_s: float = 60.0
     recursion_limit: int = 100
@@ -43,6 +46,8 @@ class DurableConfig:
     def __post_init__(self) -> None:
         if self.heartbeat_s * 2 > self.lease_s:
             raise ValueError("durable heartbeat_s must be at most half of lease_s")
+        if not 1 <= self.checkpoint_shards <= self.pool_size:
+            raise ValueError("durable checkpoint_shards must be between 1 and pool_size")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DurableConfig:
@@ -55,6 +60,7 @@ class DurableConfig:
             recovery_scan_s=settings.durable_recovery_scan_s,
             max_recoveries=settings.durable_max_recoveries,
             pool_size=settings.durable_pool_size,
+            checkpoint_shards=min(settings.durable_checkpoint_shards, settings.durable_pool_size),
             keep_checkpoints=settings.durable_keep_checkpoints,
             synchronous_commit=settings.durable_synchronous_commit,
         )

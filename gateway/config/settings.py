@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     durable_recovery_scan_s: float = Field(default=5.0, gt=0)
     durable_max_recoveries: int = Field(default=8, ge=1)
     durable_pool_size: int = Field(default=4, ge=1)
+    durable_checkpoint_shards: int = Field(default=4, ge=1)
+    """Checkpoint writers per process (one Postgres saver writes one checkpoint at a time); capped
+    at ``durable_pool_size``."""
     durable_keep_checkpoints: bool = False
     durable_synchronous_commit: bool = True
     """``false``: checkpoint commits skip the WAL flush wait (see ``DurableConfig.synchronous_commit``)."""

@@ -28,6 +28,7 @@ from gateway.agent.durable import (
     open_checkpointer,
     open_runtime,
 )
+from gateway.agent.durable.checkpointer import open_checkpointers
 from gateway.config.durable import DurableConfig
 from gateway.config.settings import Settings, get_settings
 from gateway.db.engine import create_engine
@@ -296,6 +297,10 @@ async def test_checkpointer_setup_is_safe_when_workers_start_together() -> None:
         await asyncio.gather(*(open_once() for _ in range(4)))
         rows = await fetch(url, "SELECT v FROM checkpoint_migrations ORDER BY v")
         assert [row["v"] for row in rows] == list(range(len(MIGRATIONS)))
+        # one saver writes one checkpoint at a time: a process gets several on one pool
+        async with open_checkpointers(config) as savers:
+            assert len(savers) == config.checkpoint_shards == 4
+            assert len({id(saver.conn) for saver in savers}) == 1  # type: ignore[attr-defined]
     finally:
         await asyncio.to_thread(drop_database, url)
 

@@ -14,7 +14,7 @@ from gateway.agent.durable import (
     build_pipeline,
     open_checkpointer,
 )
-from gateway.agent.durable.checkpointer import checkpointer_kind, postgres_conninfo
+from gateway.agent.durable.checkpointer import checkpointer_kind, open_checkpointers, postgres_conninfo
 from gateway.agent.durable.summarize import chunk_text
 from gateway.config.durable import DurableConfig
 
@@ -43,11 +43,15 @@ async def test_an_in_memory_checkpointer_is_refused_in_production() -> None:
             pass
     async with open_checkpointer(DurableConfig(database_url="sqlite+aiosqlite://")) as saver:
         assert type(saver).__name__ == "InMemorySaver"
+    async with open_checkpointers(DurableConfig(database_url="sqlite+aiosqlite://")) as savers:
+        assert len(savers) == 1
 
 
 def test_a_heartbeat_must_fit_twice_in_a_lease() -> None:
     with pytest.raises(ValueError, match="heartbeat"):
         DurableConfig(database_url="sqlite+aiosqlite://", lease_s=5, heartbeat_s=3)
+    with pytest.raises(ValueError, match="checkpoint_shards"):
+        DurableConfig(database_url="sqlite+aiosqlite://", pool_size=2, checkpoint_shards=3)
 
 
 async def _step(value: Any, step: StepContext) -> Any:

@@ -75,6 +75,24 @@ async def open_checkpointer(config: DurableConfig) -> AsyncIterator[BaseCheckpoi
 
 
 @asynccontextmanager
+async def open_checkpointers(config: DurableConfig) -> AsyncIterator[list[BaseCheckpointSaver[Any]]]:
+    """Like :func:`open_checkpointer`, as ``config.checkpoint_shards`` savers on one Postgres pool
+    (one saver elsewhere). ``AsyncPostgresSaver`` runs every operation of an instance behind one
+    ``asyncio.Lock``, pool or not, so a single saver lets a process write one checkpoint at a time
+    whatever the number of runs in flight; each run uses one saver (chosen by its id), so the runs
+    of a process write in parallel while each run's own writes stay in order."""
+    if checkpointer_kind(config.database_url) != "postgres":
+        async with open_checkpointer(config) as saver:
+            yield [saver]
+        return
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async with _postgres(config) as first:
+        assert isinstance(first, AsyncPostgresSaver)
+        yield [first, *(AsyncPostgresSaver(first.conn) for _ in range(config.checkpoint_shards - 1))]
+
+
+@asynccontextmanager
 async def _sqlite(config: DurableConfig) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver

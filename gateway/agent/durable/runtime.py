@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,7 +37,7 @@ from langgraph.types import Command
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.agent.durable.checkpointer import open_checkpointer
+from gateway.agent.durable.checkpointer import open_checkpointers
 from gateway.agent.durable.definitions import (
     DurableGraph,
     RunEvent,
@@ -63,15 +64,18 @@ class DurableRuntime:
         self,
         *,
         engine: AsyncEngine,
-        checkpointer: BaseCheckpointSaver[Any],
+        checkpointer: BaseCheckpointSaver[Any] | Sequence[BaseCheckpointSaver[Any]],
         config: DurableConfig,
         graphs: Iterable[DurableGraph],
     ) -> None:
         self.config = config
-        self.checkpointer = checkpointer
+        self._savers = [checkpointer] if isinstance(checkpointer, BaseCheckpointSaver) else list(checkpointer)
+        self.checkpointer = self._savers[0]
+        """One of the savers (any of them reads every run's checkpoints)."""
         self._engine = engine
         self._graphs = {
-            g.name: (g, g.builder.compile(checkpointer=checkpointer, name=g.name)) for g in graphs
+            g.name: (g, [g.builder.compile(checkpointer=saver, name=g.name) for saver in self._savers])
+            for g in graphs
         }
         self._leases: dict[str, int] = {}
         self._renewed: dict[str, float] = {}
@@ -105,6 +109,10 @@ class DurableRuntime:
             handle.task.cancel()
         await asyncio.gather(*(h.task for h in handles if h.task is not None), return_exceptions=True)
         await self._heartbeat.aclose()
+
+    def _shard(self, run_id: str) -> int:
+        """The saver a run's checkpoints are written through: always the same for one run."""
+        return zlib.crc32(run_id.encode()) % len(self._savers)
 
     def handle(self, run_id: str) -> RunHandle | None:
         """The handle of a run this process executes now."""
@@ -201,8 +209,9 @@ class DurableRuntime:
         return handle
 
     async def _execute(self, handle: RunHandle, lease: runs.Lease, payload: Any, event: str) -> RunOutcome:
-        graph, compiled = self._graphs[lease.graph]
+        graph, shards = self._graphs[lease.graph]
         run_id = lease.run_id
+        compiled = shards[self._shard(run_id)]
         config: RunnableConfig = {
             "configurable": {"thread_id": run_id},
             "recursion_limit": self.config.recursion_limit,
@@ -283,7 +292,7 @@ class DurableRuntime:
         """A succeeded run's checkpoints are no longer needed (its result is in its row); a failed
         run's stay, to inspect or replay."""
         try:
-            await self.checkpointer.adelete_thread(run_id)
+            await self._savers[self._shard(run_id)].adelete_thread(run_id)
         except Exception as exc:  # the run succeeded; the leftovers cost only space
             log.warning("durable_checkpoint_delete_failed", run_id=run_id, error=type(exc).__name__)
 
@@ -358,7 +367,7 @@ async def open_runtime(
     if engine is None:
         engine = create_engine(settings.model_copy(update={"database_url": config.database_url}))
     try:
-        async with open_checkpointer(config) as checkpointer:
+        async with open_checkpointers(config) as checkpointer:
             runtime = DurableRuntime(engine=engine, checkpointer=checkpointer, config=config, graphs=graphs)
             runtime.start(recover=recover)
             try:
