@@ -117,13 +117,8 @@ _POLICY_NAMES = {
 def tier_for(intent: IntentResult, config: RoutingConfig) -> str:
     """The classifier's tier rule with the config's thresholds; unknown tier names mean the strongest tier."""
     smart = config.routing
-    tier = decide_tier(
-        intent,
-        intent_tiers=smart.intent_tiers,
-        strong_complexity=smart.strong_complexity,
-        low_confidence=smart.low_confidence,
-        default_tier=smart.default_tier,
-    )
+    tier = decide_tier(intent, intent_tiers=smart.intent_tiers, strong_complexity=smart.strong_complexity,
+                       low_confidence=smart.low_confidence, default_tier=smart.default_tier)
     return tier if tier in smart.tiers else smart.tiers[-1]
 
 
@@ -283,10 +278,8 @@ class Router:
                 capped_from, tier = tier, cap
                 metrics.ROUTE_CAPPED.labels(from_tier=capped_from, to_tier=cap).inc()
             unrestricted = self._smart_chain(tier, needed, max_tier=cap)
-            chosen = (
-                unrestricted
-                if allowed is None
-                else self._smart_chain(tier, needed, max_tier=cap, allowed=allowed)
+            chosen = unrestricted if allowed is None else self._smart_chain(
+                tier, needed, max_tier=cap, allowed=allowed
             )
             chain, policy = self._restrict(requested, principal, unrestricted, chosen, allowed)
             shadows, policy = self._allowed_shadows(alias, request_id, allowed, policy)

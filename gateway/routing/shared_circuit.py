@@ -186,16 +186,9 @@ class SharedCircuitBreakers(CircuitBreakers):
                 requests += int(ok or 0) + int(bad or 0)
                 failures += int(bad or 0)
             circuit = self._circuits.get(target)
-            if (
-                circuit is not None
-                and circuit.state is CircuitState.CLOSED
-                and (
-                    int(consec or 0) >= self.config.failure_threshold
-                    or (
-                        requests >= self.config.min_requests
-                        and failures >= self.config.failure_rate * requests
-                    )
-                )
+            if circuit is not None and circuit.state is CircuitState.CLOSED and (
+                int(consec or 0) >= self.config.failure_threshold
+                or (requests >= self.config.min_requests and failures >= self.config.failure_rate * requests)
             ):
                 to_open.append(target)
         for target in to_open:
@@ -313,8 +306,7 @@ def open_circuits(redis_url: str | None, *, timeout_ms: int, prefix: str) -> Cir
     from gateway.cache.backends import make_redis
 
     breakers = SharedCircuitBreakers(
-        CircuitBreakerConfig(),
-        make_redis(redis_url, timeout_ms=max(timeout_ms, 200), max_connections=4),
+        CircuitBreakerConfig(), make_redis(redis_url, timeout_ms=max(timeout_ms, 200), max_connections=4),
         prefix=prefix,
     )
     breakers.start()
