@@ -25,6 +25,8 @@ class DurableConfig:
     recovery_scan_s: float = 5.0
     """How often a worker looks for runs whose worker died (and once at start)."""
     max_recoveries: int = 8
+    max_claims: int = 10
+    """A run whose execution the database interrupted this many times is failed instead of resumed."""
     """Orphaned runs one worker resumes at a time."""
     pool_size: int = 4
     checkpoint_shards: int = 4

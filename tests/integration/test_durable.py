@@ -399,3 +399,30 @@ async def test_a_run_and_each_step_attempt_are_spans(sqlite_url: str) -> None:
         "prism.node": "review",
         "prism.durable.interrupted": True,
     }
+
+
+async def test_a_run_the_database_interrupted_is_continued_not_failed(db_url: str) -> None:
+    import psycopg
+
+    calls: list[int] = []
+
+    async def shaky(value: Any, step: StepContext) -> Any:
+        calls.append(step.run.claims)
+        if step.run.claims == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return value + 1
+
+    async def first(value: Any, step: StepContext) -> Any:
+        return value + 1
+
+    graph = build_pipeline("shaky", [Step("first", first), Step("shaky", shaky, retry=None)])
+    async with open_runtime(
+        durable_settings(db_url, "shaky", durable_lease_s=1.0, durable_heartbeat_s=0.25), [graph]
+    ) as runtime:
+        handle = await runtime.submit("shaky", 1)
+        outcome = await handle.outcome()
+        assert outcome.status == "abandoned" and "server closed" in (outcome.error or "")
+        # the lease expires; the recovery worker continues the run from the checkpoint after ``first``
+        record = await eventually(lambda: _finished(runtime, handle.run_id), "the run was continued")
+    assert record.status == "succeeded" and record.result["last"] == 3 and record.claims == 2
+    assert calls == [1, 2]

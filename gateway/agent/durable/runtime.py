@@ -4,8 +4,9 @@ A run is one thread of a compiled graph (``thread_id = run_id``) plus its lease 
 (``db/repositories/durable_runs.py``). A worker executes a run only while it holds the lease:
 
 - :meth:`DurableRuntime.submit` creates the run (and its lease) and starts it;
-- the ``durable_heartbeat`` worker renews the leases of the runs this process executes; a lease it
-  finds taken over (or cannot renew for ``lease_s``) stops its run at once (``lease_lost``);
+- the ``durable_heartbeat`` worker (``leases.py``) renews the leases of the runs this process
+  executes; a lease it finds taken over (or cannot renew for most of ``lease_s``) stops its run at
+  once (``lease_lost``);
 - the ``durable_recovery`` worker (at start, then every ``recovery_scan_s``) claims runs whose
   lease expired — their worker died — and continues each from its last checkpoint. The claim is one
   conditional ``UPDATE``, so of several workers exactly one resumes a run;
@@ -13,7 +14,9 @@ A run is one thread of a compiled graph (``thread_id = run_id``) plus its lease 
   given back; :meth:`DurableRuntime.resume` claims it again and continues with
   ``Command(resume=value)``;
 - the outcome (``succeeded`` with the output, or ``failed`` with the error) is written once, by the
-  holder of the current lease token.
+  holder of the current lease token. When the database goes away under a run, the run is not
+  failed: it is left to its lease (``abandoned``) and continued from its last checkpoint, up to
+  ``max_claims`` times.
 
 Steps run with ``durability="sync"``: a step's checkpoint is written before the next step starts,
 so a resumed run repeats at most the step that was under way when its worker died. Steps with side
@@ -23,7 +26,6 @@ effects key them with :meth:`RunInfo.key` (the same on every attempt) to make th
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -34,7 +36,6 @@ import structlog
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.agent.durable.checkpointer import open_checkpointers
@@ -48,6 +49,7 @@ from gateway.agent.durable.definitions import (
     jsonable,
     run_events,
 )
+from gateway.agent.durable.leases import DATABASE_ERRORS, LeaseKeeper
 from gateway.background import BackgroundWorker
 from gateway.config.durable import DurableConfig
 from gateway.config.settings import Settings
@@ -77,15 +79,10 @@ class DurableRuntime:
             g.name: (g, [g.builder.compile(checkpointer=saver, name=g.name) for saver in self._savers])
             for g in graphs
         }
-        self._leases: dict[str, int] = {}
-        self._renewed: dict[str, float] = {}
+        self._leases = LeaseKeeper(engine=engine, config=config)
         self._handles: dict[str, RunHandle] = {}
-        self._lost: set[str] = set()
         self._recovered: set[str] = set()
         self._contexts: dict[str, Callable[[RunInfo], Any]] = {}
-        self._heartbeat = BackgroundWorker(
-            "durable_heartbeat", self._renew, interval_s=config.heartbeat_s, backoff=None
-        )
         self._recovery = BackgroundWorker(
             "durable_recovery", self.recover, interval_s=config.recovery_scan_s, first=self.recover
         )
@@ -95,7 +92,7 @@ class DurableRuntime:
         return frozenset(self._graphs)
 
     def start(self, *, recover: bool = True) -> None:
-        self._heartbeat.start()
+        self._leases.worker.start()
         if recover:
             self._recovery.start()
 
@@ -108,7 +105,7 @@ class DurableRuntime:
             assert handle.task is not None
             handle.task.cancel()
         await asyncio.gather(*(h.task for h in handles if h.task is not None), return_exceptions=True)
-        await self._heartbeat.aclose()
+        await self._leases.worker.aclose()
 
     def _shard(self, run_id: str) -> int:
         """The saver a run's checkpoints are written through: always the same for one run."""
@@ -200,12 +197,12 @@ class DurableRuntime:
         handle = RunHandle(lease.run_id, queue=asyncio.Queue() if stream else None)
         if context is not None:
             self._contexts[lease.run_id] = context
-        self._leases[lease.run_id] = lease.token
-        self._renewed[lease.run_id] = time.monotonic()
         self._handles[lease.run_id] = handle
-        handle.task = asyncio.get_running_loop().create_task(
+        task = asyncio.get_running_loop().create_task(
             self._execute(handle, lease, payload, event), name=f"durable-{lease.run_id}"
         )
+        handle.task = task
+        self._leases.hold(lease.run_id, lease.token, on_lost=task.cancel)
         return handle
 
     async def _execute(self, handle: RunHandle, lease: runs.Lease, payload: Any, event: str) -> RunOutcome:
@@ -232,21 +229,23 @@ class DurableRuntime:
             try:
                 outcome = await self._drive(handle, graph, compiled, lease, payload, config)
             except asyncio.CancelledError:
-                self._leases.pop(run_id, None)
-                if run_id in self._lost:
+                self._leases.release(run_id)
+                if run_id in self._leases.lost:
                     outcome = RunOutcome(run_id, "lease_lost")
                 else:
-                    released = await asyncio.shield(self._give_back(lease, "running"))
-                    outcome = RunOutcome(run_id, "released" if released else "lease_lost")
+                    outcome = await asyncio.shield(self._hand_back(lease))
             except Exception as exc:
-                self._leases.pop(run_id, None)
+                self._leases.release(run_id)
                 error = f"{type(exc).__name__}: {exc}"[:2000]
                 bound.warning("durable_run_error", error=error)
-                outcome = await self._record(lease, "failed", error=error)
+                if isinstance(exc, DATABASE_ERRORS) and lease.claims < self.config.max_claims:
+                    # the database went away under the run: its lease expires, and a worker
+                    # (this one, maybe) continues it from the last checkpoint that was written
+                    outcome = RunOutcome(run_id, "abandoned", error=error)
+                else:
+                    outcome = await self._record(lease, "failed", error=error)
             finally:
-                self._leases.pop(run_id, None)
-                self._renewed.pop(run_id, None)
-                self._lost.discard(run_id)
+                self._leases.forget(run_id)
                 self._recovered.discard(run_id)
                 self._contexts.pop(run_id, None)
                 self._handles.pop(run_id, None)
@@ -278,7 +277,7 @@ class DurableRuntime:
             for event in run_events(run_id, mode, chunk):
                 handle.put(event)
         snapshot = await compiled.aget_state(config)
-        self._leases.pop(run_id, None)  # no more renewals: the lease is valid long enough to write
+        self._leases.release(run_id)  # no more renewals: the lease is valid long enough to write
         if snapshot.next:
             interrupts = tuple(item.value for item in snapshot.interrupts)
             released = await self._give_back(lease, "interrupted")
@@ -287,6 +286,13 @@ class DurableRuntime:
         if outcome.status == "succeeded" and not self.config.keep_checkpoints:
             await self._forget(run_id)
         return outcome
+
+    async def _hand_back(self, lease: runs.Lease) -> RunOutcome:
+        try:
+            released = await self._give_back(lease, "running")
+        except DATABASE_ERRORS as exc:
+            return RunOutcome(lease.run_id, "abandoned", error=f"{type(exc).__name__}: {exc}")
+        return RunOutcome(lease.run_id, "released" if released else "lease_lost")
 
     async def _forget(self, run_id: str) -> None:
         """A succeeded run's checkpoints are no longer needed (its result is in its row); a failed
@@ -310,47 +316,13 @@ class DurableRuntime:
                     result=result,
                     error=error,
                 )
-        except (SQLAlchemyError, OSError) as exc:
+        except DATABASE_ERRORS as exc:
             return RunOutcome(lease.run_id, "abandoned", error=f"{type(exc).__name__}: {exc}")
         if not written:
             return RunOutcome(lease.run_id, "lease_lost")
         return RunOutcome(
             lease.run_id, "succeeded" if status == "succeeded" else "failed", result, error=error
         )
-
-    async def _renew(self) -> bool:
-        leases = dict(self._leases)
-        if not leases:
-            return True
-        try:
-            async with self._engine.begin() as conn:
-                held = await runs.renew(
-                    conn, owner=self.config.worker_id, leases=leases, lease_s=self.config.lease_s
-                )
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("durable_lease_renewal_failed", error=type(exc).__name__, runs=len(leases))
-            # past most of the lease, another worker may take the run: stop before it does
-            cutoff = time.monotonic() - self.config.lease_s * 0.8
-            for run_id, token in leases.items():
-                if self._renewed.get(run_id, cutoff) < cutoff:
-                    self._lose(run_id, token)
-            return False
-        now = time.monotonic()
-        for run_id, token in leases.items():
-            if run_id in held:
-                self._renewed[run_id] = now
-            else:
-                self._lose(run_id, token)
-        return True
-
-    def _lose(self, run_id: str, token: int) -> None:
-        if self._leases.get(run_id) != token:
-            return  # the run ended (or was given back) meanwhile
-        handle = self._handles.get(run_id)
-        log.warning("durable_lease_lost", run_id=run_id, durable_worker=self.config.worker_id)
-        self._lost.add(run_id)
-        if handle is not None and handle.task is not None:
-            handle.task.cancel()
 
 
 @asynccontextmanager
