@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii train-guard lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,10 @@ train-guard: install
 ## PII on values from an independent generator (Faker) plus hard negatives; 4,000-char latency (issue #21)
 eval-pii: install
 	$(PY) scripts/eval_pii.py $(EVAL_PII_ARGS)
+
+## The built-in embedding model: KO/EN translation pairs, latency per input (batch 1 and 32), memory
+eval-embeddings: install
+	OPENBLAS_NUM_THREADS=1 $(PY) scripts/eval_embeddings.py
 
 ## Re-pin requirements.lock from pyproject.toml
 lock:

@@ -31,6 +31,7 @@ from gateway.runtime import ConfigHolder
 from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
+from gateway.services.embeddings import EmbeddingService
 
 log = structlog.get_logger("prism.lifespan")
 
@@ -49,6 +50,8 @@ class AppState:
     config_sync: ConfigSync | None = None
     shadow_results: ShadowResults | None = None
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
+    embeddings: EmbeddingService | None = None
+    """``/v1/embeddings`` and in-process embeddings (docs/embeddings.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -124,6 +127,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             backends=backends,
             config_sync=config_sync,
             shadow_results=shadow.results,
+            embeddings=EmbeddingService(
+                holder=holder,
+                clients=clients,
+                env=os.environ,
+                usage=accounts.recorder,
+                quotas=backends.quotas,
+                cache=backends.cache,
+            ),
         )
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))

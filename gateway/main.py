@@ -14,6 +14,7 @@ from gateway.api import (
     anthropic,
     auth,
     conversations,
+    embeddings,
     experiments,
     health,
     keys,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(openai.router)
     app.include_router(anthropic.router)
     app.include_router(responses_api.router)
+    app.include_router(embeddings.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)

@@ -321,14 +321,12 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
 async def list_models(request: Request, state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     snapshot = state.holder.current
     created = int(time.time())
-    if request.headers.get("anthropic-version"):  # the anthropic SDK's client.models.list()
-        names = [name for name in snapshot.router.public_names() if principal.may_use(name)]
+    names = [name for name in snapshot.router.public_names() if principal.may_use(name)]
+    if request.headers.get("anthropic-version"):  # the anthropic SDK's client.models.list(): chat models
         return OrjsonResponse(anthropic_models.model_page(names, created))
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "prism"}
-        for name in snapshot.router.public_names()
-        if principal.may_use(name)
-    ]
+    if state.embeddings is not None:  # embedding models too (docs/embeddings.md)
+        names += state.embeddings.public_names(principal)
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "prism"} for name in names]
     return OrjsonResponse({"object": "list", "data": data})
 
 
@@ -337,7 +335,8 @@ async def get_model(
     model_id: str, request: Request, state: AppStateDep, principal: PrincipalDep
 ) -> OrjsonResponse:
     snapshot = state.holder.current
-    if model_id not in snapshot.router.public_names() or not principal.may_use(model_id):
+    embedding = state.embeddings is not None and model_id in state.embeddings.public_names(principal)
+    if not embedding and (model_id not in snapshot.router.public_names() or not principal.may_use(model_id)):
         raise ModelNotFound(f"The model {model_id!r} does not exist", param="model")
     if request.headers.get("anthropic-version"):
         return OrjsonResponse(anthropic_models.model_info(model_id, int(time.time())))

@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.config.embeddings import EmbeddingModelConfig
 from gateway.config.experiments import ExperimentConfig, ShadowJudgeConfig
 from gateway.config.guardrails import GuardrailsConfig
 from gateway.config.providers import MockSettings, UpstreamHTTPSettings
 from gateway.config.quotas import QuotaConfig
+from gateway.config.tools import ToolsConfig
 
 
 class ConfigError(Exception):
@@ -221,6 +223,10 @@ class RoutingConfig(_Strict):
     quotas: QuotaConfig = QuotaConfig()
     experiments: dict[str, ExperimentConfig] = {}
     access: AccessConfig = AccessConfig()
+    embeddings: dict[str, EmbeddingModelConfig] = {}
+    """Models served on ``/v1/embeddings`` (``gateway/config/embeddings.py``, docs/embeddings.md)."""
+    tools: ToolsConfig = ToolsConfig()
+    """Limits of the built-in server-side tools: calculator, date/time, sandboxed Python (docs/tools.md)."""
 
     def deadline_for(self, requested: str, asked_s: float | None = None) -> float:
         """The total deadline of a request: the alias's, else its model's, else ``retry.deadline_s``;
@@ -283,6 +289,11 @@ class RoutingConfig(_Strict):
             f"routing.intent_tiers.{intent}: unknown tier {tier!r}"
             for intent, tier in self.routing.intent_tiers.items()
             if tier not in tiers
+        )
+        problems.extend(
+            f"embeddings.{name}: the name is taken by a chat model or alias"
+            for name in self.embeddings
+            if name in known or name in self.aliases
         )
         escalation = self.routing.escalation
         if escalation.enabled and escalation.model not in known:

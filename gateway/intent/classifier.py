@@ -20,7 +20,7 @@ import pathlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -88,6 +88,12 @@ def _shared_encoder() -> SentenceEncoder:
         if _SHARED_ENCODER is None:
             _SHARED_ENCODER = build_encoder()
         return _SHARED_ENCODER
+
+
+def shared_encoder_weights() -> Any:
+    """The shared encoder's weights and tokenizer (``weights.UseWeights``), loaded once per process,
+    for another forward pass over the same model (``/v1/embeddings``' built-in model)."""
+    return _shared_encoder().backend
 
 
 def _sigmoid(x: float) -> float:
