@@ -36,6 +36,7 @@ from gateway.errors import ContentBlocked
 from gateway.guardrails import Guardrails, InputVerdict, MaskTable, OutputVerdict, StreamOutputGuard
 from gateway.observability import metrics
 from gateway.providers.base import Choice, Completion, Delta
+from gateway.providers.frames import patch
 from gateway.routing.router import RouteDecision
 
 log = structlog.get_logger("prism.guard")
@@ -280,9 +281,18 @@ class GuardService:
                                 check(args_guard)
                                 call = {**call, "function": {**function, "arguments": piece}}
                             calls.append(call)
+                    if delta.frames:  # upstream chunks: every one goes on, with the guard's text
+                        if delta.finish_reason is not None and index not in finished:
+                            finished.add(index)
+                            tail = flush(index)
+                            if tail is not None:
+                                text = (text or "") + (tail.content or "")
+                                calls = [*(calls or ()), *(tail.tool_calls or ())] or None
+                        yield patch(delta, text or None, calls)
+                        continue
                     if text or calls:
                         yield Delta(content=text or None, tool_calls=calls, index=index)
-                    if delta.finish_reason is not None:
+                    if delta.finish_reason is not None and index not in finished:
                         finished.add(index)
                         tail = flush(index)
                         if tail is not None:
