@@ -262,6 +262,8 @@ class GuardService:
                 return None
 
             finished: set[int] = set()
+            open_call: dict[int, int] = {}  # per choice, the tool call whose arguments are streaming
+            closed: list[StreamOutputGuard] = []  # argument guards finished early (their verdicts count)
             try:
                 async for delta in deltas:
                     index = delta.index
@@ -274,6 +276,19 @@ class GuardService:
                     if delta.tool_calls:
                         calls = []
                         for call in delta.tool_calls:
+                            call_index = int(call.get("index", 0))
+                            previous = open_call.get(index)
+                            if previous is not None and previous != call_index:
+                                # the previous call's held-back tail goes out before this one starts
+                                done = arguments.pop((index, previous), None)
+                                if done is not None:
+                                    closed.append(done)
+                                    tail_args = done.finish()
+                                    check(done)
+                                    if tail_args:
+                                        tail_call = {"index": previous, "function": {"arguments": tail_args}}
+                                        calls.append(tail_call)
+                            open_call[index] = call_index
                             function = call.get("function")
                             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                                 args_guard = arguments_guard((index, int(call.get("index", 0))))
@@ -304,7 +319,7 @@ class GuardService:
                     if tail is not None:
                         yield tail
             finally:
-                verdicts = [guard.verdict for guard in (*content.values(), *arguments.values())]
+                verdicts = [guard.verdict for guard in (*content.values(), *arguments.values(), *closed)]
                 service.record_output(merge_output_verdicts(verdicts), trace=trace, model=model)
 
         return apply

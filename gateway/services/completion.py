@@ -68,9 +68,7 @@ def chat_input(request: ChatCompletionRequest, raw: Mapping[str, Any]) -> ChatIn
     messages = [dict(message) for message in raw["messages"]]
     params = {key: raw[key] for key in SAMPLING_FIELDS if raw.get(key) is not None}
     extra = {
-        key: value
-        for key, value in raw.items()
-        if key not in GATEWAY_FIELDS and key not in SAMPLING_FIELDS and value is not None
+        key: value for key, value in raw.items() if key not in GATEWAY_FIELDS and key not in SAMPLING_FIELDS
     }
     if raw.get("store") is True and raw.get("metadata"):
         extra["metadata"] = raw["metadata"]  # stored completions keep their tags (docs/api.md)
