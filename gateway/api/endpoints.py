@@ -1,7 +1,7 @@
 """The answer to a path Prism does not serve: OpenAI's ``Invalid URL`` 404, naming what is served.
 
 Under ``/v1`` the message lists the OpenAI-compatible endpoints this app declares (read from its
-routes, so an endpoint added later is listed without touching this module), and points the
+OpenAPI schema, so an endpoint added later is listed without touching this module), and points the
 callers of APIs Prism does not implement — the legacy ``/v1/completions`` above all — to the one
 that replaces them (docs/api.md).
 """
@@ -26,15 +26,16 @@ _INSTEAD = {
 
 
 def served_endpoints(request: Request) -> list[str]:
-    """``METHOD /v1/...`` of every OpenAI-compatible route the app declares, sorted."""
-    served: set[str] = set()
-    for route in request.app.routes:
-        path = getattr(route, "path", "")
-        if not isinstance(path, str) or not path.startswith("/v1/"):
-            continue
-        for method in getattr(route, "methods", None) or ():
-            if method not in ("HEAD", "OPTIONS"):
-                served.add(f"{method} {path}")
+    """``METHOD /v1/...`` of every OpenAI-compatible route the app declares, sorted (from its OpenAPI
+    schema, built once and cached by FastAPI whether or not ``/openapi.json`` is served)."""
+    schema = request.app.openapi()
+    served = [
+        f"{method.upper()} {path}"
+        for path, operations in schema.get("paths", {}).items()
+        if path.startswith("/v1/")
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
     return sorted(served, key=lambda item: (item.split(" ", 1)[1], item))
 
 

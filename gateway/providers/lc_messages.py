@@ -51,9 +51,12 @@ def to_langchain(messages: Sequence[Mapping[str, Any]], *, openai_wire: bool = F
             converted.append(HumanMessage(content=_content(message), name=name))
         elif role == "assistant" and openai_wire and message.get("tool_calls"):
             raw_calls = [dict(call) for call in message["tool_calls"]]
-            converted.append(
-                AIMessage(content=_content(message), name=name, additional_kwargs={"tool_calls": raw_calls})
-            )
+            ai = AIMessage(content=_content(message), name=name, additional_kwargs={"tool_calls": raw_calls})
+            # AIMessage parses these into ``tool_calls``, which langchain-openai would re-serialise;
+            # without them it sends ``additional_kwargs['tool_calls']`` as they are
+            ai.tool_calls = []
+            ai.invalid_tool_calls = []
+            converted.append(ai)
         elif role == "assistant":
             tool_calls = []
             for call in message.get("tool_calls") or ():

@@ -32,7 +32,7 @@ from gateway.errors import (
     ProviderUnavailable,
 )
 
-_KEY = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9*_.\-]{3,}")
+_KEY = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9*_\-]{3,}")
 _REJECTED: dict[int, type[ProviderRejected]] = {
     400: ProviderRejected,
     413: ProviderRejectedTooLarge,
