@@ -5,15 +5,18 @@ errors, ``stop`` limits, the ``client: langchain`` adapter's requests, and unkno
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import OpenAIRefusalError
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
 from tests.fakes.scripted_upstream import Reply, ScriptedOpenAIUpstream, running_scripted_openai
@@ -35,7 +38,7 @@ models:
     local: false
     tier: cheap
 retry: {{max_attempts: 1, base_delay_s: 0.01, max_delay_s: 0.05, deadline_s: 10}}
-cache: {{enabled: false}}
+cache: {{enabled: true}}
 """
 
 BASE = {
@@ -397,3 +400,37 @@ def test_langchain_messages_unchanged_by_the_default_client(
         "tool",
     ]
     assert sent.body["temperature"] == 0.2 and sent.body["model"] == "upstream-model"
+
+
+def test_cache_only_for_explicitly_deterministic_requests_and_hits_name_the_model(
+    gateway: GatewayProcess, sdk: openai.OpenAI, fake: ScriptedOpenAIUpstream
+) -> None:
+    """No ``temperature``: not cached (OpenAI's default is 1). ``temperature: 0``: the second call is a
+    hit, accounted to the configured model and its provider, not the upstream's response ``model``."""
+    marker = uuid.uuid4().hex
+    fake.script(*(Reply(body=answer({"content": "fresh"})) for _ in range(3)))
+    messages = [{"role": "user", "content": f"cache {marker}"}]
+    for _ in range(2):
+        raw = sdk.chat.completions.with_raw_response.create(model="up", messages=messages)  # type: ignore[arg-type]
+        assert raw.headers["x-prism-cache"] == "bypass"
+    hit = None
+    for _ in range(2):
+        hit = sdk.chat.completions.with_raw_response.create(model="up", messages=messages, temperature=0)  # type: ignore[arg-type]
+    assert hit is not None and hit.headers["x-prism-cache"] == "hit" and hit.headers["x-prism-model"] == "up"
+    assert len(fake.requests) == 3
+    request_id = hit.headers["x-request-id"]
+    lines = [
+        orjson.loads(line)
+        for line in gateway.log().splitlines()
+        if request_id in line and line.startswith("{")
+    ]
+    access = [line for line in lines if "cache_hit" in line]
+    assert access and access[-1]["cache_hit"] is True
+    assert (access[-1]["provider"], access[-1]["model_served"]) == ("openai", "up")
+    tokens = [
+        (sample.labels["model"], sample.labels["provider"])
+        for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text)
+        for sample in family.samples
+        if sample.name == "prism_tokens_total"
+    ]
+    assert ("up", "openai") in tokens and not any(model == "other" for model, _ in tokens)
