@@ -67,7 +67,7 @@ class FrameWriter:
                 if not self.include_usage:
                     if not event.get("choices"):
                         continue  # the usage chunk the client did not ask for
-                    event = {key: value for key, value in event.items() if key != "usage"}
+                    del event["usage"]
                 elif event["usage"]:
                     self.sent_usage = True
             self.template = event
@@ -78,7 +78,8 @@ class FrameWriter:
                     or (choice.get("delta") or {}).get("refusal")
                 ):
                     self.lossy = True
-            parts.append(b"data: " + orjson.dumps({**event, "id": self.request_id}) + b"\n\n")
+            event["id"] = self.request_id  # the chunk is ours now: written once, never read again
+            parts.append(b"data: " + orjson.dumps(event) + b"\n\n")
         if not delta.frames and (delta.content or delta.tool_calls):  # text the guard released late
             body: dict[str, Any] = {}
             if delta.content:
