@@ -30,13 +30,13 @@ from typing import Any
 
 import structlog
 
+from gateway.agent.guard_frames import FrameHold
 from gateway.agent.state import RequestTrace
 from gateway.config.guardrails import GuardPolicy
 from gateway.errors import ContentBlocked
 from gateway.guardrails import Guardrails, InputVerdict, MaskTable, OutputVerdict, StreamOutputGuard
 from gateway.observability import metrics
 from gateway.providers.base import Choice, Completion, Delta
-from gateway.providers.frames import patch
 from gateway.routing.router import RouteDecision
 
 log = structlog.get_logger("prism.guard")
@@ -264,6 +264,7 @@ class GuardService:
             finished: set[int] = set()
             open_call: dict[int, int] = {}  # per choice, the tool call whose arguments are streaming
             closed: list[StreamOutputGuard] = []  # argument guards finished early (their verdicts count)
+            hold: FrameHold | None = None  # set once the stream carries upstream chunks
             try:
                 async for delta in deltas:
                     index = delta.index
@@ -296,14 +297,17 @@ class GuardService:
                                 check(args_guard)
                                 call = {**call, "function": {**function, "arguments": piece}}
                             calls.append(call)
-                    if delta.frames:  # upstream chunks: every one goes on, with the guard's text
-                        if delta.finish_reason is not None and index not in finished:
+                    if delta.frames or hold is not None:  # upstream chunks: held whole (guard_frames.py)
+                        hold = hold or FrameHold()
+                        done_now = delta.finish_reason is not None and index not in finished
+                        if done_now:
                             finished.add(index)
                             tail = flush(index)
                             if tail is not None:
                                 text = (text or "") + (tail.content or "")
                                 calls = [*(calls or ()), *(tail.tool_calls or ())] or None
-                        yield patch(delta, text or None, calls)
+                        for out in hold.push(delta, text, calls, closed=done_now):
+                            yield out
                         continue
                     if text or calls:
                         yield Delta(content=text or None, tool_calls=calls, index=index)
@@ -316,8 +320,15 @@ class GuardService:
                         yield Delta(finish_reason=delta.finish_reason, usage=delta.usage, index=index)
                 for index in sorted({*content, *(key[0] for key in arguments)} - finished):
                     tail = flush(index)
-                    if tail is not None:
+                    if tail is not None and hold is not None:
+                        hold.add_text(index, tail.content)
+                        if tail.tool_calls:
+                            yield Delta(tool_calls=tail.tool_calls, index=index)
+                    elif tail is not None:
                         yield tail
+                if hold is not None:
+                    for out in hold.drain(final=True):
+                        yield out
             finally:
                 verdicts = [guard.verdict for guard in (*content.values(), *arguments.values(), *closed)]
                 service.record_output(merge_output_verdicts(verdicts), trace=trace, model=model)

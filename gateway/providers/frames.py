@@ -2,8 +2,8 @@
 
 An OpenAI-compatible upstream's ``chat.completion.chunk`` reaches the client as the upstream sent it
 (docs/api.md, "Transparency"): the provider reads each chunk into a ``Delta`` for accounting and the
-guard, and keeps the chunk itself. When the output guard changes or holds back text, ``patch``
-writes the guard's text back into the chunks, leaving every other field where it was.
+guard, and keeps the chunk itself. When the output guard changes text, ``patch`` writes the guard's
+text back into the chunks, leaving every other field where it was.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ A JSON answer is the upstream's body; a stream is the upstream's chunks, in thei
 grouping. What Prism changes, and why:
 
 * ``id`` becomes the gateway's ``chatcmpl-<x-request-id>`` (it keys the usage record);
-* text the output guard filtered or un-masked (PII placeholders restored) — in streams its held-back
-  window moves text into later chunks of the same choice, every other field stays where it was;
+* text the output guard filtered or un-masked (PII placeholders restored); in streams the guard holds
+  chunks whole until their text is cleared (``gateway/agent/guard_frames.py``), so only a changed
+  answer's text moves between chunks, every other field stays where it was;
 * a stream always asks the upstream for usage: without ``stream_options.include_usage`` from the
   client, the ``usage`` field and the final usage chunk are not relayed; with it and an upstream that
   sends none, Prism adds its own count as the last chunk (and fills ``usage`` of a JSON answer that
