@@ -22,39 +22,42 @@ def event_deltas(event: dict[str, Any], usage: Usage | None, pending: list[dict[
     if len(choices) > 1:
         parts = [{**event, "choices": [choice]} for choice in choices]
         return [delta for part in parts for delta in event_deltas(part, usage, pending)]
-    content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    finish: str | None = None
-    index = 0
-    meaningful = usage is not None
-    if choices:
-        choice = choices[0]
-        index = int(choice.get("index") or 0)
-        body = choice.get("delta") or {}
-        content = body.get("content") or None
-        tool_calls = body.get("tool_calls") or None
-        finish = choice.get("finish_reason") or None
-        meaningful = meaningful or bool(content or tool_calls or finish or body.get("refusal"))
-    if not meaningful:
+    if not choices:
+        if usage is None:
+            pending.append(event)
+            return []
+        return [Delta(usage=usage, frames=_frames(pending, event))]
+    choice = choices[0]
+    body = choice.get("delta") or {}
+    content = body.get("content") or None
+    tool_calls = body.get("tool_calls") or None
+    finish = choice.get("finish_reason") or None
+    if not (content or tool_calls or finish or usage is not None or body.get("refusal")):
         pending.append(event)
         return []
-    frames = (*pending, event) if pending else (event,)
+    index = choice.get("index") or 0
+    return [Delta(content, tool_calls, finish, usage, int(index), _frames(pending, event))]
+
+
+def _frames(pending: list[dict[str, Any]], event: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    if not pending:
+        return (event,)
+    frames = (*pending, event)
     pending.clear()
-    return [
-        Delta(
-            content=content,
-            tool_calls=tool_calls,
-            finish_reason=finish,
-            usage=usage,
-            index=index,
-            frames=frames,
-        )
-    ]
+    return frames
 
 
 def _plain(delta: Delta) -> bool:
-    return (
-        bool(delta.content) and not delta.tool_calls and delta.finish_reason is None and delta.usage is None
+    return bool(delta.content) and not (delta.tool_calls or delta.finish_reason or delta.usage)
+
+
+def _joined(run: list[Delta]) -> Delta:
+    if len(run) == 1:
+        return run[0]
+    return Delta(
+        content="".join(delta.content or "" for delta in run),
+        index=run[0].index,
+        frames=tuple(frame for delta in run for frame in delta.frames),
     )
 
 
@@ -64,14 +67,20 @@ def coalesce(deltas: list[Delta]) -> list[Delta]:
     if len(deltas) < 2:
         return deltas
     out: list[Delta] = []
+    run: list[Delta] = []
     for delta in deltas:
-        last = out[-1] if out else None
-        if last is not None and _plain(delta) and _plain(last) and last.index == delta.index:
-            out[-1] = replace(
-                last, content=(last.content or "") + (delta.content or ""), frames=last.frames + delta.frames
-            )
-        else:
-            out.append(delta)
+        if _plain(delta):
+            if run and run[0].index != delta.index:
+                out.append(_joined(run))
+                run = []
+            run.append(delta)
+            continue
+        if run:
+            out.append(_joined(run))
+            run = []
+        out.append(delta)
+    if run:
+        out.append(_joined(run))
     return out
 
 

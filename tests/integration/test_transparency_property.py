@@ -149,8 +149,10 @@ def test_streams_arrive_as_sent(
 def test_the_output_guard_moves_text_only(
     fake: ScriptedOpenAIUpstream, client: httpx.Client, chunks: list[dict[str, Any]]
 ) -> None:
-    """With the output guard on (model ``guarded``), its held-back window may move text into later
-    chunks of the same choice; every chunk still arrives, in order, with every other field as sent."""
+    """With the output guard on (model ``guarded``) chunks are held until the guard cleared their
+    text; where it changes the text (random text can look like PII), the text may move between chunks
+    of the choice, but every chunk still arrives, in order, with every other field as sent (an
+    unchanged answer arriving chunk for chunk is ``tests/unit/test_guard_frames.py``)."""
     fake.script(Reply(chunks=chunks))
     body = {
         "model": "guarded",
