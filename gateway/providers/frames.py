@@ -47,6 +47,28 @@ def _frames(pending: list[dict[str, Any]], event: dict[str, Any]) -> tuple[dict[
     return frames
 
 
+def plain_text(event: Any) -> tuple[int, str] | None:
+    """``(choice index, text)`` of a chunk that carries only text for one choice (the bulk of a
+    stream), else ``None``: the fast path of ``StreamState.batch``, which skips building a delta per
+    such chunk."""
+    if type(event) is not dict or "error" in event or event.get("usage"):
+        return None
+    choices = event.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("finish_reason"):
+        return None
+    body = choice.get("delta")
+    if type(body) is not dict:
+        return None
+    content = body.get("content")
+    if type(content) is not str or not content or body.get("tool_calls") or body.get("refusal"):
+        return None
+    index = choice.get("index") or 0
+    return (index, content) if type(index) is int else None
+
+
 def _plain(delta: Delta) -> bool:
     return bool(delta.content) and not (delta.tool_calls or delta.finish_reason or delta.usage)
 

@@ -23,7 +23,7 @@ import orjson
 from gateway.config.providers import UpstreamHTTPSettings
 from gateway.errors import ProviderBadResponse, ProviderTimeout, ProviderUnavailable
 from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
-from gateway.providers.frames import coalesce, event_deltas
+from gateway.providers.frames import event_deltas, plain_text
 from gateway.providers.tokens import count_messages, count_text
 from gateway.providers.transport import EndpointFactory
 from gateway.providers.upstream_errors import error_for_status, retry_after_s
@@ -105,6 +105,40 @@ class StreamState:
         """Tokens of the text relayed so far (counted once, only when the upstream sent no usage)."""
         return count_text("".join(self.pieces))
 
+    def batch(self, batch: list[bytes], *, target: str) -> list[Delta]:
+        """The SSE ``data`` payloads that arrived together → the deltas to relay: consecutive text
+        chunks of one choice as one delta holding all of them (one guard scan, one write; the
+        client still gets every chunk), any other chunk through ``deltas``."""
+        out: list[Delta] = []
+        texts: list[str] = []
+        frames: list[dict[str, Any]] = []
+        run_index = 0
+        for data in batch:
+            event = _decode(data)
+            if event is None:
+                raise ProviderBadResponse(f"{target}: undecodable stream event", target=target)
+            text = plain_text(event)
+            if text is not None:
+                index, piece = text
+                if frames and index != run_index:
+                    out.append(Delta(content="".join(texts), index=run_index, frames=tuple(frames)))
+                    texts, frames = [], []
+                if not frames and self.pending:
+                    frames += self.pending
+                    self.pending.clear()
+                run_index = index
+                texts.append(piece)
+                frames.append(event)
+                self.pieces.append(piece)
+                continue
+            if frames:
+                out.append(Delta(content="".join(texts), index=run_index, frames=tuple(frames)))
+                texts, frames = [], []
+            out += self.deltas(event, target=target)
+        if frames:
+            out.append(Delta(content="".join(texts), index=run_index, frames=tuple(frames)))
+        return out
+
     def deltas(self, event: Any, *, target: str) -> list[Delta]:
         """One decoded SSE ``data`` payload → the deltas to relay (an in-stream error raises).
 
@@ -117,7 +151,10 @@ class StreamState:
         usage = event.get("usage")
         if usage:
             self.usage = usage_from(usage)
-        out = event_deltas(event, self.usage if usage else None, self.pending)
+        try:
+            out = event_deltas(event, self.usage if usage else None, self.pending)
+        except (AttributeError, TypeError, ValueError) as exc:  # choices/delta of the wrong shape
+            raise ProviderBadResponse(f"{target}: malformed stream event", target=target) from exc
         for delta in out:
             if delta.content:
                 self.pieces.append(delta.content)
@@ -207,15 +244,7 @@ class OpenAIWireProvider(Provider):
                     )
                 loop = asyncio.get_running_loop()
                 async for batch in _event_batches(response.chunks(), limit, loop, self._timeout_s):
-                    out: list[Delta] = []
-                    for data in batch:
-                        event = _decode(data)
-                        if event is None:
-                            raise ProviderBadResponse(
-                                f"{self.name}: undecodable stream event", target=self.name
-                            )
-                        out += state.deltas(event, target=self.name)
-                    for delta in coalesce(out):
+                    for delta in state.batch(batch, target=self.name):
                         yield delta
         except TimeoutError as exc:
             raise ProviderTimeout(f"{self.name}: stream stalled", target=self.name) from exc

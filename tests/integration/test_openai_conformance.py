@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from tests.fakes.scripted_upstream import Reply, ScriptedOpenAIUpstream, running_scripted_openai
 from tests.support.gateway_proc import GatewayProcess, running_gateway
+from tests.support.waiting import wait_until
 
 CONFIG = """
 models:
@@ -419,13 +420,18 @@ def test_cache_only_for_explicitly_deterministic_requests_and_hits_name_the_mode
     assert hit is not None and hit.headers["x-prism-cache"] == "hit" and hit.headers["x-prism-model"] == "up"
     assert len(fake.requests) == 3
     request_id = hit.headers["x-request-id"]
-    lines = [
-        orjson.loads(line)
-        for line in gateway.log().splitlines()
-        if request_id in line and line.startswith("{")
-    ]
-    access = [line for line in lines if "cache_hit" in line]
-    assert access and access[-1]["cache_hit"] is True
+
+    def access_lines() -> list[dict[str, Any]]:  # the access log is written after the answer
+        lines = [
+            orjson.loads(line)
+            for line in gateway.log().splitlines()
+            if request_id in line and line.startswith("{")
+        ]
+        return [line for line in lines if "cache_hit" in line]
+
+    wait_until(lambda: bool(access_lines()), "the cache hit's access log line")
+    access = access_lines()
+    assert access[-1]["cache_hit"] is True
     assert (access[-1]["provider"], access[-1]["model_served"]) == ("openai", "up")
     tokens = [
         (sample.labels["model"], sample.labels["provider"])
