@@ -23,6 +23,7 @@ from gateway.api import (
     responses_api,
     routing_policy,
 )
+from gateway.api.endpoints import unknown_url
 from gateway.api.hot_path import PrismApp
 from gateway.api.responses import OrjsonResponse
 from gateway.config.settings import Settings, get_settings
@@ -30,7 +31,6 @@ from gateway.errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
-    NotFound,
     as_database_unavailable,
     error_response,
 )
@@ -73,7 +73,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error: GatewayError
     if exc.status_code == 404:
-        error = NotFound(f"Unknown path {request.url.path}", code="unknown_url")
+        error = unknown_url(request)
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
     else:

@@ -32,6 +32,8 @@ from gateway.services.completion import CachePolicy, chat_input
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|.*\[.*\])$")
+
 _CHAT_SCHEMA = {
     "requestBody": {
         "required": True,
@@ -80,11 +82,17 @@ def parse_chat_request(
     problem = _body_problem(raw, max_depth)
     if problem is not None:
         raise InvalidRequest(problem, code="invalid_text" if "NUL" in problem else "invalid_json")
+    stop = raw.get("stop")
+    if isinstance(stop, list) and len(stop) > 4:
+        raise InvalidRequest(
+            f"'stop' takes a string or at most 4 strings, got {len(stop)}", param="stop", code="invalid_value"
+        )
     try:
         request = ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
+        # pydantic names the union branch it tried (``stop.str``, ``tool_choice.dict[str,any]``): not a field
+        param = ".".join(str(part) for part in first["loc"] if not _UNION_BRANCH.match(str(part))) or None
         raise InvalidRequest(
             f"Invalid value for {param or 'body'}: {first['msg']}", param=param, code="invalid_value"
         ) from exc
