@@ -148,6 +148,21 @@ USAGE_DROPPED = Counter("prism_usage_dropped", "Usage records dropped (must stay
 INFLIGHT = Gauge("prism_inflight_requests", "Requests in flight", multiprocess_mode="livesum")
 OPEN_STREAMS = Gauge("prism_open_streams", "SSE streams open", multiprocess_mode="livesum")
 CONFIG_RELOADS = Counter("prism_config_reloads", "Routing config reloads", ["outcome"])
+DURABLE_RUNS = Counter(
+    "prism_durable_runs",
+    "Durable flow runs by event (started, resumed, interrupted, succeeded, failed, lease_lost, released)",
+    ["graph", "event"],
+)
+DURABLE_STEP_LATENCY = Histogram(
+    "prism_durable_step_duration_seconds",
+    "One attempt of a durable flow's step (node), by outcome (ok, error, interrupt)",
+    ["graph", "node", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+DURABLE_RUNS_ACTIVE = Gauge(
+    "prism_durable_runs_active", "Durable runs this worker executes", multiprocess_mode="livesum"
+)
+DURABLE_EVENTS = ("started", "resumed", "interrupted", "succeeded", "failed", "lease_lost", "released")
 
 
 class LabelSet:
