@@ -23,6 +23,7 @@ from gateway.api import (
     responses_api,
     routing_policy,
 )
+from gateway.api.console import mount_console
 from gateway.api.endpoints import unknown_url
 from gateway.api.hot_path import PrismApp
 from gateway.api.responses import OrjsonResponse
@@ -92,8 +93,8 @@ def create_app(settings: Settings | None = None) -> PrismApp:
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served by gateway.api.console with local assets (no CDN)
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
+    mount_console(app, docs=docs)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(
