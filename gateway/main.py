@@ -23,6 +23,8 @@ from gateway.api import (
     routing_policy,
 )
 from gateway.api.hot_path import PrismApp
+from gateway.api.mcp import METHODS as MCP_METHODS
+from gateway.api.mcp import McpRoute
 from gateway.api.responses import OrjsonResponse
 from gateway.config.settings import Settings, get_settings
 from gateway.errors import (
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
+    app.router.add_route("/mcp", McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(

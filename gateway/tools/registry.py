@@ -66,6 +66,10 @@ class ToolRegistry:
         self._label = metrics.LabelSet(self._tools)
         metrics.zero_tool_series(fresh, ("ok", *ERROR_CODES))
 
+    def label(self, name: str) -> str:
+        """``name`` as a metric label: a registered tool's name, else ``other``."""
+        return self._label(name)
+
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name) if name not in self._unavailable else None
 
