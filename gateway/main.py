@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
-    app.router.add_route("/mcp", McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
+    app.router.add_route(McpRoute.path, McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(

@@ -4,7 +4,8 @@
 This ASGI endpoint authenticates the caller exactly as ``/v1`` does (``Authorization: Bearer`` with
 a Prism API key or access token, or ``X-API-Key``; anonymous when ``GATEWAY_AUTH_ENABLED`` is
 false), leaves the :class:`Principal` in the scope and hands the request to the SDK's session
-manager. A refused caller gets HTTP 401 with ``WWW-Authenticate: Bearer`` and a JSON-RPC error
+manager. ``GET`` and ``DELETE`` answer 405 (the endpoint is stateless: no stream, no session).
+A refused caller gets HTTP 401 with ``WWW-Authenticate: Bearer`` and a JSON-RPC error
 body (``{"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": ...}}``): what MCP
 clients expect from an HTTP transport, before any MCP message is read.
 """
@@ -26,17 +27,25 @@ from gateway.tools.mcp_serve import PRINCIPAL_KEY
 log = structlog.get_logger("prism.mcp_server")
 
 UNAUTHENTICATED = -32001
+METHOD_NOT_ALLOWED = -32000
 METHODS = ("GET", "POST", "DELETE")
 
 
 class McpRoute:
     """The ASGI app mounted on ``/mcp`` (a class instance: Starlette serves it as raw ASGI)."""
 
+    path = "/mcp"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self  # the route label of the request metrics, log and span (as FastAPI's routes do)
         state: AppState = scope["state"]["app"]
         endpoint = state.mcp_endpoint
         if endpoint is None:
             await _reply(send, 404, UNAUTHENTICATED, "The MCP endpoint is disabled on this gateway")
+            return
+        if scope["method"] != "POST":
+            # stateless: no session to delete and no stream to open (the spec's answer is 405)
+            await _reply(send, 405, METHOD_NOT_ALLOWED, "Only POST is served: this endpoint is stateless")
             return
         try:
             principal = await _authenticate(state, scope)
@@ -67,6 +76,8 @@ async def _reply(send: Send, status: int, code: int, message: str, *, challenge:
     headers = [(b"content-type", b"application/json")]
     if challenge:
         headers.append((b"www-authenticate", b'Bearer realm="prism", error="invalid_token"'))
+    if status == 405:
+        headers.append((b"allow", b"POST"))
     payload = orjson.dumps(body)
     headers.append((b"content-length", str(len(payload)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -199,3 +199,32 @@ async def _metrics(gateway: GatewayProcess) -> str:
 def _count(metrics: str, tool: str, status: str) -> float:
     pattern = rf'prism_mcp_server_calls_total{{status="{status}",tool="{tool}"}} ([0-9.e+]+)'
     return sum(float(match.group(1)) for match in re.finditer(pattern, metrics))
+
+
+def test_the_route_is_an_ordinary_gateway_route(gateway: GatewayProcess, admin_key: str) -> None:
+    """Stateless: no GET stream and no session to DELETE (405, as the spec allows); a request id and
+    the route in the request metrics like every route."""
+    auth = {"Authorization": f"Bearer {admin_key}"}
+    for method in ("GET", "DELETE"):
+        answer = httpx.request(method, f"{gateway.url}/mcp", headers={**auth, "Accept": "text/event-stream"})
+        assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+        assert answer.json()["error"]["code"] == -32000
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {}}
+    listed = httpx.post(
+        f"{gateway.url}/mcp",
+        json=body,
+        headers={
+            **auth,
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        },
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.headers["x-request-id"] and listed.headers["content-type"].startswith("application/json")
+    assert listed.json()["id"] == 7 and "calculator" in {
+        tool["name"] for tool in listed.json()["result"]["tools"]
+    }
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert re.search(r'prism_requests_total\{[^}]*route="/mcp"[^}]*status="200"', metrics), [
+        line for line in metrics.splitlines() if "/mcp" in line
+    ]
