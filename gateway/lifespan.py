@@ -138,7 +138,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             mcp_endpoint = McpEndpoint(
                 registry=tools, config=lambda: holder.current.config, quotas=backends.quotas
             )
-            await stack.enter_async_context(mcp_endpoint.run())
+            await mcp_endpoint.start()
+            stack.push_async_callback(mcp_endpoint.aclose)
         state = AppState(
             settings=settings,
             holder=holder,

@@ -16,13 +16,14 @@ from typing import Any
 
 import orjson
 import structlog
+from opentelemetry import context as otel_context
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.lifespan import AppState
 from gateway.observability import metrics
 from gateway.security.principal import ANONYMOUS, Principal
-from gateway.tools.mcp_serve import PRINCIPAL_KEY
+from gateway.tools.mcp_serve import PRINCIPAL_KEY, TRACE_CONTEXT_KEY
 
 log = structlog.get_logger("prism.mcp_server")
 
@@ -57,6 +58,7 @@ class McpRoute:
             return
         metrics.MCP_SERVER_REQUESTS.labels(outcome="accepted").inc()
         scope[PRINCIPAL_KEY] = principal
+        scope[TRACE_CONTEXT_KEY] = otel_context.get_current()
         await endpoint.manager.handle_request(scope, receive, send)
 
 

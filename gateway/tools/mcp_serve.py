@@ -17,11 +17,11 @@ principal's RPM quota, and is audited: one ``mcp_server_call`` log event and
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import fnmatch
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import mcp.types as mcp_types
@@ -30,6 +30,7 @@ from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST
+from opentelemetry import context as otel_context
 
 from gateway.cache import QuotaLimiter
 from gateway.config.routing import RoutingConfig
@@ -44,6 +45,10 @@ log = structlog.get_logger("prism.mcp_server")
 
 PRINCIPAL_KEY = "prism.principal"
 """Where ``gateway/api/mcp.py`` leaves the authenticated principal in the ASGI scope."""
+TRACE_CONTEXT_KEY = "prism.trace_context"
+"""The request's OpenTelemetry context, left in the scope next to the principal: the SDK runs the
+handlers in its own task group (started in the lifespan), so the request's span is not current
+there; attaching this context makes a call's ``execute_tool`` span a child of ``POST /mcp``."""
 RATE_LIMITED = -32029
 """JSON-RPC error code of a tool call refused by the principal's quota (implementation-defined)."""
 
@@ -64,7 +69,7 @@ def tools_for_principal(principal: Principal, tools: ToolsConfig, registry: Tool
 
 
 class McpEndpoint:
-    """The MCP server behind ``/mcp``; :meth:`run` is entered once, in the lifespan."""
+    """The MCP server behind ``/mcp``; started and closed once, in the lifespan."""
 
     def __init__(
         self,
@@ -85,13 +90,35 @@ class McpEndpoint:
             on_call_tool=self._call_tool,
         )
         self.manager = StreamableHTTPSessionManager(app=self.server, json_response=True, stateless=True)
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         for status in ("ok", "forbidden", "rate_limited", *ERROR_CODES):
             metrics.MCP_SERVER_CALLS.labels(tool=metrics.OTHER, status=status)
 
-    @contextlib.asynccontextmanager
-    async def run(self) -> AsyncIterator[None]:
-        async with self.manager.run():
-            yield
+    async def start(self) -> None:
+        """Run the SDK's session manager (an anyio task group) in a task of its own, so that it is
+        entered and left in one task whoever starts and stops the app (the lifespan may close in
+        another task than it opened in, as test fixtures do)."""
+        ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+        async def serve() -> None:
+            async with self.manager.run():
+                ready.set()
+                await self._stop.wait()
+
+        self._task = asyncio.get_running_loop().create_task(serve(), name="mcp-endpoint")
+        started = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({started, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            started.cancel()
+            await self._task  # raises what stopped it
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
 
     def allowed(self, principal: Principal) -> list[str]:
         return tools_for_principal(principal, self._config().tools, self._registry)
@@ -137,9 +164,13 @@ class McpEndpoint:
                 retry = exc.headers.get("retry-after") or exc.headers.get("Retry-After")
                 data = {"retry_after_s": retry} if retry else None
                 raise MCPError(RATE_LIMITED, exc.message, data) from None
+        parent = _scope(ctx).get(TRACE_CONTEXT_KEY)
+        token = otel_context.attach(parent) if isinstance(parent, otel_context.Context) else None
         try:
             result = await self._registry.call(name, params.arguments or {}, call_id=call_id)
         finally:
+            if token is not None:
+                otel_context.detach(token)
             if ticket is not None and self._quotas is not None:
                 await self._quotas.settle_soon(ticket, actual_tokens=0, actual_cost_usd=0.0)
         self._audit(principal, label, call_id, result.status, started)
@@ -164,10 +195,14 @@ class McpEndpoint:
         )
 
 
+def _scope(ctx: ServerRequestContext[Any]) -> dict[str, Any]:
+    """The ASGI scope of the HTTP request that carried this message (the SDK hands the request)."""
+    scope = getattr(ctx.request, "scope", None)
+    return scope if isinstance(scope, dict) else {}
+
+
 def _principal(ctx: ServerRequestContext[Any]) -> Principal:
-    request = ctx.request
-    scope = getattr(request, "scope", None)
-    principal = scope.get(PRINCIPAL_KEY) if isinstance(scope, dict) else None
+    principal = _scope(ctx).get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):  # the endpoint is only reachable through the auth wrapper
         raise MCPError(INVALID_REQUEST, "Not authenticated")
     return principal
