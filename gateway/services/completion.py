@@ -170,6 +170,34 @@ class CompletionService:
             raise RuntimeError("the request flow ended without a reply")
         return reply
 
+    def record_refusal(
+        self,
+        *,
+        principal: Principal,
+        request_id: str,
+        error: GatewayError,
+        model: str | None = None,
+        streamed: bool = False,
+        client_request_id: str | None = None,
+    ) -> None:
+        """One ``rejected`` usage record for a request refused before the flow (its body did not
+        validate), so that an authenticated caller's failed requests are in the ledger too."""
+        if self.s.usage is None:
+            return
+        record = UsageRecord(
+            request_id=request_id,
+            client_request_id=client_request_id,
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            tier=principal.tier,
+            model_requested=model[:128] if model else None,
+            streamed=streamed,
+            status=UsageStatus.REJECTED,
+            http_status=error.status_code,
+            error_type=error.code,
+        )
+        self.s.usage.record(record)
+
     def _context(
         self,
         snapshot: RuntimeSnapshot,

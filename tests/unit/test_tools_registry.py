@@ -122,7 +122,8 @@ async def test_a_call_counts_logs_and_traces(
     assert span.attributes["gen_ai.tool.name"] == "calculator"
     assert span.attributes["gen_ai.tool.call.id"] == "call_abc"
     assert span.status.status_code is StatusCode.UNSET
-    logged = capsys.readouterr().out + capsys.readouterr().err
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err
     assert "tool_call" in logged and "call_abc" in logged
 
 
