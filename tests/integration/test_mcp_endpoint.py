@@ -51,7 +51,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         "GATEWAY_REGISTRATION_OPEN": "true",
     }
     tmp: Path = tmp_path_factory.mktemp("mcp-endpoint")
-    with running_gateway(tmp, config=CONFIG, env=env) as gateway:
+    with running_gateway(tmp, config=CONFIG, env=env, ready_timeout=120) as gateway:  # a loaded machine
         wait_until(
             lambda: (
                 httpx.get(f"{gateway.url}/readyz").json().get("mcp", {}).get("fake", {}).get("state")
