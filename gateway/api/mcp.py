@@ -28,7 +28,8 @@ from gateway.tools.mcp_serve import PRINCIPAL_KEY, TRACE_CONTEXT_KEY
 log = structlog.get_logger("prism.mcp_server")
 
 UNAUTHENTICATED = -32001
-METHOD_NOT_ALLOWED = -32000
+SERVER_ERROR = -32000
+"""JSON-RPC's implementation-defined server error: the endpoint is off, or the method is not POST."""
 METHODS = ("GET", "POST", "DELETE")
 
 
@@ -42,11 +43,11 @@ class McpRoute:
         state: AppState = scope["state"]["app"]
         endpoint = state.mcp_endpoint
         if endpoint is None:
-            await _reply(send, 404, UNAUTHENTICATED, "The MCP endpoint is disabled on this gateway")
+            await _reply(send, 404, SERVER_ERROR, "The MCP endpoint is disabled on this gateway")
             return
         if scope["method"] != "POST":
             # stateless: no session to delete and no stream to open (the spec's answer is 405)
-            await _reply(send, 405, METHOD_NOT_ALLOWED, "Only POST is served: this endpoint is stateless")
+            await _reply(send, 405, SERVER_ERROR, "Only POST is served: this endpoint is stateless")
             return
         try:
             principal = await _authenticate(state, scope)
