@@ -32,6 +32,10 @@ from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
 from gateway.services.embeddings import EmbeddingService
+from gateway.tools.builtin import build_registry
+from gateway.tools.mcp_client import McpClients
+from gateway.tools.mcp_serve import McpEndpoint
+from gateway.tools.registry import ToolRegistry
 
 log = structlog.get_logger("prism.lifespan")
 
@@ -52,6 +56,12 @@ class AppState:
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
     embeddings: EmbeddingService | None = None
     """``/v1/embeddings`` and in-process embeddings (docs/embeddings.md)."""
+    tools: ToolRegistry | None = None
+    """Server-side tools: the built-ins and the MCP servers' tools (docs/tools.md, docs/mcp.md)."""
+    mcp_clients: McpClients | None = None
+    """One supervised session per ``tools.mcp_servers`` entry (health on ``/readyz``)."""
+    mcp_endpoint: McpEndpoint | None = None
+    """Prism's own MCP server on ``/mcp`` (None when ``tools.mcp_endpoint.enabled`` is false)."""
 
 
 def _resident_mb() -> float | None:
@@ -117,6 +127,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             response_cache=PipelineCache(backends.cache, lambda: holder.current.config),
             quotas=backends.quotas,
         )
+        tools_config = holder.current.config.tools
+        tools = build_registry(tools_config)
+        await tools.probe()
+        mcp_clients = McpClients(tools_config.mcp_servers, tools, env=os.environ)
+        mcp_clients.start()  # connects in the background: start-up does not wait for MCP servers
+        stack.push_async_callback(mcp_clients.aclose)
+        mcp_endpoint = None
+        if tools_config.mcp_endpoint.enabled:
+            mcp_endpoint = McpEndpoint(
+                registry=tools, config=lambda: holder.current.config, quotas=backends.quotas
+            )
+            await mcp_endpoint.start()
+            stack.push_async_callback(mcp_endpoint.aclose)
         state = AppState(
             settings=settings,
             holder=holder,
@@ -135,6 +158,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 quotas=backends.quotas,
                 cache=backends.cache,
             ),
+            tools=tools,
+            mcp_clients=mcp_clients,
+            mcp_endpoint=mcp_endpoint,
         )
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))

@@ -26,6 +26,8 @@ from gateway.api import (
 from gateway.api.console import mount_console
 from gateway.api.endpoints import unknown_url
 from gateway.api.hot_path import PrismApp
+from gateway.api.mcp import METHODS as MCP_METHODS
+from gateway.api.mcp import McpRoute
 from gateway.api.responses import OrjsonResponse
 from gateway.config.settings import Settings, get_settings
 from gateway.errors import (
@@ -118,6 +120,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
     mount_console(app, docs=docs)
+    app.router.add_route(McpRoute.path, McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(

@@ -492,3 +492,30 @@ def zero_tool_series(tools: Iterable[str], statuses: Iterable[str]) -> None:
         for status in codes:
             TOOL_CALLS.labels(tool=tool, status=status)
         TOOL_CALL_DURATION.labels(tool=tool)
+
+
+# MCP (docs/mcp.md). ``server`` is a configured MCP server name (a bounded set from the routing YAML).
+MCP_CLIENT_UP = Gauge(
+    "prism_mcp_client_up",
+    "1 while the MCP server is connected and answering",
+    ["server"],
+    multiprocess_mode="livemax",
+)
+MCP_CLIENT_TOOLS = Gauge(
+    "prism_mcp_client_tools",
+    "Tools of the MCP server offered by Prism",
+    ["server"],
+    multiprocess_mode="livemax",
+)
+MCP_CLIENT_CONNECTS = Counter(
+    "prism_mcp_client_connects", "Connection attempts to an MCP server by outcome", ["server", "outcome"]
+)
+MCP_CLIENT_REFRESHES = Counter(
+    "prism_mcp_client_tool_refreshes", "tools/list refreshes after tools/list_changed", ["server"]
+)
+MCP_SERVER_CALLS = Counter(
+    "prism_mcp_server_calls", "Tool calls served on Prism's /mcp endpoint by outcome", ["tool", "status"]
+)
+MCP_SERVER_REQUESTS = Counter(
+    "prism_mcp_server_requests", "Requests to Prism's /mcp endpoint by outcome", ["outcome"]
+)
