@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from gateway.agent.flow import Runner
-from gateway.agent.graph import DECIDE, build_runner
+from gateway.agent.graph import DECIDE, build_runner, build_tool_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.cache import CacheBackends, open_backends
@@ -32,6 +32,9 @@ from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
 from gateway.services.embeddings import EmbeddingService
+from gateway.tools.audit import ToolAuditWriter
+from gateway.tools.builtin import build_registry
+from gateway.tools.registry import ToolRegistry
 
 log = structlog.get_logger("prism.lifespan")
 
@@ -52,6 +55,8 @@ class AppState:
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
     embeddings: EmbeddingService | None = None
     """``/v1/embeddings`` and in-process embeddings (docs/embeddings.md)."""
+    tools: ToolRegistry | None = None
+    """The server-side tools the tool loop (and ``/mcp``) offer (docs/tools.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -100,6 +105,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         shadow.results.judge = judge
         stack.push_async_callback(judge.aclose)
         stack.push_async_callback(shadow.aclose)  # runs first: finish shadow calls, judge, then write
+        tools = build_registry(holder.current.config.tools)
+        await tools.probe()  # the sandboxed Python tool is left out where it cannot run safely
+        tool_audit = ToolAuditWriter(accounts.engine)  # the tool_calls audit table (docs/tools.md)
+        await tool_audit.start()
+        stack.push_async_callback(tool_audit.aclose)
         backends = await open_backends(
             settings, quota_config=holder.current.config.quotas, prefix=settings.redis_key_prefix
         )
@@ -116,6 +126,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             ),
             response_cache=PipelineCache(backends.cache, lambda: holder.current.config),
             quotas=backends.quotas,
+            tools=tools,
+            tool_graph=build_tool_runner(),
+            tool_audit=tool_audit,
         )
         state = AppState(
             settings=settings,
@@ -127,6 +140,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             backends=backends,
             config_sync=config_sync,
             shadow_results=shadow.results,
+            tools=tools,
             embeddings=EmbeddingService(
                 holder=holder,
                 clients=clients,

@@ -68,7 +68,11 @@ class ToolRegistry:
         unavailable tools. Also creates the tool metric series at 0."""
         for name, tool in self._tools.items():
             if isinstance(tool, ProbedTool):
-                reason = await tool.probe()
+                try:
+                    reason = await tool.probe()
+                except Exception as exc:  # a probe that breaks leaves its tool out, never the gateway
+                    log.exception("tool_probe_failed", tool=name)
+                    reason = f"the probe failed: {type(exc).__name__}"
                 if reason is None:
                     self._unavailable.pop(name, None)
                 else:
