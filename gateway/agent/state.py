@@ -192,5 +192,8 @@ class PipelineState(TypedDict, total=False):
     error: GatewayError | None
     reply: Reply | None
     server_tools: list[str]
+    tools_from_route: bool
+    """The server tools came from the route's offer only (the request named none): ``auto``
+    narrows them to those the prompt needs (``nodes/intent.py``)."""
     """The server tools this request may call (``gateway/tools/access.py``); absent: none, and the
     flow never enters the tool loop."""

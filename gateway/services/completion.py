@@ -164,10 +164,11 @@ class CompletionService:
         policy = cache_policy or CachePolicy()
         graph = self.s.graph
         server_tools: list[str] = []
+        named = False
         registry = self.s.tools
         if registry is not None and tool_requests.wants_tools(chat, snapshot):
             try:
-                server_tools = tool_requests.offer(chat, principal, snapshot, registry)
+                server_tools, named = tool_requests.offer(chat, principal, snapshot, registry)
             except GatewayError as exc:
                 books.label_error(exc, None)
                 await books.close(error=exc)
@@ -188,6 +189,7 @@ class CompletionService:
         if not server_tools:
             return await self._invoke(graph, state, context, books, admission)
         state["server_tools"] = server_tools
+        state["tools_from_route"] = not named
         context.tools = registry
 
         async def run() -> Reply:

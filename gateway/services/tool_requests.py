@@ -39,16 +39,16 @@ def wants_tools(chat: ChatInput, snapshot: RuntimeSnapshot) -> bool:
 
 def offer(
     chat: ChatInput, principal: Principal, snapshot: RuntimeSnapshot, registry: ToolRegistry
-) -> list[str]:
-    """The server tools of this request (raises ``tool_not_allowed``/``unknown_tool``); rewrites
-    ``chat.params['tools']`` when there are some."""
+) -> tuple[list[str], bool]:
+    """The server tools of this request (raises ``tool_not_allowed``/``unknown_tool``) and whether
+    the request named any itself; rewrites ``chat.params['tools']`` when there are some."""
     requested = split_tools(chat.params.get("tools"))
     names = tools_for(principal, snapshot.config, requested, model=chat.model, available=registry.names)
     if names:
         chat.params = {**chat.params, "tools": [*requested.client, *registry.specs(names)]}
     elif not requested.empty:  # only references, none offered: send no empty list upstream
         chat.params = {**chat.params, "tools": requested.client}
-    return names
+    return names, not requested.empty
 
 
 def annotate(reply: Reply, trace: RequestTrace) -> Reply:
