@@ -9,6 +9,7 @@
                                                      ├fallback→ fallback → call_model
                                                      ├fail→ settle
                                                      └ok→ guard_output ─fail→ settle
+                                                           ├regenerate (once)→ regenerate → call_model
                                                            └→ [shadow] → deliver ─json, cached→ settle
                                                                                  └stream→ END (relay settles)
 
@@ -59,6 +60,7 @@ from gateway.agent.nodes.gate import gate
 from gateway.agent.nodes.guard_input import guard_input
 from gateway.agent.nodes.guard_output import guard_output
 from gateway.agent.nodes.intent import intent
+from gateway.agent.nodes.regenerate import after_output_guard, regenerate
 from gateway.agent.nodes.router import route
 from gateway.agent.nodes.settle import settle
 from gateway.agent.nodes.shadow import shadow
@@ -95,12 +97,6 @@ async def after_call(state: PipelineState) -> Literal["ok", "tools", "retry", "f
     return "fail"
 
 
-async def after_output_guard(state: PipelineState) -> Literal["shadow", "deliver", "fail"]:
-    if state.get("error") is not None:
-        return "fail"
-    return "shadow" if state["route"].shadows else "deliver"
-
-
 async def after_deliver(state: PipelineState) -> Literal["settle", "relay"]:
     live_stream = state.get("stream") is not None and state.get("cached") is None
     return "relay" if live_stream else "settle"
@@ -124,6 +120,7 @@ REQUEST = Flow(
         "call_model": _node("call_model", call_model),
         "fallback": _node("fallback", fallback),
         "tools": _node("tools", run_tools),
+        "regenerate": _node("regenerate", regenerate),
         "guard_output": _node("guard_output", guard_output),
         "shadow": _node("shadow", shadow),
         "deliver": _node("deliver", deliver),
@@ -135,6 +132,7 @@ REQUEST = Flow(
         ("intent", "router"),
         ("guard_input", "gate"),
         ("fallback", "call_model"),
+        ("regenerate", "call_model"),
         ("shadow", "deliver"),
         ("settle", END),
     ],
@@ -153,7 +151,8 @@ REQUEST = Flow(
         ),
         "tools": Branch(after_tools, {"call": "call_model", "stop": "guard_output"}),
         "guard_output": Branch(
-            after_output_guard, {"shadow": "shadow", "deliver": "deliver", "fail": "settle"}
+            after_output_guard,
+            {"shadow": "shadow", "deliver": "deliver", "regenerate": "regenerate", "fail": "settle"},
         ),
         "deliver": Branch(after_deliver, {"settle": "settle", "relay": END}),
     },

@@ -193,6 +193,8 @@ class PipelineState(TypedDict, total=False):
     reply: Reply | None
     server_tools: list[str]
     tools_from_route: bool
+    regenerate: bool
+    """One regeneration is left for an answer the output guard blocks (``nodes/regenerate.py``)."""
     """The server tools came from the route's offer only (the request named none): ``auto``
     narrows them to those the prompt needs (``nodes/intent.py``)."""
     """The server tools this request may call (``gateway/tools/access.py``); absent: none, and the

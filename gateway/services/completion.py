@@ -186,6 +186,8 @@ class CompletionService:
             "needs_intent": self.s.classifier is not None and snapshot.router.needs_intent(chat.model),
             "max_attempts": snapshot.config.retry.max_attempts,
         }
+        if snapshot.config.tools.regenerate.enabled and not chat.stream:
+            state["regenerate"] = True
         if not server_tools:
             return await self._invoke(graph, state, context, books, admission)
         state["server_tools"] = server_tools

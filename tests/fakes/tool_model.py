@@ -10,7 +10,9 @@ of assistant messages with ``tool_calls`` after it (what a real model sees). Sce
 - ``runaway``   calls ``calculator`` every round, for ever (the loop must stop it);
 - ``mixed``     round 0 calls ``calculator`` *and* the client's first own tool; then only the
                 client's tool (the deferred call);
-- ``inject``    calls ``python`` with a program printing an indirect prompt-injection payload.
+- ``inject``    calls ``python`` with a program printing an indirect prompt-injection payload;
+- ``leak``      answers with the code name ``PROJECT-ORCA`` (an output-guard deny pattern) unless
+                the conversation carries a system note (Prism's corrective regeneration note).
 
 Any other text: plain text (``echo: ...``). Every answer counts tokens like the base fake, so usage
 is summed over the loop's model calls. Every request body is recorded (``bodies()``).
@@ -56,6 +58,10 @@ class ToolModelUpstream(FakeOpenAIUpstream):
         prompt = max(sum(count_tokens(message_text(m.get("content"))) + 3 for m in messages), 1)
         if calls is not None and all(c.name in offered for c in calls):
             return ReplyPlan([], calls, "tool_calls", prompt, 10 * len(calls))
+        if scenario == "leak":
+            noted = any(m.get("role") == "system" for m in messages)
+            text = "I cannot share internal code names." if noted else "The code name is PROJECT-ORCA."
+            return ReplyPlan(split_tokens(text), [], "stop", prompt, 7)
         results = [message_text(m.get("content")) for m in messages if m.get("role") == "tool"]
         text = (
             f"answer after {rounds} rounds: " + " | ".join(results) if results else "echo: " + " ".join(words)

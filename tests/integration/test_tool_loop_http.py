@@ -45,12 +45,17 @@ models:
   plain: {{{model}, model: fake-gpt, price_input_per_mtok: 1000, price_output_per_mtok: 2000}}
   toolgpt: {{{model}, model: fake-gpt, tools: [calculator]}}
   slowgpt: {{{model}, model: fake-slow}}
+  guarded: {{{model}, model: fake-gpt}}
 aliases:
   tooly: {{target: plain, tools: [calculator, datetime]}}
 retry: {{max_attempts: 1, deadline_s: 30}}
 cache: {{enabled: false}}
 tools:
   loop: {{max_rounds: 4, store_payloads: true, keepalive_s: 0.2}}
+  regenerate: {{enabled: true}}
+guardrails:
+  models:
+    guarded: {{output: {{deny_patterns: [{{name: codename, pattern: "PROJECT-ORCA"}}]}}}}
 """
 
 
@@ -304,3 +309,21 @@ async def test_an_indirect_injection_in_a_tool_result_never_reaches_the_model(
     assert len(results) == 1 and "developer mode" not in results[0]
     _, audit = await _rows(pg_database, raw.headers["x-request-id"], audits=1)
     assert (audit[0].tool, audit[0].status, audit[0].guard) == ("python", "ok", "injection")
+
+
+async def test_an_output_guard_block_is_regenerated_once(
+    client: openai.OpenAI, fake: ToolModelUpstream, pg_database: str
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+    raw = _ask(client, f"leak {marker}", model="guarded")
+    assert raw.parse().choices[0].message.content == "I cannot share internal code names."
+    bodies = _upstream_bodies(fake, marker)
+    assert len(bodies) == 2 and bodies[1]["messages"][-1]["role"] == "system"  # the corrective note
+    usage, _ = await _rows(pg_database, raw.headers["x-request-id"], audits=0)
+    assert usage.completion_tokens >= 14  # the blocked answer's tokens are booked too
+    with pytest.raises(openai.APIError):  # streams are not regenerated: the block stands
+        list(
+            client.chat.completions.create(
+                model="guarded", stream=True, messages=[{"role": "user", "content": "leak streamed"}]
+            )
+        )

@@ -68,7 +68,7 @@ async def run_tools(state: PipelineState, runtime: Runtime[PipelineContext]) -> 
     books = ctx.trace.tools = ctx.trace.tools or ToolLoopBooks()
     completion = state["completion"]
     assert completion is not None
-    _book(ctx, books, completion.usage)
+    book_usage(ctx, books, completion.usage)
     stopped = _bound(config, books)
     if stopped is not None:
         return _stop(books, stopped, completion)
@@ -117,7 +117,7 @@ async def run_tools(state: PipelineState, runtime: Runtime[PipelineContext]) -> 
     return {"messages": transcript, "completion": None, "usage": None, "attempt": 0, "error": None}
 
 
-def _book(ctx: PipelineContext, books: ToolLoopBooks, usage: Usage) -> None:
+def book_usage(ctx: PipelineContext, books: ToolLoopBooks, usage: Usage) -> None:
     books.usage = Usage(
         prompt_tokens=books.usage.prompt_tokens + usage.prompt_tokens,
         completion_tokens=books.usage.completion_tokens + usage.completion_tokens,
