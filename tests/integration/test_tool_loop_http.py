@@ -46,8 +46,10 @@ models:
   toolgpt: {{{model}, model: fake-gpt, tools: [calculator]}}
   slowgpt: {{{model}, model: fake-slow}}
   guarded: {{{model}, model: fake-gpt}}
+  aanotools: {{{model}, model: fake-gpt, supports_tools: false}}
 aliases:
   tooly: {{target: plain, tools: [calculator, datetime]}}
+  auto: {{smart: true, tools: [calculator, datetime]}}
 retry: {{max_attempts: 1, deadline_s: 30}}
 cache: {{enabled: false}}
 tools:
@@ -82,6 +84,7 @@ def gw(
     process = start_gateway(
         tmp,
         config=_config(fake.openai_base_url),
+        ready_timeout=120.0,  # the shared 2-core machine runs other suites too
         env={
             "GATEWAY_AUTH_ENABLED": "true",
             "GATEWAY_DATABASE_URL": pg_database,
@@ -327,3 +330,40 @@ async def test_an_output_guard_block_is_regenerated_once(
                 model="guarded", stream=True, messages=[{"role": "user", "content": "leak streamed"}]
             )
         )
+
+
+def test_the_request_deadline_bounds_the_whole_loop(gw: GatewayProcess) -> None:
+    with openai.OpenAI(base_url=gw.openai_base_url, api_key=_key(gw), max_retries=0) as sdk:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.chat.completions.create(
+                model="slowgpt",  # 0.5 s per model call, a runaway loop, 1.2 s for everything
+                tools=[CALC],
+                messages=[{"role": "user", "content": "runaway slowly"}],
+                extra_headers={"X-Prism-Timeout": "1.2"},
+            )
+    assert caught.value.status_code == 504 and caught.value.code == "deadline_exceeded"
+
+
+def test_auto_picks_a_tool_capable_model_and_the_needed_tools(
+    gw: GatewayProcess, client: openai.OpenAI, fake: ToolModelUpstream
+) -> None:
+    def explain(text: str) -> str:
+        r = httpx.post(
+            gw.openai_base_url + "/route/explain",
+            json={"model": "auto", "messages": [{"role": "user", "content": text}]},
+            headers={"Authorization": f"Bearer {client.api_key}"},
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["model"])
+
+    assert explain("Write a haiku about autumn leaves") == "aanotools"  # cheapest: first by name
+    assert explain("What is 1234 * 5678?") != "aanotools"  # needs a tool: a tool-capable model
+    for text, offered in (
+        ("What is 1234 * 5678? M1", ["calculator"]),
+        ("What time is it now in Seoul? M2", ["datetime"]),
+    ):
+        _ask(client, text, model="auto")
+        body = _upstream_bodies(fake, text)[-1]
+        assert [t["function"]["name"] for t in body["tools"]] == offered
+    _ask(client, "Write a haiku about tools M3", model="auto")
+    assert "tools" not in _upstream_bodies(fake, "M3")[-1]  # nothing needed: nothing offered
