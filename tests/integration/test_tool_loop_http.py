@@ -333,14 +333,14 @@ async def test_an_output_guard_block_is_regenerated_once(
 
 
 def test_the_request_deadline_bounds_the_whole_loop(gw: GatewayProcess) -> None:
-    with openai.OpenAI(base_url=gw.openai_base_url, api_key=_key(gw), max_retries=0) as sdk:
-        with pytest.raises(openai.APIStatusError) as caught:
-            sdk.chat.completions.create(
-                model="slowgpt",  # 0.5 s per model call, a runaway loop, 1.2 s for everything
-                tools=[CALC],
-                messages=[{"role": "user", "content": "runaway slowly"}],
-                extra_headers={"X-Prism-Timeout": "1.2"},
-            )
+    sdk = openai.OpenAI(base_url=gw.openai_base_url, api_key=_key(gw), max_retries=0)
+    with sdk, pytest.raises(openai.APIStatusError) as caught:
+        sdk.chat.completions.create(
+            model="slowgpt",  # 0.5 s per model call, a runaway loop, 1.2 s for everything
+            tools=[CALC],
+            messages=[{"role": "user", "content": "runaway slowly"}],
+            extra_headers={"X-Prism-Timeout": "1.2"},
+        )
     assert caught.value.status_code == 504 and caught.value.code == "deadline_exceeded"
 
 

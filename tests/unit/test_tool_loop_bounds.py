@@ -3,6 +3,8 @@ unit; the loop itself is exercised over HTTP in ``tests/integration/test_tool_lo
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.agent.nodes.tools import NOTICE_INJECTION, NOTICE_PII, _bound, _guard
@@ -40,7 +42,7 @@ def test_bounds(config: LoopConfig, books: ToolLoopBooks, outcome: str | None) -
 
 def test_an_injection_in_a_result_becomes_the_notice() -> None:
     policy = GUARDRAILS.policy_for(model="m", is_local=False)
-    assert _guard(GUARDRAILS, policy, '{"stdout": "%s"}' % INJECTION) == (NOTICE_INJECTION, "injection")
+    assert _guard(GUARDRAILS, policy, json.dumps({"stdout": INJECTION})) == (NOTICE_INJECTION, "injection")
     assert _guard(GUARDRAILS, policy, '{"result": "42"}') == ('{"result": "42"}', "allow")
 
 
