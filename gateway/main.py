@@ -21,6 +21,7 @@ from gateway.api import (
     quotas,
     responses_api,
     routing_policy,
+    tool_policy,
 )
 from gateway.api.hot_path import PrismApp
 from gateway.api.responses import OrjsonResponse
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(admin.router)
     app.include_router(quotas.router)
     app.include_router(routing_policy.router)
+    app.include_router(tool_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -367,3 +367,43 @@ def test_auto_picks_a_tool_capable_model_and_the_needed_tools(
         assert [t["function"]["name"] for t in body["tools"]] == offered
     _ask(client, "Write a haiku about tools M3", model="auto")
     assert "tools" not in _upstream_bodies(fake, "M3")[-1]  # nothing needed: nothing offered
+
+
+def test_user_and_key_tool_policy_set_by_the_admin(gw: GatewayProcess) -> None:
+    email, password = f"tools-{uuid.uuid4().hex[:8]}@example.com", "Amber-lantern-river-42"
+    assert (
+        httpx.post(gw.url + "/auth/register", json={"email": email, "password": password}).status_code == 202
+    )
+    token = httpx.post(gw.url + "/auth/login", json={"email": email, "password": password}).json()[
+        "access_token"
+    ]
+    mine = {"Authorization": f"Bearer {token}"}
+    user_id = httpx.get(gw.url + "/users/me", headers=mine).json()["id"]
+    created = httpx.post(gw.url + "/api/keys", json={"name": "k"}, headers=mine).json()
+    admin_token = httpx.post(gw.url + "/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]}).json()
+    admin = {"Authorization": f"Bearer {admin_token['access_token']}"}
+    put = httpx.put(
+        gw.url + f"/admin/tool-policy/user:{user_id}", json={"allowed_tools": ["datetime"]}, headers=admin
+    )
+    assert put.status_code == 200 and put.json()["allowed_tools"] == ["datetime"]
+    assert (
+        httpx.put(
+            gw.url + f"/admin/tool-policy/user:{user_id}", json={"allowed_tools": []}, headers=mine
+        ).status_code
+        == 403
+    )
+    with openai.OpenAI(base_url=gw.openai_base_url, api_key=created["key"], max_retries=0) as sdk:
+        with pytest.raises(openai.PermissionDeniedError):
+            _ask(sdk, "calc denied by user policy", tools=[CALC])
+        httpx.put(
+            gw.url + f"/admin/tool-policy/key:{created['id']}",
+            json={"allowed_tools": ["calculator"]},
+            headers=admin,
+        )
+        with pytest.raises(openai.PermissionDeniedError):  # the key allows it, its user does not: both apply
+            _ask(sdk, "calc denied by user policy again", tools=[CALC])
+        httpx.put(gw.url + f"/admin/tool-policy/user:{user_id}", json={"allowed_tools": []}, headers=admin)
+        answer = _ask(sdk, "calc allowed now", tools=[CALC]).parse()
+        assert answer.model_extra["prism_tool_loop"]["rounds"] == 1
+    got = httpx.get(gw.url + f"/admin/tool-policy/key:{created['id']}", headers=admin).json()
+    assert got == {"scope": f"key:{created['id']}", "allowed_tools": ["calculator"]}
