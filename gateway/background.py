@@ -43,6 +43,7 @@ WorkerName = Literal[
     "durable_heartbeat",
     "durable_recovery",
     "mcp_client",
+    "tool_audit",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 

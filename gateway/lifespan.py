@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from gateway.agent.flow import Runner
-from gateway.agent.graph import DECIDE, build_runner
+from gateway.agent.graph import DECIDE, build_runner, build_tool_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.cache import CacheBackends, open_backends
@@ -32,6 +32,7 @@ from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
 from gateway.services.embeddings import EmbeddingService
+from gateway.tools.audit import ToolAuditWriter
 from gateway.tools.builtin import build_registry
 from gateway.tools.mcp_client import McpClients
 from gateway.tools.mcp_serve import McpEndpoint
@@ -110,6 +111,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         shadow.results.judge = judge
         stack.push_async_callback(judge.aclose)
         stack.push_async_callback(shadow.aclose)  # runs first: finish shadow calls, judge, then write
+        tools = build_registry(holder.current.config.tools)
+        await tools.probe()  # the sandboxed Python tool is left out where it cannot run safely
+        tool_audit = ToolAuditWriter(accounts.engine)  # the tool_calls audit table (docs/tools.md)
+        await tool_audit.start()
+        stack.push_async_callback(tool_audit.aclose)
         backends = await open_backends(
             settings, quota_config=holder.current.config.quotas, prefix=settings.redis_key_prefix
         )
@@ -126,10 +132,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             ),
             response_cache=PipelineCache(backends.cache, lambda: holder.current.config),
             quotas=backends.quotas,
+            tools=tools,
+            tool_graph=build_tool_runner(),
+            tool_audit=tool_audit,
         )
         tools_config = holder.current.config.tools
-        tools = build_registry(tools_config)
-        await tools.probe()
         mcp_clients = McpClients(tools_config.mcp_servers, tools, env=os.environ)
         mcp_clients.start()  # connects in the background: start-up does not wait for MCP servers
         stack.push_async_callback(mcp_clients.aclose)

@@ -22,6 +22,7 @@ from gateway.api import (
     quotas,
     responses_api,
     routing_policy,
+    tool_policy,
 )
 from gateway.api.console import mount_console
 from gateway.api.endpoints import unknown_url
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(admin.router)
     app.include_router(quotas.router)
     app.include_router(routing_policy.router)
+    app.include_router(tool_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
     mount_console(app, docs=docs)

@@ -152,6 +152,43 @@ class McpEndpointConfig(BaseModel):
     admins only."""
 
 
+class RegenerateConfig(BaseModel):
+    """One bounded regeneration when the output guard blocks an answer (docs/tools.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    model: str | None = None
+    """The model (or alias target) asked again; unset: the model that was blocked."""
+    note: str = (
+        "Your previous answer was withheld by the gateway's output policy. Answer again without "
+        "disallowed content, personal data or secrets."
+    )
+    """A system note appended to the conversation for the second attempt."""
+
+
+class LoopConfig(BaseModel):
+    """Bounds of the server-side tool loop; each ends the loop with a documented outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rounds: int = Field(default=6, ge=1, le=64)
+    """Model calls answered with server tool calls that Prism executes; the next one past this
+    ends the loop with ``finish_reason: "length"`` and ``prism_tool_loop.stopped: "max_rounds"``."""
+    max_calls_per_round: int = Field(default=8, ge=1, le=128)
+    """Server calls executed from one answer; the rest get a ``limit_exceeded`` result."""
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    """Token budget of the whole loop (every model call summed): ``stopped: "budget"`` past it."""
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Cost budget of the whole loop (every model call summed): ``stopped: "budget"`` past it."""
+    keepalive_s: float = Field(default=2.0, gt=0, le=60)
+    """A streamed request with server tools gets an SSE comment this often while tools run."""
+    store_payloads: bool = False
+    """Store tool arguments and results in the audit table (``tool_calls``); off: sizes only."""
+    guard_results: bool = True
+    """Pass tool results through the injection detector and the destination's PII policy."""
+
+
 class ToolsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -164,6 +201,10 @@ class ToolsConfig(BaseModel):
     max_argument_chars: int = Field(default=200_000, ge=256, le=4_000_000)
     calculator: CalculatorLimits = CalculatorLimits()
     sandbox: SandboxLimits = SandboxLimits()
+    loop: LoopConfig = LoopConfig()
+    """Bounds of the tool loop (docs/tools.md, "The tool loop")."""
+    regenerate: RegenerateConfig = RegenerateConfig()
+    """One bounded regeneration instead of a refusal when the output guard blocks (non-streamed)."""
     mcp_servers: tuple[McpServerConfig, ...] = ()
     """MCP servers whose tools Prism offers (connected at start-up; docs/mcp.md)."""
     mcp_endpoint: McpEndpointConfig = McpEndpointConfig()

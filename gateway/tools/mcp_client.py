@@ -37,6 +37,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, METHOD_NOT_FOUND, REQUE
 from gateway.background import BackgroundWorker, Backoff
 from gateway.config.tools import McpServerConfig
 from gateway.observability import metrics
+from gateway.tools.access import mcp_tool_name
 from gateway.tools.base import Tool, ToolError
 from gateway.tools.registry import ToolRegistry
 
@@ -50,7 +51,7 @@ CLIENT_INFO = mcp_types.Implementation(name="prism", version="0.1.0")
 
 
 def tool_prefix(server: str) -> str:
-    return f"mcp__{server}__"
+    return mcp_tool_name(server, "")  # one naming rule with the access policy
 
 
 def prism_name(server: str, remote: str) -> str | None:

@@ -54,14 +54,10 @@ RATE_LIMITED = -32029
 
 
 def tools_for_principal(principal: Principal, tools: ToolsConfig, registry: ToolRegistry) -> list[str]:
-    """The registry's tools this principal may use on ``/mcp``: every offered tool, less those in
-    ``tools.mcp_endpoint.admin_only`` for a principal that is not an admin.
-
-    This is the endpoint's adapter to the tool access policy: when the per-key and per-user tool
-    allow-lists land (``gateway/tools/access.py``, ``tools_for(principal, routing_config,
-    requested)``), the coordinator replaces the body with that call, so ``/mcp`` and the tool loop
-    apply one policy."""
-    names = registry.names
+    """The registry's tools this principal may use on ``/mcp``: the tool loop's policy (the key's and
+    the user's ``allowed_tools``, ``Principal.may_call``, gateway/tools/access.py), less the tools in
+    ``tools.mcp_endpoint.admin_only`` for a principal that is not an admin."""
+    names = [name for name in registry.names if principal.may_call(name)]
     if principal.is_admin:
         return names
     hidden = tools.mcp_endpoint.admin_only
