@@ -25,6 +25,8 @@ from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
+from gateway.retrieval.factory import open_retrieval
+from gateway.retrieval.service import RetrievalService
 from gateway.routing.shared_circuit import open_circuits
 from gateway.routing.smart import ConversationTiers, SmartRouting
 from gateway.runtime import ConfigHolder
@@ -52,6 +54,8 @@ class AppState:
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
     embeddings: EmbeddingService | None = None
     """``/v1/embeddings`` and in-process embeddings (docs/embeddings.md)."""
+    retrieval: RetrievalService | None = None
+    """Collections, ingest and search over the operator's documents (docs/retrieval.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -136,6 +140,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 cache=backends.cache,
             ),
         )
+        if state.embeddings is not None:
+            state.retrieval = await open_retrieval(settings.database_url, accounts.engine, state.embeddings)
+            if state.retrieval is not None:
+                stack.push_async_callback(state.retrieval.store.aclose)
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))
         install_sigterm(delay_s=settings.drain_delay_s, timeout_s=settings.drain_timeout_s)

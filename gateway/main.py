@@ -12,6 +12,7 @@ from gateway.api import (
     admin,
     admin_config,
     auth,
+    collections,
     conversations,
     embeddings,
     experiments,
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(openai.router)
     app.include_router(responses_api.router)
     app.include_router(embeddings.router)
+    app.include_router(collections.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)
