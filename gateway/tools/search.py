@@ -100,8 +100,9 @@ class SearchTool:
                 for c in chosen
             ]
         except GatewayError as exc:
-            code = "limit_exceeded" if exc.status_code == 429 else "execution_error"
-            raise ToolError(code, exc.message) from None
+            if exc.status_code == 429:
+                raise ToolError("limit_exceeded", exc.message) from None
+            raise ToolError("execution_error", exc.message) from None
         passages = _fuse(results, args.k)
         return {
             "passages": [{"ref": f"[{n}]", **p} for n, p in enumerate(passages, start=1)],
