@@ -119,7 +119,6 @@ def main() -> None:
         "GATEWAY_ADMIN_EMAIL": ADMIN["email"],
         "GATEWAY_ADMIN_PASSWORD": ADMIN["password"],
         "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/eval.db",
-        "GATEWAY_LOG_LEVEL": "WARNING",
     }
     if args.postgres:
         from tests.integration.db_fixtures import create_database

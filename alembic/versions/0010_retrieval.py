@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("readers", sa.JSON()),
         sa.Column("created_by", sa.String(64)),
         sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,  # ids are never reused: a stale citation cannot point at new text
     )
     op.create_table(
         "retrieval_documents",
@@ -63,6 +64,7 @@ def upgrade() -> None:
         sa.Column("flagged_chunks", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("created_by", sa.String(64)),
         sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_retrieval_documents_collection", "retrieval_documents", ["collection_id"])
     op.create_table(
@@ -80,6 +82,7 @@ def upgrade() -> None:
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("injection_score", sa.Float(), nullable=False, server_default="0"),
         sa.Column("flagged", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_retrieval_chunks_collection", "retrieval_chunks", ["collection_id"])
     op.create_index("ix_retrieval_chunks_document", "retrieval_chunks", ["document_id"])

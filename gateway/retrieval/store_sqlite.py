@@ -122,7 +122,7 @@ class SqliteStore:
             cur = conn.execute(
                 "INSERT INTO retrieval_collections (name, description, embedding_model, dimensions, "
                 "chunk_chars, "
-                "chunk_overlap, readers, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "chunk_overlap, readers, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     name,
                     description,
@@ -135,7 +135,7 @@ class SqliteStore:
                     datetime.now(UTC).isoformat(),
                 ),
             )
-            cid = int(cur.lastrowid)
+            cid = int(cur.fetchone()[0])
             conn.execute(
                 f"CREATE VIRTUAL TABLE {_vec_table(cid)} USING vec0(chunk_id integer primary key, "
                 f"embedding float[{int(dimensions)}] distance_metric=cosine)"
@@ -182,7 +182,7 @@ class SqliteStore:
                     "INSERT INTO retrieval_documents (collection_id, filename, content_type, "
                     "size_bytes, sha256, chars, "
                     "chunk_count, flagged_chunks, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?)",
+                    "?, ?, ?, ?) RETURNING id",
                     (
                         doc.collection_id,
                         doc.filename,
@@ -195,7 +195,7 @@ class SqliteStore:
                         doc.created_by,
                         now.isoformat(),
                     ),
-                ).lastrowid
+                ).fetchone()[0]
             )
             table = _vec_table(doc.collection_id)
             for ch in doc.chunks:
@@ -203,7 +203,7 @@ class SqliteStore:
                     conn.execute(
                         "INSERT INTO retrieval_chunks (collection_id, document_id, seq, "
                         "start_offset, end_offset, "
-                        "content, injection_score, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "content, injection_score, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         (
                             doc.collection_id,
                             doc_id,
@@ -214,7 +214,7 @@ class SqliteStore:
                             ch.injection_score,
                             ch.flagged,
                         ),
-                    ).lastrowid
+                    ).fetchone()[0]
                 )
                 conn.execute(
                     "INSERT INTO retrieval_chunks_fts (rowid, content) VALUES (?, ?)", (chunk_id, ch.content)
