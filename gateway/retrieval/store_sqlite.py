@@ -121,8 +121,8 @@ class SqliteStore:
         def body(conn: Any) -> int:
             cur = conn.execute(
                 "INSERT INTO retrieval_collections (name, description, embedding_model, dimensions, "
-                "chunk_chars, "
-                "chunk_overlap, readers, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "chunk_chars, chunk_overlap, readers, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     name,
                     description,

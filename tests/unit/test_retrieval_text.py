@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from gateway.errors import InvalidRequest
@@ -18,7 +20,7 @@ def test_chunks_cover_the_text_with_overlap_and_exact_offsets() -> None:
     for c in chunks:
         assert text[c.start : c.end] == c.text
         assert len(c.text) <= 300
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end  # overlap
         assert b.start > a.start
         assert text[b.start - 2 : b.start] == ". "  # a chunk starts at a sentence
