@@ -65,7 +65,7 @@ def test_bm25_prefers_rare_terms_and_rrf_fuses() -> None:
     ranked = bm25(docs, ["ferry", "jeju"], total=3)
     assert ranked[0][0] == 2
     fused = rrf([[1, 2, 3], [2, 3]])
-    assert [cid for cid, _ in fused] == [2, 1, 3] or [cid for cid, _ in fused][0] == 2
+    assert [cid for cid, _ in fused] == [2, 3, 1]  # in both lists beats first in one
 
 
 def test_extract_rules() -> None:
