@@ -4,8 +4,8 @@ Postgres: enables ``vector`` (pgvector) and ``pg_trgm`` when the server has them
 text with a GIN trigram index. Each collection's vector table (``retrieval_vec_<id>``, sized to its
 embedding model) is created by the service with the collection, not here. A server without
 pgvector still migrates (the rest of Prism works); retrieval then answers 503 saying why.
-SQLite: an FTS5 table with the trigram tokenizer (rowid = chunk id); vectors are ``vec0`` tables of
-sqlite-vec, also per collection.
+SQLite: an FTS5 table with the trigram tokenizer (rowid = chunk id) and ``retrieval_chunk_vectors``
+(float32 blobs ranked with sqlite-vec's ``vec_distance_cosine``).
 
 Revision ID: 0010_retrieval
 Revises: 0009_durable_runs
@@ -96,6 +96,15 @@ def upgrade() -> None:
             )
     elif dialect == "sqlite":
         op.execute("CREATE VIRTUAL TABLE retrieval_chunks_fts USING fts5(content, tokenize='trigram')")
+        op.create_table(
+            "retrieval_chunk_vectors",
+            sa.Column(
+                "chunk_id", ID, sa.ForeignKey("retrieval_chunks.id", ondelete="CASCADE"), primary_key=True
+            ),
+            sa.Column("collection_id", ID, nullable=False),
+            sa.Column("embedding", sa.LargeBinary(), nullable=False),
+        )
+        op.create_index("ix_retrieval_chunk_vectors_collection", "retrieval_chunk_vectors", ["collection_id"])
 
 
 def downgrade() -> None:
@@ -108,9 +117,7 @@ def downgrade() -> None:
         for table in list(tables):
             op.execute(f'DROP TABLE IF EXISTS "{table}"')
     elif dialect == "sqlite":
-        ids = bind.execute(sa.text("SELECT id FROM retrieval_collections")).scalars()
-        for cid in list(ids):
-            op.execute(f"DROP TABLE IF EXISTS retrieval_vec_{int(cid)}")
+        op.drop_table("retrieval_chunk_vectors")
         op.execute("DROP TABLE IF EXISTS retrieval_chunks_fts")
     op.drop_table("retrieval_chunks")
     op.drop_table("retrieval_documents")

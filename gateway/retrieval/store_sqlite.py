@@ -1,10 +1,14 @@
-"""The embedded index: sqlite-vec (``vec0``, cosine) per collection, FTS5 trigram for keywords.
+"""The embedded index: sqlite-vec (cosine distance over float32 blobs), FTS5 trigram for keywords.
 
 The standard library's ``sqlite3`` of this Python is built without extension loading, so the
 index opens its own connection to the gateway's database file through ``pysqlite3`` (the same
 DB-API with a bundled SQLite that loads extensions) and loads ``sqlite_vec`` into it. Calls run
 in a worker thread, one at a time (one connection, WAL mode, a busy timeout). Each collection's
-vectors live in ``retrieval_vec_<id>`` (``vec0``); ``retrieval_chunks_fts`` (FTS5, ``trigram``
+vectors live in ``retrieval_chunk_vectors`` (float32 blobs, from the migration) and are ranked with
+sqlite-vec's ``vec_distance_cosine``: an exact k-nearest-neighbour scan of the collection, the
+same search ``vec0`` tables perform in sqlite-vec 0.1 (no ANN there either). ``vec0`` itself was
+tried first and failed under this write pattern (``could not write vector blob`` after a
+collection was dropped and another filled; docs/retrieval.md). ``retrieval_chunks_fts`` (FTS5, ``trigram``
 tokenizer, rowid = chunk id, from the migration) holds the keyword index.
 """
 
@@ -18,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gateway.retrieval.store import ChunkHit, CollectionRow, NewDocument
-from gateway.retrieval.store_pg import _document, _vec_table
+from gateway.retrieval.store_pg import _document
 
 _T = TypeVar("_T")
 
@@ -135,12 +139,7 @@ class SqliteStore:
                     datetime.now(UTC).isoformat(),
                 ),
             )
-            cid = int(cur.fetchone()[0])
-            conn.execute(
-                f"CREATE VIRTUAL TABLE {_vec_table(cid)} USING vec0(chunk_id integer primary key, "
-                f"embedding float[{int(dimensions)}] distance_metric=cosine)"
-            )
-            return cid
+            return int(cur.fetchone()[0])
 
         cid = await self._tx(body)
         row = await self.get_collection(cid)
@@ -163,7 +162,6 @@ class SqliteStore:
                 "WHERE collection_id = ?)",
                 (collection_id,),
             )
-            conn.execute(f"DROP TABLE IF EXISTS {_vec_table(collection_id)}")
             return bool(
                 conn.execute("DELETE FROM retrieval_collections WHERE id = ?", (collection_id,)).rowcount
             )
@@ -197,7 +195,6 @@ class SqliteStore:
                     ),
                 ).fetchone()[0]
             )
-            table = _vec_table(doc.collection_id)
             for ch in doc.chunks:
                 chunk_id = int(
                     conn.execute(
@@ -220,8 +217,9 @@ class SqliteStore:
                     "INSERT INTO retrieval_chunks_fts (rowid, content) VALUES (?, ?)", (chunk_id, ch.content)
                 )
                 conn.execute(
-                    f"INSERT INTO {table} (chunk_id, embedding) VALUES (?, ?)",
-                    (chunk_id, sqlite_vec.serialize_float32(ch.embedding)),
+                    "INSERT INTO retrieval_chunk_vectors (chunk_id, collection_id, embedding) "
+                    "VALUES (?, ?, ?)",
+                    (chunk_id, doc.collection_id, sqlite_vec.serialize_float32(ch.embedding)),
                 )
             return doc_id
 
@@ -244,10 +242,8 @@ class SqliteStore:
                 r[0]
                 for r in conn.execute("SELECT id FROM retrieval_chunks WHERE document_id = ?", (document_id,))
             ]
-            table = _vec_table(collection_id)
-            for chunk_id in ids:
+            for chunk_id in ids:  # the vectors go with their chunks (foreign key, cascade)
                 conn.execute("DELETE FROM retrieval_chunks_fts WHERE rowid = ?", (chunk_id,))
-                conn.execute(f"DELETE FROM {table} WHERE chunk_id = ?", (chunk_id,))
             return bool(
                 conn.execute(
                     "DELETE FROM retrieval_documents WHERE id = ? AND collection_id = ?",
@@ -263,10 +259,9 @@ class SqliteStore:
         blob = sqlite_vec.serialize_float32(vector)
         rows = await self._run(
             lambda c: c.execute(
-                f"SELECT chunk_id, distance FROM {_vec_table(collection_id)} WHERE embedding MATCH ? "
-                "AND k = ? "
-                "ORDER BY distance",
-                (blob, k),
+                "SELECT chunk_id, vec_distance_cosine(embedding, ?) AS distance FROM retrieval_chunk_vectors "
+                "WHERE collection_id = ? ORDER BY distance LIMIT ?",
+                (blob, collection_id, k),
             ).fetchall()
         )
         return [(int(r[0]), float(r[1])) for r in rows]
