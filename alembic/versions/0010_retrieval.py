@@ -4,8 +4,9 @@ Postgres: enables ``vector`` (pgvector) and ``pg_trgm`` when the server has them
 text with a GIN trigram index. Each collection's vector table (``retrieval_vec_<id>``, sized to its
 embedding model) is created by the service with the collection, not here. A server without
 pgvector still migrates (the rest of Prism works); retrieval then answers 503 saying why.
-SQLite: an FTS5 table with the trigram tokenizer (rowid = chunk id) and ``retrieval_chunk_vectors``
-(float32 blobs ranked with sqlite-vec's ``vec_distance_cosine``).
+SQLite: nothing here. The embedded index (sqlite-vec, FTS5) keeps its tables in a file of its own
+beside the gateway's database, created by ``gateway/retrieval/store_sqlite.py`` (two SQLite
+libraries in one process must not share a file).
 
 Revision ID: 0010_retrieval
 Revises: 0009_durable_runs
@@ -24,7 +25,7 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+ID = sa.BigInteger()
 
 
 def _available(name: str) -> bool:
@@ -35,6 +36,8 @@ def _available(name: str) -> bool:
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
+    if dialect != "postgresql":
+        return
     op.create_table(
         "retrieval_collections",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
@@ -47,7 +50,6 @@ def upgrade() -> None:
         sa.Column("readers", sa.JSON()),
         sa.Column("created_by", sa.String(64)),
         sa.Column("created_at", TS, nullable=False),
-        sqlite_autoincrement=True,  # ids are never reused: a stale citation cannot point at new text
     )
     op.create_table(
         "retrieval_documents",
@@ -64,7 +66,6 @@ def upgrade() -> None:
         sa.Column("flagged_chunks", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("created_by", sa.String(64)),
         sa.Column("created_at", TS, nullable=False),
-        sqlite_autoincrement=True,
     )
     op.create_index("ix_retrieval_documents_collection", "retrieval_documents", ["collection_id"])
     op.create_table(
@@ -82,43 +83,28 @@ def upgrade() -> None:
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("injection_score", sa.Float(), nullable=False, server_default="0"),
         sa.Column("flagged", sa.Boolean(), nullable=False, server_default=sa.false()),
-        sqlite_autoincrement=True,
     )
     op.create_index("ix_retrieval_chunks_collection", "retrieval_chunks", ["collection_id"])
     op.create_index("ix_retrieval_chunks_document", "retrieval_chunks", ["document_id"])
-    if dialect == "postgresql":
-        for ext in ("vector", "pg_trgm"):
-            if _available(ext):
-                op.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
-        if _available("pg_trgm"):
-            op.execute(
-                "CREATE INDEX ix_retrieval_chunks_trgm ON retrieval_chunks USING gin (content gin_trgm_ops)"
-            )
-    elif dialect == "sqlite":
-        op.execute("CREATE VIRTUAL TABLE retrieval_chunks_fts USING fts5(content, tokenize='trigram')")
-        op.create_table(
-            "retrieval_chunk_vectors",
-            sa.Column(
-                "chunk_id", ID, sa.ForeignKey("retrieval_chunks.id", ondelete="CASCADE"), primary_key=True
-            ),
-            sa.Column("collection_id", ID, nullable=False),
-            sa.Column("embedding", sa.LargeBinary(), nullable=False),
+    for ext in ("vector", "pg_trgm"):
+        if _available(ext):
+            op.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
+    if _available("pg_trgm"):
+        op.execute(
+            "CREATE INDEX ix_retrieval_chunks_trgm ON retrieval_chunks USING gin (content gin_trgm_ops)"
         )
-        op.create_index("ix_retrieval_chunk_vectors_collection", "retrieval_chunk_vectors", ["collection_id"])
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     dialect = bind.dialect.name
-    if dialect == "postgresql":
-        tables = bind.execute(
-            sa.text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'retrieval\\_vec\\_%'")
-        ).scalars()
-        for table in list(tables):
-            op.execute(f'DROP TABLE IF EXISTS "{table}"')
-    elif dialect == "sqlite":
-        op.drop_table("retrieval_chunk_vectors")
-        op.execute("DROP TABLE IF EXISTS retrieval_chunks_fts")
+    if dialect != "postgresql":
+        return
+    tables = bind.execute(
+        sa.text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'retrieval\\_vec\\_%'")
+    ).scalars()
+    for table in list(tables):
+        op.execute(f'DROP TABLE IF EXISTS "{table}"')
     op.drop_table("retrieval_chunks")
     op.drop_table("retrieval_documents")
     op.drop_table("retrieval_collections")

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.retrieval.service import RetrievalService
 from gateway.retrieval.store import Store
 from gateway.retrieval.store_pg import PgStore
-from gateway.retrieval.store_sqlite import SqliteStore
+from gateway.retrieval.store_sqlite import SqliteStore, index_path
 from gateway.services.embeddings import EmbeddingService
 
 
@@ -20,7 +20,7 @@ def open_store(database_url: str, engine: AsyncEngine) -> Store | None:
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
-        return SqliteStore(database)
+        return SqliteStore(index_path(database))
     return PgStore(engine)
 
 

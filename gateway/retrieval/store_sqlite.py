@@ -1,15 +1,20 @@
 """The embedded index: sqlite-vec (cosine distance over float32 blobs), FTS5 trigram for keywords.
 
 The standard library's ``sqlite3`` of this Python is built without extension loading, so the
-index opens its own connection to the gateway's database file through ``pysqlite3`` (the same
-DB-API with a bundled SQLite that loads extensions) and loads ``sqlite_vec`` into it. Calls run
+index uses ``pysqlite3`` (the same DB-API with a bundled SQLite that loads extensions) and loads
+``sqlite_vec`` into it. It keeps its tables in a file of its own beside the gateway's database
+(``prism.db`` → ``prism-retrieval.db``), never in the gateway's file: two copies of the SQLite
+library in one process must not open the same database (POSIX locks are per process, so one copy
+closing the file drops the other's locks; SQLite's "How To Corrupt" §2.2.1), which is what a
+shared file did here ("database disk image is malformed"). Calls run
 in a worker thread, one at a time (one connection, WAL mode, a busy timeout). Each collection's
-vectors live in ``retrieval_chunk_vectors`` (float32 blobs, from the migration) and are ranked with
+vectors live in ``retrieval_chunk_vectors`` (float32 blobs) and are ranked with
 sqlite-vec's ``vec_distance_cosine``: an exact k-nearest-neighbour scan of the collection, the
-same search ``vec0`` tables perform in sqlite-vec 0.1 (no ANN there either). ``vec0`` itself was
-tried first and failed under this write pattern (``could not write vector blob`` after a
-collection was dropped and another filled; docs/retrieval.md). ``retrieval_chunks_fts`` (FTS5, ``trigram``
-tokenizer, rowid = chunk id, from the migration) holds the keyword index.
+same search ``vec0`` tables perform in sqlite-vec 0.1 (no ANN there either). ``vec0`` tables were
+tried first, while the index still shared the gateway's file, and failed (``could not write
+vector blob``), most likely from the same two-library locking; the scan needs no per-collection
+DDL and is what ``vec0`` does anyway. ``retrieval_chunks_fts`` (FTS5, ``trigram``
+tokenizer, rowid = chunk id) holds the keyword index.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.retrieval.store import ChunkHit, CollectionRow, NewDocument
@@ -60,6 +66,63 @@ def _row(r: Any) -> CollectionRow:
     )
 
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS retrieval_collections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name VARCHAR(128) NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    embedding_model VARCHAR(128) NOT NULL,
+    dimensions INTEGER NOT NULL,
+    chunk_chars INTEGER NOT NULL,
+    chunk_overlap INTEGER NOT NULL,
+    readers JSON,
+    created_by VARCHAR(64),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retrieval_documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id INTEGER NOT NULL REFERENCES retrieval_collections(id) ON DELETE CASCADE,
+    filename VARCHAR(255) NOT NULL,
+    content_type VARCHAR(64) NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    sha256 VARCHAR(64) NOT NULL,
+    chars INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    flagged_chunks INTEGER NOT NULL DEFAULT 0,
+    created_by VARCHAR(64),
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_retrieval_documents_collection ON retrieval_documents (collection_id);
+CREATE TABLE IF NOT EXISTS retrieval_chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id INTEGER NOT NULL REFERENCES retrieval_collections(id) ON DELETE CASCADE,
+    document_id INTEGER NOT NULL REFERENCES retrieval_documents(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    start_offset INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    injection_score FLOAT NOT NULL DEFAULT 0,
+    flagged BOOLEAN NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS ix_retrieval_chunks_collection ON retrieval_chunks (collection_id);
+CREATE INDEX IF NOT EXISTS ix_retrieval_chunks_document ON retrieval_chunks (document_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS retrieval_chunks_fts USING fts5(content, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS retrieval_chunk_vectors (
+    chunk_id INTEGER PRIMARY KEY REFERENCES retrieval_chunks(id) ON DELETE CASCADE,
+    collection_id INTEGER NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_retrieval_chunk_vectors_collection ON retrieval_chunk_vectors (collection_id);
+"""
+"""The index's own schema, created on first use (``IF NOT EXISTS``): the file is the index's alone."""
+
+
+def index_path(database: str) -> str:
+    """The index file beside the gateway's database: ``prism.db`` → ``prism-retrieval.db``."""
+    path = Path(database)
+    return str(path.with_name(f"{path.stem}-retrieval{path.suffix or '.db'}"))
+
+
 class SqliteStore:
     backend = "sqlite"
 
@@ -78,8 +141,10 @@ class SqliteStore:
             conn.enable_load_extension(True)
             sqlite_vec.load(conn)
             conn.enable_load_extension(False)
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(SCHEMA)
             self._conn = conn
         return self._conn
 

@@ -1,5 +1,5 @@
-"""The ``search`` tool through the tool registry, on a real SQLite + sqlite-vec index built by the
-migrations and the real built-in encoder (``encode_texts``, the model behind ``prism-embed``).
+"""The ``search`` tool through the tool registry, on a real SQLite + sqlite-vec index (its own
+schema) and the real built-in encoder (``encode_texts``, the model behind ``prism-embed``).
 
 The embeddings service is replaced by a thin adapter over that encoder: this test is about the
 tool (caller context, collection choice, citations, errors), not about usage accounting, which
@@ -15,14 +15,12 @@ from typing import Any
 import pytest
 
 from gateway.config.tools import ToolsConfig
-from gateway.db.migrate import migrate
 from gateway.providers.embeddings_local import encode_texts
 from gateway.retrieval.service import RetrievalService
-from gateway.retrieval.store_sqlite import SqliteStore
+from gateway.retrieval.store_sqlite import SqliteStore, index_path
 from gateway.security.principal import Principal, Role
 from gateway.tools.registry import ToolRegistry
 from gateway.tools.search import acting_as, build_search_tool
-from tests.integration.db_fixtures import db_test_settings
 
 pytestmark = pytest.mark.integration
 
@@ -50,9 +48,9 @@ class LocalEmbeddings:
 
 @pytest.fixture
 def service(tmp_path: Path) -> RetrievalService:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'tool.db'}"
-    asyncio.run(migrate(db_test_settings(url)))
-    return RetrievalService(store=SqliteStore(str(tmp_path / "tool.db")), embeddings=LocalEmbeddings())  # type: ignore[arg-type]
+    return RetrievalService(
+        store=SqliteStore(index_path(str(tmp_path / "prism.db"))), embeddings=LocalEmbeddings()
+    )  # type: ignore[arg-type]
 
 
 async def _setup(service: RetrievalService) -> tuple[int, int]:
