@@ -111,16 +111,22 @@ class RetrievalService:
         probe = await self.embeddings.embed_texts(
             ["dimension probe"], model=model, principal=principal, request_id=request_id
         )
-        row = await self.store.create_collection(
-            name=name,
-            description=description,
-            embedding_model=model,
-            dimensions=len(probe.vectors[0]),
-            chunk_chars=chunk_chars,
-            chunk_overlap=chunk_overlap,
-            readers=readers,
-            created_by=principal.user_id,
-        )
+        try:
+            row = await self.store.create_collection(
+                name=name,
+                description=description,
+                embedding_model=model,
+                dimensions=len(probe.vectors[0]),
+                chunk_chars=chunk_chars,
+                chunk_overlap=chunk_overlap,
+                readers=readers,
+                created_by=principal.user_id,
+            )
+        except Exception as exc:
+            # Two admins creating the same name at once: the unique constraint decides (any driver).
+            if type(exc).__name__ == "IntegrityError":
+                raise Conflict(f"A collection named {name!r} exists", param="name") from None
+            raise
         log.info("retrieval_collection_created", collection_id=row.id, model=model, dimensions=row.dimensions)
         return row
 
