@@ -1,10 +1,11 @@
 """What the service needs from an index, and the rows it passes around.
 
 Two implementations: ``store_pg.PgStore`` (pgvector for vectors, pg_trgm for keywords) and
-``store_sqlite.SqliteStore`` (sqlite-vec and FTS5's trigram tokenizer). Metadata tables
+``store_sqlite.SqliteStore`` (sqlite-vec and FTS5's trigram tokenizer). In Postgres the tables
 (``retrieval_collections``, ``retrieval_documents``, ``retrieval_chunks``) come from the Alembic
-migration; each collection's vector table (``retrieval_vec_<id>``, sized to its embedding model's
-dimensions) is created with the collection and dropped with it.
+migration and each collection's vector table (``retrieval_vec_<id>``, sized to its embedding
+model's dimensions) is created with the collection and dropped with it; the SQLite index keeps the
+same tables, plus its vectors and FTS5 table, in a file of its own that it creates.
 """
 
 from __future__ import annotations
