@@ -18,6 +18,7 @@ import pytest
 from tests.integration.db_fixtures import PostgresInstance, create_database, drop_database
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 from tests.support.pgvector import PgvectorInstance, pgvector_bin
+from tests.unit.test_retrieval_text import minimal_pdf
 
 pytestmark = pytest.mark.integration
 
@@ -260,5 +261,15 @@ def test_multipart_upload_and_metrics(gw: GatewayProcess, admin: dict[str, str])
     assert r.status_code == 201, r.text
     assert r.json()["filename"] == "notes.md"
     assert _search(gw, admin, coll["id"], "냉장 컨테이너").json()["data"]
+    pdf = httpx.post(
+        gw.url + f"/api/collections/{coll['id']}/documents",
+        params={"filename": "ferry.pdf"},
+        content=minimal_pdf("The night ferry leaves pier 7 at half past nine."),
+        headers={**admin, "Content-Type": "application/pdf"},
+        timeout=60,
+    )
+    assert pdf.status_code == 201 and pdf.json()["content_type"] == "application/pdf", pdf.text
+    hits = _search(gw, admin, coll["id"], "night ferry pier", mode="keyword").json()["data"]
+    assert hits[0]["citation"]["filename"] == "ferry.pdf"
     metrics = httpx.get(gw.url + "/metrics").text
     assert "prism_retrieval_ingest_seconds" in metrics and "prism_retrieval_search_seconds" in metrics

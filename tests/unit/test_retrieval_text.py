@@ -68,6 +68,38 @@ def test_bm25_prefers_rare_terms_and_rrf_fuses() -> None:
     assert [cid for cid, _ in fused] == [2, 3, 1]  # in both lists beats first in one
 
 
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF with a Helvetica text layer, written by hand (no PDF writer needed)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, body in enumerate(objs, start=1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def test_pdf_text_layer() -> None:
+    assert extract_text(minimal_pdf("The night ferry leaves pier 7."), "application/pdf") == (
+        "The night ferry leaves pier 7."
+    )
+    with pytest.raises(InvalidRequest, match="no text layer"):
+        extract_text(minimal_pdf(""), "application/pdf")
+
+
 def test_extract_rules() -> None:
     assert media_type("text/markdown; charset=utf-8", None) == "text/markdown"
     assert media_type("application/octet-stream", "a.PDF") == "application/pdf"
