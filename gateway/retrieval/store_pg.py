@@ -180,33 +180,42 @@ class PgStore:
         return {"id": doc_id, "chunks": len(doc.chunks), "flagged_chunks": flagged, "created_at": now}
 
     async def _insert_chunks(self, conn: AsyncConnection, doc: NewDocument, doc_id: int) -> None:
-        table = _vec_table(doc.collection_id)
-        for chunk in doc.chunks:
-            chunk_id = (
-                await conn.execute(
-                    text(
-                        "INSERT INTO retrieval_chunks (collection_id, document_id, seq, "
-                        "start_offset, end_offset, "
-                        "content, injection_score, flagged) VALUES (:c, :d, :seq, :s, :e, :content, "
-                        ":score, :flag) "
-                        "RETURNING id"
-                    ),
-                    {
-                        "c": doc.collection_id,
-                        "d": doc_id,
-                        "seq": chunk.seq,
-                        "s": chunk.start,
-                        "e": chunk.end,
-                        "content": chunk.content,
-                        "score": chunk.injection_score,
-                        "flag": chunk.flagged,
-                    },
-                )
-            ).scalar_one()
-            await conn.execute(
-                text(f"INSERT INTO {table} (chunk_id, embedding) VALUES (:id, CAST(:v AS vector))"),
-                {"id": chunk_id, "v": vector_literal(chunk.embedding)},
-            )
+        """Two statements per document, whatever its size: the chunks, then their vectors, each as
+        one ``INSERT ... SELECT FROM unnest(<arrays>)``."""
+        if not doc.chunks:
+            return
+        rows = await conn.execute(
+            text(
+                "INSERT INTO retrieval_chunks (collection_id, document_id, seq, start_offset, end_offset, "
+                "content, injection_score, flagged) "
+                "SELECT :c, :d, u.seq, u.s, u.e, u.content, u.score, u.flag "
+                "FROM unnest(CAST(:seqs AS integer[]), CAST(:starts AS integer[]), CAST(:ends AS integer[]), "
+                "CAST(:contents AS text[]), CAST(:scores AS double precision[]), CAST(:flags AS boolean[])) "
+                "AS u(seq, s, e, content, score, flag) RETURNING id, seq"
+            ),
+            {
+                "c": doc.collection_id,
+                "d": doc_id,
+                "seqs": [c.seq for c in doc.chunks],
+                "starts": [c.start for c in doc.chunks],
+                "ends": [c.end for c in doc.chunks],
+                "contents": [c.content for c in doc.chunks],
+                "scores": [float(c.injection_score) for c in doc.chunks],
+                "flags": [bool(c.flagged) for c in doc.chunks],
+            },
+        )
+        id_of = {int(seq): int(cid) for cid, seq in rows}
+        await conn.execute(
+            text(
+                f"INSERT INTO {_vec_table(doc.collection_id)} (chunk_id, embedding) "
+                "SELECT u.id, CAST(u.v AS vector) FROM unnest(CAST(:ids AS bigint[]), CAST(:vecs AS text[])) "
+                "AS u(id, v)"
+            ),
+            {
+                "ids": [id_of[c.seq] for c in doc.chunks],
+                "vecs": [vector_literal(c.embedding) for c in doc.chunks],
+            },
+        )
 
     async def list_documents(self, collection_id: int) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
