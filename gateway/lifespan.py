@@ -25,6 +25,8 @@ from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
+from gateway.retrieval.factory import open_retrieval
+from gateway.retrieval.service import RetrievalService
 from gateway.routing.shared_circuit import open_circuits
 from gateway.routing.smart import ConversationTiers, SmartRouting
 from gateway.runtime import ConfigHolder
@@ -37,6 +39,7 @@ from gateway.tools.builtin import build_registry
 from gateway.tools.mcp_client import McpClients
 from gateway.tools.mcp_serve import McpEndpoint
 from gateway.tools.registry import ToolRegistry
+from gateway.tools.search import build_search_tool
 
 log = structlog.get_logger("prism.lifespan")
 
@@ -63,6 +66,8 @@ class AppState:
     """One supervised session per ``tools.mcp_servers`` entry (health on ``/readyz``)."""
     mcp_endpoint: McpEndpoint | None = None
     """Prism's own MCP server on ``/mcp`` (None when ``tools.mcp_endpoint.enabled`` is false)."""
+    retrieval: RetrievalService | None = None
+    """Collections, ingest and search over the operator's documents (docs/retrieval.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -169,6 +174,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             mcp_clients=mcp_clients,
             mcp_endpoint=mcp_endpoint,
         )
+        if state.embeddings is not None:
+            state.retrieval = await open_retrieval(settings.database_url, accounts.engine, state.embeddings)
+            if state.retrieval is not None:
+                stack.push_async_callback(state.retrieval.store.aclose)
+                search = build_search_tool(state.retrieval)
+                if search is not None:  # offered where a route or request names it (gateway/tools/access.py)
+                    tools.replace_group(search.name, [search])
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))
         install_sigterm(delay_s=settings.drain_delay_s, timeout_s=settings.drain_timeout_s)

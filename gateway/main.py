@@ -13,6 +13,7 @@ from gateway.api import (
     admin_config,
     anthropic,
     auth,
+    collections,
     conversations,
     embeddings,
     experiments,
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(anthropic.router)
     app.include_router(responses_api.router)
     app.include_router(embeddings.router)
+    app.include_router(collections.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)

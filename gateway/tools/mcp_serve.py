@@ -39,6 +39,7 @@ from gateway.errors import GatewayError
 from gateway.observability import metrics
 from gateway.security.principal import Principal
 from gateway.tools.base import ERROR_CODES
+from gateway.tools.caller import acting_as
 from gateway.tools.registry import ToolRegistry
 
 log = structlog.get_logger("prism.mcp_server")
@@ -163,7 +164,8 @@ class McpEndpoint:
         parent = _scope(ctx).get(TRACE_CONTEXT_KEY)
         token = otel_context.attach(parent) if isinstance(parent, otel_context.Context) else None
         try:
-            result = await self._registry.call(name, params.arguments or {}, call_id=call_id)
+            with acting_as(principal, call_id):  # tools such as search act as the caller
+                result = await self._registry.call(name, params.arguments or {}, call_id=call_id)
         finally:
             if token is not None:
                 otel_context.detach(token)

@@ -34,6 +34,7 @@ from gateway.guardrails import Guardrails
 from gateway.observability import metrics
 from gateway.providers.base import Choice, Completion, Usage
 from gateway.tools.base import ToolCallResult, render_content
+from gateway.tools.caller import acting_as
 
 NOTICE_INJECTION = (
     "[prism] The result of this tool call was withheld: it looks like a prompt injection "
@@ -60,6 +61,10 @@ async def after_tools(state: PipelineState) -> Literal["call", "stop"]:
     return "stop" if state.get("error") is not None or state.get("completion") is not None else "call"
 
 
+def _call_id(call: dict[str, Any]) -> str:
+    return str(call.get("id") or "")
+
+
 async def run_tools(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     ctx = runtime.context
     registry = ctx.tools
@@ -79,9 +84,9 @@ async def run_tools(state: PipelineState, runtime: Runtime[PipelineContext]) -> 
     remaining = ctx.trace.deadline - asyncio.get_running_loop().time()
     try:
         async with asyncio.timeout(max(remaining, 0.0)):
-            results = await asyncio.gather(
-                *(registry.call(_name(c), _arguments(c), call_id=str(c.get("id") or "")) for c in runnable)
-            )
+            with acting_as(ctx.principal, ctx.trace.request_id):  # tools such as search act as the caller
+                calls = [registry.call(_name(c), _arguments(c), call_id=_call_id(c)) for c in runnable]
+                results = await asyncio.gather(*calls)
     except TimeoutError:
         return {"error": deadline_error(ctx), "completion": None, "usage": None}
     guardrails = ctx.snapshot.guardrails
