@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
-from gateway.agent.state import ChatInput
+from gateway.agent.state import ChatInput, Reply
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, get_app_state, get_principal
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
@@ -143,6 +143,39 @@ def cache_policy(cache_control: str | None, opt_in: str | None) -> CachePolicy:
         write="no-store" not in directives,
         opt_in=(opt_in or "").strip().lower() in {"on", "1", "true", "force"},
     )
+
+
+async def run_flow(
+    request: Request,
+    state: AppState,
+    *,
+    chat: ChatInput,
+    principal: Principal,
+    request_id: str,
+    sticky: dict[str, str | None],
+    snapshot: RuntimeSnapshot,
+    conversation: ConversationSink | None = None,
+) -> Reply:
+    """One request through the flow, for every API family (chat, ``/v1/messages``, ``/v1/responses``):
+    the request's cache and timeout headers applied, and a refusal labelled with the model it was
+    about (a bounded label, not "none": #26) before it propagates."""
+    try:
+        return await state.completions.run(
+            chat=chat,
+            principal=principal,
+            request_id=request_id,
+            client_request_id=getattr(request.state, "client_request_id", None),
+            sticky=sticky,
+            cache_policy=cache_policy(
+                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
+            ),
+            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
+            snapshot=snapshot,
+            conversation=conversation,
+        )
+    except GatewayError as exc:
+        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
+        raise
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -300,24 +333,16 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
             new_messages=new_messages,
             request_id=request_id,
         )
-    try:
-        result = await state.completions.run(
-            chat=chat,
-            principal=principal,
-            request_id=request_id,
-            client_request_id=getattr(request.state, "client_request_id", None),
-            sticky=sticky,
-            cache_policy=cache_policy(
-                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
-            ),
-            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
-            snapshot=snapshot,
-            conversation=store,
-        )
-    except GatewayError as exc:
-        # Errors are labelled too (the model they were about, a bounded label), not "none" (#26).
-        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
-        raise
+    result = await run_flow(
+        request,
+        state,
+        chat=chat,
+        principal=principal,
+        request_id=request_id,
+        sticky=sticky,
+        snapshot=snapshot,
+        conversation=store,
+    )
     request.state.metric_model = snapshot.model_label(result.model)
     if result.stream is not None:
         headers = {**result.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
