@@ -42,6 +42,7 @@ WorkerName = Literal[
     "config_listen",
     "durable_heartbeat",
     "durable_recovery",
+    "jobs_inprocess",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 

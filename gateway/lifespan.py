@@ -23,6 +23,8 @@ from gateway.config_sync import ConfigSync
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
+from gateway.jobs.open import open_jobs
+from gateway.jobs.service import JobService
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
 from gateway.routing.shared_circuit import open_circuits
@@ -52,6 +54,8 @@ class AppState:
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
     embeddings: EmbeddingService | None = None
     """``/v1/embeddings`` and in-process embeddings (docs/embeddings.md)."""
+    jobs: JobService | None = None
+    """``/v1/jobs`` (docs/jobs.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -135,6 +139,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 quotas=backends.quotas,
                 cache=backends.cache,
             ),
+        )
+        state.jobs = await open_jobs(
+            settings, stack, engine=accounts.engine, targets=lambda: holder.current.targets
         )
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))

@@ -16,6 +16,7 @@ from gateway.api import (
     embeddings,
     experiments,
     health,
+    jobs,
     keys,
     openai,
     quotas,
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(openai.router)
     app.include_router(responses_api.router)
     app.include_router(embeddings.router)
+    app.include_router(jobs.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)
@@ -111,7 +113,11 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
-    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.jobs_max_upload_bytes,
+    )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(
         openai.hot_routes(),

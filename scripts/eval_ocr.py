@@ -48,8 +48,10 @@ def main() -> None:
             text = ocr_image(sample.image, langs=args.langs).text
         nospace = cer(sample.text.replace(" ", ""), text.replace(" ", ""))
         scores[(sample.language, sample.condition)].append((cer(sample.text, text), nospace))
-    print(f"engine={args.engine} langs={args.langs} pages/condition={args.pages} "
-          f"seconds={time.perf_counter() - started:.0f}")
+    print(
+        f"engine={args.engine} langs={args.langs} pages/condition={args.pages} "
+        f"seconds={time.perf_counter() - started:.0f}"
+    )
     print("| language | condition | CER | CER ignoring spaces |")
     print("| --- | --- | ---: | ---: |")
     for (language, condition), values in sorted(scores.items()):

@@ -492,3 +492,17 @@ def zero_tool_series(tools: Iterable[str], statuses: Iterable[str]) -> None:
         for status in codes:
             TOOL_CALLS.labels(tool=tool, status=status)
         TOOL_CALL_DURATION.labels(tool=tool)
+
+
+JOBS_SUBMITTED = Counter(
+    "prism_jobs_submitted",
+    "Jobs accepted by POST /v1/jobs, by type (bounded: the configured types)",
+    ["type"],
+)
+JOBS_FINISHED = Counter(
+    "prism_jobs_finished", "Job outcomes written (once per job), by type and status", ["type", "status"]
+)
+JOBS_RUNNING = Gauge("prism_jobs_running", "Jobs this process executes now", multiprocess_mode="livesum")
+JOBS_REJECTED = Counter(
+    "prism_jobs_rejected", "Submissions refused before queueing, by HTTP status", ["status"]
+)

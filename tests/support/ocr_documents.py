@@ -48,7 +48,11 @@ def font_paths(language: str) -> list[str]:
     pattern = "/usr/share/fonts/**/*.tt[fc]"
     found = sorted(glob.glob(pattern, recursive=True))
     if language == "ko":
-        chosen = [f for f in found if "NanumGothic.ttf" in f or "NanumMyeongjo.ttf" in f or "NotoSansCJK-Regular" in f]
+        chosen = [
+            f
+            for f in found
+            if "NanumGothic.ttf" in f or "NanumMyeongjo.ttf" in f or "NotoSansCJK-Regular" in f
+        ]
     else:
         chosen = [f for f in found if f.endswith(("DejaVuSans.ttf", "DejaVuSerif.ttf", "NanumGothic.ttf"))]
     if not chosen:
@@ -91,7 +95,9 @@ def degrade(image: Image.Image, condition: str, *, seed: int = 0) -> Image.Image
     rng = random.Random(seed)
     out = image
     if condition in ("skew", "scan"):
-        out = out.rotate(1.5 if rng.random() < 0.5 else -1.5, expand=True, fillcolor=255, resample=Image.BICUBIC)
+        out = out.rotate(
+            1.5 if rng.random() < 0.5 else -1.5, expand=True, fillcolor=255, resample=Image.BICUBIC
+        )
     if condition in ("noise", "scan"):
         import numpy as np
 
@@ -123,7 +129,9 @@ def samples(*, languages: tuple[str, ...] = ("ko", "en"), pages: int = 3) -> lis
                 out.append(Sample(language, f"clean-{dpi}dpi", text, render(text, font_path=font, dpi=dpi)))
             base = render(text, font_path=font, dpi=300)
             for condition in ("noise", "skew", "jpeg", "scan"):
-                out.append(Sample(language, f"{condition}-300dpi", text, degrade(base, condition, seed=index)))
+                out.append(
+                    Sample(language, f"{condition}-300dpi", text, degrade(base, condition, seed=index))
+                )
     return out
 
 
