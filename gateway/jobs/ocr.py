@@ -74,7 +74,19 @@ def ocr_image(image: Image.Image, *, langs: str = LANGS, number: int = 1) -> Pag
                 confidence=round(sum(float(data["conf"][i]) for i in indexes) / len(indexes), 1),
             )
         )
-    return Page(number=number, text="\n".join(b.text for b in blocks), source="ocr", blocks=blocks)
+    # The boxes come from image_to_data, whose words the Korean model often cuts into syllables;
+    # image_to_string spaces the same lines as printed, so its lines are the blocks' text.
+    printed = [
+        line.strip()
+        for line in pytesseract.image_to_string(image, lang=langs, config=TESSERACT_CONFIG).splitlines()
+        if line.strip()
+    ]
+    if len(printed) == len(blocks):
+        blocks = [
+            Block(text=t, box=b.box, confidence=b.confidence) for t, b in zip(printed, blocks, strict=True)
+        ]
+    text = "\n".join(printed) if printed else "\n".join(b.text for b in blocks)
+    return Page(number=number, text=text, source="ocr", blocks=blocks)
 
 
 def join_words(words: list[tuple[str, int, int]], *, line_height: int) -> str:

@@ -28,7 +28,7 @@ def tesseract_langs(options: dict[str, Any]) -> str:
     return "+".join(dict.fromkeys(chosen)) or ocr.LANGS
 
 
-def read_pages(value: dict[str, Any], step: StepContext, *, dpi: int) -> list[dict[str, Any]]:
+def read_pages(value: dict[str, Any], step: StepContext, dpi: int) -> list[dict[str, Any]]:
     """Every page of the file as ``Page`` dicts, reporting each page as it is done (blocking)."""
     path = Path(value["path"])
     kind = value["content_type"]

@@ -74,7 +74,13 @@ def check_kind(head: bytes, *, declared: str | None, accepts_text: bool) -> str:
     kind = sniff(head)
     if kind is None:
         other = next((name for magic, name in KNOWN_OTHERS if head.startswith(magic)), None)
-        if other is None and accepts_text and _is_text(head):
+        if other is None and _is_text(head):
+            if not accepts_text:
+                raise UnsupportedMediaType(
+                    "The uploaded file is text; this job type takes PNG, JPEG, TIFF or PDF",
+                    param="file",
+                    code="unsupported_media_type",
+                )
             kind = TEXT
         else:
             found = other or "an unrecognised format"
