@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     jobs_broker_url: str | None = None
     """Celery broker (``amqp://guest:guest@127.0.0.1:5672//``). Unset: the gateway runs jobs in
     process (the embedded default), off the request path."""
+    jobs_queue: str = "prism.jobs"
+    """The broker queue of jobs (its dead-letter queue: ``<name>.dead``)."""
     jobs_storage_dir: Path = Path("var/jobs")
     """Where uploaded files are kept until their job ends (shared by gateway and workers)."""
     jobs_max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)

@@ -1,5 +1,5 @@
-"""The Celery side of jobs: the app (``prism.jobs`` queue on RabbitMQ with a dead-letter queue
-``prism.jobs.dead``), the ``prism.jobs.run`` task and the gateway's dispatcher.
+"""The Celery side of jobs: the app (``prism.jobs`` queue (``GATEWAY_JOBS_QUEUE``) on RabbitMQ with a dead-letter
+queue ``prism.jobs.dead``), the ``prism.jobs.run`` task and the gateway's dispatcher.
 
 Start workers with ``make worker`` (``celery -A gateway.jobs.worker worker -Q prism.jobs``).
 Delivery guarantees: ``acks_late`` (a message is acknowledged only when its task has ended) with
@@ -23,24 +23,20 @@ from kombu.entity import Exchange, Queue
 
 from gateway.config.settings import Settings
 
-QUEUE = "prism.jobs"
-DEAD_QUEUE = "prism.jobs.dead"
-DEAD_EXCHANGE = "prism.jobs.dlx"
 TASK = "prism.jobs.run"
 
 
-def queues() -> list[Queue]:
+def queues(name: str) -> list[Queue]:
+    """The work queue ``name`` (``GATEWAY_JOBS_QUEUE``) and its dead-letter queue ``name.dead``."""
+    dead, dlx = f"{name}.dead", f"{name}.dlx"
     return [
         Queue(
-            QUEUE,
-            Exchange(QUEUE, type="direct"),
-            routing_key=QUEUE,
-            queue_arguments={
-                "x-dead-letter-exchange": DEAD_EXCHANGE,
-                "x-dead-letter-routing-key": DEAD_QUEUE,
-            },
+            name,
+            Exchange(name, type="direct"),
+            routing_key=name,
+            queue_arguments={"x-dead-letter-exchange": dlx, "x-dead-letter-routing-key": dead},
         ),
-        Queue(DEAD_QUEUE, Exchange(DEAD_EXCHANGE, type="direct"), routing_key=DEAD_QUEUE),
+        Queue(dead, Exchange(dlx, type="direct"), routing_key=dead),
     ]
 
 
@@ -49,10 +45,10 @@ def create_celery(settings: Settings) -> Celery:
         raise ValueError("GATEWAY_JOBS_BROKER_URL is not set")
     app = Celery("prism", broker=settings.jobs_broker_url, set_as_current=False)
     app.conf.update(
-        task_queues=queues(),
-        task_default_queue=QUEUE,
-        task_default_exchange=QUEUE,
-        task_default_routing_key=QUEUE,
+        task_queues=queues(settings.jobs_queue),
+        task_default_queue=settings.jobs_queue,
+        task_default_exchange=settings.jobs_queue,
+        task_default_routing_key=settings.jobs_queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=False,
@@ -62,6 +58,7 @@ def create_celery(settings: Settings) -> Celery:
         task_time_limit=settings.jobs_time_limit_s + 60,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"confirm_publish": True},
     )
@@ -72,7 +69,7 @@ def declare_queues(app: Celery) -> None:
     """Declare both queues (the dead-letter one is not consumed, so no worker would declare it)."""
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        for queue in queues():
+        for queue in app.conf.task_queues:
             queue(channel).declare()
 
 
@@ -87,7 +84,8 @@ class CeleryDispatcher:
         if not self._declared:
             declare_queues(self._app)
             self._declared = True
-        return self._app.send_task(TASK, args=[job_id], queue=QUEUE, routing_key=QUEUE)
+        queue = self._app.conf.task_default_queue
+        return self._app.send_task(TASK, args=[job_id], queue=queue, routing_key=queue)
 
     async def enqueue(self, job_id: str) -> None:
         await asyncio.to_thread(self._publish, job_id)
