@@ -88,7 +88,7 @@ def status(gw: GatewayProcess, job_id: str) -> dict[str, Any]:
 @pytest.fixture
 def setup(pg_url: str, tmp_path: Path) -> Iterator[tuple[GatewayProcess, dict[str, str], Path]]:
     env = _env(pg_url, tmp_path / "uploads", f"prism.jobs.test.{uuid.uuid4().hex[:8]}")
-    with running_gateway(tmp_path, env=env) as gw:
+    with running_gateway(tmp_path, env=env, ready_timeout=180.0) as gw:
         yield gw, env, tmp_path
 
 

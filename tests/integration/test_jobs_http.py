@@ -28,7 +28,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         "GATEWAY_JOBS_MAX_PAGES": "50",
         "GATEWAY_JOBS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
     }
-    with running_gateway(tmp, env=env) as gw:
+    with running_gateway(tmp, env=env, ready_timeout=180.0) as gw:
         yield gw
 
 
