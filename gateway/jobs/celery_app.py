@@ -1,5 +1,5 @@
-"""The Celery side of jobs: the app (``prism.jobs`` queue (``GATEWAY_JOBS_QUEUE``) on RabbitMQ with a dead-letter
-queue ``prism.jobs.dead``), the ``prism.jobs.run`` task and the gateway's dispatcher.
+"""The Celery side of jobs: the app (the ``prism.jobs`` queue, ``GATEWAY_JOBS_QUEUE``, on RabbitMQ
+with a dead-letter queue ``prism.jobs.dead``), the ``prism.jobs.run`` task and the dispatcher.
 
 Start workers with ``make worker`` (``celery -A gateway.jobs.worker worker -Q prism.jobs``).
 Delivery guarantees: ``acks_late`` (a message is acknowledged only when its task has ended) with

@@ -53,12 +53,38 @@ def _env(pg_url: str, storage: Path, queue: str) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "gateway.jobs.worker", "worker", "-Q", env["GATEWAY_JOBS_QUEUE"],
-         "--pool", "prefork", "--concurrency", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "--loglevel", "INFO"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "gateway.jobs.worker",
+            "worker",
+            "-Q",
+            env["GATEWAY_JOBS_QUEUE"],
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "GATEWAY_ENV": "test", "GATEWAY_LOG_FORMAT": "json",
-             "GATEWAY_CONFIG": str(ROOT / "config" / "prism.yaml"), "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "GATEWAY_ENV": "test",
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_CONFIG": str(ROOT / "config" / "prism.yaml"),
+            "OPENBLAS_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        },
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: SIGKILL takes the children too
@@ -66,16 +92,22 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
 
 
 def scanned_pdf(pages: int, seed: int) -> bytes:
-    images = [render(page_text("en", seed=seed + i, lines=5), font_path=font_paths("en")[0], dpi=200).convert("RGB")
-              for i in range(pages)]
+    images = [
+        render(page_text("en", seed=seed + i, lines=5), font_path=font_paths("en")[0], dpi=200).convert("RGB")
+        for i in range(pages)
+    ]
     out = io.BytesIO()
     images[0].save(out, format="PDF", resolution=200, save_all=True, append_images=images[1:])
     return out.getvalue()
 
 
 def submit(gw: GatewayProcess, data: bytes) -> str:
-    response = httpx.post(f"{gw.url}/v1/jobs", data={"type": "ocr"},
-                          files={"file": ("scan.pdf", data, "application/pdf")}, timeout=30)
+    response = httpx.post(
+        f"{gw.url}/v1/jobs",
+        data={"type": "ocr"},
+        files={"file": ("scan.pdf", data, "application/pdf")},
+        timeout=30,
+    )
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
@@ -130,7 +162,9 @@ def test_two_workers_share_the_load_and_a_killed_workers_job_finishes_exactly_on
 
         def all_done() -> list[dict[str, Any]] | None:
             states = [status(gw, job) for job in jobs]
-            return states if all(s["status"] in ("succeeded", "failed", "cancelled") for s in states) else None
+            return (
+                states if all(s["status"] in ("succeeded", "failed", "cancelled") for s in states) else None
+            )
 
         states = wait_until(all_done, "every job finished", within_s=300)
         assert [s["status"] for s in states] == ["succeeded"] * len(jobs), states
@@ -139,7 +173,10 @@ def test_two_workers_share_the_load_and_a_killed_workers_job_finishes_exactly_on
         assert '"job_finished"' in w2_log
         with engine.connect() as conn:
             rows = conn.execute(
-                text("select request_id, count(*) from usage_logs where request_id = any(:ids) group by request_id"),
+                text(
+                    "select request_id, count(*) from usage_logs"
+                    " where request_id = any(:ids) group by request_id"
+                ),
                 {"ids": [f"job-{j}" for j in jobs]},
             ).all()
         engine.dispose()

@@ -218,7 +218,7 @@ def test_bad_input_is_refused_with_clear_4xx_and_nothing_is_queued(
             answer += chunk.decode("latin-1")
     assert answer.startswith("HTTP/1.1 413") and "request_too_large" in answer, answer
     assert queued_count(gateway) == before
-    assert not [p for p in Path(gateway.log_path.parent / "uploads").glob("*.upload")]
+    assert not list(Path(gateway.log_path.parent / "uploads").glob("*.upload"))
 
 
 def test_json_base64_submission_cancel_and_object_level_404(gateway: GatewayProcess) -> None:
