@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,11 @@ def _with_writer(fn: Any, step: StepContext) -> Any:
 
     writer = get_stream_writer()
     loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()  # the writer reads the node's config from it
 
     class ThreadStep:
         def emit(self, data: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(writer, {"step": step.step, **data})
+            loop.call_soon_threadsafe(writer, {"step": step.step, **data}, context=context)
 
     def call(value: Any, _step: StepContext, *args: Any) -> Any:
         return fn(value, ThreadStep(), *args)

@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -51,7 +51,7 @@ def _env(pg_url: str, storage: Path, queue: str) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], name: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -85,7 +85,7 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
             "PYTHONUNBUFFERED": "1",
             **env,
         },
-        stdout=log.open("wb"),
+        stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: SIGKILL takes the children too
     )
@@ -145,7 +145,8 @@ def test_two_workers_share_the_load_and_a_killed_workers_job_finishes_exactly_on
     setup: tuple[GatewayProcess, dict[str, str], Path], pg_url: str
 ) -> None:
     gw, env, tmp = setup
-    workers = {name: start_worker(env, name, tmp / f"{name}.log") for name in ("w1", "w2")}
+    logs = {name: (tmp / f"{name}.log").open("wb") for name in ("w1", "w2")}
+    workers = {name: start_worker(env, name, logs[name]) for name in ("w1", "w2")}
     try:
         jobs = [submit(gw, scanned_pdf(2, seed=10 * i)) for i in range(4)]
         engine = create_engine(_sync_url(pg_url))
@@ -192,3 +193,6 @@ def test_two_workers_share_the_load_and_a_killed_workers_job_finishes_exactly_on
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        for log in logs.values():
+            log.close()
