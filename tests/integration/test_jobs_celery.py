@@ -161,8 +161,11 @@ def test_two_workers_share_the_load_and_a_killed_workers_job_finishes_exactly_on
         os.killpg(workers["w1"].pid, signal.SIGKILL)
         workers["w1"].wait(timeout=10)
 
+        seen_progress: list[dict[str, Any]] = []
+
         def all_done() -> list[dict[str, Any]] | None:
             states = [status(gw, job) for job in jobs]
+            seen_progress.extend(s["progress"] for s in states if s["status"] == "running")
             return (
                 states if all(s["status"] in ("succeeded", "failed", "cancelled") for s in states) else None
             )
@@ -170,6 +173,8 @@ def test_two_workers_share_the_load_and_a_killed_workers_job_finishes_exactly_on
         states = wait_until(all_done, "every job finished", within_s=300)
         assert [s["status"] for s in states] == ["succeeded"] * len(jobs), states
         assert max(s["attempts"] for s in states) >= 2  # the killed worker's job was taken over
+        pages_seen = [p["detail"] for p in seen_progress if p.get("detail", {}).get("unit") == "pages"]
+        assert pages_seen, f"no per-page progress seen while jobs ran: {seen_progress[:5]}"
         w2_log = (tmp / "w2.log").read_text(errors="replace")
         assert '"job_finished"' in w2_log
         with engine.connect() as conn:
