@@ -91,8 +91,17 @@ class JobExecutor:
             expires = row.lease_expires_at or datetime.now(UTC)
             raise JobBusy(job_id, max(0.5, (expires - datetime.now(UTC)).total_seconds() + 0.5))
         bound = log.bind(job_id=job_id, job_type=row.type, job_worker=self.worker_id, attempt=lease.attempts)
-        if lease.attempts > self._settings.jobs_max_attempts or row.type not in self._types:
-            reason = "too many attempts" if row.type in self._types else f"no pipeline for type {row.type!r}"
+        reason = None
+        if lease.attempts > self._settings.jobs_max_attempts:
+            reason = "too many attempts"
+        elif row.type not in self._types:
+            reason = f"no pipeline for type {row.type!r}"
+        else:
+            try:
+                self._graph(row.type)
+            except Exception as exc:  # a configuration error: permanent, fail the job now
+                reason = f"the {row.type!r} pipeline cannot be built: {type(exc).__name__}: {exc}"[:2000]
+        if reason is not None:
             return await self._finish(
                 row, lease, "failed", error={"message": reason, "type": "job_error"}, bound=bound
             )

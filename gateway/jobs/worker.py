@@ -61,7 +61,7 @@ class WorkerRuntime:
     def fail(self, job_id: str, error: dict[str, Any]) -> None:
         async def write() -> None:
             async with self.engine.begin() as conn:
-                await jobs.fail_unclaimed(conn, job_id=job_id, error=error)
+                await jobs.fail_unclaimed(conn, job_id=job_id, error=error, owner=self.executor.worker_id)
 
         self.loop.run_until_complete(write())
 

@@ -187,12 +187,13 @@ async def finish(
     return written.first() is not None
 
 
-async def fail_unclaimed(conn: AsyncConnection, *, job_id: str, error: Any) -> bool:
-    """Fail a job no worker holds (dead-lettered, or out of attempts)."""
+async def fail_unclaimed(conn: AsyncConnection, *, job_id: str, error: Any, owner: str | None = None) -> bool:
+    """Fail a job no worker holds, or that ``owner`` (the caller) holds (dead-lettered)."""
     now = utcnow()
+    held = _free(now) if owner is None else or_(_free(now), Job.owner == owner)
     written = await conn.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(("queued", "running")), _free(now))
+        .where(Job.id == job_id, Job.status.in_(("queued", "running")), held)
         .values(
             status="failed", error=error, owner=None, lease_expires_at=None, finished_at=now, updated_at=now
         )
