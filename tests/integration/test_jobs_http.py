@@ -26,6 +26,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     env = {
         "GATEWAY_JOBS_STORAGE_DIR": str(tmp / "uploads"),
         "GATEWAY_JOBS_MAX_PAGES": "50",
+        "GATEWAY_JOBS_PAGES_PER_DAY": "40",
         "GATEWAY_JOBS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
     }
     with running_gateway(tmp, env=env, ready_timeout=180.0) as gw:
@@ -236,3 +237,12 @@ def test_json_base64_submission_cancel_and_object_level_404(gateway: GatewayProc
     assert httpx.delete(f"{gateway.url}/v1/jobs/{job_id}", timeout=10).status_code == 409
     missing = httpx.get(f"{gateway.url}/v1/jobs/0123456789abcdef0123456789abcdef", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
+
+
+def test_the_daily_page_quota_refuses_a_submission_that_would_pass_it(gateway: GatewayProcess) -> None:
+    frames = [Image.new("L", (64, 64), 255) for _ in range(40)]
+    out = io.BytesIO()
+    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
+    response = submit(gateway, out.getvalue(), name="many.tif", content_type="image/tiff")
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "page_quota_exceeded"
