@@ -98,7 +98,41 @@ def test_ocr_of_korean_and_english_pages_over_http(gateway: GatewayProcess) -> N
         assert len(block["box"]) == 4 and 0 <= block["confidence"] <= 100 and block["text"]
 
 
+def text_pdf(line: str) -> bytes:
+    """A one-page PDF whose text is a text layer (Helvetica), xref offsets computed."""
+    stream = f"BT /F1 14 Tf 72 720 Td ({line}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def test_pdf_text_layer_is_read_without_ocr(gateway: GatewayProcess) -> None:
+    line = "Reference GOV-2026-0417: reply by 18 December 2026"
+    response = submit(gateway, text_pdf(line), name="letter.pdf", content_type="application/pdf")
+    assert response.status_code == 202, response.text
+    done = finished(gateway, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    result = httpx.get(f"{gateway.url}/v1/jobs/{done['id']}/result", timeout=10).json()["result"]
+    assert result["pages"][0]["source"] == "text_layer"
+    assert result["text"].strip() == line
+
+
+def test_a_scanned_pdf_page_is_ocred(gateway: GatewayProcess) -> None:
     import pypdfium2 as pdfium
 
     image = render(
