@@ -44,6 +44,7 @@ WorkerName = Literal[
     "durable_recovery",
     "mcp_client",
     "tool_audit",
+    "jobs_inprocess",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 

@@ -17,6 +17,7 @@ status and OpenAI ``type``, the instance carries the message, ``param`` and
     ├── MethodNotAllowed          405
     ├── Conflict                  409
     ├── PayloadTooLarge           413
+    ├── UnsupportedMediaType      415 (an upload whose bytes are not what it claims, or no kind we read)
     ├── RateLimited               429 rate_limit_exceeded (QuotaExceeded: insufficient_quota)
     ├── ProviderError             502 upstream failure, retryable unless stated
     │   ├── ProviderBadResponse   502 (not retryable)
@@ -140,6 +141,12 @@ class PayloadTooLarge(GatewayError):
     status_code = 413
     error_type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
 
 
 class RateLimited(GatewayError):

@@ -23,6 +23,8 @@ from gateway.config_sync import ConfigSync
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
+from gateway.jobs.open import open_jobs
+from gateway.jobs.service import JobService
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
 from gateway.retrieval.factory import open_retrieval
@@ -68,6 +70,8 @@ class AppState:
     """Prism's own MCP server on ``/mcp`` (None when ``tools.mcp_endpoint.enabled`` is false)."""
     retrieval: RetrievalService | None = None
     """Collections, ingest and search over the operator's documents (docs/retrieval.md)."""
+    jobs: JobService | None = None
+    """``/v1/jobs`` (docs/jobs.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -181,6 +185,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 search = build_search_tool(state.retrieval)
                 if search is not None:  # offered where a route or request names it (gateway/tools/access.py)
                     tools.replace_group(search.name, [search])
+        state.jobs = await open_jobs(
+            settings, stack, engine=accounts.engine, targets=lambda: holder.current.targets
+        )
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))
         install_sigterm(delay_s=settings.drain_delay_s, timeout_s=settings.drain_timeout_s)

@@ -18,6 +18,7 @@ from gateway.api import (
     embeddings,
     experiments,
     health,
+    jobs,
     keys,
     openai,
     quotas,
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(responses_api.router)
     app.include_router(embeddings.router)
     app.include_router(collections.router)
+    app.include_router(jobs.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)
@@ -125,7 +127,11 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(experiments.feedback_router)
     mount_console(app, docs=docs)
     app.router.add_route(McpRoute.path, McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
-    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.jobs_max_upload_bytes,
+    )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(
         {**openai.hot_routes(), **anthropic.hot_routes()},

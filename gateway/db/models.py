@@ -372,3 +372,46 @@ class DurableRun(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Job(Base):
+    """An asynchronous job (``/v1/jobs``, docs/jobs.md): the uploaded file lives on disk under
+    ``GATEWAY_JOBS_STORAGE_DIR`` (``file_path``), never in the broker message. The row is also the
+    job's lease, like ``durable_runs``: ``lease_token`` fences a worker that lost it, so the
+    outcome is written once."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        Index("ux_jobs_idempotency", "user_id", "idempotency_key", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    """``queued``, ``running``, ``succeeded``, ``failed``, ``cancelled``."""
+    user_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    file_path: Mapped[str | None] = mapped_column(Text, default=None)
+    file_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    content_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[Any] = mapped_column(JSON, default=dict)
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    progress: Mapped[Any] = mapped_column(JSON, default=dict)
+    result: Mapped[Any | None] = mapped_column(JSON, default=None)
+    error: Mapped[Any | None] = mapped_column(JSON, default=None)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

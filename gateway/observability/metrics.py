@@ -526,3 +526,15 @@ MCP_SERVER_CALLS = Counter(
 MCP_SERVER_REQUESTS = Counter(
     "prism_mcp_server_requests", "Requests to Prism's /mcp endpoint by outcome", ["outcome"]
 )
+JOBS_SUBMITTED = Counter(
+    "prism_jobs_submitted",
+    "Jobs accepted by POST /v1/jobs, by type (bounded: the configured types)",
+    ["type"],
+)
+JOBS_FINISHED = Counter(
+    "prism_jobs_finished", "Job outcomes written (once per job), by type and status", ["type", "status"]
+)
+JOBS_RUNNING = Gauge("prism_jobs_running", "Jobs this process executes now", multiprocess_mode="livesum")
+JOBS_REJECTED = Counter(
+    "prism_jobs_rejected", "Submissions refused before queueing, by HTTP status", ["status"]
+)
