@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from gateway.agent.state import ChatInput
-from gateway.api.openai import ClosingStreamingResponse, _body_problem, run_flow
+from gateway.api.openai import ClosingStreamingResponse, _body_problem, body_field, run_flow
 from gateway.deps import get_app_state, get_principal
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.experiments.sticky import end_user_key
@@ -121,21 +121,12 @@ async def _messages(request: Request, state: AppState) -> Response:
             principal=principal,
             request_id=request.state.request_id,
             error=exc,
-            model=_field(body, "model"),
-            streamed=_field(body, "stream") is True,
+            model=body_field(body, "model"),
+            streamed=body_field(body, "stream") is True,
             client_request_id=getattr(request.state, "client_request_id", None),
         )
         raise
     return await _run(request, state, principal, chat, parsed)
-
-
-def _field(body: bytes, name: str) -> Any:
-    """A top-level string or boolean of a body that may not be valid JSON (for the refusal's record)."""
-    try:
-        value = orjson.loads(body).get(name)
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return value if isinstance(value, str | bool) and "\x00" not in str(value) else None
 
 
 def _chat_input(request: Request, state: AppState, body: bytes) -> tuple[ChatInput, MessagesRequest]:

@@ -145,6 +145,15 @@ def cache_policy(cache_control: str | None, opt_in: str | None) -> CachePolicy:
     )
 
 
+def body_field(body: bytes, name: str) -> Any:
+    """A top-level string or boolean of a body that may not be valid JSON (for the refusal's record)."""
+    try:
+        value = orjson.loads(body).get(name)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str | bool) and "\x00" not in str(value) else None
+
+
 async def run_flow(
     request: Request,
     state: AppState,

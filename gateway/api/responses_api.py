@@ -18,7 +18,7 @@ import structlog
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.agent.state import ChatInput
-from gateway.api.openai import ClosingStreamingResponse, _body_problem, run_flow
+from gateway.api.openai import ClosingStreamingResponse, _body_problem, body_field, run_flow
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep
 from gateway.errors import GatewayError, InvalidRequest, UnsupportedParameter
 from gateway.experiments.sticky import end_user_key
@@ -102,28 +102,40 @@ def _messages(
 async def create_response(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
     settings = state.settings
     snapshot = state.holder.current
-    parsed = parse_request(_decode(await request.body(), settings.max_json_depth))
-    request_id: str = request.state.request_id
-    accounts = state.accounts
-    history: list[dict[str, Any]] = []
-    chain_id: str | None = None
-    if parsed.previous_response_id is not None:
-        if accounts is None:
-            raise responses_store.not_found(parsed.previous_response_id, "previous_response_id")
-        previous = await responses_store.load_previous(
-            accounts.sessionmaker, principal=principal, response_id=parsed.previous_response_id
+    body = await request.body()
+    try:
+        parsed = parse_request(_decode(body, settings.max_json_depth))
+        request_id: str = request.state.request_id
+        accounts = state.accounts
+        history: list[dict[str, Any]] = []
+        chain_id: str | None = None
+        if parsed.previous_response_id is not None:
+            if accounts is None:
+                raise responses_store.not_found(parsed.previous_response_id, "previous_response_id")
+            previous = await responses_store.load_previous(
+                accounts.sessionmaker, principal=principal, response_id=parsed.previous_response_id
+            )
+            history, chain_id = previous.history, previous.chain_id
+        messages = _messages(parsed, history, state, snapshot.router.context_window_for(parsed.model))
+        chat = ChatInput(
+            model=parsed.model,
+            messages=messages,
+            params=parsed.params,
+            stream=parsed.stream,
+            include_usage=True,
+            metadata=parsed.metadata,
+            prompt_tokens=count_messages(messages),
         )
-        history, chain_id = previous.history, previous.chain_id
-    messages = _messages(parsed, history, state, snapshot.router.context_window_for(parsed.model))
-    chat = ChatInput(
-        model=parsed.model,
-        messages=messages,
-        params=parsed.params,
-        stream=parsed.stream,
-        include_usage=True,
-        metadata=parsed.metadata,
-        prompt_tokens=count_messages(messages),
-    )
+    except GatewayError as exc:  # an authenticated caller's refused request is in the ledger too
+        state.completions.record_refusal(
+            principal=principal,
+            request_id=request.state.request_id,
+            error=exc,
+            model=body_field(body, "model"),
+            streamed=body_field(body, "stream") is True,
+            client_request_id=getattr(request.state, "client_request_id", None),
+        )
+        raise
     end_user, sticky_source = end_user_key(
         snapshot.config.routing.sticky_user_field,
         headers=request.headers,
@@ -189,9 +201,9 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
             translate(result.stream, stream), media_type="text/event-stream", headers=headers
         )
     assert result.body is not None
-    body = out.from_chat_completion(parsed, request_id=request_id, body=result.body)
-    await store(body)
-    return Response(content=orjson.dumps(body), media_type="application/json", headers=result.headers)
+    answer = out.from_chat_completion(parsed, request_id=request_id, body=result.body)
+    await store(answer)
+    return Response(content=orjson.dumps(answer), media_type="application/json", headers=result.headers)
 
 
 @router.get("/responses/{response_id}")

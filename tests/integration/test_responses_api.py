@@ -377,6 +377,10 @@ def test_policies_apply_and_every_request_has_one_usage_row(gw: GatewayProcess, 
         ids.append(cut.headers["x-request-id"])
         body = cut.read().decode()
     assert cut.status_code == 200 and "event: response.failed" in body and "response.completed" not in body
+    invalid = send(key, {"model": "small", "input": "hi", "frobnicate": 1})  # refused before the flow
+    assert invalid.status_code == 400
+    unknown = send(key, {"model": "small", "input": "hi", "previous_response_id": "resp_nope"})
+    assert unknown.status_code == 404
 
     rows = asyncio.run(_usage_rows(pg_database, ids))
     assert sorted(rows) == sorted(ids)  # one record per request, refused and failed ones too
@@ -389,7 +393,11 @@ def test_policies_apply_and_every_request_has_one_usage_row(gw: GatewayProcess, 
     )
     statuses = [rows[i].http_status for i in ids]
     assert statuses[:5] == [200, 429, 403, 400, 503]
-    assert rows[ids[-1]].streamed is True and rows[ids[-1]].status != "ok"
+    assert rows[ids[5]].streamed is True and rows[ids[5]].status != "ok"
+    assert [(rows[i].status, rows[i].http_status, rows[i].model_requested) for i in ids[6:]] == [
+        ("rejected", 400, "small"),
+        ("rejected", 404, "small"),
+    ]
 
 
 def test_stored_row_is_owned_and_chains(gw: GatewayProcess, pg_database: str) -> None:
