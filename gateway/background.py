@@ -40,6 +40,7 @@ WorkerName = Literal[
     "quota_settle",
     "config_heartbeat",
     "config_listen",
+    "eval_runs",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 

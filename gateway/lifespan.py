@@ -20,6 +20,7 @@ from gateway.cache import CacheBackends, open_backends
 from gateway.cache.service import PipelineCache
 from gateway.config.settings import Settings
 from gateway.config_sync import ConfigSync
+from gateway.evals.assertions import load_custom
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
@@ -32,6 +33,7 @@ from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
 from gateway.services.embeddings import EmbeddingService
+from gateway.services.eval_runner import EvalRunner
 
 log = structlog.get_logger("prism.lifespan")
 
@@ -52,6 +54,8 @@ class AppState:
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
     embeddings: EmbeddingService | None = None
     """``/v1/embeddings`` and in-process embeddings (docs/embeddings.md)."""
+    evals: EvalRunner | None = None
+    """The evaluation worker (issue #24, docs/prompts-and-evals.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -136,6 +140,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 cache=backends.cache,
             ),
         )
+        state.evals = EvalRunner(
+            sessionmaker=accounts.sessionmaker,
+            completions=state.completions,
+            holder=holder,
+            embeddings=state.embeddings,
+            custom=load_custom(settings.eval_assertions_module),
+            max_concurrency=settings.eval_max_concurrency,
+            lease_s=settings.eval_lease_s,
+        )
+        state.evals.start()
+        stack.push_async_callback(state.evals.aclose)  # before the usage recorder closes
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))
         install_sigterm(delay_s=settings.drain_delay_s, timeout_s=settings.drain_timeout_s)

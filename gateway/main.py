@@ -11,13 +11,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.api import (
     admin,
     admin_config,
+    applications,
     auth,
     conversations,
+    datasets,
     embeddings,
+    evaluations,
     experiments,
     health,
     keys,
     openai,
+    prompts,
     quotas,
     responses_api,
     routing_policy,
@@ -111,6 +115,11 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(routing_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
+    app.include_router(prompts.router)  # issue #24: prompts, applications, datasets, evaluations
+    app.include_router(applications.router)
+    app.include_router(applications.run_router)
+    app.include_router(datasets.router)
+    app.include_router(evaluations.router)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(

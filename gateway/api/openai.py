@@ -25,7 +25,7 @@ from gateway.providers.tokens import count_messages
 from gateway.runtime import RuntimeSnapshot
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.principal import Principal
-from gateway.services import conversations
+from gateway.services import applications, conversations
 from gateway.services.accounting import ConversationSink
 from gateway.services.completion import CachePolicy, chat_input
 
@@ -259,6 +259,10 @@ def hot_routes() -> dict[str, tuple[Any, Callable[[Request], Awaitable[Response]
 async def chat_completion(request: Request, state: AppState, principal: Principal) -> Response:
     snapshot = state.holder.current  # the request's config, read once and passed down
     chat, request_id, conversation, sticky = await _prepare(request, state, principal, snapshot)
+    tags = None
+    if chat.model.startswith(applications.APP_PREFIX):  # an application (issue #24)
+        sessionmaker = state.accounts.sessionmaker if state.accounts is not None else None
+        tags = await applications.prepare_chat(sessionmaker, principal, chat)
     # Conversation store (issue #3): history is read in a short session before the call; the
     # exchange is written by the flow's settle step, in its own unit of work after the answer (no
     # session held while streaming).
@@ -304,6 +308,7 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
             timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
             snapshot=snapshot,
             conversation=store,
+            tags=tags,
         )
     except GatewayError as exc:
         # Errors are labelled too (the model they were about, a bounded label), not "none" (#26).

@@ -177,6 +177,10 @@ class UsageLog(Base):
     fallback_used: Mapped[bool] = mapped_column(Boolean)
     guard_flags: Mapped[str | None] = mapped_column(String(256))
     conversation_id: Mapped[str | None] = mapped_column(String(64))
+    application: Mapped[str | None] = mapped_column(String(64), default=None)
+    prompt_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    traffic: Mapped[str | None] = mapped_column(String(16), default=None)
+    """``evaluation`` for an evaluation run's calls (excluded from product dashboards); else null."""
 
 
 class UsageQuarantine(Base):
@@ -311,3 +315,6 @@ class StoredResponse(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     input_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+from gateway.db import llmops as llmops  # noqa: E402  (its tables join this metadata)

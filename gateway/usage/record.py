@@ -15,6 +15,16 @@ class UsageStatus(enum.StrEnum):
     REJECTED = "rejected"  # refused before any model call: quota, guardrail, validation
 
 
+@dataclass(frozen=True, slots=True)
+class UsageTags:
+    """What a request's caller knows about it beyond the wire request: the application and prompt
+    version it ran (``model: "app:<name>"``) and the kind of traffic (``evaluation``)."""
+
+    application: str | None = None
+    prompt_version_id: str | None = None
+    traffic: str | None = None
+
+
 @dataclass(slots=True)
 class UsageRecord:
     request_id: str
@@ -49,6 +59,11 @@ class UsageRecord:
     fallback_used: bool = False
     guard_flags: str | None = None
     conversation_id: str | None = None
+    application: str | None = None
+    """The application (``model: "app:<name>"``) the request called (issue #24)."""
+    prompt_version_id: str | None = None
+    traffic: str | None = None
+    """``evaluation`` for an evaluation run's calls; ``None`` for product traffic."""
 
     def as_row(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in self.__slots__}
