@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from gateway.db.engine import create_engine
 from tests.fakes import FakeUpstream, running_fake_openai
-from tests.integration.db_fixtures import create_database, drop_database, postgres_available
+from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
 from tests.support.gateway_proc import ROOT, GatewayProcess, start_gateway
 from tests.support.waiting import wait_until
 
@@ -117,14 +117,15 @@ def gw(
 
 
 @pytest.fixture(scope="module")
-def admin(gw: GatewayProcess) -> httpx.Client:
+def admin(gw: GatewayProcess) -> Iterator[httpx.Client]:
     r = httpx.post(gw.url + "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
     key = httpx.post(
         gw.url + "/api/keys", json={"name": "evals"}, headers={"Authorization": f"Bearer {token}"}
     ).json()["key"]
-    return httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}"}, timeout=120.0)
+    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}"}, timeout=120.0) as client:
+        yield client
 
 
 def _user(gw: GatewayProcess) -> httpx.Client:
@@ -142,7 +143,7 @@ def _sql(url: str, query: str, **params: Any) -> list[Any]:
     import asyncio
 
     async def go() -> list[Any]:
-        engine = create_engine(url)
+        engine = create_engine(db_test_settings(url))
         try:
             async with engine.connect() as conn:
                 return list((await conn.execute(text(query), params)).all())
@@ -219,7 +220,7 @@ def test_application_through_the_openai_sdk(
         extra_body={"prompt_variables": {"word": "kiwi"}},
     )
     assert answer.choices[0].message.content == "echo: and {{ secret }} too"  # a value is never rendered
-    sent = fake.last_request()
+    sent = fake.last_request
     assert sent is not None
     body = sent.body
     assert [m["content"] for m in body["messages"]] == [
@@ -249,11 +250,12 @@ def test_application_through_the_openai_sdk(
     assert {tuple(row) for row in wait_until(logged, "usage rows of the application")} == {
         ("repeater", version_id, None)
     }
-    other = _user(gw)  # object-level checks: another user sees none of it
-    assert other.get("/api/applications/repeater").status_code == 404
-    assert other.get("/api/prompts/repeat").status_code == 404
-    assert other.post("/api/prompts/repeat/versions/2/activate").status_code == 404
-    assert other.post("/v1/apps/repeater/run", json={"variables": {"word": "x"}}).status_code == 404
+    with _user(gw) as other:  # object-level checks: another user sees none of it
+        assert other.get("/api/applications/repeater").status_code == 404
+        assert other.get("/api/prompts/repeat").status_code == 404
+        assert other.post("/api/prompts/repeat/versions/2/activate").status_code == 404
+        assert other.post("/v1/apps/repeater/run", json={"variables": {"word": "x"}}).status_code == 404
+        assert other.get("/api/prompts").json()["data"] == []
 
 
 def test_dataset_import_export_and_limits(admin: httpx.Client) -> None:

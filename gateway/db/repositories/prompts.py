@@ -85,7 +85,6 @@ class PromptRepository:
         )
         self.session.add(audit)
         await self.session.flush()
-        self.session.expire_all()
         return audit
 
     async def activations(self, prompt_id: str) -> Sequence[PromptActivation]:
