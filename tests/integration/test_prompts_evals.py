@@ -9,6 +9,8 @@ cases, a run over budget) refused with nothing half-written."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -463,3 +465,118 @@ def test_promptfoo_config_imported_and_run(admin: httpx.Client) -> None:
     ):
         r = admin.post("/api/evaluations/promptfoo", content=bad.encode())
         assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+PROMPTFOO_VERSION = "0.121.20"
+
+
+def _promptfoo_bin() -> Path:
+    """The real promptfoo CLI from npm, installed once into the git-ignored ``var/promptfoo``."""
+    prefix = ROOT / "var" / "promptfoo"
+    binary = prefix / "node_modules" / ".bin" / "promptfoo"
+    if binary.exists():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: the promptfoo CLI cannot be installed")
+    prefix.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(prefix),
+            "--no-audit",
+            "--no-fund",
+            f"promptfoo@{PROMPTFOO_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    if done.returncode != 0 or not binary.exists():
+        pytest.skip(f"npm install promptfoo failed: {done.stderr[-500:]}")
+    return binary
+
+
+def test_the_real_promptfoo_cli_against_prism(
+    gw: GatewayProcess, admin: httpx.Client, tmp_path: Path, pg_database: str
+) -> None:
+    binary = _promptfoo_bin()
+    key = admin.headers["Authorization"].removeprefix("Bearer ")
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(f"""
+description: Prism as an OpenAI provider
+prompts:
+  - "Repeat the word {{{{word}}}} please"
+providers:
+  - id: openai:chat:small
+    config:
+      apiBaseUrl: {gw.openai_base_url}
+      apiKey: {key}
+  - id: openai:chat:large
+    config:
+      apiBaseUrl: {gw.openai_base_url}
+      apiKey: {key}
+tests:
+  - vars: {{word: apple}}
+    assert:
+      - type: contains
+        value: apple
+  - vars: {{word: pear}}
+    assert:
+      - type: icontains
+        value: PEAR
+      - type: not-contains
+        value: banana
+""")
+    out = tmp_path / "out.json"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "PROMPTFOO_CONFIG_DIR": str(home / ".promptfoo"),
+        "PROMPTFOO_DISABLE_TELEMETRY": "1",
+        "PROMPTFOO_DISABLE_UPDATE": "1",
+        "PROMPTFOO_DISABLE_REMOTE_GENERATION": "true",
+        "PROMPTFOO_DISABLE_SHARING": "1",
+        "NO_PROXY": "127.0.0.1",
+    }
+    done = subprocess.run(
+        [
+            str(binary),
+            "eval",
+            "-c",
+            str(config),
+            "-o",
+            str(out),
+            "--no-cache",
+            "--no-progress-bar",
+            "--no-table",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(out.read_text())["results"]
+    assert results["stats"]["successes"] == 4 and results["stats"]["failures"] == 0, results["stats"]
+    outputs = {r["response"]["output"] for r in results["results"]}
+    assert outputs == {"echo: Repeat the word apple please", "echo: Repeat the word pear please"}
+
+    def served() -> list[Any] | None:
+        rows = _sql(
+            pg_database,
+            "SELECT model_served, count(*) FROM usage_logs WHERE traffic IS NULL "
+            "AND application IS NULL AND model_requested IN ('small', 'large') "
+            "GROUP BY model_served ORDER BY model_served",
+        )
+        return rows if sum(r[1] for r in rows) >= 4 else None
+
+    assert [tuple(r) for r in wait_until(served, "promptfoo's calls in the usage log")] == [
+        ("large", 2),
+        ("small", 2),
+    ]
