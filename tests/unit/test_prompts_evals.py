@@ -171,7 +171,10 @@ def test_report_verdicts() -> None:
 
 
 def test_dataset_csv_json_jsonl_round_trip() -> None:
-    csv_text = b'input,expected,tags,verified,city,assert\nhi,HI,"a;b",yes,Seoul,"[{""type"": ""contains"", ""value"": ""x""}]"\n'
+    csv_text = (
+        b"input,expected,tags,verified,city,assert\n"
+        b'hi,HI,"a;b",yes,Seoul,"[{""type"": ""contains"", ""value"": ""x""}]"\n'
+    )
     cases = datasets_io.parse(csv_text, "csv", room=10)
     assert cases == [
         {
