@@ -20,7 +20,7 @@ from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep, UserDep
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.providers.tokens import count_messages
-from gateway.services import applications
+from gateway.services import applications, evaluations
 
 router = APIRouter(prefix="/api/applications", tags=["applications"])
 run_router = APIRouter(prefix="/v1/apps", tags=["applications"])
@@ -81,6 +81,13 @@ async def list_applications(
 @router.get("/{app_id}")
 async def read_application(app_id: str, principal: UserDep, session: SessionDep) -> OrjsonResponse:
     return OrjsonResponse(applications.app_dict(await applications.get(session, principal, app_id)))
+
+
+@router.get("/{app_id}/quality")
+async def application_quality(app_id: str, principal: UserDep, session: SessionDep) -> OrjsonResponse:
+    """Online (product traffic per prompt version and experiment arm, with feedback) next to offline
+    (its evaluation runs' variants)."""
+    return OrjsonResponse(await evaluations.quality(session, principal, app_id))
 
 
 @router.patch("/{app_id}")

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.llmops import EvalRun
-from gateway.db.repositories.evals import DatasetRepository, EvalRunRepository
+from gateway.db.repositories.evals import DatasetRepository, EvalRunRepository, live_usage
 from gateway.db.repositories.prompts import PromptRepository
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.evals import assertions, compare, datasets_io
@@ -254,3 +254,32 @@ async def report(session: AsyncSession, principal: Principal, run_id: str) -> di
             compare.Outcome(r.case_id, r.passed, r.score, r.latency_ms, r.cost_usd, r.error is not None)
         )
     return {"run": run_dict(row), **compare.report(by_variant, baseline=row.spec.get("baseline"))}
+
+
+async def quality(session: AsyncSession, principal: Principal, ref: str, *, runs: int = 10) -> dict[str, Any]:
+    """An application's online and offline picture side by side: its product traffic per prompt
+    version and experiment arm (requests, errors, latency, cost, feedback), and the variants of its
+    latest evaluation runs (pass rate with its interval, cost, latency)."""
+    app = await applications.get(session, principal, ref)
+    offline = []
+    for row in await EvalRunRepository(session).list(owner_id=owner_filter(principal), limit=200, offset=0):
+        mine = [v for v in row.spec.get("variants", []) if v.get("application") == app.name]
+        if not mine or row.status not in FINAL:
+            continue
+        summary = await report(session, principal, row.id)
+        for variant in mine:
+            offline.append(
+                {
+                    "run_id": row.id,
+                    "run": row.name,
+                    "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+                    "variant": variant["label"],
+                    "prompt_version_id": variant["prompt_version_id"],
+                    "prompt_version": variant["prompt_version"],
+                    "model": variant["model"],
+                    **summary["variants"].get(variant["label"], {}),
+                }
+            )
+        if len({o["run_id"] for o in offline}) >= runs:
+            break
+    return {"application": app.name, "online": await live_usage(session, app.name), "offline": offline}

@@ -91,6 +91,14 @@ embeddings:
   prism-embed:
     provider: local
     model: use-multilingual-v3
+experiments:
+  repeat-ab:
+    alias: chat
+    control: a
+    sticky: request
+    arms:
+      a: {{model: small, weight: 50}}
+      b: {{model: large, weight: 50}}
 retry: {{max_attempts: 1}}
 """
 
@@ -580,3 +588,55 @@ tests:
         ("large", 2),
         ("small", 2),
     ]
+
+
+def test_application_in_an_ab_experiment_online_next_to_offline(
+    gw: GatewayProcess, admin: httpx.Client
+) -> None:
+    """Item 7: an application whose model is an experiment's alias is A/B-split by the experiments
+    machinery; its live traffic (per prompt version and arm, with feedback) reads next to its
+    evaluation runs."""
+    r = admin.post("/api/applications", json={"name": "repeater-ab", "model": "chat", "prompt": "repeat"})
+    assert r.status_code == 201, r.text
+    key = admin.headers["Authorization"].removeprefix("Bearer ")
+    client = openai.OpenAI(base_url=gw.openai_base_url, api_key=key, max_retries=0)
+    request_ids, arms = [], set()
+    for i in range(20):
+        raw = client.chat.completions.with_raw_response.create(
+            model="app:repeater-ab",
+            messages=[{"role": "user", "content": f"turn {i}"}],
+            extra_body={"prompt_variables": {"word": f"w{i}"}},
+        )
+        request_ids.append(raw.headers["x-request-id"])
+        arms.add(raw.headers["x-prism-route"].split("arm=")[1].split(";")[0])
+    assert arms == {"a", "b"}
+    for request_id in request_ids[:3]:
+        assert admin.post("/v1/feedback", json={"request_id": request_id, "score": "up"}).status_code == 201
+    spec = {
+        "variants": [
+            {"label": "ab-small", "application": "repeater-ab", "model": "small"},
+            {"label": "ab-large", "application": "repeater-ab", "model": "large"},
+        ],
+        "cases": [{"vars": {"word": f"w{i}"}} for i in range(10)],
+        "assert": [{"type": "contains", "value": "{{word}}"}],
+    }
+    run = _wait_run(admin, admin.post("/api/evaluations", json=spec).json()["id"])
+    assert run["status"] == "completed"
+
+    def both() -> dict[str, Any] | None:
+        quality = admin.get("/api/applications/repeater-ab/quality").json()
+        online = quality["online"]
+        ready = (
+            sum(row["requests"] for row in online) == 20 and sum(r["feedback"]["count"] for r in online) == 3
+        )
+        return quality if ready else None
+
+    quality = wait_until(both, "the application's live usage and feedback")
+    assert {(row["experiment"], row["arm"]) for row in quality["online"]} == {
+        ("repeat-ab", "a"),
+        ("repeat-ab", "b"),
+    }
+    assert {row["prompt_version_id"] for row in quality["online"]} == {
+        quality["offline"][0]["prompt_version_id"]
+    }
+    assert {o["variant"]: o["pass_rate"] for o in quality["offline"]} == {"ab-small": 1.0, "ab-large": 1.0}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.llmops import Dataset, DatasetCase, EvalResult, EvalRun
+from gateway.db.models import Feedback, UsageLog
 
 
 def _live(version: int) -> list[ColumnElement[bool]]:
@@ -149,3 +150,48 @@ class EvalRunRepository:
     async def add_result(self, row: EvalResult) -> None:
         self.session.add(row)
         await self.session.flush()
+
+
+async def live_usage(session: AsyncSession, application: str) -> list[dict[str, object]]:
+    """An application's product traffic (not evaluations) per prompt version, experiment arm and model,
+    with the feedback its answers received."""
+    votes = func.sum(case((Feedback.thumb == "up", 1), else_=0))
+    rated = func.avg(case((Feedback.thumb.is_(None), Feedback.score), else_=None))
+    query = (
+        select(
+            UsageLog.prompt_version_id,
+            UsageLog.experiment,
+            UsageLog.arm,
+            UsageLog.model_served,
+            func.count(UsageLog.request_id),
+            func.sum(case((UsageLog.status == "ok", 0), else_=1)),
+            func.avg(UsageLog.latency_ms),
+            func.sum(UsageLog.cost_usd),
+            func.count(Feedback.id),
+            votes,
+            rated,
+        )
+        .select_from(UsageLog)
+        .outerjoin(Feedback, Feedback.request_id == UsageLog.request_id)
+        .where(UsageLog.application == application, UsageLog.traffic.is_(None))
+        .group_by(UsageLog.prompt_version_id, UsageLog.experiment, UsageLog.arm, UsageLog.model_served)
+    )
+    rows = (await session.execute(query)).all()
+    return [
+        {
+            "prompt_version_id": r[0],
+            "experiment": r[1],
+            "arm": r[2],
+            "model": r[3],
+            "requests": int(r[4]),
+            "errors": int(r[5] or 0),
+            "latency_ms_mean": round(float(r[6] or 0.0), 3),
+            "cost_usd": round(float(r[7] or 0.0), 8),
+            "feedback": {
+                "count": int(r[8]),
+                "thumbs_up": int(r[9] or 0),
+                "rating_mean": None if r[10] is None else round(float(r[10]), 4),
+            },
+        }
+        for r in rows
+    ]
