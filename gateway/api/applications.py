@@ -11,19 +11,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.agent.state import ChatInput
 from gateway.api.openai import cache_policy, request_timeout
+from gateway.api.prompts import clean_body
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep, UserDep
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.providers.tokens import count_messages
 from gateway.services import applications, evaluations
 
-router = APIRouter(prefix="/api/applications", tags=["applications"])
-run_router = APIRouter(prefix="/v1/apps", tags=["applications"])
+router = APIRouter(prefix="/api/applications", tags=["applications"], dependencies=[Depends(clean_body)])
+run_router = APIRouter(prefix="/v1/apps", tags=["applications"], dependencies=[Depends(clean_body)])
 
 APP_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 

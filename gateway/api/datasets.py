@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.prompts import clean_body
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import SessionDep, UserDep
 from gateway.evals.datasets_io import MAX_CASES, case, too_many
 from gateway.services import datasets
 
-router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+router = APIRouter(prefix="/api/datasets", tags=["datasets"], dependencies=[Depends(clean_body)])
 
 _MEDIA = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
 Fmt = Literal["csv", "json", "jsonl"]
@@ -91,7 +92,7 @@ async def list_cases(
     dataset_id: str,
     principal: UserDep,
     session: SessionDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> OrjsonResponse:
     return OrjsonResponse(await datasets.cases(session, principal, dataset_id, version=version))
 
@@ -141,7 +142,7 @@ async def export_cases(
     principal: UserDep,
     session: SessionDep,
     format: Fmt = "jsonl",
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     content = await datasets.export(session, principal, dataset_id, fmt=format, version=version)
     return Response(content=content, media_type=_MEDIA[format])

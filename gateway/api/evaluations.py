@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
+from gateway.api.prompts import clean_body
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, SessionDep, UserDep
 from gateway.errors import InvalidRequest
@@ -23,7 +24,7 @@ from gateway.lifespan import AppState
 from gateway.security.principal import Principal
 from gateway.services import evaluations
 
-router = APIRouter(prefix="/api/evaluations", tags=["evaluations"])
+router = APIRouter(prefix="/api/evaluations", tags=["evaluations"], dependencies=[Depends(clean_body)])
 
 
 async def _queue(state: AppState, session: Any, principal: Principal, body: dict[str, Any]) -> OrjsonResponse:

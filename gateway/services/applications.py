@@ -25,7 +25,7 @@ from gateway.providers.tokens import count_messages
 from gateway.runtime import RuntimeSnapshot
 from gateway.schemas.openai import SAMPLING_FIELDS, ChatCompletionRequest
 from gateway.security.principal import Principal
-from gateway.services.prompts import get_prompt, owner_filter, visible
+from gateway.services.prompts import check_ref, get_prompt, owner_filter, visible
 from gateway.usage.record import UsageTags
 
 APP_PREFIX = "app:"
@@ -80,6 +80,7 @@ def check_model(snapshot: RuntimeSnapshot, model: str) -> str:
 async def _pinned(session: AsyncSession, prompt_id: str, pinned: str | None) -> str | None:
     if pinned is None:
         return None
+    check_ref(pinned, "Pinned version", "pinned_version")
     row = await PromptRepository(session).version(prompt_id, pinned)
     if row is None:
         raise NotFound(f"Version {pinned!r} of the prompt not found", param="pinned_version")
@@ -107,6 +108,7 @@ async def create(
 
 
 async def get(session: AsyncSession, principal: Principal, ref: str) -> Application:
+    check_ref(ref, "Application", "application")
     repo = ApplicationRepository(session)
     row = await repo.get_or_none(ref) or await repo.get_by_name(ref)
     if row is None or not visible(principal, row.owner_id):

@@ -16,7 +16,7 @@ from gateway.db.repositories.evals import DatasetRepository
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.evals import assertions, datasets_io
 from gateway.security.principal import Principal
-from gateway.services.prompts import owner_filter, visible
+from gateway.services.prompts import check_ref, owner_filter, visible
 
 KINDS = ("golden", "evaluation")
 
@@ -52,6 +52,7 @@ def case_dict(row: DatasetCase) -> dict[str, Any]:
 
 
 async def get(session: AsyncSession, principal: Principal, ref: str, *, lock: bool = False) -> Dataset:
+    check_ref(ref, "Dataset", "dataset_id")
     repo = DatasetRepository(session)
     row = await repo.get_or_none(ref, lock=lock) or await repo.get_by_name(ref)
     if row is not None and lock and row.id != ref:
@@ -182,6 +183,7 @@ async def edit_case(
     session: AsyncSession, principal: Principal, ref: str, case_id: str, *, raw: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Retire a case and (``raw`` given) add its successor: a new dataset version either way."""
+    check_ref(case_id, "Case", "case_id")
     row = await get(session, principal, ref, lock=True)
     repo = DatasetRepository(session)
     current = await repo.case(row.id, case_id)

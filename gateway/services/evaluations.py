@@ -21,7 +21,7 @@ from gateway.prompts import template
 from gateway.runtime import RuntimeSnapshot
 from gateway.security.principal import Principal
 from gateway.services import applications, datasets
-from gateway.services.prompts import get_prompt, owner_filter, visible
+from gateway.services.prompts import check_ref, get_prompt, owner_filter, visible
 
 FINAL = frozenset({"completed", "budget_exceeded", "failed", "cancelled"})
 MAX_VARIANTS = 8
@@ -64,6 +64,8 @@ async def _variant(
         prompt = await get_prompt(session, principal, str(raw["prompt"]))
         repo = PromptRepository(session)
         ref = raw.get("prompt_version")
+        if ref is not None:
+            check_ref(str(ref), "Prompt version", f"{where}.prompt_version")
         found = await repo.version(prompt.id, str(ref)) if ref is not None else await repo.active(prompt.id)
         if found is None:
             raise NotFound(f"{where}: prompt version {ref!r} not found", param=f"{where}.prompt_version")
@@ -128,6 +130,16 @@ async def create(
     raw_variants = body.get("variants") or []
     if not isinstance(raw_variants, list) or not 1 <= len(raw_variants) <= MAX_VARIANTS:
         raise InvalidRequest(f"variants must be a list of 1 to {MAX_VARIANTS} variants", param="variants")
+    for index, raw in enumerate(raw_variants):
+        if not isinstance(raw, dict):
+            raise InvalidRequest(f"variants[{index}] must be an object", param=f"variants[{index}]")
+        if not isinstance(raw.get("options") or {}, dict):
+            raise InvalidRequest(
+                f"variants[{index}].options must be an object", param=f"variants[{index}].options"
+            )
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 128):
+        raise InvalidRequest("name must be a string of at most 128 characters", param="name")
     variants = [await _variant(session, principal, snapshot, dict(v), i) for i, v in enumerate(raw_variants)]
     labels = [v["label"] for v in variants]
     if len(set(labels)) != len(labels):
@@ -137,9 +149,10 @@ async def create(
     inline: list[dict[str, Any]] = []
     if body.get("dataset"):
         dataset = await datasets.get(session, principal, str(body["dataset"]))
-        dataset_id, dataset_version = dataset.id, int(body.get("dataset_version") or dataset.version)
-        if not 1 <= dataset_version <= dataset.version:
-            raise NotFound(f"Dataset has no version {dataset_version}", param="dataset_version")
+        wanted = body.get("dataset_version") or dataset.version
+        if not isinstance(wanted, int) or isinstance(wanted, bool) or not 1 <= wanted <= dataset.version:
+            raise NotFound(f"Dataset has no version {wanted!r}", param="dataset_version")
+        dataset_id, dataset_version = dataset.id, wanted
         cases = await DatasetRepository(session).count(dataset.id, dataset_version)
         for item in await DatasetRepository(session).cases(dataset.id, dataset_version):
             assertions.check(item.assertions, custom=custom)
@@ -204,6 +217,7 @@ async def create(
 
 
 async def get(session: AsyncSession, principal: Principal, run_id: str) -> EvalRun:
+    check_ref(run_id, "Evaluation run", "run_id")
     row = await EvalRunRepository(session).get_or_none(run_id)
     if row is None or not visible(principal, row.owner_id):
         raise NotFound(f"Evaluation run {run_id!r} not found", param="run_id")

@@ -19,6 +19,14 @@ from gateway.prompts import template
 from gateway.security.principal import Principal
 
 
+def check_ref(ref: str, what: str, param: str) -> str:
+    """An id or name from a path or body: anything no row could have (too long, control
+    characters such as NUL, which the database would refuse) is the same 404 as a missing one."""
+    if not 0 < len(ref) <= 128 or any(ord(ch) < 32 for ch in ref):
+        raise NotFound(f"{what} not found", param=param)
+    return ref
+
+
 def visible(principal: Principal, owner_id: str | None) -> bool:
     return principal.is_admin or (principal.user_id is not None and owner_id == principal.user_id)
 
@@ -65,6 +73,7 @@ def activation_dict(row: PromptActivation) -> dict[str, Any]:
 
 async def get_prompt(session: AsyncSession, principal: Principal, ref: str, *, lock: bool = False) -> Prompt:
     """A prompt by id or name, if the caller may see it."""
+    check_ref(ref, "Prompt", "prompt_id")
     repo = PromptRepository(session)
     row = await repo.get_or_none(ref, lock=lock) or await repo.get_by_name(ref)
     if row is not None and lock and row.id != ref:
@@ -151,6 +160,7 @@ async def list_versions(session: AsyncSession, principal: Principal, ref: str) -
 
 
 async def get_version(session: AsyncSession, principal: Principal, ref: str, version: str) -> PromptVersion:
+    check_ref(version, "Version", "version")
     prompt = await get_prompt(session, principal, ref)
     row = await PromptRepository(session).version(prompt.id, version)
     if row is None:
@@ -160,6 +170,7 @@ async def get_version(session: AsyncSession, principal: Principal, ref: str, ver
 
 async def activate(session: AsyncSession, principal: Principal, ref: str, version: str) -> dict[str, Any]:
     """Make ``version`` the active one; the prompt row is locked so activations queue up."""
+    check_ref(version, "Version", "version")
     prompt = await get_prompt(session, principal, ref, lock=True)
     repo = PromptRepository(session)
     row = await repo.version(prompt.id, version)

@@ -121,6 +121,7 @@ def gw(
             "GATEWAY_EVAL_ASSERTIONS_MODULE": "tests.support.eval_assertions",
             "GATEWAY_MAX_BODY_BYTES": str(8 * 1024 * 1024),
         },
+        ready_timeout=120,  # the built-in embedding model loads too; a loaded machine is slow to start
     )
     yield process
     process.stop()
@@ -428,6 +429,31 @@ def test_run_bad_input(admin: httpx.Client) -> None:
         r = admin.post("/api/evaluations", json=body)
         assert r.status_code in (400, 404), (body, r.text)
         assert r.json()["error"]["param"] == param, (body, r.text)
+
+
+def test_bad_input_on_the_registry_is_a_clear_4xx(admin: httpx.Client) -> None:
+    for method, path, body in (
+        ("POST", "/api/prompts", {"name": "nul", "description": "a\u0000b"}),
+        ("POST", "/api/prompts", {"name": "../etc"}),
+        ("POST", "/api/prompts", {"name": "deep", "messages": [{"role": "user", "content": [[[[]]]]}]}),
+        ("GET", "/api/prompts/repeat/versions/99999999999999999999", None),
+        ("GET", "/api/prompts/a%00b", None),
+        ("GET", "/api/prompts/repeat/diff?from=1&to=%00", None),
+        ("GET", "/api/datasets/words/cases?version=99999999999", None),
+        ("PATCH", "/api/datasets/words/cases/%00", {"expected": "x"}),
+        ("GET", "/api/evaluations/" + "x" * 300, None),
+        (
+            "POST",
+            "/api/applications",
+            {"name": "a", "model": "small", "prompt": "repeat", "options": {"bogus": 1}},
+        ),
+        ("POST", "/api/applications", {"name": "b", "model": "nope", "prompt": "repeat"}),
+        ("POST", "/v1/apps/repeater/run", {"variables": {"word": "x"}, "messages": [{"role": "wizard"}]}),
+        ("POST", "/api/datasets/words/import?format=xml", None),
+    ):
+        r = admin.request(method, path, json=body)
+        assert 400 <= r.status_code < 500, (method, path, r.status_code, r.text[:300])
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
 
 
 PROMPTFOO = """

@@ -43,7 +43,8 @@ class PromptRepository:
     async def version(self, prompt_id: str, ref: str) -> PromptVersion | None:
         """A version by id or by number (``3`` or ``v3``)."""
         number = ref.removeprefix("v")
-        condition = PromptVersion.number == int(number) if number.isdigit() else PromptVersion.id == ref
+        numeric = number.isdigit() and len(number) <= 9
+        condition = PromptVersion.number == int(number) if numeric else PromptVersion.id == ref
         query = select(PromptVersion).where(PromptVersion.prompt_id == prompt_id, condition)
         return (await self.session.execute(query)).scalar_one_or_none()
 
