@@ -240,6 +240,15 @@ def test_application_through_the_openai_sdk(
         "and {{ secret }} too",
     ]
     assert body["model"] == "small" and body["temperature"] == 0.2 and "prompt_variables" not in body
+    stream = client.chat.completions.create(
+        model="app:repeater",
+        messages=[{"role": "user", "content": "streamed"}],
+        extra_body={"prompt_variables": {"word": "fig"}},
+        stream=True,
+    )
+    assert (
+        "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "echo: streamed"
+    )
     with pytest.raises(openai.BadRequestError) as missing:
         client.chat.completions.create(model="app:repeater", messages=[{"role": "user", "content": "x"}])
     assert "word" in str(missing.value) and missing.value.code == "missing_prompt_variables"
@@ -256,7 +265,7 @@ def test_application_through_the_openai_sdk(
             pg_database,
             "SELECT application, prompt_version_id, traffic FROM usage_logs WHERE application = 'repeater'",
         )
-        return rows if len(rows) >= 2 else None
+        return rows if len(rows) >= 3 else None
 
     assert {tuple(row) for row in wait_until(logged, "usage rows of the application")} == {
         ("repeater", version_id, None)
