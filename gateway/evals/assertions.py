@@ -287,3 +287,15 @@ def load_custom(dotted: str | None) -> dict[str, Custom]:
         for name, function in inspect.getmembers(module, inspect.isfunction)
         if not name.startswith("_") and function.__module__ == module.__name__
     }
+
+
+def reply_text(body: Mapping[str, Any]) -> str:
+    """The text a chat completion answered (its tool calls as JSON when it answered with calls)."""
+    choices = body.get("choices") or [{}]
+    message = choices[0].get("message") or {}
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if message.get("tool_calls"):
+        return orjson.dumps(message["tool_calls"]).decode()
+    return ""

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -231,7 +230,7 @@ class EvalRunner:
                 principal,
                 UsageTags(traffic="evaluation"),
             )
-            return _text(reply[0])
+            return assertions.reply_text(reply[0])
 
         return rubric_judge(ask, default_model=model)
 
@@ -298,7 +297,7 @@ class EvalRunner:
             result.assertions = [{"type": "call", "pass": False, "score": 0.0, "reason": result.error}]
             return result
         result.latency_ms = (time.perf_counter() - started) * 1000
-        result.output = _text(body)
+        result.output = assertions.reply_text(body)
         result.model_served = served
         usage = body.get("usage") or {}
         target = self.holder.current.targets.get(served)
@@ -342,14 +341,3 @@ class _Budget:
 
     def exhausted(self) -> bool:
         return self.cap is not None and self.spent >= self.cap
-
-
-def _text(body: dict[str, Any]) -> str:
-    choices = body.get("choices") or [{}]
-    message = choices[0].get("message") or {}
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if message.get("tool_calls"):
-        return orjson.dumps(message["tool_calls"]).decode()
-    return ""
