@@ -49,6 +49,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     GATEWAY_USAGE_SPILL_DIR=/app/var/usage-spill \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prism-metrics
 
+# bubblewrap: the sandbox of the built-in Python tool (docs/tools.md). It needs unprivileged user
+# namespaces, which Docker's default seccomp profile refuses: without them the tool is unavailable
+# (fail closed), the rest of the gateway is unaffected.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 prism \
     && useradd --system --uid 10001 --gid prism --home-dir /app --shell /usr/sbin/nologin prism
 

@@ -6,6 +6,7 @@
 #   promtool        Debian `prometheus`       promtool check config/rules
 #   nginx           Debian `nginx`            nginx -t, and the e2e test's balancer
 #   docker-compose  Debian `docker-compose`   `docker-compose config` (v1.29, parses without an engine)
+#   bwrap           Debian `bubblewrap`       the Python tool's sandbox (tests/integration/test_tool_sandbox_attacks.py)
 #   kubectl         machine image (google-cloud-cli's kubectl, kustomize v5): `kubectl kustomize`
 #   kubernetes-validate  PyPI, into the project venv: offline Kubernetes JSON schemas
 set -euo pipefail
@@ -25,6 +26,8 @@ have promtool || apt_pkgs+=(prometheus)
 have nginx || apt_pkgs+=(nginx)
 have docker-compose || apt_pkgs+=(docker-compose)
 have wrk || apt_pkgs+=(wrk)
+have bwrap || apt_pkgs+=(bubblewrap)
+have prlimit || apt_pkgs+=(util-linux)
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     echo "install-tools: apt-get install ${apt_pkgs[*]}"

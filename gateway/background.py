@@ -40,6 +40,8 @@ WorkerName = Literal[
     "quota_settle",
     "config_heartbeat",
     "config_listen",
+    "durable_heartbeat",
+    "durable_recovery",
     "eval_runs",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)

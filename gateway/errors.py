@@ -20,7 +20,8 @@ status and OpenAI ``type``, the instance carries the message, ``param`` and
     ├── RateLimited               429 rate_limit_exceeded (QuotaExceeded: insufficient_quota)
     ├── ProviderError             502 upstream failure, retryable unless stated
     │   ├── ProviderBadResponse   502 (not retryable)
-    │   ├── ProviderRejected      400 upstream refused the request (no retry, no fallback)
+    │   ├── ProviderRejected      400 upstream refused the request (no retry, no fallback);
+    │   │                             413/422 as the upstream said (ProviderRejectedTooLarge, …Unprocessable)
     │   ├── ProviderRateLimited   429 from upstream, carries retry_after
     │   ├── ProviderUnavailable   503 (5xx, connection refused, open circuit)
     │   └── ProviderTimeout       504
@@ -168,11 +169,20 @@ class ProviderError(GatewayError):
         upstream_status: int | None = None,
         param: str | None = None,
         code: str | None = None,
+        upstream_type: str | None = None,
     ) -> None:
         super().__init__(message, param=param, code=code)
         self.target = target
         self.retry_after = retry_after
         self.upstream_status = upstream_status
+        self.upstream_type = upstream_type
+        """The upstream's own error ``type``, rendered instead of the class's (docs/api.md)."""
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.upstream_type:
+            body["error"]["type"] = self.upstream_type
+        return body
 
     @property
     def retryable(self) -> bool:
@@ -197,6 +207,14 @@ class ProviderRejected(ProviderError):
     @property
     def retryable(self) -> bool:
         return False
+
+
+class ProviderRejectedTooLarge(ProviderRejected):
+    status_code = 413
+
+
+class ProviderRejectedUnprocessable(ProviderRejected):
+    status_code = 422
 
 
 class ProviderRateLimited(ProviderError):

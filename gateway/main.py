@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.api import (
     admin,
     admin_config,
+    anthropic,
     applications,
     auth,
     conversations,
@@ -26,6 +27,7 @@ from gateway.api import (
     responses_api,
     routing_policy,
 )
+from gateway.api.endpoints import unknown_url
 from gateway.api.hot_path import PrismApp
 from gateway.api.responses import OrjsonResponse
 from gateway.config.settings import Settings, get_settings
@@ -33,19 +35,21 @@ from gateway.errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
-    NotFound,
     as_database_unavailable,
     error_response,
 )
 from gateway.lifespan import lifespan
 from gateway.observability.logging import configure_logging
 from gateway.observability.middleware import GatewayMiddleware
+from gateway.schemas.anthropic import MessagesRequest, is_messages_path
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.headers import SecurityHeadersMiddleware, require_production_surface
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
+    if is_messages_path(request.url.path):  # the Anthropic API family (e.g. a 405 on GET /v1/messages)
+        return anthropic.anthropic_error_response(exc, getattr(request.state, "request_id", None))
     return error_response(exc)
 
 
@@ -73,7 +77,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error: GatewayError
     if exc.status_code == 404:
-        error = NotFound(f"Unknown path {request.url.path}", code="unknown_url")
+        error = unknown_url(request)
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
     else:
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.add_exception_handler(OSError, _database_error)
     app.include_router(health.router)
     app.include_router(openai.router)
+    app.include_router(anthropic.router)
     app.include_router(responses_api.router)
     app.include_router(embeddings.router)
     app.include_router(admin_config.router)
@@ -123,7 +128,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(
-        openai.hot_routes(),
+        {**openai.hot_routes(), **anthropic.hot_routes()},
         lambda hot: SecurityHeadersMiddleware(
             GatewayMiddleware(hot, max_body_bytes=settings.max_body_bytes), settings=settings
         ),
@@ -134,17 +139,11 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     def openapi() -> dict[str, object]:
         schema = original_openapi()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault(
-            "ChatCompletionRequest",
-            ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
-        )
-        for name, definition in (
-            ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            .get("$defs", {})
-            .items()
-        ):
-            components.setdefault(name, definition)
-        components["ChatCompletionRequest"].pop("$defs", None)
+        for request_model in (ChatCompletionRequest, MessagesRequest):
+            definition = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in definition.pop("$defs", {}).items():
+                components.setdefault(name, nested)
+            components.setdefault(request_model.__name__, definition)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -2,6 +2,13 @@
 in-process, no network. Prints p50/p95 per request for explicit-model and `auto` requests.
 
     .venv/bin/python scripts/bench_graph.py [--n 2000]
+
+``--durable PG_BASE_URL`` (e.g. ``postgresql+asyncpg://postgres@127.0.0.1:5432``) measures the two
+runtimes on one flow of ``--steps`` trivial steps instead (docs/graph.md, "Two runtimes"): the fast
+runner, LangGraph's Pregel loop without a checkpointer, with the in-memory, SQLite and Postgres
+checkpointers (``durability="sync"``), and a whole durable run (lease row, checkpoints, outcome);
+plus the latency of each checkpoint write (``aput``/``aput_writes``). It creates and drops its own
+database.
 """
 
 from __future__ import annotations
@@ -46,8 +53,15 @@ async def measure(service: CompletionService, model: str, n: int) -> list[float]
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--durable", metavar="PG_BASE_URL", default=None)
+    parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     configure_logging(level="WARNING", fmt="console")
+    if args.durable:
+        from scripts.bench_durable import bench_runtimes
+
+        await bench_runtimes(args.durable, n=args.n, steps=args.steps)
+        return
     holder = ConfigHolder(path=CONFIG, clients=None, circuits=CircuitBreakers(CircuitBreakerConfig()))
     holder.load()
     classifier = IntentClassifier.load()

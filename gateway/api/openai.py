@@ -23,6 +23,7 @@ from gateway.experiments.sticky import end_user_key
 from gateway.lifespan import AppState
 from gateway.providers.tokens import count_messages
 from gateway.runtime import RuntimeSnapshot
+from gateway.schemas import anthropic as anthropic_models
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.principal import Principal
 from gateway.services import applications, conversations
@@ -30,6 +31,8 @@ from gateway.services.accounting import ConversationSink
 from gateway.services.completion import CachePolicy, chat_input
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|.*\[.*\])$")
 
 _CHAT_SCHEMA = {
     "requestBody": {
@@ -79,11 +82,17 @@ def parse_chat_request(
     problem = _body_problem(raw, max_depth)
     if problem is not None:
         raise InvalidRequest(problem, code="invalid_text" if "NUL" in problem else "invalid_json")
+    stop = raw.get("stop")
+    if isinstance(stop, list) and len(stop) > 4:
+        raise InvalidRequest(
+            f"'stop' takes a string or at most 4 strings, got {len(stop)}", param="stop", code="invalid_value"
+        )
     try:
         request = ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
+        # pydantic names the union branch it tried (``stop.str``, ``tool_choice.dict[str,any]``): not a field
+        param = ".".join(str(part) for part in first["loc"] if not _UNION_BRANCH.match(str(part))) or None
         raise InvalidRequest(
             f"Invalid value for {param or 'body'}: {first['msg']}", param=param, code="invalid_value"
         ) from exc
@@ -322,10 +331,12 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
 
 
 @router.get("/models")
-async def list_models(state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
+async def list_models(request: Request, state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
     snapshot = state.holder.current
     created = int(time.time())
     names = [name for name in snapshot.router.public_names() if principal.may_use(name)]
+    if request.headers.get("anthropic-version"):  # the anthropic SDK's client.models.list(): chat models
+        return OrjsonResponse(anthropic_models.model_page(names, created))
     if state.embeddings is not None:  # embedding models too (docs/embeddings.md)
         names += state.embeddings.public_names(principal)
     data = [{"id": name, "object": "model", "created": created, "owned_by": "prism"} for name in names]
@@ -333,11 +344,15 @@ async def list_models(state: AppStateDep, principal: PrincipalDep) -> OrjsonResp
 
 
 @router.get("/models/{model_id}")
-async def get_model(model_id: str, state: AppStateDep, principal: PrincipalDep) -> OrjsonResponse:
+async def get_model(
+    model_id: str, request: Request, state: AppStateDep, principal: PrincipalDep
+) -> OrjsonResponse:
     snapshot = state.holder.current
     embedding = state.embeddings is not None and model_id in state.embeddings.public_names(principal)
     if not embedding and (model_id not in snapshot.router.public_names() or not principal.may_use(model_id)):
         raise ModelNotFound(f"The model {model_id!r} does not exist", param="model")
+    if request.headers.get("anthropic-version"):
+        return OrjsonResponse(anthropic_models.model_info(model_id, int(time.time())))
     return OrjsonResponse(
         {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "prism"}
     )

@@ -19,6 +19,7 @@ from gateway.config.experiments import ExperimentConfig, ShadowJudgeConfig
 from gateway.config.guardrails import GuardrailsConfig
 from gateway.config.providers import MockSettings, UpstreamHTTPSettings
 from gateway.config.quotas import QuotaConfig
+from gateway.config.tools import ToolsConfig
 
 
 class ConfigError(Exception):
@@ -37,7 +38,7 @@ class TimeoutsConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    provider: Literal["mock", "openai", "ollama"]
+    provider: Literal["mock", "openai", "ollama", "anthropic"]
     model: str | None = None
     """The upstream model id; defaults to the config key."""
     tier: str = "cheap"
@@ -61,7 +62,7 @@ class ModelConfig(_Strict):
     mock: MockSettings = MockSettings()
     http: UpstreamHTTPSettings = UpstreamHTTPSettings()
     """Proxy, CA bundle, client certificate (mTLS) and pool idle time of the upstream connection
-    (``gateway/providers/transport.py``); the wire client (``provider: openai``) only."""
+    (``gateway/providers/transport.py``); the wire clients (``provider: openai``, ``anthropic``) only."""
 
     @field_validator("base_url")
     @classmethod
@@ -74,7 +75,7 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _http_on_wire_only(self) -> ModelConfig:
-        wire = self.provider == "openai" and self.client == "wire"
+        wire = (self.provider == "openai" and self.client == "wire") or self.provider == "anthropic"
         if not wire and not self.http.is_default:
             raise ValueError(
                 "http (proxy, ca_bundle, client_cert, pool_idle_s) applies to provider: openai with "
@@ -224,6 +225,8 @@ class RoutingConfig(_Strict):
     access: AccessConfig = AccessConfig()
     embeddings: dict[str, EmbeddingModelConfig] = {}
     """Models served on ``/v1/embeddings`` (``gateway/config/embeddings.py``, docs/embeddings.md)."""
+    tools: ToolsConfig = ToolsConfig()
+    """Limits of the built-in server-side tools: calculator, date/time, sandboxed Python (docs/tools.md)."""
 
     def deadline_for(self, requested: str, asked_s: float | None = None) -> float:
         """The total deadline of a request: the alias's, else its model's, else ``retry.deadline_s``;

@@ -138,6 +138,22 @@ class Settings(BaseSettings):
     eval_lease_s: float = 60.0
     """How long a replica holds a running evaluation before another may resume it (a crash)."""
 
+    # --- durable flows: LangGraph's runtime with a checkpointer (issue #19, item 4) ---
+    durable_database_url: str | None = None
+    """Checkpoints and run leases of durable flows; default: ``database_url``."""
+    durable_worker_id: str | None = None
+    durable_lease_s: float = Field(default=30.0, gt=0)
+    durable_heartbeat_s: float = Field(default=5.0, gt=0)
+    durable_recovery_scan_s: float = Field(default=5.0, gt=0)
+    durable_max_recoveries: int = Field(default=8, ge=1)
+    durable_pool_size: int = Field(default=4, ge=1)
+    durable_checkpoint_shards: int = Field(default=4, ge=1)
+    """Checkpoint writers per process (one Postgres saver writes one checkpoint at a time); capped
+    at ``durable_pool_size``."""
+    durable_keep_checkpoints: bool = False
+    durable_synchronous_commit: bool = True
+    """``false``: checkpoint commits skip the WAL flush wait (see ``DurableConfig.synchronous_commit``)."""
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production" and self.jwt_algorithm.startswith("HS"):

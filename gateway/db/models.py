@@ -317,4 +317,30 @@ class StoredResponse(Base):
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
+class DurableRun(Base):
+    """One run of a durable flow (LangGraph with a checkpointer; ``gateway/agent/durable``). The
+    graph's state lives in the checkpointer's tables under ``thread_id = run_id``; this row is the
+    run's lease: which worker owns it until when, and a fencing ``lease_token`` that every claim
+    increments, so a worker that lost its lease can neither renew it nor finish the run."""
+
+    __tablename__ = "durable_runs"
+    __table_args__ = (Index("ix_durable_runs_status_lease", "status", "lease_expires_at"),)
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    graph: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    """``running`` (owned, or orphaned once its lease expires), ``interrupted`` (waits for a resume),
+    ``succeeded``, ``failed``."""
+    input: Mapped[Any] = mapped_column(JSON)
+    result: Mapped[Any | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 from gateway.db import llmops as llmops  # noqa: E402  (its tables join this metadata)

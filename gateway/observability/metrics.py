@@ -148,6 +148,21 @@ USAGE_DROPPED = Counter("prism_usage_dropped", "Usage records dropped (must stay
 INFLIGHT = Gauge("prism_inflight_requests", "Requests in flight", multiprocess_mode="livesum")
 OPEN_STREAMS = Gauge("prism_open_streams", "SSE streams open", multiprocess_mode="livesum")
 CONFIG_RELOADS = Counter("prism_config_reloads", "Routing config reloads", ["outcome"])
+DURABLE_RUNS = Counter(
+    "prism_durable_runs",
+    "Durable flow runs by event (started, resumed, interrupted, succeeded, failed, lease_lost, released)",
+    ["graph", "event"],
+)
+DURABLE_STEP_LATENCY = Histogram(
+    "prism_durable_step_duration_seconds",
+    "One attempt of a durable flow's step (node), by outcome (ok, error, interrupt)",
+    ["graph", "node", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+DURABLE_RUNS_ACTIVE = Gauge(
+    "prism_durable_runs_active", "Durable runs this worker executes", multiprocess_mode="livesum"
+)
+DURABLE_EVENTS = ("started", "resumed", "interrupted", "succeeded", "failed", "lease_lost", "released")
 
 
 class LabelSet:
@@ -458,3 +473,22 @@ def publish_models(models: Mapping[str, tuple[str, str]]) -> None:
 
 EMBEDDING_INPUTS = Counter("prism_embedding_inputs", "Inputs embedded on /v1/embeddings", ["model", "source"])
 """``source``: ``upstream`` (the model ran) or ``cache``."""
+# -- built-in server-side tools (issue #22): tool = a registered tool's name or ``other``; status =
+# ``ok`` or one of the error codes of gateway/tools/base.py ---------------------------------------
+TOOL_CALL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TOOL_CALLS = Counter("prism_tool_calls", "Server-side tool calls by outcome", ["tool", "status"])
+TOOL_CALL_DURATION = Histogram(
+    "prism_tool_call_duration_seconds",
+    "Duration of a server-side tool call (argument parsing to rendered result)",
+    ["tool"],
+    buckets=TOOL_CALL_BUCKETS,
+)
+
+
+def zero_tool_series(tools: Iterable[str], statuses: Iterable[str]) -> None:
+    """Tool call counters and durations at 0 for every offered tool (and ``other``)."""
+    codes = tuple(statuses)
+    for tool in {*tools, OTHER}:
+        for status in codes:
+            TOOL_CALLS.labels(tool=tool, status=status)
+        TOOL_CALL_DURATION.labels(tool=tool)

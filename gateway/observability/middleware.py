@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import InvalidRequest, PayloadTooLarge, internal_error_body
 from gateway.observability import access, metrics, tracing
+from gateway.schemas.anthropic import error_bytes_from_openai, is_messages_path
 from gateway.schemas.storable import unstorable_in_body, unstorable_in_target
 
 log = structlog.get_logger("prism.access")
@@ -91,7 +92,7 @@ class GatewayMiddleware:
         elif (problem := unstorable_in_target(scope)) is not None:
             refusal = InvalidRequest(problem, code="invalid_text")
         if refusal is not None:
-            await self._send_error(send, refusal.status_code, refusal.json_bytes(), echo)
+            await self._send_error(send, refusal.status_code, refusal.json_bytes(), echo, scope)
             self._observe(scope, refusal.status_code, started, request_id)
             self._end_trace(scope, span, token, refusal.status_code)
             structlog.contextvars.clear_contextvars()
@@ -130,7 +131,7 @@ class GatewayMiddleware:
                     invalid = InvalidRequest(problem, code="invalid_text")
                     status_holder[0] = invalid.status_code
                     response_started = True
-                    await self._send_error(send, invalid.status_code, invalid.json_bytes(), echo)
+                    await self._send_error(send, invalid.status_code, invalid.json_bytes(), echo, scope)
                     return
                 app_receive = _replay(body, receive)
             await self.app(scope, app_receive, tracking_send)
@@ -138,7 +139,7 @@ class GatewayMiddleware:
             error = PayloadTooLarge(f"Request body exceeds {limit} bytes")
             if not response_started:
                 status_holder[0] = 413
-                await self._send_error(send, 413, error.json_bytes(), echo)
+                await self._send_error(send, 413, error.json_bytes(), echo, scope)
         except ClientDisconnect:
             status_holder[0] = 499  # the client left before its request body arrived: nothing to answer
             log.info("client_disconnected", phase="request_body")
@@ -146,7 +147,7 @@ class GatewayMiddleware:
             log.exception("unhandled_error")
             if not response_started:
                 status_holder[0] = 500
-                await self._send_error(send, 500, internal_error_body(), echo)
+                await self._send_error(send, 500, internal_error_body(), echo, scope)
         finally:
             if counted:
                 metrics.INFLIGHT.dec()
@@ -196,7 +197,11 @@ class GatewayMiddleware:
         span.end()
 
     @staticmethod
-    async def _send_error(send: Send, status: int, body: bytes, echo: list[tuple[bytes, bytes]]) -> None:
+    async def _send_error(
+        send: Send, status: int, body: bytes, echo: list[tuple[bytes, bytes]], scope: Scope
+    ) -> None:
+        if is_messages_path(scope.get("path", "")):  # the Anthropic API family's envelope
+            body = error_bytes_from_openai(status, body)
         await send(
             {
                 "type": "http.response.start",

@@ -195,3 +195,31 @@ def shadow_span(
         },
     ) as span:
         yield span
+
+
+@contextmanager
+def tool_span(name: str, *, call_id: str, description: str | None = None) -> Iterator[Span]:
+    """An ``execute_tool {name}`` span (GenAI semantic conventions) around one tool call, made
+    current; a failure is recorded with :func:`mark_tool_error`."""
+    if not _state["enabled"]:
+        yield trace.INVALID_SPAN
+        return
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        "gen_ai.tool.call.id": call_id,
+        "gen_ai.tool.type": "function",
+    }
+    if description:
+        attributes["gen_ai.tool.description"] = description
+    with tracer().start_as_current_span(
+        f"execute_tool {name}", kind=SpanKind.INTERNAL, attributes=attributes, record_exception=False
+    ) as span:
+        yield span
+
+
+def mark_tool_error(span: Span, error_type: str, message: str) -> None:
+    """Record a failed tool call on its span: ``error.type`` and an error status."""
+    if span.is_recording():
+        span.set_attribute("error.type", error_type)
+        span.set_status(Status(StatusCode.ERROR, message[:200]))

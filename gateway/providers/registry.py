@@ -18,6 +18,7 @@ from gateway.providers.transport import EndpointFactory
 
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +65,24 @@ def _provider(
         )
     if clients is None:
         raise ValueError(f"model {name!r} needs an HTTP client for provider {model.provider!r}")
-    base_url = model.base_url or DEFAULT_OPENAI_URL
     api_key = env.get(model.api_key_env) if model.api_key_env else None
+    if model.provider == "anthropic":
+        from gateway.providers.anthropic import AnthropicProvider
+
+        anthropic_url = model.base_url or DEFAULT_ANTHROPIC_URL
+        return AnthropicProvider(
+            name=name,
+            base_url=anthropic_url,
+            api_key=api_key,
+            http=clients.wire,
+            is_local=model.local if model.local is not None else _is_loopback(anthropic_url),
+            timeout_s=model.timeouts.total_s,
+            connect_s=model.timeouts.connect_s,
+            max_output_tokens=model.max_output_tokens,
+            endpoints=endpoints,
+            transport=model.http,
+        )
+    base_url = model.base_url or DEFAULT_OPENAI_URL
     is_local = model.local if model.local is not None else _is_loopback(base_url)
     if model.client == "langchain":
         from gateway.providers.openai import OpenAIProvider  # LangChain loads only when configured

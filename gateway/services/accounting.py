@@ -77,6 +77,8 @@ class RequestBooks:
         self.ticket: QuotaTicket | None = None
         """Set by the admission once the reservation has passed."""
         self.cache_write = False
+        self.cache_served: str | None = None
+        """A cache hit: the configured model whose stored answer it is (labels, provider, header)."""
         self.route: RouteDecision | None = None
         self.finished = False
 
@@ -100,7 +102,8 @@ class RequestBooks:
                 prompt_tokens=int(body_usage.get("prompt_tokens", 0)),
                 completion_tokens=int(body_usage.get("completion_tokens", 0)),
             )
-            await self.close(usage=usage, served=str(cached.get("model") or ""), cost_free=True)
+            served = self.cache_served or str(cached.get("model") or "")
+            await self.close(usage=usage, served=served, cost_free=True)
             if reply is not None and reply.body is not None:
                 await self.store_conversation(conversations.answer_text(reply.body), reply.model)
             return

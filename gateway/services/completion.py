@@ -63,14 +63,18 @@ class CompletionServices:
 
 
 def chat_input(request: ChatCompletionRequest, raw: Mapping[str, Any]) -> ChatInput:
-    """The validated request as dicts; unknown fields ride along in ``params['extra']``."""
+    """The validated request as dicts; unknown fields ride along in ``params['extra']`` (and
+    ``metadata`` too with ``store: true``)."""
     messages = [dict(message) for message in raw["messages"]]
     params = {key: raw[key] for key in SAMPLING_FIELDS if raw.get(key) is not None}
     extra = {
-        key: value
-        for key, value in raw.items()
-        if key not in GATEWAY_FIELDS and key not in SAMPLING_FIELDS and value is not None
+        key: value for key, value in raw.items() if key not in GATEWAY_FIELDS and key not in SAMPLING_FIELDS
     }
+    if raw.get("store") is True and raw.get("metadata"):
+        extra["metadata"] = raw["metadata"]  # stored completions keep their tags (docs/api.md)
+    options = raw.get("stream_options")
+    if isinstance(options, dict) and set(options) - {"include_usage"}:
+        params["stream_options"] = options  # the client's other stream options reach the upstream
     if extra:
         params["extra"] = extra
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -175,6 +179,34 @@ class CompletionService:
         if reply is None:
             raise RuntimeError("the request flow ended without a reply")
         return reply
+
+    def record_refusal(
+        self,
+        *,
+        principal: Principal,
+        request_id: str,
+        error: GatewayError,
+        model: str | None = None,
+        streamed: bool = False,
+        client_request_id: str | None = None,
+    ) -> None:
+        """One ``rejected`` usage record for a request refused before the flow (its body did not
+        validate), so that an authenticated caller's failed requests are in the ledger too."""
+        if self.s.usage is None:
+            return
+        record = UsageRecord(
+            request_id=request_id,
+            client_request_id=client_request_id,
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            tier=principal.tier,
+            model_requested=model[:128] if model else None,
+            streamed=streamed,
+            status=UsageStatus.REJECTED,
+            http_status=error.status_code,
+            error_type=error.code,
+        )
+        self.s.usage.record(record)
 
     def _context(
         self,

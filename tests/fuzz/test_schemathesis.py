@@ -3,8 +3,8 @@
 At least ``FUZZ_REQUESTS`` (2,000) generated requests — valid and invalid bodies, paths, query
 strings, headers — against a real gateway process (uvicorn subprocess, mock models, auth off
 so that every operation is reachable). Every answer must be below 500; every error must be
-in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``; the log must hold no
-``unhandled_error``. Bounded to about two minutes.
+in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` (Anthropic's on
+``/v1/messages``); the log must hold no ``unhandled_error``. Bounded to about two minutes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 
 def check_error_shape(response: Any, where: str) -> None:
     assert response.status_code < 500, f"{where}: {response.status_code} {response.text[:500]}"
-    if response.status_code >= 400:
+    if response.status_code >= 400 and " /v1/messages" in where:  # the Anthropic API family's envelope
+        body = response.json()
+        assert body["type"] == "error" and set(body) <= {"type", "error", "request_id"}, f"{where}: {body}"
+        assert set(body["error"]) == {"type", "message"} and body["error"]["message"], f"{where}: {body}"
+    elif response.status_code >= 400:
         body = response.json()
         assert set(body) == {"error"}, f"{where}: {body}"
         assert set(body["error"]) == {"message", "type", "param", "code"}, f"{where}: {body}"

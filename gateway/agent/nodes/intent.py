@@ -23,8 +23,8 @@ async def intent(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
         return {"intent": None}
     request = state["request"]
     users = [message_text(m) for m in request.messages if m.get("role") == "user"]
-    if not users:
-        return {"intent": None}
+    if not users:  # e.g. only an assistant prefill: smart routing still needs a label (was a 500)
+        users = [message_text(request.messages[-1]) if request.messages else ""]
     result = classifier.classify(users[-1], context=tuple(users[-4:-1]))
     snapshot = ctx.snapshot
     escalation = snapshot.config.routing.escalation

@@ -1,8 +1,8 @@
 """Prompt registry, applications, datasets and evaluation runs (issue #24); usage records name the
 application, prompt version and traffic kind.
 
-Revision ID: 0009_prompts_evals
-Revises: 0008_responses
+Revision ID: 0010_prompts_evals
+Revises: 0009_durable_runs
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_prompts_evals"
-down_revision = "0008_responses"
+revision = "0010_prompts_evals"
+down_revision = "0009_durable_runs"
 branch_labels = None
 depends_on = None
 
