@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings train-guard lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings eval-retrieval train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,10 @@ eval-pii: install
 ## The built-in embedding model: KO/EN translation pairs, latency per input (batch 1 and 32), memory
 eval-embeddings: install
 	OPENBLAS_NUM_THREADS=1 $(PY) scripts/eval_embeddings.py
+
+## Recall@5 of retrieval (dense, keyword, hybrid) on EN/KO samples; ARGS=--postgres for pgvector
+eval-retrieval: install
+	OPENBLAS_NUM_THREADS=1 $(PY) scripts/eval_retrieval.py $(ARGS)
 
 ## Re-pin requirements.lock from pyproject.toml
 lock:

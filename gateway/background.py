@@ -42,6 +42,8 @@ WorkerName = Literal[
     "config_listen",
     "durable_heartbeat",
     "durable_recovery",
+    "mcp_client",
+    "tool_audit",
     "eval_runs",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)

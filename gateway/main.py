@@ -14,6 +14,7 @@ from gateway.api import (
     anthropic,
     applications,
     auth,
+    collections,
     conversations,
     datasets,
     embeddings,
@@ -26,9 +27,13 @@ from gateway.api import (
     quotas,
     responses_api,
     routing_policy,
+    tool_policy,
 )
+from gateway.api.console import mount_console
 from gateway.api.endpoints import unknown_url
 from gateway.api.hot_path import PrismApp
+from gateway.api.mcp import METHODS as MCP_METHODS
+from gateway.api.mcp import McpRoute
 from gateway.api.responses import OrjsonResponse
 from gateway.config.settings import Settings, get_settings
 from gateway.errors import (
@@ -96,8 +101,8 @@ def create_app(settings: Settings | None = None) -> PrismApp:
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served by gateway.api.console with local assets (no CDN)
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
@@ -111,6 +116,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(anthropic.router)
     app.include_router(responses_api.router)
     app.include_router(embeddings.router)
+    app.include_router(collections.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)
@@ -118,6 +124,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(admin.router)
     app.include_router(quotas.router)
     app.include_router(routing_policy.router)
+    app.include_router(tool_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
     app.include_router(prompts.router)  # issue #24: prompts, applications, datasets, evaluations
@@ -125,6 +132,8 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(applications.run_router)
     app.include_router(datasets.router)
     app.include_router(evaluations.router)
+    mount_console(app, docs=docs)
+    app.router.add_route(McpRoute.path, McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(

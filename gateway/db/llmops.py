@@ -1,6 +1,6 @@
 """Tables of the LLMOps harness (issue #24): prompts and their versions, applications, datasets and
 their cases, evaluation runs and their results. Imported by ``models.py`` so that one metadata holds
-every table; the Alembic revision ``0010_prompts_evals`` is the schema of record."""
+every table; the Alembic revision ``0012_prompts_evals`` is the schema of record."""
 
 from __future__ import annotations
 

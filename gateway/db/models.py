@@ -64,6 +64,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     tier: Mapped[str] = mapped_column(String(32), default="free")
     max_route_tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    allowed_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Server tools this user may use (empty: any the route offers); docs/tools.md."""
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -102,6 +104,8 @@ class ApiKey(Base):
     rpm_limit: Mapped[int | None] = mapped_column(default=None)
     tpm_limit: Mapped[int | None] = mapped_column(default=None)
     max_route_tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    allowed_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Server tools this key may use (empty: any the route offers); docs/tools.md."""
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
     user: Mapped[User] = relationship(lazy="raise")
@@ -181,6 +185,37 @@ class UsageLog(Base):
     prompt_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     traffic: Mapped[str | None] = mapped_column(String(16), default=None)
     """``evaluation`` for an evaluation run's calls (excluded from product dashboards); else null."""
+    tool_rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ToolCallAudit(Base):
+    """One row per server tool call the tool loop ran (docs/tools.md, "Audit"). Arguments and
+    results are stored only with ``tools.loop.store_payloads``; their sizes always."""
+
+    __tablename__ = "tool_calls"
+    __table_args__ = (
+        Index("ix_tool_calls_created", "created_at"),
+        Index("ix_tool_calls_request", "request_id"),
+        Index("ix_tool_calls_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    request_id: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[str] = mapped_column(String(32))
+    guard: Mapped[str] = mapped_column(String(16))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    argument_bytes: Mapped[int] = mapped_column(Integer)
+    result_bytes: Mapped[int] = mapped_column(Integer)
+    arguments: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class UsageQuarantine(Base):

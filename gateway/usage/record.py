@@ -59,6 +59,10 @@ class UsageRecord:
     fallback_used: bool = False
     guard_flags: str | None = None
     conversation_id: str | None = None
+    tool_rounds: int = 0
+    """Tool loop rounds (model answers whose server tool calls Prism ran)."""
+    tool_calls: int = 0
+    """Server tool calls Prism ran for this request (the ``tool_calls`` audit table has each)."""
     application: str | None = None
     """The application (``model: "app:<name>"``) the request called (issue #24)."""
     prompt_version_id: str | None = None

@@ -1,8 +1,8 @@
 """Prompt registry, applications, datasets and evaluation runs (issue #24); usage records name the
 application, prompt version and traffic kind.
 
-Revision ID: 0010_prompts_evals
-Revises: 0009_durable_runs
+Revision ID: 0012_prompts_evals
+Revises: 0011_retrieval
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_prompts_evals"
-down_revision = "0009_durable_runs"
+revision = "0012_prompts_evals"
+down_revision = "0011_retrieval"
 branch_labels = None
 depends_on = None
 
