@@ -27,6 +27,7 @@ from gateway.intent import IntentClassifier
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
 from gateway.retrieval.factory import open_retrieval
+from gateway.retrieval.search_tool import build_search_tool
 from gateway.retrieval.service import RetrievalService
 from gateway.routing.shared_circuit import open_circuits
 from gateway.routing.smart import ConversationTiers, SmartRouting
@@ -41,7 +42,6 @@ from gateway.tools.builtin import build_registry
 from gateway.tools.mcp_client import McpClients
 from gateway.tools.mcp_serve import McpEndpoint
 from gateway.tools.registry import ToolRegistry
-from gateway.tools.search import build_search_tool
 
 log = structlog.get_logger("prism.lifespan")
 

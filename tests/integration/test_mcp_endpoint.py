@@ -151,7 +151,8 @@ async def test_x_api_key_header_works_too(gateway: GatewayProcess, admin_key: st
 async def test_a_user_sees_only_the_tools_it_may_use(gateway: GatewayProcess, user_key: str) -> None:
     async with mcp_session(gateway, {"Authorization": f"Bearer {user_key}"}) as session:
         names = {tool.name for tool in (await session.list_tools()).tools}
-        assert names == {"calculator", "datetime"}
+        # search is registered wherever retrieval is served; it reads only collections the caller may
+        assert names == {"calculator", "datetime", "search"}
         with pytest.raises(MCPError) as refused:
             await session.call_tool("mcp__fake__add", {"a": 1, "b": 1})
         assert "Unknown tool" in refused.value.message  # the same answer as for a tool that does not exist

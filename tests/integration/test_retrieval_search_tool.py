@@ -16,12 +16,12 @@ import pytest
 
 from gateway.config.tools import ToolsConfig
 from gateway.providers.embeddings_local import encode_texts
+from gateway.retrieval.search_tool import build_search_tool
 from gateway.retrieval.service import RetrievalService
 from gateway.retrieval.store_sqlite import SqliteStore, index_path
 from gateway.security.principal import Principal, Role
 from gateway.tools.caller import acting_as
 from gateway.tools.registry import ToolRegistry
-from gateway.tools.search import build_search_tool
 
 pytestmark = pytest.mark.integration
 
