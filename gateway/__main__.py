@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Generator
 from pathlib import Path
@@ -90,4 +91,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["eval"]:  # the evaluation CI gate (docs/prompts-and-evals.md), not the server
+        from gateway.evals.cli import main as eval_main
+
+        sys.exit(eval_main(sys.argv[2:]))
     main()

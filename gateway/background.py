@@ -45,6 +45,7 @@ WorkerName = Literal[
     "mcp_client",
     "tool_audit",
     "jobs_inprocess",
+    "eval_runs",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 

@@ -20,6 +20,7 @@ from gateway.cache import CacheBackends, open_backends
 from gateway.cache.service import PipelineCache
 from gateway.config.settings import Settings
 from gateway.config_sync import ConfigSync
+from gateway.evals.assertions import load_custom
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
@@ -37,6 +38,7 @@ from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
 from gateway.services.embeddings import EmbeddingService
+from gateway.services.eval_runner import EvalRunner
 from gateway.tools.audit import ToolAuditWriter
 from gateway.tools.builtin import build_registry
 from gateway.tools.mcp_client import McpClients
@@ -72,6 +74,8 @@ class AppState:
     """Collections, ingest and search over the operator's documents (docs/retrieval.md)."""
     jobs: JobService | None = None
     """``/v1/jobs`` (docs/jobs.md)."""
+    evals: EvalRunner | None = None
+    """The evaluation worker (issue #24, docs/prompts-and-evals.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -188,6 +192,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         state.jobs = await open_jobs(
             settings, stack, engine=accounts.engine, targets=lambda: holder.current.targets
         )
+        state.evals = EvalRunner(
+            sessionmaker=accounts.sessionmaker,
+            completions=state.completions,
+            holder=holder,
+            embeddings=state.embeddings,
+            custom=load_custom(settings.eval_assertions_module),
+            max_concurrency=settings.eval_max_concurrency,
+            lease_s=settings.eval_lease_s,
+        )
+        state.evals.start()
+        stack.push_async_callback(state.evals.aclose)  # before the usage recorder closes
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))
         install_sigterm(delay_s=settings.drain_delay_s, timeout_s=settings.drain_timeout_s)

@@ -12,15 +12,19 @@ from gateway.api import (
     admin,
     admin_config,
     anthropic,
+    applications,
     auth,
     collections,
     conversations,
+    datasets,
     embeddings,
+    evaluations,
     experiments,
     health,
     jobs,
     keys,
     openai,
+    prompts,
     quotas,
     responses_api,
     routing_policy,
@@ -125,6 +129,11 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(tool_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
+    app.include_router(prompts.router)  # issue #24: prompts, applications, datasets, evaluations
+    app.include_router(applications.router)
+    app.include_router(applications.run_router)
+    app.include_router(datasets.router)
+    app.include_router(evaluations.router)
     mount_console(app, docs=docs)
     app.router.add_route(McpRoute.path, McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(

@@ -26,9 +26,10 @@ from gateway.runtime import RuntimeSnapshot
 from gateway.schemas import anthropic as anthropic_models
 from gateway.schemas.openai import ChatCompletionRequest
 from gateway.security.principal import Principal
-from gateway.services import conversations
+from gateway.services import applications, conversations
 from gateway.services.accounting import ConversationSink
 from gateway.services.completion import CachePolicy, chat_input
+from gateway.usage.record import UsageTags
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -164,6 +165,7 @@ async def run_flow(
     sticky: dict[str, str | None],
     snapshot: RuntimeSnapshot,
     conversation: ConversationSink | None = None,
+    tags: UsageTags | None = None,
 ) -> Reply:
     """One request through the flow, for every API family (chat, ``/v1/messages``, ``/v1/responses``):
     the request's cache and timeout headers applied, and a refusal labelled with the model it was
@@ -181,6 +183,7 @@ async def run_flow(
             timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
             snapshot=snapshot,
             conversation=conversation,
+            tags=tags,
         )
     except GatewayError as exc:
         request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
@@ -310,6 +313,10 @@ def hot_routes() -> dict[str, tuple[Any, Callable[[Request], Awaitable[Response]
 async def chat_completion(request: Request, state: AppState, principal: Principal) -> Response:
     snapshot = state.holder.current  # the request's config, read once and passed down
     chat, request_id, conversation, sticky = await _prepare(request, state, principal, snapshot)
+    tags = None
+    if chat.model.startswith(applications.APP_PREFIX):  # an application (issue #24)
+        sessionmaker = state.accounts.sessionmaker if state.accounts is not None else None
+        tags = await applications.prepare_chat(sessionmaker, principal, chat)
     # Conversation store (issue #3): history is read in a short session before the call; the
     # exchange is written by the flow's settle step, in its own unit of work after the answer (no
     # session held while streaming).
@@ -351,6 +358,7 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
         sticky=sticky,
         snapshot=snapshot,
         conversation=store,
+        tags=tags,
     )
     request.state.metric_model = snapshot.model_label(result.model)
     if result.stream is not None:

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     by ``create_app``, so one-shot commands such as migrations need not set it)."""
     hsts_max_age_s: int | None = None
     """``Strict-Transport-Security`` max-age. Unset: one year in production, none elsewhere; 0 disables."""
+    eval_assertions_module: str | None = None
+    """Dotted path of the operator's module of custom evaluation assertions (``type: python``)."""
+    eval_max_concurrency: int = Field(default=4, ge=1, le=64)
+    """Calls in flight per evaluation run, at most (a run asks for fewer with ``concurrency``)."""
+    eval_lease_s: float = 60.0
+    """How long a replica holds a running evaluation before another may resume it (a crash)."""
 
     # --- durable flows: LangGraph's runtime with a checkpointer (issue #19, item 4) ---
     durable_database_url: str | None = None

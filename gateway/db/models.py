@@ -181,6 +181,10 @@ class UsageLog(Base):
     fallback_used: Mapped[bool] = mapped_column(Boolean)
     guard_flags: Mapped[str | None] = mapped_column(String(256))
     conversation_id: Mapped[str | None] = mapped_column(String(64))
+    application: Mapped[str | None] = mapped_column(String(64), default=None)
+    prompt_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    traffic: Mapped[str | None] = mapped_column(String(16), default=None)
+    """``evaluation`` for an evaluation run's calls (excluded from product dashboards); else null."""
     tool_rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tool_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
@@ -415,3 +419,6 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+from gateway.db import llmops as llmops  # noqa: E402  (its tables join this metadata)

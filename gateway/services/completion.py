@@ -42,7 +42,7 @@ from gateway.services.accounting import ConversationSink, Ledger, RequestBooks, 
 from gateway.services.admission import Admission, CachePolicy, cache_tenant
 from gateway.services.delivery import Delivery, route_header, sse
 from gateway.tools.registry import ToolRegistry
-from gateway.usage.record import UsageRecord, UsageStatus
+from gateway.usage.record import UsageRecord, UsageStatus, UsageTags
 
 __all__ = [
     "CachePolicy",
@@ -134,12 +134,14 @@ class CompletionService:
         client_request_id: str | None = None,
         snapshot: RuntimeSnapshot | None = None,
         conversation: ConversationSink | None = None,
+        tags: UsageTags | None = None,
     ) -> Reply:
         """``request_id`` is the server's (it keys the usage record and the quota reservation);
         ``client_request_id`` the client's ``X-Request-ID``, kept for correlation only.
         ``timeout_s``: the client's ``X-Prism-Timeout`` (capped by ``retry.max_deadline_s``).
         ``snapshot``: the config the request was read with (the router's); the current one when unset.
-        ``conversation``: stores the exchange once the answer is complete (the conversation store)."""
+        ``conversation``: stores the exchange once the answer is complete (the conversation store).
+        ``tags``: the application, prompt version and traffic kind the usage record names (issue #24)."""
         snapshot = snapshot or self.s.holder.current
         trace = RequestTrace(
             request_id=request_id,
@@ -156,6 +158,10 @@ class CompletionService:
             streamed=chat.stream,
             conversation_id=sticky.get("conversation"),
         )
+        if tags is not None:
+            record.application = tags.application
+            record.prompt_version_id = tags.prompt_version_id
+            record.traffic = tags.traffic
         books = RequestBooks(
             self._ledger,
             chat=chat,

@@ -15,6 +15,16 @@ class UsageStatus(enum.StrEnum):
     REJECTED = "rejected"  # refused before any model call: quota, guardrail, validation
 
 
+@dataclass(frozen=True, slots=True)
+class UsageTags:
+    """What a request's caller knows about it beyond the wire request: the application and prompt
+    version it ran (``model: "app:<name>"``) and the kind of traffic (``evaluation``)."""
+
+    application: str | None = None
+    prompt_version_id: str | None = None
+    traffic: str | None = None
+
+
 @dataclass(slots=True)
 class UsageRecord:
     request_id: str
@@ -53,6 +63,11 @@ class UsageRecord:
     """Tool loop rounds (model answers whose server tool calls Prism ran)."""
     tool_calls: int = 0
     """Server tool calls Prism ran for this request (the ``tool_calls`` audit table has each)."""
+    application: str | None = None
+    """The application (``model: "app:<name>"``) the request called (issue #24)."""
+    prompt_version_id: str | None = None
+    traffic: str | None = None
+    """``evaluation`` for an evaluation run's calls; ``None`` for product traffic."""
 
     def as_row(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in self.__slots__}

@@ -1,0 +1,161 @@
+"""Applications: ``/api/applications`` (manage) and ``POST /v1/apps/{name}/run`` (call) (issue #24).
+
+Managing: any signed-in user on the applications they created, an admin on all (another user's is
+a 404). Calling: see ``services/applications.py``; the call runs the same flow as
+``/v1/chat/completions`` (quotas, guardrails, routing, retries, one usage record naming the
+application and prompt version) and answers a chat completion object.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.agent.state import ChatInput
+from gateway.api.openai import cache_policy, request_timeout
+from gateway.api.prompts import clean_body
+from gateway.api.responses import OrjsonResponse
+from gateway.deps import AppStateDep, PrincipalDep, SessionDep, UserDep
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.providers.tokens import count_messages
+from gateway.services import applications, evaluations
+
+router = APIRouter(prefix="/api/applications", tags=["applications"], dependencies=[Depends(clean_body)])
+run_router = APIRouter(prefix="/v1/apps", tags=["applications"], dependencies=[Depends(clean_body)])
+
+APP_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ApplicationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=APP_NAME)
+    description: str | None = Field(default=None, max_length=4000)
+    model: str = Field(min_length=1, max_length=128)
+    prompt: str = Field(min_length=1, max_length=128, description="prompt id or name")
+    pinned_version: str | None = Field(default=None, max_length=40)
+    options: dict[str, Any] = {}
+    shared: bool = False
+
+
+class ApplicationPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=4000)
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    prompt: str | None = Field(default=None, min_length=1, max_length=128)
+    pinned_version: str | None = Field(default=None, max_length=40)
+    options: dict[str, Any] | None = None
+    shared: bool | None = None
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Any] = {}
+    messages: list[dict[str, Any]] = Field(default=[], max_length=256)
+    metadata: dict[str, str] | None = None
+
+
+@router.post("", status_code=201)
+async def create_application(
+    body: ApplicationIn, principal: UserDep, session: SessionDep, state: AppStateDep
+) -> OrjsonResponse:
+    row = await applications.create(session, principal, state.holder.current, fields=body.model_dump())
+    return OrjsonResponse(row, status_code=201)
+
+
+@router.get("")
+async def list_applications(
+    principal: UserDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> OrjsonResponse:
+    rows = await applications.list_apps(session, principal, limit=limit, offset=offset)
+    return OrjsonResponse({"object": "list", "data": rows})
+
+
+@router.get("/{app_id}")
+async def read_application(app_id: str, principal: UserDep, session: SessionDep) -> OrjsonResponse:
+    return OrjsonResponse(applications.app_dict(await applications.get(session, principal, app_id)))
+
+
+@router.get("/{app_id}/quality")
+async def application_quality(app_id: str, principal: UserDep, session: SessionDep) -> OrjsonResponse:
+    """Online (product traffic per prompt version and experiment arm, with feedback) next to offline
+    (its evaluation runs' variants)."""
+    return OrjsonResponse(await evaluations.quality(session, principal, app_id))
+
+
+@router.patch("/{app_id}")
+async def update_application(
+    app_id: str, body: ApplicationPatch, principal: UserDep, session: SessionDep, state: AppStateDep
+) -> OrjsonResponse:
+    fields = body.model_dump(exclude_unset=True)
+    row = await applications.update(session, principal, state.holder.current, app_id, fields=fields)
+    return OrjsonResponse(row)
+
+
+@router.delete("/{app_id}", status_code=204)
+async def delete_application(app_id: str, principal: UserDep, session: SessionDep) -> Response:
+    await applications.delete(session, principal, app_id)
+    return Response(status_code=204)
+
+
+@run_router.post("/{name}/run")
+async def run_application(
+    name: str, body: RunIn, request: Request, state: AppStateDep, principal: PrincipalDep
+) -> Response:
+    snapshot = state.holder.current
+    for index, message in enumerate(body.messages):
+        if message.get("role") not in ("user", "assistant", "system", "tool") or "content" not in message:
+            raise InvalidRequest(f"messages[{index}] needs a role and content", param=f"messages[{index}]")
+    chat = ChatInput(
+        model=applications.APP_PREFIX + name,
+        messages=[dict(message) for message in body.messages],
+        params={},
+        stream=False,
+        include_usage=False,
+        metadata=dict(body.metadata or {}),
+        prompt_tokens=count_messages(body.messages),
+    )
+    if state.accounts is None:
+        raise InvalidRequest("Applications need the gateway's database", code="no_database")
+    async with state.accounts.sessionmaker() as session:
+        resolved = await applications.resolve(session, principal, name)
+    tags = applications.apply(resolved, chat, body.variables)
+    request_id: str = request.state.request_id
+    try:
+        result = await state.completions.run(
+            chat=chat,
+            principal=principal,
+            request_id=request_id,
+            client_request_id=getattr(request.state, "client_request_id", None),
+            sticky={
+                "user": principal.user_id,
+                "user_source": None,
+                "api_key": principal.api_key_id,
+                "conversation": None,
+                "request": request_id,
+            },
+            cache_policy=cache_policy(
+                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
+            ),
+            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
+            snapshot=snapshot,
+            tags=tags,
+        )
+    except GatewayError as exc:
+        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
+        raise
+    request.state.metric_model = snapshot.model_label(result.model)
+    headers = {
+        **result.headers,
+        "x-prism-application": resolved.application.name,
+        "x-prism-prompt-version": str(resolved.version.number),
+    }
+    return Response(content=orjson.dumps(result.body), media_type="application/json", headers=headers)

@@ -1,0 +1,1 @@
+"""Prompt templates and their versions (issue #24): the sandboxed renderer and version diffs."""
