@@ -96,17 +96,17 @@ def _from_llm(text: str, answer: str, fields: dict[str, FieldValue], language: s
     return []
 
 
-async def analyze_letter(
+async def llm_fields(
     text: str,
+    language: str,
+    fields: dict[str, FieldValue],
     *,
     llm: PipelineLLM | None,
     principal: Principal,
-    options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any],
     metadata: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The analysis document (validated against gongmun.schema.json)."""
-    options = options or {}
-    language, fields = parse_letter(text)
+) -> tuple[list[str], str | None]:
+    """Fill the free-text fields in place (the LLM, else the heuristic): (warnings, the model)."""
     warnings: list[str] = []
     model_used: str | None = None
     if llm is not None and options.get("use_llm", True):
@@ -125,8 +125,31 @@ async def analyze_letter(
             warnings.append(f"the LLM step failed ({exc.code}): the parser's fields stand")
     if fields.get("request_summary") is None or fields["request_summary"].value is None:
         fields["request_summary"] = heuristic_request(text, language)
+    return warnings, model_used
+
+
+def finish(
+    text: str, language: str, fields: dict[str, FieldValue], warnings: list[str], model: str | None
+) -> dict[str, Any]:
+    """The analysis document, validated against gongmun.schema.json."""
     document = result_json(text, language, fields)
-    document["model"] = model_used
+    document["model"] = model
     if warnings:
         document["warnings"] = warnings
     return document
+
+
+async def analyze_letter(
+    text: str,
+    *,
+    llm: PipelineLLM | None,
+    principal: Principal,
+    options: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Parser, then the LLM step, in one call (the pipeline runs them as separate steps)."""
+    language, fields = parse_letter(text)
+    warnings, model = await llm_fields(
+        text, language, fields, llm=llm, principal=principal, options=options or {}, metadata=metadata
+    )
+    return finish(text, language, fields, warnings, model)

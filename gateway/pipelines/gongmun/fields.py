@@ -53,6 +53,31 @@ class FieldValue:
         }
 
 
+def to_state(fields: dict[str, FieldValue]) -> dict[str, Any]:
+    """The fields as a checkpointable dict (between pipeline steps)."""
+    return {
+        name: {
+            "value": f.value,
+            "span": list(f.span) if f.span else None,
+            "confidence": f.confidence,
+            "source": f.source,
+        }
+        for name, f in fields.items()
+    }
+
+
+def from_state(state: dict[str, Any]) -> dict[str, FieldValue]:
+    return {
+        name: FieldValue(
+            value=f["value"],
+            span=(int(f["span"][0]), int(f["span"][1])) if f.get("span") else None,
+            confidence=float(f["confidence"]),
+            source=f["source"],
+        )
+        for name, f in state.items()
+    }
+
+
 def found(value: Any, start: int, end: int, confidence: float = 0.95) -> FieldValue:
     return FieldValue(value=value, span=(start, end), confidence=confidence, source="parser")
 
