@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings train-guard lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings eval-gongmun train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ eval-pii: install
 ## The built-in embedding model: KO/EN translation pairs, latency per input (batch 1 and 32), memory
 eval-embeddings: install
 	OPENBLAS_NUM_THREADS=1 $(PY) scripts/eval_embeddings.py
+
+## 공문 parser field accuracy: generate letters (text, PDF, scans) under .eval/gongmun, then score them
+eval-gongmun: install
+	$(PY) scripts/gen_gongmun.py --out .eval/gongmun --per-layout 20
+	$(PY) scripts/eval_gongmun.py --data .eval/gongmun --scan-limit 3
 
 ## Re-pin requirements.lock from pyproject.toml
 lock:

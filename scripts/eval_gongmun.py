@@ -86,6 +86,7 @@ def evaluate(folder: Path, source: str, limit: int | None) -> dict[str, Any]:
                 by_layout[row["layout"]].append(row)
         rows = [row for group in by_layout.values() for row in group]
     hits: dict[str, list[bool]] = defaultdict(list)
+    per_layout: dict[str, list[bool]] = defaultdict(list)
     summary_present = []
     misses: list[str] = []
     for row in rows:
@@ -103,18 +104,21 @@ def evaluate(folder: Path, source: str, limit: int | None) -> dict[str, Any]:
             got = fields.get(field)
             ok = correct(field, truth.get(field), None if got is None else got.value)
             hits[field].append(ok)
+            per_layout[row["layout"]].append(ok)
             if not ok and len(misses) < 15:
                 misses.append(
                     f"{ident} {row['layout']} {field}: want {truth.get(field)!r} got {got and got.value!r}"
                 )
         summary_present.append(bool(heuristic_request(text, language).value))
     per_field = {f: round(sum(v) / len(v), 3) for f, v in hits.items()}
+    layouts = {layout: round(sum(v) / max(len(v), 1), 3) for layout, v in sorted(per_layout.items())}
     total = [ok for v in hits.values() for ok in v]
     return {
         "letters": len(rows),
         "fields": per_field,
         "overall": round(sum(total) / max(len(total), 1), 3),
         "request_summary_present": round(sum(summary_present) / max(len(summary_present), 1), 3),
+        "layouts": layouts,
         "misses": misses,
     }
 
@@ -150,6 +154,10 @@ def main() -> None:
             + " | ".join(cells)
             + f" | {result['overall']} | {result['request_summary_present']} |"
         )
+    print("\n| split/source | " + " | ".join(["overall by layout"]) + " |\n|---|---|")
+    for key, result in report.items():
+        if isinstance(result, dict):
+            print(f"| {key} | " + ", ".join(f"{k} {v}" for k, v in result["layouts"].items()) + " |")
     for key, result in report.items():
         if isinstance(result, dict) and result["misses"]:
             print(f"\nmisses {key}:")

@@ -203,6 +203,52 @@ def en_heldout_letter(rng: random.Random, t: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ko_blind(rng: random.Random, t: dict[str, Any]) -> str:
+    """Held-out, written after the parser was frozen: wide label spacing, a 기안자/검토자/결재권자 line,
+    attachments on one line, '공개구분' in the footer."""
+    date = ko_date_variant(rng, dt.date.fromisoformat(t["date"]))
+    c = t["contact"]
+    lines = [
+        t["sender_org"],
+        "─" * 20,
+        f"수     신   {t['recipient']}",
+        f"(경 유)     {t['via'] or ''}".rstrip(),
+    ]
+    lines += [f"제     목   {t['title']}", ""]
+    body = _ko_body(rng, t, deadline_style=rng.choice(["item", "sentence", "label"]))
+    if t["attachments"]:
+        body += ["", "붙임 " + " ".join(f"{i}. {a}" for i, a in enumerate(t["attachments"], 1)) + ".  끝."]
+    else:
+        body[-1] += "  끝."
+    lines += [*body, "", _spaced(t["sender_name"]), ""]
+    labels = ["기안자", "검토자", "결재권자"]
+    lines.append(
+        "  ".join(f"{lab} {role} {name}" for lab, (role, name) in zip(labels, t["_roles"], strict=True))
+    )
+    lines.append(f"시행 {t['doc_number']}({date})  접수 ( )")
+    lines.append(f"우 {t['_postcode']} {t['_address']} / www.example.go.kr")
+    lines.append(f"전화 {c['phone']} 전송 {c['fax']} / {c['email']} / 공개구분 {t['disclosure']}")
+    return "\n".join(lines) + "\n"
+
+
+def en_blind(rng: random.Random, t: dict[str, Any]) -> str:
+    """Held-out, written after the parser was frozen: 'Our Ref.', 'Attn:', a dash subject, enclosures
+    numbered '1)', the contact in a question sentence."""
+    c = t["contact"]
+    lines = [t["sender_org"], f"Our Ref.: {t['doc_number']}    Your Ref.: -", _en_date(rng, t["date"]), ""]
+    lines += [f"Attn: {t['recipient']}", "", f"Subject - {t['title']}", "", "Dear Madam or Sir,", ""]
+    deadline = f" no later than {_en_date(rng, t['reply_deadline'])}" if t["reply_deadline"] else ""
+    lines.append(f"Kindly {t['request_summary']}{deadline}.")
+    if t["attachments"]:
+        lines += ["", "Enclosure(s): " + " ".join(f"{i}) {a}" for i, a in enumerate(t["attachments"], 1))]
+    lines += [
+        "",
+        f"Should you have any questions, please contact {c['name']} at {c['email']} or {c['phone']}.",
+    ]
+    lines += ["", "Yours sincerely,", "(signed)", t["sender_name"], t["_title"]]
+    return "\n".join(lines) + "\n"
+
+
 DEV_LAYOUTS: dict[str, tuple[str, Renderer]] = {
     "ko_standard": ("ko", ko_standard),
     "ko_colon": ("ko", ko_colon),
@@ -213,4 +259,6 @@ DEV_LAYOUTS: dict[str, tuple[str, Renderer]] = {
 HELDOUT_LAYOUTS: dict[str, tuple[str, Renderer]] = {
     "ko_heldout_table": ("ko", ko_heldout_table),
     "en_heldout_letter": ("en", en_heldout_letter),
+    "ko_blind": ("ko", ko_blind),
+    "en_blind": ("en", en_blind),
 }
