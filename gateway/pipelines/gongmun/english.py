@@ -12,12 +12,15 @@ from gateway.pipelines.gongmun.fields import FieldValue, found
 from gateway.pipelines.gongmun.korean import EMAIL, Line, lines_of
 
 REF = re.compile(
-    r"^\s*(?:our\s+ref(?:erence)?|ref(?:erence)?(?:\s+no\.?)?|no\.|file\s+no\.?)\s*[:.]?\s*(?=\S)", re.I
+    r"^\s*(?:our\s+ref(?:erence)?\.?|ref(?:erence)?\.?(?:\s+no\.?)?|no\.|file\s+no\.?)\s*[:.]?\s*(?=\S)",
+    re.I,
 )
 DATE = re.compile(r"^\s*date\s*[:.]\s*", re.I)
-TO = re.compile(r"^\s*(?:to|recipient|addressee)\s*:\s*", re.I)
-SUBJECT = re.compile(r"^\s*(?:subject|re|subj\.?)\s*:\s*", re.I)
-ATTACH = re.compile(r"^\s*(?:attachments?|enclosures?|encl\.?|annex(?:es)?)\s*:\s*", re.I)
+TO = re.compile(r"^\s*(?:to|recipient|addressee|attn\.?|attention)\s*:\s*", re.I)
+SUBJECT = re.compile(r"^\s*(?:subject|re|subj\.?)\s*(?::|\s[-–—])\s*", re.I)
+ATTACH = re.compile(r"^\s*(?:attachments?|enclosures?|enclosure\(s\)|encl\.?|annex(?:es)?)\s*:\s*", re.I)
+INLINE_ITEMS = re.compile(r"(?:^|\s)\d{1,2}[.)]\s+")
+SIGNATURE_MARK = re.compile(r"^\s*(?:\(signed\)|/s/|\[signature\]|signed)\s*$", re.I)
 CLOSE = re.compile(
     r"^\s*(?:yours\s+(?:faithfully|sincerely|truly)|sincerely(?:\s+yours)?|(?:best|kind)\s+regards|respectfully)\s*,?\s*$",
     re.I,
@@ -36,6 +39,8 @@ def _labelled(text: str, lines: list[Line], pattern: re.Pattern[str], stop: int)
         match = pattern.match(line.text)
         if match:
             start, end = line.value_span(match.end())
+            gap = re.search(r"\s{3,}", text[start:end])  # another field on the same line
+            end = start + gap.start() if gap else end
             if end > start:
                 return found(text[start:end], start, end)
     return None
@@ -100,7 +105,9 @@ def _attachments(text: str, lines: list[Line]) -> dict[str, FieldValue]:
             continue
         start, end = line.value_span(match.end())
         if end > start:  # inline: "Enclosures: A; B" or "Encl.: A, B"
-            items = [i.strip().rstrip(".") for i in re.split(r"[;,]", text[start:end]) if i.strip()]
+            inline = text[start:end]
+            parts = INLINE_ITEMS.split(inline) if INLINE_ITEMS.match(inline) else re.split(r"[;,]", inline)
+            items = [i.strip().rstrip(".") for i in parts if i.strip()]
             return {"attachments": found(items, start, end, 0.9)}
         block = []
         for item in lines[index + 1 :]:
@@ -117,7 +124,7 @@ def _closing(text: str, lines: list[Line]) -> dict[str, FieldValue]:
     close = next((i for i in range(len(lines) - 1, -1, -1) if CLOSE.match(lines[i].text)), None)
     if close is None:
         return {}
-    name = next((ln for ln in lines[close + 1 :] if ln.stripped), None)
+    name = next((ln for ln in lines[close + 1 :] if ln.stripped and not SIGNATURE_MARK.match(ln.text)), None)
     if name is None:
         return {}
     start, end = name.value_span(0)

@@ -68,6 +68,8 @@ ROLES = (
     "주무관|행정주사보|행정주사|행정사무관|사무관|서기관|연구사|연구관|장학사|장학관|담당|실무관|"
     "팀장|과장|계장|국장|실장|부장|본부장|원장|차장|처장"
 )
+HANGUL_OR_LATIN = re.compile(r"[가-힣A-Za-z]")
+SIGN_LABEL = re.compile(r"^\s*(?:(?:기안자|검토자|결재권자|협조자|담당자)\s*[:：]?\s*)?$")
 SIGNER = re.compile(rf"(?P<role>{ROLES})\s+(?:(?:전결|대결)\s+(?:\d\d/\d\d\s+)?)?(?P<name>[가-힣]{{2,4}})")
 DEADLINE_LABEL = re.compile(r"(?:회신|제출|신청|접수)\s*(?:기한|기간|마감)\s*[:：]?\s*")
 UNTIL = re.compile(r"\s*(?:\([월화수목금토일]\))?\s*까지")
@@ -116,9 +118,10 @@ def parse_korean(text: str) -> dict[str, FieldValue]:
         fields["title"] = found(text[start:end], start, end)
     first_label = min((hit[0] for hit in (head, title, _first(lines, DOC_NUMBER)) if hit), default=None)
     if first_label is not None:
-        org = next((ln for ln in reversed(lines[:first_label]) if ln.stripped), None)
+        heading = [ln for ln in lines[:first_label] if HANGUL_OR_LATIN.search(ln.text)]  # not a rule ───
+        org = heading[-1] if heading else None
         if org is None or DOC_NUMBER.search(org.text) or DOC_DATE.search(org.text):
-            org = next((ln for ln in lines[:first_label] if ln.stripped), None)
+            org = heading[0] if heading else None
         if org is not None:
             start, end = org.value_span(0)
             raw = text[start:end]
@@ -164,7 +167,7 @@ def _closing(text: str, lines: list[Line], body_start: int) -> dict[str, FieldVa
     signer_index = None
     for index in range(body_start, len(lines)):
         match = SIGNER.search(lines[index].text)
-        if match and match.start() < 4:
+        if match and SIGN_LABEL.match(lines[index].text[: match.start()]):
             signer_index = index
             out["_signer"] = found(
                 match.group("name"),
