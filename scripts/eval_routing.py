@@ -67,12 +67,9 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=None, help="weights file (default: the packaged model.npz)")
     ap.add_argument("--no-check", action="store_true", help="only print, never fail")
     ap.add_argument("--latency-runs", type=int, default=3, help="passes over the test split for latency")
-    ap.add_argument(
-        "--blas-threads",
-        default="classifier",
-        help="OPENBLAS/OMP threads set before numpy loads ('classifier': leave it to the "
-        "classifier, which limits BLAS to one thread when it is built, as in the gateway)",
-    )
+    ap.add_argument("--blas-threads", default="classifier",
+                    help="OPENBLAS/OMP threads set before numpy loads ('classifier': leave it to the "
+                         "classifier, which limits BLAS to one thread when it is built, as in the gateway)")
     args = ap.parse_args()
     if args.blas_threads != "classifier":
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -122,10 +119,8 @@ def main() -> int:
     for lang in ("en", "ko", "mixed"):
         sub = [(res, r) for res, r in zip(results, test, strict=True) if r["lang"] == lang]
         if sub:
-            print(
-                f"  intent accuracy [{lang}]: {sum(a.label == b['intent'] for a, b in sub) / len(sub):.3f}"
-                f" (n={len(sub)})"
-            )
+            print(f"  intent accuracy [{lang}]: {sum(a.label == b['intent'] for a, b in sub) / len(sub):.3f}"
+                  f" (n={len(sub)})")
     lang_acc = sum(res.language == r["lang"] for res, r in zip(results, test, strict=True)) / len(test)
     print(f"language detection accuracy: {lang_acc:.3f}")
 
@@ -149,10 +144,8 @@ def main() -> int:
     all_strong = sum(tokens) * PRICE_PER_MTOK["strong"] / 1e6
     routed = sum(n * PRICE_PER_MTOK[t] / 1e6 for n, t in zip(tokens, tiers, strict=True))
     saved = 1 - routed / all_strong
-    print(
-        f"cost (prompt tokens, {tok_name}): all-strong ${all_strong:.6f} vs routed ${routed:.6f} "
-        f"→ saved {saved:.1%}"
-    )
+    print(f"cost (prompt tokens, {tok_name}): all-strong ${all_strong:.6f} vs routed ${routed:.6f} "
+          f"→ saved {saved:.1%}")
 
     # latency: single prompts, one at a time
     lat: list[float] = []
@@ -174,15 +167,10 @@ def main() -> int:
     lp50, lp95 = percentile(lat_long, 0.5), percentile(lat_long, 0.95)
     print(f"\nlatency (single prompt): p50 {p50:.2f} ms  p95 {p95:.2f} ms  (n={len(lat)})")
     print(f"latency (1,000-char prompts): p50 {lp50:.2f} ms  p95 {lp95:.2f} ms  (n={len(lat_long)})")
-    print(
-        f"load time: {load_s:.2f} s   RSS added: {rss_added:.0f} MB   "
-        f"(BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'set by the classifier')})"
-    )
-    costly = [
-        (r["text"][:70], res.label, round(res.complexity, 2))
-        for r, res, t in zip(test, results, tiers, strict=True)
-        if r["tier"] == "strong" and t == "cheap"
-    ]
+    print(f"load time: {load_s:.2f} s   RSS added: {rss_added:.0f} MB   "
+          f"(BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'set by the classifier')})")
+    costly = [(r["text"][:70], res.label, round(res.complexity, 2)) for r, res, t in
+              zip(test, results, tiers, strict=True) if r["tier"] == "strong" and t == "cheap"]
     for c in costly:
         print("  strong→cheap:", c)
 

@@ -64,12 +64,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, action="append", default=[], help="extra JSONL files (train rows)")
     ap.add_argument("--labels", default="", help="comma-separated label list (default: all labels in data)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument(
-        "--max-costly",
-        type=float,
-        default=0.0,
-        help="target share of strong-tier train prompts routed cheap (cross-validated)",
-    )
+    ap.add_argument("--max-costly", type=float, default=0.0,
+                    help="target share of strong-tier train prompts routed cheap (cross-validated)")
     args = ap.parse_args()
 
     label_filter = [x.strip() for x in args.labels.split(",") if x.strip()] or None
@@ -81,9 +77,8 @@ def main() -> None:
     print(f"train rows: {len(rows)}  labels: {labels}")
 
     encoder = build_encoder()
-    emb = np.concatenate(
-        [encoder([embed_text(t) for t in texts[i : i + 64]]) for i in range(0, len(texts), 64)]
-    )
+    emb = np.concatenate([encoder([embed_text(t) for t in texts[i:i + 64]])
+                          for i in range(0, len(texts), 64)])
     signals = [analyse(t) for t in texts]
     sig = np.stack([s.vector for s in signals])
     mean, std = sig.mean(axis=0), sig.std(axis=0) + 1e-6
@@ -98,9 +93,8 @@ def main() -> None:
         if acc > best_acc:
             best_c, best_acc = c, acc
     intent_head = LogisticRegression(C=best_c, max_iter=5000).fit(x, y)
-    cv_probs = cross_val_predict(
-        LogisticRegression(C=best_c, max_iter=5000), x, y, cv=cv, method="predict_proba"
-    )
+    cv_probs = cross_val_predict(LogisticRegression(C=best_c, max_iter=5000), x, y, cv=cv,
+                                 method="predict_proba")
 
     tier_c = 4.0
     tier_head = LogisticRegression(C=tier_c, max_iter=5000, class_weight="balanced").fit(x, strong)
@@ -114,22 +108,16 @@ def main() -> None:
         complexity = np.maximum(sigmoid(cv_tier + shift), RULE_WEIGHT * rules)
         costly = cheap_ok = 0
         for i in range(len(rows)):
-            res = IntentResult(
-                label=labels[int(cv_probs[i].argmax())],
-                confidence=float(cv_probs[i].max()),
-                complexity=float(complexity[i]),
-                language="en",
-            )
+            res = IntentResult(label=labels[int(cv_probs[i].argmax())], confidence=float(cv_probs[i].max()),
+                               complexity=float(complexity[i]), language="en")
             tier = decide_tier(res, intent_tiers=DEFAULT_INTENT_TIERS)
             costly += int(strong[i] == 1 and tier == "cheap")
             cheap_ok += int(strong[i] == 0 and tier == "cheap")
         costly_share = costly / max(int(strong.sum()), 1)
         if costly_share <= args.max_costly:
             chosen = float(round(shift, 2))
-            print(
-                f"  complexity shift {chosen:+.2f}: cv strong→cheap {costly_share:.3f}, "
-                f"cheap kept cheap {cheap_ok / max(int((1 - strong).sum()), 1):.3f}"
-            )
+            print(f"  complexity shift {chosen:+.2f}: cv strong→cheap {costly_share:.3f}, "
+                  f"cheap kept cheap {cheap_ok / max(int((1 - strong).sum()), 1):.3f}")
             break
 
     meta = {
