@@ -52,8 +52,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 # bubblewrap: the sandbox of the built-in Python tool (docs/tools.md). It needs unprivileged user
 # namespaces, which Docker's default seccomp profile refuses: without them the tool is unavailable
 # (fail closed), the rest of the gateway is unaffected.
+# tesseract-ocr + its Korean data: the OCR of jobs (docs/jobs.md), run by the jobs workers (and the
+# gateway's in-process worker without a broker).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap \
+    && apt-get install -y --no-install-recommends bubblewrap tesseract-ocr tesseract-ocr-kor tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 prism \

@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings eval-gongmun train-guard lock clean
+.PHONY: install run worker test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings eval-retrieval eval-ocr eval-gongmun train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ run: install
 	  bash -c 'echo "Prism on http://127.0.0.1:$$GATEWAY_PORT  (OpenAI base URL: http://127.0.0.1:$$GATEWAY_PORT/v1)"; \
 	           echo "Dev admin login: $$GATEWAY_ADMIN_EMAIL / $$GATEWAY_ADMIN_PASSWORD  (POST /auth/login)"; \
 	           exec $(PY) -m gateway'
+
+## A jobs worker (docs/jobs.md): Celery on GATEWAY_JOBS_BROKER_URL (default: RabbitMQ on 127.0.0.1),
+## the same GATEWAY_DATABASE_URL and GATEWAY_JOBS_STORAGE_DIR as the gateway. Scale by starting more.
+worker: install
+	@GATEWAY_JOBS_BROKER_URL=$${GATEWAY_JOBS_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//} \
+	  exec $(VENV)/bin/celery -A gateway.jobs.worker worker -Q $${GATEWAY_JOBS_QUEUE:-prism.jobs} \
+	  --pool prefork --concurrency $${WORKER_CONCURRENCY:-1} --loglevel INFO
+
+## OCR character error rate per language and condition on generated pages (docs/jobs.md)
+eval-ocr: install
+	PYTHONPATH=. $(PY) scripts/eval_ocr.py
 
 lint: install
 	$(VENV)/bin/ruff check gateway tests scripts
@@ -85,6 +96,10 @@ eval-pii: install
 ## The built-in embedding model: KO/EN translation pairs, latency per input (batch 1 and 32), memory
 eval-embeddings: install
 	OPENBLAS_NUM_THREADS=1 $(PY) scripts/eval_embeddings.py
+
+## Recall@5 of retrieval (dense, keyword, hybrid) on EN/KO samples; ARGS=--postgres for pgvector
+eval-retrieval: install
+	OPENBLAS_NUM_THREADS=1 $(PY) scripts/eval_retrieval.py $(ARGS)
 
 ## 공문 parser field accuracy: generate letters (text, PDF, scans) under .eval/gongmun, then score them
 eval-gongmun: install

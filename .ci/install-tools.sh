@@ -7,6 +7,10 @@
 #   nginx           Debian `nginx`            nginx -t, and the e2e test's balancer
 #   docker-compose  Debian `docker-compose`   `docker-compose config` (v1.29, parses without an engine)
 #   bwrap           Debian `bubblewrap`       the Python tool's sandbox (tests/integration/test_tool_sandbox_attacks.py)
+#   chromium        Debian `chromium` (+ `chromium-driver`)  the console's browser tests
+#                   (tests/e2e/test_console_browser.py; Playwright drives /usr/bin/chromium, no download)
+#   tesseract       Debian `tesseract-ocr` `-kor` `-eng`   jobs OCR (tests/integration/test_jobs_*.py)
+#   fonts           Debian `fonts-nanum` `fonts-dejavu-core`  the generated OCR test pages
 #   kubectl         machine image (google-cloud-cli's kubectl, kustomize v5): `kubectl kustomize`
 #   kubernetes-validate  PyPI, into the project venv: offline Kubernetes JSON schemas
 set -euo pipefail
@@ -28,6 +32,13 @@ have docker-compose || apt_pkgs+=(docker-compose)
 have wrk || apt_pkgs+=(wrk)
 have bwrap || apt_pkgs+=(bubblewrap)
 have prlimit || apt_pkgs+=(util-linux)
+have chromium || apt_pkgs+=(chromium)
+have chromedriver || apt_pkgs+=(chromium-driver)
+# jobs OCR (docs/jobs.md): Tesseract with Korean data; fonts render the generated OCR test pages
+have tesseract || apt_pkgs+=(tesseract-ocr tesseract-ocr-kor tesseract-ocr-eng)
+[ -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata ] || apt_pkgs+=(tesseract-ocr-kor)
+[ -d /usr/share/fonts/truetype/nanum ] || apt_pkgs+=(fonts-nanum)
+[ -d /usr/share/fonts/truetype/dejavu ] || apt_pkgs+=(fonts-dejavu-core)
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     echo "install-tools: apt-get install ${apt_pkgs[*]}"

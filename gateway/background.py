@@ -42,6 +42,9 @@ WorkerName = Literal[
     "config_listen",
     "durable_heartbeat",
     "durable_recovery",
+    "mcp_client",
+    "tool_audit",
+    "jobs_inprocess",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 

@@ -17,10 +17,12 @@ status and OpenAI ``type``, the instance carries the message, ``param`` and
     ├── MethodNotAllowed          405
     ├── Conflict                  409
     ├── PayloadTooLarge           413
+    ├── UnsupportedMediaType      415 (an upload whose bytes are not what it claims, or no kind we read)
     ├── RateLimited               429 rate_limit_exceeded (QuotaExceeded: insufficient_quota)
     ├── ProviderError             502 upstream failure, retryable unless stated
     │   ├── ProviderBadResponse   502 (not retryable)
-    │   ├── ProviderRejected      400 upstream refused the request (no retry, no fallback)
+    │   ├── ProviderRejected      400 upstream refused the request (no retry, no fallback);
+    │   │                             413/422 as the upstream said (ProviderRejectedTooLarge, …Unprocessable)
     │   ├── ProviderRateLimited   429 from upstream, carries retry_after
     │   ├── ProviderUnavailable   503 (5xx, connection refused, open circuit)
     │   └── ProviderTimeout       504
@@ -141,6 +143,12 @@ class PayloadTooLarge(GatewayError):
     default_code = "request_too_large"
 
 
+class UnsupportedMediaType(GatewayError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
+
+
 class RateLimited(GatewayError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -168,11 +176,20 @@ class ProviderError(GatewayError):
         upstream_status: int | None = None,
         param: str | None = None,
         code: str | None = None,
+        upstream_type: str | None = None,
     ) -> None:
         super().__init__(message, param=param, code=code)
         self.target = target
         self.retry_after = retry_after
         self.upstream_status = upstream_status
+        self.upstream_type = upstream_type
+        """The upstream's own error ``type``, rendered instead of the class's (docs/api.md)."""
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.upstream_type:
+            body["error"]["type"] = self.upstream_type
+        return body
 
     @property
     def retryable(self) -> bool:
@@ -197,6 +214,14 @@ class ProviderRejected(ProviderError):
     @property
     def retryable(self) -> bool:
         return False
+
+
+class ProviderRejectedTooLarge(ProviderRejected):
+    status_code = 413
+
+
+class ProviderRejectedUnprocessable(ProviderRejected):
+    status_code = 422
 
 
 class ProviderRateLimited(ProviderError):

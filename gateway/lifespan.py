@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from gateway.agent.flow import Runner
-from gateway.agent.graph import DECIDE, build_runner
+from gateway.agent.graph import DECIDE, build_runner, build_tool_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
 from gateway.cache import CacheBackends, open_backends
@@ -23,8 +23,13 @@ from gateway.config_sync import ConfigSync
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
+from gateway.jobs.open import open_jobs
+from gateway.jobs.service import JobService
 from gateway.observability import access, metrics, tracing
 from gateway.providers.http import UpstreamClients
+from gateway.retrieval.factory import open_retrieval
+from gateway.retrieval.search_tool import build_search_tool
+from gateway.retrieval.service import RetrievalService
 from gateway.routing.shared_circuit import open_circuits
 from gateway.routing.smart import ConversationTiers, SmartRouting
 from gateway.runtime import ConfigHolder
@@ -32,6 +37,11 @@ from gateway.services.accounts import Accounts, open_accounts
 from gateway.services.completion import CompletionService, CompletionServices
 from gateway.services.drain import DRAIN, install_sigterm
 from gateway.services.embeddings import EmbeddingService
+from gateway.tools.audit import ToolAuditWriter
+from gateway.tools.builtin import build_registry
+from gateway.tools.mcp_client import McpClients
+from gateway.tools.mcp_serve import McpEndpoint
+from gateway.tools.registry import ToolRegistry
 
 log = structlog.get_logger("prism.lifespan")
 
@@ -52,6 +62,16 @@ class AppState:
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
     embeddings: EmbeddingService | None = None
     """``/v1/embeddings`` and in-process embeddings (docs/embeddings.md)."""
+    tools: ToolRegistry | None = None
+    """Server-side tools: the built-ins and the MCP servers' tools (docs/tools.md, docs/mcp.md)."""
+    mcp_clients: McpClients | None = None
+    """One supervised session per ``tools.mcp_servers`` entry (health on ``/readyz``)."""
+    mcp_endpoint: McpEndpoint | None = None
+    """Prism's own MCP server on ``/mcp`` (None when ``tools.mcp_endpoint.enabled`` is false)."""
+    retrieval: RetrievalService | None = None
+    """Collections, ingest and search over the operator's documents (docs/retrieval.md)."""
+    jobs: JobService | None = None
+    """``/v1/jobs`` (docs/jobs.md)."""
 
 
 def _resident_mb() -> float | None:
@@ -100,6 +120,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         shadow.results.judge = judge
         stack.push_async_callback(judge.aclose)
         stack.push_async_callback(shadow.aclose)  # runs first: finish shadow calls, judge, then write
+        tools = build_registry(holder.current.config.tools)
+        await tools.probe()  # the sandboxed Python tool is left out where it cannot run safely
+        tool_audit = ToolAuditWriter(accounts.engine)  # the tool_calls audit table (docs/tools.md)
+        await tool_audit.start()
+        stack.push_async_callback(tool_audit.aclose)
         backends = await open_backends(
             settings, quota_config=holder.current.config.quotas, prefix=settings.redis_key_prefix
         )
@@ -116,7 +141,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             ),
             response_cache=PipelineCache(backends.cache, lambda: holder.current.config),
             quotas=backends.quotas,
+            tools=tools,
+            tool_graph=build_tool_runner(),
+            tool_audit=tool_audit,
         )
+        tools_config = holder.current.config.tools
+        mcp_clients = McpClients(tools_config.mcp_servers, tools, env=os.environ)
+        mcp_clients.start()  # connects in the background: start-up does not wait for MCP servers
+        stack.push_async_callback(mcp_clients.aclose)
+        mcp_endpoint = None
+        if tools_config.mcp_endpoint.enabled:
+            mcp_endpoint = McpEndpoint(
+                registry=tools, config=lambda: holder.current.config, quotas=backends.quotas
+            )
+            await mcp_endpoint.start()
+            stack.push_async_callback(mcp_endpoint.aclose)
         state = AppState(
             settings=settings,
             holder=holder,
@@ -135,6 +174,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 quotas=backends.quotas,
                 cache=backends.cache,
             ),
+            tools=tools,
+            mcp_clients=mcp_clients,
+            mcp_endpoint=mcp_endpoint,
+        )
+        if state.embeddings is not None:
+            state.retrieval = await open_retrieval(settings.database_url, accounts.engine, state.embeddings)
+            if state.retrieval is not None:
+                stack.push_async_callback(state.retrieval.store.aclose)
+                search = build_search_tool(state.retrieval)
+                if search is not None:  # offered where a route or request names it (gateway/tools/access.py)
+                    tools.replace_group(search.name, [search])
+        state.jobs = await open_jobs(
+            settings, stack, engine=accounts.engine, targets=lambda: holder.current.targets
         )
         DRAIN.reset()
         DRAIN.on_begin(lambda: setattr(state, "draining", True))

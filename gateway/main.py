@@ -13,24 +13,30 @@ from gateway.api import (
     admin_config,
     anthropic,
     auth,
+    collections,
     conversations,
     embeddings,
     experiments,
     health,
+    jobs,
     keys,
     openai,
     quotas,
     responses_api,
     routing_policy,
+    tool_policy,
 )
+from gateway.api.console import mount_console
+from gateway.api.endpoints import unknown_url
 from gateway.api.hot_path import PrismApp
+from gateway.api.mcp import METHODS as MCP_METHODS
+from gateway.api.mcp import McpRoute
 from gateway.api.responses import OrjsonResponse
 from gateway.config.settings import Settings, get_settings
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
-    NotFound,
     as_database_unavailable,
     error_response,
 )
@@ -73,7 +79,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error: GatewayError
     if exc.status_code == 404:
-        error = NotFound(f"Unknown path {request.url.path}", code="unknown_url")
+        error = unknown_url(request)
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
     else:
@@ -92,8 +98,8 @@ def create_app(settings: Settings | None = None) -> PrismApp:
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served by gateway.api.console with local assets (no CDN)
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
@@ -107,6 +113,8 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(anthropic.router)
     app.include_router(responses_api.router)
     app.include_router(embeddings.router)
+    app.include_router(collections.router)
+    app.include_router(jobs.router)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)
@@ -114,9 +122,16 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(admin.router)
     app.include_router(quotas.router)
     app.include_router(routing_policy.router)
+    app.include_router(tool_policy.router)
     app.include_router(experiments.router)
     app.include_router(experiments.feedback_router)
-    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    mount_console(app, docs=docs)
+    app.router.add_route(McpRoute.path, McpRoute(), methods=list(MCP_METHODS), include_in_schema=False)  # type: ignore[arg-type]
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.jobs_max_upload_bytes,
+    )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost
     app.serve_hot(
         {**openai.hot_routes(), **anthropic.hot_routes()},

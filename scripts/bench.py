@@ -317,7 +317,7 @@ wrk.headers["Content-Type"] = "application/json"
 %(headers)s
 request = function()
   counter = counter + 1
-  local body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"bench ' ..
+  local body = '{"model":"' .. model .. '","temperature":0,"messages":[{"role":"user","content":"bench ' ..
     nonce .. '-' .. counter ..
     ': explain in one sentence why the sky is blue"}]}'
   return wrk.format("POST", path, nil, body)
@@ -500,6 +500,7 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
             counter += 1
             body: dict[str, Any] = {
                 "model": model,
+                "temperature": 0,  # explicitly deterministic: Prism's cache takes the (miss) path
                 "messages": [{"role": "user", "content": PROMPT.format(nonce=nonce, n=counter)}],
             }
             if stream:
@@ -538,6 +539,7 @@ async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
                 continue
             body: dict[str, Any] = {
                 "model": model,
+                "temperature": 0,
                 "messages": [{"role": "user", "content": PROMPT.format(nonce=nonce, n=n)}],
             }
             if stream_every and n % stream_every == 0:

@@ -50,11 +50,18 @@ def _phase(
     prism: bench.Prism, c: int, stream: bool, duration: float, cores: str | None, fake_url: str
 ) -> bench.Phase:
     bench.fake_control(fake_url, chunk_delay=0.0)
+    cpu0 = bench.tree_cpu_seconds(prism.server.proc.pid)
     if stream:
-        return bench.run_client(prism.url, "fake-gpt", prism.headers, c, duration, True, cores)
-    if shutil.which("wrk"):
-        return bench.run_wrk(prism.url, "fake-gpt", prism.headers, c, duration, cores)
-    return bench.run_client(prism.url, "fake-gpt", prism.headers, c, duration, False, cores)
+        phase = bench.run_client(prism.url, "fake-gpt", prism.headers, c, duration, True, cores)
+    elif shutil.which("wrk"):
+        phase = bench.run_wrk(prism.url, "fake-gpt", prism.headers, c, duration, cores)
+    else:
+        phase = bench.run_client(prism.url, "fake-gpt", prism.headers, c, duration, False, cores)
+    # the server's own CPU per request: what a change costs, much less moved by other load than RPS
+    phase.cpu_s_per_1k = (
+        (bench.tree_cpu_seconds(prism.server.proc.pid) - cpu0) / max(phase.requests, 1) * 1000
+    )
+    return phase
 
 
 def main(argv: list[str]) -> int:
@@ -110,6 +117,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _cpu(phases: list[bench.Phase]) -> str:
+    values = [x.cpu_s_per_1k for x in phases if x.cpu_s_per_1k is not None]
+    return f"{statistics.median(values):.3f}" if values else "–"
+
+
 def render(samples: dict[str, dict[str, list[bench.Phase]]], ns: argparse.Namespace) -> str:
     rows = [
         f"Interleaved before/after, {ns.rounds} rounds × {ns.duration:g} s per phase and system "
@@ -117,8 +129,9 @@ def render(samples: dict[str, dict[str, list[bench.Phase]]], ns: argparse.Namesp
         f"--duration {ns.duration:g}`), load average at the end: {os.getloadavg()[0]:.2f}",
         "",
         "| phase | RPS before (median) | RPS after (median) | RPS ratio after/before (median of rounds) "
-        "| p50 before (ms) | p50 after (ms) | p50 added (median of rounds, ms) | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| p50 before (ms) | p50 after (ms) | p50 added (median of rounds, ms) "
+        "| server CPU ms/request before → after (median) | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, _c, _stream in PHASES:
         before, after = samples["before"].get(label, []), samples["after"].get(label, [])
@@ -135,6 +148,7 @@ def render(samples: dict[str, dict[str, list[bench.Phase]]], ns: argparse.Namesp
             f"{statistics.median(x.p50_ms for x in before):.2f}",
             f"{statistics.median(x.p50_ms for x in after):.2f}",
             f"{statistics.median(added):+.3f}",
+            f"{_cpu(before)} → {_cpu(after)}",
             str(errors),
         ]
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")

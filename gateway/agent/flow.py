@@ -201,9 +201,10 @@ class FastRunner:
 class PregelRunner:
     """Runs a flow on LangGraph's own Pregel loop (``GATEWAY_PIPELINE_ENGINE=langgraph``)."""
 
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Flow, *, recursion_limit: int = 64) -> None:
         self.compiled = compile_langgraph(flow)
+        self._config: Any = {"recursion_limit": recursion_limit}
 
     async def ainvoke(self, state: Any, *, context: Any) -> Mapping[str, Any]:
-        result: Mapping[str, Any] = await self.compiled.ainvoke(state, context=context)
+        result: Mapping[str, Any] = await self.compiled.ainvoke(state, config=self._config, context=context)
         return result

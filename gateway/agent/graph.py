@@ -4,9 +4,12 @@
                        └ok→ guard_input → gate ─refused→ settle → END
                                                ├hit→ deliver
                                                └go→ call_model ⟲ retry
+                                                     ├tools→ tools ─call→ call_model   (tool loop)
+                                                     │        └stop→ guard_output
                                                      ├fallback→ fallback → call_model
                                                      ├fail→ settle
                                                      └ok→ guard_output ─fail→ settle
+                                                           ├regenerate (once)→ regenerate → call_model
                                                            └→ [shadow] → deliver ─json, cached→ settle
                                                                                  └stream→ END (relay settles)
 
@@ -18,6 +21,10 @@
   then the refusal; else the request goes upstream.
 - **call**: ``call_model`` makes one attempt (a stream is held until its first delta); retries
   loop on it, ``fallback`` moves down the chain.
+- **tools** (only a request with server tools: ``state['server_tools']``): the model's answer
+  asks for server tools; they run and the model is called again with the results, until it
+  answers or a bound is hit (``gateway/agent/nodes/tools.py``, docs/tools.md). Such a request
+  runs this same table on LangGraph's Pregel runtime (``CompletionServices.tool_graph``).
 - **deliver**: ``guard_output`` checks a whole answer or hangs its filter on the stream,
   ``shadow`` plans the mirrored calls, ``deliver`` frames JSON, a cached answer or the SSE relay.
 - **settle**: usage record, metrics, quota settlement, cache write, conversation store, then the
@@ -53,9 +60,11 @@ from gateway.agent.nodes.gate import gate
 from gateway.agent.nodes.guard_input import guard_input
 from gateway.agent.nodes.guard_output import guard_output
 from gateway.agent.nodes.intent import intent
+from gateway.agent.nodes.regenerate import after_output_guard, regenerate
 from gateway.agent.nodes.router import route
 from gateway.agent.nodes.settle import settle
 from gateway.agent.nodes.shadow import shadow
+from gateway.agent.nodes.tools import after_tools, run_tools, server_calls
 from gateway.agent.state import PipelineContext, PipelineState
 from gateway.errors import ProviderError, ProviderRejected
 from gateway.observability.tracing import traced_node
@@ -73,9 +82,11 @@ async def after_gate(state: PipelineState) -> Literal["hit", "go", "refused"]:
     return "refused" if state.get("error") is not None else "go"
 
 
-async def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback", "fail"]:
+async def after_call(state: PipelineState) -> Literal["ok", "tools", "retry", "fallback", "fail"]:
     error = state.get("error")
     if error is None:
+        if "server_tools" in state and server_calls(state)[0]:
+            return "tools"
         return "ok"
     if not isinstance(error, ProviderError) or isinstance(error, ProviderRejected):
         return "fail"
@@ -84,12 +95,6 @@ async def after_call(state: PipelineState) -> Literal["ok", "retry", "fallback",
     if state.get("target_index", 0) + 1 < len(state["route"].targets):
         return "fallback"
     return "fail"
-
-
-async def after_output_guard(state: PipelineState) -> Literal["shadow", "deliver", "fail"]:
-    if state.get("error") is not None:
-        return "fail"
-    return "shadow" if state["route"].shadows else "deliver"
 
 
 async def after_deliver(state: PipelineState) -> Literal["settle", "relay"]:
@@ -114,6 +119,8 @@ REQUEST = Flow(
         "gate": _node("gate", gate),
         "call_model": _node("call_model", call_model),
         "fallback": _node("fallback", fallback),
+        "tools": _node("tools", run_tools),
+        "regenerate": _node("regenerate", regenerate),
         "guard_output": _node("guard_output", guard_output),
         "shadow": _node("shadow", shadow),
         "deliver": _node("deliver", deliver),
@@ -125,6 +132,7 @@ REQUEST = Flow(
         ("intent", "router"),
         ("guard_input", "gate"),
         ("fallback", "call_model"),
+        ("regenerate", "call_model"),
         ("shadow", "deliver"),
         ("settle", END),
     ],
@@ -133,10 +141,18 @@ REQUEST = Flow(
         "gate": Branch(after_gate, {"hit": "deliver", "go": "call_model", "refused": "settle"}),
         "call_model": Branch(
             after_call,
-            {"ok": "guard_output", "retry": "call_model", "fallback": "fallback", "fail": "settle"},
+            {
+                "ok": "guard_output",
+                "tools": "tools",
+                "retry": "call_model",
+                "fallback": "fallback",
+                "fail": "settle",
+            },
         ),
+        "tools": Branch(after_tools, {"call": "call_model", "stop": "guard_output"}),
         "guard_output": Branch(
-            after_output_guard, {"shadow": "shadow", "deliver": "deliver", "fail": "settle"}
+            after_output_guard,
+            {"shadow": "shadow", "deliver": "deliver", "regenerate": "regenerate", "fail": "settle"},
         ),
         "deliver": Branch(after_deliver, {"settle": "settle", "relay": END}),
     },
@@ -159,3 +175,14 @@ def build_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
 
 def build_runner(engine: Engine = "direct", flow: Flow = REQUEST) -> Runner:
     return FastRunner(flow) if engine == "direct" else PregelRunner(flow)
+
+
+TOOL_LOOP_STEPS = 2 * 64 + 48
+"""Steps of the longest tool loop (``tools.loop.max_rounds`` ≤ 64: a call and a tools step per
+round) plus the rest of the table with its retries and fallbacks."""
+
+
+def build_tool_runner() -> Runner:
+    """``REQUEST`` on LangGraph's Pregel runtime, for requests with server tools (docs/graph.md,
+    "Two runtimes": a tool loop lives for seconds, so the runtime's ~2 ms per request is noise)."""
+    return PregelRunner(REQUEST, recursion_limit=TOOL_LOOP_STEPS)

@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from gateway.agent.guard_frames import FrameHold
 from gateway.agent.state import RequestTrace
 from gateway.config.guardrails import GuardPolicy
 from gateway.errors import ContentBlocked
@@ -261,6 +262,9 @@ class GuardService:
                 return None
 
             finished: set[int] = set()
+            open_call: dict[int, int] = {}  # per choice, the tool call whose arguments are streaming
+            closed: list[StreamOutputGuard] = []  # argument guards finished early (their verdicts count)
+            hold: FrameHold | None = None  # set once the stream carries upstream chunks
             try:
                 async for delta in deltas:
                     index = delta.index
@@ -273,6 +277,19 @@ class GuardService:
                     if delta.tool_calls:
                         calls = []
                         for call in delta.tool_calls:
+                            call_index = int(call.get("index", 0))
+                            previous = open_call.get(index)
+                            if previous is not None and previous != call_index:
+                                # the previous call's held-back tail goes out before this one starts
+                                done = arguments.pop((index, previous), None)
+                                if done is not None:
+                                    closed.append(done)
+                                    tail_args = done.finish()
+                                    check(done)
+                                    if tail_args:
+                                        tail_call = {"index": previous, "function": {"arguments": tail_args}}
+                                        calls.append(tail_call)
+                            open_call[index] = call_index
                             function = call.get("function")
                             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                                 args_guard = arguments_guard((index, int(call.get("index", 0))))
@@ -280,9 +297,21 @@ class GuardService:
                                 check(args_guard)
                                 call = {**call, "function": {**function, "arguments": piece}}
                             calls.append(call)
+                    if delta.frames or hold is not None:  # upstream chunks: held whole (guard_frames.py)
+                        hold = hold or FrameHold()
+                        done_now = delta.finish_reason is not None and index not in finished
+                        if done_now:
+                            finished.add(index)
+                            tail = flush(index)
+                            if tail is not None:
+                                text = (text or "") + (tail.content or "")
+                                calls = [*(calls or ()), *(tail.tool_calls or ())] or None
+                        for out in hold.push(delta, text, calls, closed=done_now):
+                            yield out
+                        continue
                     if text or calls:
                         yield Delta(content=text or None, tool_calls=calls, index=index)
-                    if delta.finish_reason is not None:
+                    if delta.finish_reason is not None and index not in finished:
                         finished.add(index)
                         tail = flush(index)
                         if tail is not None:
@@ -291,10 +320,17 @@ class GuardService:
                         yield Delta(finish_reason=delta.finish_reason, usage=delta.usage, index=index)
                 for index in sorted({*content, *(key[0] for key in arguments)} - finished):
                     tail = flush(index)
-                    if tail is not None:
+                    if tail is not None and hold is not None:
+                        hold.add_text(index, tail.content)
+                        if tail.tool_calls:
+                            yield Delta(tool_calls=tail.tool_calls, index=index)
+                    elif tail is not None:
                         yield tail
+                if hold is not None:
+                    for out in hold.drain(final=True):
+                        yield out
             finally:
-                verdicts = [guard.verdict for guard in (*content.values(), *arguments.values())]
+                verdicts = [guard.verdict for guard in (*content.values(), *arguments.values(), *closed)]
                 service.record_output(merge_output_verdicts(verdicts), trace=trace, model=model)
 
         return apply

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gateway.agent.shadow import ShadowDispatcher
     from gateway.experiments.shadow import ShadowPair
     from gateway.runtime import RuntimeSnapshot
+    from gateway.tools.registry import ToolRegistry
 
 
 @dataclass(slots=True)
@@ -70,6 +71,31 @@ class RequestTrace:
     """The primary's answer text, kept only when a shadow pair needs it."""
     primary_span: SpanContext | None = None
     """The span of the latest provider attempt (tracing on): what shadow spans link to."""
+    tools: ToolLoopBooks | None = None
+    """The tool loop's tally (rounds, calls, the usage of the model calls before the last one);
+    ``None`` for a request without server tools."""
+
+
+@dataclass(slots=True)
+class ToolLoopBooks:
+    """What the tool loop spent and did, summed into the usage record at settle."""
+
+    rounds: int = 0
+    calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    """Tokens of the model calls answered with server tool calls (the last call is the state's)."""
+    cost_usd: float = 0.0
+    stopped: str | None = None
+    """Why the loop ended early: ``max_rounds`` or ``budget`` (``None``: the model answered)."""
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per executed call, written to the ``tool_calls`` audit table at settle."""
+
+    def as_openai(self) -> dict[str, Any]:
+        return {"rounds": self.rounds, "tool_calls": self.calls, "stopped": self.stopped}
+
+
+class ToolAuditSink(Protocol):
+    def record(self, rows: list[dict[str, Any]]) -> None: ...
 
 
 class IntentService(Protocol):
@@ -128,6 +154,8 @@ class PipelineContext:
     books: BooksPort | None = None
     explain: bool = False
     """Only deciding (``/v1/route/explain``): read stickiness, never write it."""
+    tools: ToolRegistry | None = None
+    """The server tools (set for a request that has some: ``state['server_tools']``)."""
 
 
 @dataclass(slots=True)
@@ -163,3 +191,11 @@ class PipelineState(TypedDict, total=False):
     usage: Usage | None
     error: GatewayError | None
     reply: Reply | None
+    server_tools: list[str]
+    tools_from_route: bool
+    regenerate: bool
+    """One regeneration is left for an answer the output guard blocks (``nodes/regenerate.py``)."""
+    """The server tools came from the route's offer only (the request named none): ``auto``
+    narrows them to those the prompt needs (``nodes/intent.py``)."""
+    """The server tools this request may call (``gateway/tools/access.py``); absent: none, and the
+    flow never enters the tool loop."""

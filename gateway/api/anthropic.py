@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from gateway.agent.state import ChatInput
-from gateway.api.openai import ClosingStreamingResponse, _body_problem, cache_policy, request_timeout
+from gateway.api.openai import ClosingStreamingResponse, _body_problem, run_flow
 from gateway.deps import get_app_state, get_principal
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.experiments.sticky import end_user_key
@@ -184,22 +184,15 @@ async def _run(
     # upstream's last event) runs after this returns, in the same task; each request has its own.
     answers: dict[str, dict[str, Any]] = {}
     NATIVE_ANSWERS.set(answers)
-    try:
-        result = await state.completions.run(
-            chat=chat,
-            principal=principal,
-            request_id=request_id,
-            client_request_id=getattr(request.state, "client_request_id", None),
-            sticky=sticky,
-            cache_policy=cache_policy(
-                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
-            ),
-            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
-            snapshot=snapshot,
-        )
-    except GatewayError as exc:
-        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
-        raise
+    result = await run_flow(
+        request,
+        state,
+        chat=chat,
+        principal=principal,
+        request_id=request_id,
+        sticky=sticky,
+        snapshot=snapshot,
+    )
     request.state.metric_model = snapshot.model_label(result.model)
     headers = {**result.headers, "request-id": request_id}
     if result.stream is not None:

@@ -47,6 +47,8 @@ async def readyz(state: AppStateDep) -> ORJSONResponse:
         # which routing config this worker runs (every worker: GET /admin/config/status)
         holder = state.holder
         body["config"] = {"hash": holder.config_hash, "reload_error": holder.last_error is not None}
+    if state.mcp_clients is not None and state.mcp_clients.connections:
+        body["mcp"] = state.mcp_clients.health()  # detail only: a down MCP server does not unready Prism
     return ORJSONResponse(body, status_code=200 if ready else 503)
 
 

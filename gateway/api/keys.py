@@ -20,6 +20,7 @@ async def create_key(
         name=body.name,
         expires_at=body.expires_at,
         allowed_models=body.allowed_models,
+        allowed_tools=body.allowed_tools,
         rpm_limit=body.rpm_limit,
         tpm_limit=body.tpm_limit,
         max_route_tier=body.max_route_tier,

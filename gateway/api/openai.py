@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
-from gateway.agent.state import ChatInput
+from gateway.agent.state import ChatInput, Reply
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, get_app_state, get_principal
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
@@ -31,6 +31,8 @@ from gateway.services.accounting import ConversationSink
 from gateway.services.completion import CachePolicy, chat_input
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|.*\[.*\])$")
 
 _CHAT_SCHEMA = {
     "requestBody": {
@@ -80,11 +82,17 @@ def parse_chat_request(
     problem = _body_problem(raw, max_depth)
     if problem is not None:
         raise InvalidRequest(problem, code="invalid_text" if "NUL" in problem else "invalid_json")
+    stop = raw.get("stop")
+    if isinstance(stop, list) and len(stop) > 4:
+        raise InvalidRequest(
+            f"'stop' takes a string or at most 4 strings, got {len(stop)}", param="stop", code="invalid_value"
+        )
     try:
         request = ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
+        # pydantic names the union branch it tried (``stop.str``, ``tool_choice.dict[str,any]``): not a field
+        param = ".".join(str(part) for part in first["loc"] if not _UNION_BRANCH.match(str(part))) or None
         raise InvalidRequest(
             f"Invalid value for {param or 'body'}: {first['msg']}", param=param, code="invalid_value"
         ) from exc
@@ -135,6 +143,39 @@ def cache_policy(cache_control: str | None, opt_in: str | None) -> CachePolicy:
         write="no-store" not in directives,
         opt_in=(opt_in or "").strip().lower() in {"on", "1", "true", "force"},
     )
+
+
+async def run_flow(
+    request: Request,
+    state: AppState,
+    *,
+    chat: ChatInput,
+    principal: Principal,
+    request_id: str,
+    sticky: dict[str, str | None],
+    snapshot: RuntimeSnapshot,
+    conversation: ConversationSink | None = None,
+) -> Reply:
+    """One request through the flow, for every API family (chat, ``/v1/messages``, ``/v1/responses``):
+    the request's cache and timeout headers applied, and a refusal labelled with the model it was
+    about (a bounded label, not "none": #26) before it propagates."""
+    try:
+        return await state.completions.run(
+            chat=chat,
+            principal=principal,
+            request_id=request_id,
+            client_request_id=getattr(request.state, "client_request_id", None),
+            sticky=sticky,
+            cache_policy=cache_policy(
+                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
+            ),
+            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
+            snapshot=snapshot,
+            conversation=conversation,
+        )
+    except GatewayError as exc:
+        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
+        raise
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -292,24 +333,16 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
             new_messages=new_messages,
             request_id=request_id,
         )
-    try:
-        result = await state.completions.run(
-            chat=chat,
-            principal=principal,
-            request_id=request_id,
-            client_request_id=getattr(request.state, "client_request_id", None),
-            sticky=sticky,
-            cache_policy=cache_policy(
-                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
-            ),
-            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
-            snapshot=snapshot,
-            conversation=store,
-        )
-    except GatewayError as exc:
-        # Errors are labelled too (the model they were about, a bounded label), not "none" (#26).
-        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
-        raise
+    result = await run_flow(
+        request,
+        state,
+        chat=chat,
+        principal=principal,
+        request_id=request_id,
+        sticky=sticky,
+        snapshot=snapshot,
+        conversation=store,
+    )
     request.state.metric_model = snapshot.model_label(result.model)
     if result.stream is not None:
         headers = {**result.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}

@@ -18,7 +18,7 @@ import structlog
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.agent.state import ChatInput
-from gateway.api.openai import ClosingStreamingResponse, _body_problem, cache_policy, request_timeout
+from gateway.api.openai import ClosingStreamingResponse, _body_problem, run_flow
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep
 from gateway.errors import GatewayError, InvalidRequest, UnsupportedParameter
 from gateway.experiments.sticky import end_user_key
@@ -139,20 +139,16 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
         "request": request_id,
     }
     try:
-        result = await state.completions.run(
+        result = await run_flow(
+            request,
+            state,
             chat=chat,
             principal=principal,
             request_id=request_id,
-            client_request_id=getattr(request.state, "client_request_id", None),
             sticky=sticky,
-            cache_policy=cache_policy(
-                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
-            ),
-            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
             snapshot=snapshot,
         )
     except GatewayError as exc:
-        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
         if exc.param is not None:
             head, dot, rest = exc.param.partition(".")
             exc.param = _PARAMS.get(exc.param) or (

@@ -76,9 +76,12 @@ def _get(request: Mapping[str, Any] | BaseModel, name: str) -> Any:
 
 
 def is_deterministic(request: Mapping[str, Any] | BaseModel) -> bool:
-    """Temperature 0 or unset counts as deterministic (the gateway's documented convention)."""
+    """Explicitly deterministic: ``temperature: 0`` or a ``seed``. Unset is not (OpenAI's default
+    temperature is 1)."""
     temperature = _get(request, "temperature")
-    return temperature is None or float(temperature) == 0.0
+    if temperature is not None and float(temperature) == 0.0:
+        return True
+    return _get(request, "seed") is not None
 
 
 def cacheable(

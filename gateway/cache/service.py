@@ -47,6 +47,10 @@ class PipelineCache:
         entry = await self.cache.get(key)
         return None if entry is None else entry.response
 
+    async def lookup_entry(self, *, key: str) -> CachedEntry | None:
+        """The stored entry: the answer and the configured model that gave it."""
+        return await self.cache.get(key)
+
     async def store(
         self,
         *,

@@ -59,6 +59,10 @@ class ModelConfig(_Strict):
     """Total deadline of a request to this model (all attempts); ``retry.deadline_s`` when unset."""
     cache_ttl_s: int = Field(default=300, ge=0)
     shared_cache: bool = False
+    supports_tools: bool = True
+    """The model can call functions; ``auto`` prefers such a model when a request needs a tool."""
+    tools: tuple[str, ...] = ()
+    """Server tools offered to every request served by this model (``gateway/tools/access.py``)."""
     mock: MockSettings = MockSettings()
     http: UpstreamHTTPSettings = UpstreamHTTPSettings()
     """Proxy, CA bundle, client certificate (mTLS) and pool idle time of the upstream connection
@@ -104,6 +108,8 @@ class AliasConfig(_Strict):
     """A judge model scoring a sample of this alias's shadow pairs (docs/experiments.md)."""
     deadline_s: float | None = Field(default=None, gt=0)
     """Total deadline of a request to this alias; else the target model's, else ``retry.deadline_s``."""
+    tools: tuple[str, ...] | None = None
+    """Server tools offered to every request to this alias; unset: its target model's ``tools``."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> AliasConfig:

@@ -148,6 +148,36 @@ class Settings(BaseSettings):
     durable_synchronous_commit: bool = True
     """``false``: checkpoint commits skip the WAL flush wait (see ``DurableConfig.synchronous_commit``)."""
 
+    # --- asynchronous jobs: /v1/jobs on a task queue (issue #23, docs/jobs.md) ---
+    jobs_broker_url: str | None = None
+    """Celery broker (``amqp://guest:guest@127.0.0.1:5672//``). Unset: the gateway runs jobs in
+    process (the embedded default), off the request path."""
+    jobs_queue: str = "prism.jobs"
+    """The broker queue of jobs (its dead-letter queue: ``<name>.dead``)."""
+    jobs_storage_dir: Path = Path("var/jobs")
+    """Where uploaded files are kept until their job ends (shared by gateway and workers)."""
+    jobs_max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    jobs_max_pages: int = Field(default=200, ge=1)
+    """Pages one job may have (a PDF with more is refused at submit)."""
+    jobs_max_pixels: int = Field(default=80_000_000, ge=1)
+    jobs_pages_per_day: int | None = None
+    """Pages one key (or user) may submit per UTC day; None: no limit."""
+    jobs_tokens_per_day: int | None = None
+    """LLM tokens one key's jobs may use per UTC day; None: no limit."""
+    jobs_types: str | None = None
+    """JSON ``{"type": {"pipeline": "module:factory", "input": "file"|"text"}}`` merged over the
+    built-in job types (docs/jobs.md, "Adding a pipeline")."""
+    jobs_model: str = "mock-fast"
+    """The configured model the jobs' LLM steps use unless a job's options name one."""
+    jobs_lease_s: float = Field(default=30.0, gt=0)
+    jobs_time_limit_s: float = Field(default=900.0, gt=0)
+    jobs_max_attempts: int = Field(default=5, ge=1)
+    jobs_inprocess_concurrency: int = Field(default=1, ge=0)
+    """Jobs the gateway runs at once when there is no broker (0: none; another process runs them)."""
+    jobs_webhook_secret: SecretStr | None = None
+    """Signs completion webhooks (``X-Prism-Signature: t=...,v1=hmac_sha256``)."""
+    jobs_ocr_dpi: int = Field(default=300, ge=72, le=600)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production" and self.jwt_algorithm.startswith("HS"):

@@ -7,10 +7,11 @@ typo from turning a limit off.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BuiltinTool = Literal["calculator", "datetime", "python"]
 
@@ -71,6 +72,123 @@ class SandboxLimits(BaseModel):
     ``uid_base + i`` (unused by anything else), so the process limit counts that run only."""
 
 
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class McpServerConfig(BaseModel):
+    """One MCP server Prism connects to (docs/mcp.md). Its tools are offered as
+    ``mcp__<name>__<tool>``. Secrets never live in the YAML: ``env`` and ``headers`` map a name to
+    the *name of an environment variable* of the gateway, read at connect time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    """Lower-case letters, digits and ``-`` (it is part of every tool name and a metric label)."""
+    label: str | None = Field(default=None, max_length=200)
+    """What operators and ``server_label`` in requests call it; defaults to ``name``."""
+    transport: Literal["stdio", "streamable_http"]
+    command: str | None = None
+    """stdio: the program to start (searched in ``PATH``)."""
+    args: tuple[str, ...] = ()
+    cwd: Path | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    """stdio: variables of the server's environment → names of the gateway's variables holding the
+    values (``{GITHUB_TOKEN: PRISM_MCP_GITHUB_TOKEN}``). Nothing else of the gateway's environment is
+    passed but the SDK's safe defaults (``PATH``, ``HOME``, ``LANG``, …)."""
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    """streamable_http: the endpoint, e.g. ``https://mcp.internal/mcp``."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """streamable_http: header name → name of the gateway's variable holding the value."""
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """Bound on one tool call of this server (also bounded by ``tools.timeout_s``)."""
+    connect_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    """Bound on start-up + ``initialize`` + the first ``tools/list``."""
+    ping_interval_s: float = Field(default=15.0, ge=0.05, le=3600)
+    """How often a connected server is pinged; a failed ping reconnects."""
+    max_result_chars: int = Field(default=16_000, ge=256, le=1_000_000)
+    """Text of one result kept for the model; longer is cut (``truncated: true``)."""
+    max_tools: int = Field(default=64, ge=1, le=1024)
+    """At most this many tools of the server are offered (the rest are logged and left out)."""
+    include: tuple[str, ...] = ()
+    """Tool names (the server's own, ``fnmatch`` patterns) to offer; empty: all."""
+    exclude: tuple[str, ...] = ()
+    """Tool names (patterns) never offered, even when ``include`` matches."""
+    reconnect_max_s: float = Field(default=30.0, ge=0.05, le=3600)
+    """Ceiling of the exponential back-off between reconnects (from 0.1 s, doubling)."""
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> McpServerConfig:
+        if self.transport == "stdio":
+            if not self.command:
+                raise ValueError("a stdio MCP server needs a command")
+            if self.url is not None or self.headers:
+                raise ValueError("url and headers are for streamable_http servers")
+        else:
+            if not self.url:
+                raise ValueError("a streamable_http MCP server needs a url")
+            if self.command is not None or self.args or self.env:
+                raise ValueError("command, args and env are for stdio servers")
+        for kind, mapping in (("env", self.env), ("headers", self.headers)):
+            for key, variable in mapping.items():
+                if not re.fullmatch(ENV_NAME, variable):
+                    raise ValueError(
+                        f"{kind}.{key} must name an environment variable (A-Z, 0-9, _), not hold a value"
+                    )
+        return self
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class McpEndpointConfig(BaseModel):
+    """Prism's own MCP server on ``/mcp`` (docs/mcp.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    admin_only: tuple[str, ...] = ()
+    """Tool names (``fnmatch`` patterns, e.g. ``python`` or ``mcp__fs__*``) offered on ``/mcp`` to
+    admins only."""
+
+
+class RegenerateConfig(BaseModel):
+    """One bounded regeneration when the output guard blocks an answer (docs/tools.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    model: str | None = None
+    """The model (or alias target) asked again; unset: the model that was blocked."""
+    note: str = (
+        "Your previous answer was withheld by the gateway's output policy. Answer again without "
+        "disallowed content, personal data or secrets."
+    )
+    """A system note appended to the conversation for the second attempt."""
+
+
+class LoopConfig(BaseModel):
+    """Bounds of the server-side tool loop; each ends the loop with a documented outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rounds: int = Field(default=6, ge=1, le=64)
+    """Model calls answered with server tool calls that Prism executes; the next one past this
+    ends the loop with ``finish_reason: "length"`` and ``prism_tool_loop.stopped: "max_rounds"``."""
+    max_calls_per_round: int = Field(default=8, ge=1, le=128)
+    """Server calls executed from one answer; the rest get a ``limit_exceeded`` result."""
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    """Token budget of the whole loop (every model call summed): ``stopped: "budget"`` past it."""
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Cost budget of the whole loop (every model call summed): ``stopped: "budget"`` past it."""
+    keepalive_s: float = Field(default=2.0, gt=0, le=60)
+    """A streamed request with server tools gets an SSE comment this often while tools run."""
+    store_payloads: bool = False
+    """Store tool arguments and results in the audit table (``tool_calls``); off: sizes only."""
+    guard_results: bool = True
+    """Pass tool results through the injection detector and the destination's PII policy."""
+
+
 class ToolsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -83,3 +201,18 @@ class ToolsConfig(BaseModel):
     max_argument_chars: int = Field(default=200_000, ge=256, le=4_000_000)
     calculator: CalculatorLimits = CalculatorLimits()
     sandbox: SandboxLimits = SandboxLimits()
+    loop: LoopConfig = LoopConfig()
+    """Bounds of the tool loop (docs/tools.md, "The tool loop")."""
+    regenerate: RegenerateConfig = RegenerateConfig()
+    """One bounded regeneration instead of a refusal when the output guard blocks (non-streamed)."""
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    """MCP servers whose tools Prism offers (connected at start-up; docs/mcp.md)."""
+    mcp_endpoint: McpEndpointConfig = McpEndpointConfig()
+
+    @model_validator(mode="after")
+    def _unique_servers(self) -> ToolsConfig:
+        names = [server.name for server in self.mcp_servers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"two MCP servers are named {duplicates[0]!r}")
+        return self

@@ -64,6 +64,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     tier: Mapped[str] = mapped_column(String(32), default="free")
     max_route_tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    allowed_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Server tools this user may use (empty: any the route offers); docs/tools.md."""
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -102,6 +104,8 @@ class ApiKey(Base):
     rpm_limit: Mapped[int | None] = mapped_column(default=None)
     tpm_limit: Mapped[int | None] = mapped_column(default=None)
     max_route_tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    allowed_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Server tools this key may use (empty: any the route offers); docs/tools.md."""
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
     user: Mapped[User] = relationship(lazy="raise")
@@ -177,6 +181,37 @@ class UsageLog(Base):
     fallback_used: Mapped[bool] = mapped_column(Boolean)
     guard_flags: Mapped[str | None] = mapped_column(String(256))
     conversation_id: Mapped[str | None] = mapped_column(String(64))
+    tool_rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ToolCallAudit(Base):
+    """One row per server tool call the tool loop ran (docs/tools.md, "Audit"). Arguments and
+    results are stored only with ``tools.loop.store_payloads``; their sizes always."""
+
+    __tablename__ = "tool_calls"
+    __table_args__ = (
+        Index("ix_tool_calls_created", "created_at"),
+        Index("ix_tool_calls_request", "request_id"),
+        Index("ix_tool_calls_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    request_id: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[str] = mapped_column(String(32))
+    guard: Mapped[str] = mapped_column(String(16))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    argument_bytes: Mapped[int] = mapped_column(Integer)
+    result_bytes: Mapped[int] = mapped_column(Integer)
+    arguments: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class UsageQuarantine(Base):
@@ -336,4 +371,47 @@ class DurableRun(Base):
     claims: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Job(Base):
+    """An asynchronous job (``/v1/jobs``, docs/jobs.md): the uploaded file lives on disk under
+    ``GATEWAY_JOBS_STORAGE_DIR`` (``file_path``), never in the broker message. The row is also the
+    job's lease, like ``durable_runs``: ``lease_token`` fences a worker that lost it, so the
+    outcome is written once."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        Index("ux_jobs_idempotency", "user_id", "idempotency_key", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    """``queued``, ``running``, ``succeeded``, ``failed``, ``cancelled``."""
+    user_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    tier: Mapped[str | None] = mapped_column(String(32), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    file_path: Mapped[str | None] = mapped_column(Text, default=None)
+    file_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    content_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[Any] = mapped_column(JSON, default=dict)
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    progress: Mapped[Any] = mapped_column(JSON, default=dict)
+    result: Mapped[Any | None] = mapped_column(JSON, default=None)
+    error: Mapped[Any | None] = mapped_column(JSON, default=None)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -11,7 +11,8 @@ so a first step shorter than the minimum sample cannot push more traffic to an u
 
 Every history event carries its wall-clock time (``at``, ISO 8601 UTC). ``reset`` (the admin route
 ``POST /admin/experiments/{name}/reset``) starts the roll-out over at step 0 with empty windows and
-keeps the history, with a ``reset`` event.
+keeps the history, with a ``reset`` event. ``promote`` and ``rollback`` (the console's buttons,
+``POST /admin/experiments/{name}/canary/{action}``) jump to the last step or to 0% by hand.
 """
 
 from __future__ import annotations
@@ -89,6 +90,24 @@ class CanaryState:
     def reset(self, *, reason: str = "admin reset") -> None:
         """Start the roll-out over (step 0, empty windows); the history is kept."""
         self._start("reset", reason=reason)
+
+    def promote(self, *, reason: str = "admin promote") -> None:
+        """Jump to the last step (the canary's full share) now; windows and history are kept."""
+        self.step = len(self.config.steps) - 1
+        self.step_started = self.clock()
+        self.step_requests = 0
+        self.status = "complete"
+        self.held = False
+        self.rollback_reason = None
+        self.rolled_back_at = None
+        self._event("promote", reason=reason)
+
+    def rollback(self, *, reason: str = "admin rollback") -> None:
+        """Send the canary's share to 0% now, as an automatic rollback would."""
+        self.status = "rolled_back"
+        self.rollback_reason = reason
+        self.rolled_back_at = self.clock()
+        self._event("rollback", reason=reason)
 
     @property
     def percent(self) -> float:

@@ -84,6 +84,18 @@ class Experiments:
             log.info("canary_reset", experiment=name, reason=reason, percent=state.percent)
         return state
 
+    def act(self, name: str, action: str, *, reason: str) -> CanaryState | None:
+        """``promote`` or ``rollback`` this process's canary by hand (the console's buttons)."""
+        state = self._canaries.get(name)
+        if state is not None:
+            if action == "promote":
+                state.promote(reason=reason)
+            else:
+                state.rollback(reason=reason)
+            metrics.CANARY_PERCENT.labels(experiment=name).set(state.percent)
+            log.info("canary_" + action, experiment=name, reason=reason, percent=state.percent)
+        return state
+
     def assign(
         self, requested: str, *, sticky: Mapping[str, str | None], request_id: str
     ) -> Assignment | None:

@@ -60,6 +60,8 @@ class IntentResult:
     complexity: float  # 0..1
     language: str  # "en" | "ko" | "mixed"
     escalation: str | None = None  # LLM escalation outcome: None (not tried) | "used" | "timeout" | "error"
+    tools: tuple[str, ...] = ()
+    """Server tools the prompt needs (``gateway/intent/tool_need.py``); set by the intent step."""
 
 
 class Encoder(Protocol):

@@ -476,6 +476,13 @@ EMBEDDING_INPUTS = Counter("prism_embedding_inputs", "Inputs embedded on /v1/emb
 # -- built-in server-side tools (issue #22): tool = a registered tool's name or ``other``; status =
 # ``ok`` or one of the error codes of gateway/tools/base.py ---------------------------------------
 TOOL_CALL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TOOL_LOOP_ROUNDS = Counter(
+    "prism_tool_loop_rounds", "Tool loop rounds: model answers whose server tool calls ran"
+)
+TOOL_LOOP_STOPS = Counter(
+    "prism_tool_loop_stops", "Tool loops ended by a bound before the model answered", ["reason"]
+)
+TOOL_AUDIT_DROPPED = Counter("prism_tool_audit_dropped", "Tool audit rows dropped (writer buffer full)")
 TOOL_CALLS = Counter("prism_tool_calls", "Server-side tool calls by outcome", ["tool", "status"])
 TOOL_CALL_DURATION = Histogram(
     "prism_tool_call_duration_seconds",
@@ -492,3 +499,42 @@ def zero_tool_series(tools: Iterable[str], statuses: Iterable[str]) -> None:
         for status in codes:
             TOOL_CALLS.labels(tool=tool, status=status)
         TOOL_CALL_DURATION.labels(tool=tool)
+
+
+# MCP (docs/mcp.md). ``server`` is a configured MCP server name (a bounded set from the routing YAML).
+MCP_CLIENT_UP = Gauge(
+    "prism_mcp_client_up",
+    "1 while the MCP server is connected and answering",
+    ["server"],
+    multiprocess_mode="livemax",
+)
+MCP_CLIENT_TOOLS = Gauge(
+    "prism_mcp_client_tools",
+    "Tools of the MCP server offered by Prism",
+    ["server"],
+    multiprocess_mode="livemax",
+)
+MCP_CLIENT_CONNECTS = Counter(
+    "prism_mcp_client_connects", "Connection attempts to an MCP server by outcome", ["server", "outcome"]
+)
+MCP_CLIENT_REFRESHES = Counter(
+    "prism_mcp_client_tool_refreshes", "tools/list refreshes after tools/list_changed", ["server"]
+)
+MCP_SERVER_CALLS = Counter(
+    "prism_mcp_server_calls", "Tool calls served on Prism's /mcp endpoint by outcome", ["tool", "status"]
+)
+MCP_SERVER_REQUESTS = Counter(
+    "prism_mcp_server_requests", "Requests to Prism's /mcp endpoint by outcome", ["outcome"]
+)
+JOBS_SUBMITTED = Counter(
+    "prism_jobs_submitted",
+    "Jobs accepted by POST /v1/jobs, by type (bounded: the configured types)",
+    ["type"],
+)
+JOBS_FINISHED = Counter(
+    "prism_jobs_finished", "Job outcomes written (once per job), by type and status", ["type", "status"]
+)
+JOBS_RUNNING = Gauge("prism_jobs_running", "Jobs this process executes now", multiprocess_mode="livesum")
+JOBS_REJECTED = Counter(
+    "prism_jobs_rejected", "Submissions refused before queueing, by HTTP status", ["status"]
+)

@@ -55,9 +55,11 @@ class _BodyTooLarge(Exception):
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes or max_body_bytes
+        """The body limit of ``POST /v1/jobs`` (uploads; a JSON body carries base64, 4/3 larger)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,6 +83,8 @@ class GatewayMiddleware:
         status_holder = [500]
         response_started = False
         limit = self.max_body_bytes
+        if scope.get("path") == "/v1/jobs":
+            limit = self.max_upload_bytes * 4 // 3 + 64 * 1024
         echo = [(b"x-request-id", request_id.encode())]
         if client_id is not None:
             echo.append((b"x-client-request-id", client_id.encode()))

@@ -78,6 +78,9 @@ class Completion:
     model: str
     choices: list[Choice]
     usage: Usage
+    raw: dict[str, Any] | None = None
+    """The upstream's own ``chat.completion`` body (OpenAI-compatible upstreams): what the client gets,
+    with the documented exceptions only (docs/api.md, "Transparency"); ``None`` for other providers."""
 
 
 @dataclass(slots=True)
@@ -89,6 +92,10 @@ class Delta:
     finish_reason: str | None = None
     usage: Usage | None = None
     index: int = 0
+    frames: tuple[dict[str, Any], ...] = ()
+    """The upstream chunks this delta stands for, in order (OpenAI-compatible upstreams): relayed as
+    sent, with the documented exceptions only (``gateway/providers/frames.py``); the fields above are
+    their reading for accounting and the guard. Empty for other providers (the relay frames those)."""
 
 
 class Provider(abc.ABC):

@@ -30,16 +30,33 @@ def _content(message: Mapping[str, Any]) -> str | list[str | dict[Any, Any]]:
     return [dict(part) for part in content]
 
 
-def to_langchain(messages: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
-    """OpenAI chat messages → LangChain messages, keeping names, tool calls and tool results."""
+def to_langchain(messages: Sequence[Mapping[str, Any]], *, openai_wire: bool = False) -> list[BaseMessage]:
+    """OpenAI chat messages → LangChain messages, keeping names, tool calls and tool results.
+
+    ``openai_wire`` (for langchain-openai): ``developer`` stays ``developer`` and an assistant's tool
+    calls keep their arguments byte for byte (langchain-openai re-serialises parsed ones)."""
     converted: list[BaseMessage] = []
     for message in messages:
         role = message.get("role")
         name = message.get("name")
-        if role in ("system", "developer"):
+        if role == "developer" and openai_wire:
+            converted.append(
+                SystemMessage(
+                    content=_content(message), name=name, additional_kwargs={"__openai_role__": "developer"}
+                )
+            )
+        elif role in ("system", "developer"):
             converted.append(SystemMessage(content=_content(message), name=name))
         elif role == "user":
             converted.append(HumanMessage(content=_content(message), name=name))
+        elif role == "assistant" and openai_wire and message.get("tool_calls"):
+            raw_calls = [dict(call) for call in message["tool_calls"]]
+            ai = AIMessage(content=_content(message), name=name, additional_kwargs={"tool_calls": raw_calls})
+            # AIMessage parses these into ``tool_calls``, which langchain-openai would re-serialise;
+            # without them it sends ``additional_kwargs['tool_calls']`` as they are
+            ai.tool_calls = []
+            ai.invalid_tool_calls = []
+            converted.append(ai)
         elif role == "assistant":
             tool_calls = []
             for call in message.get("tool_calls") or ():

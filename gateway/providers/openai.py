@@ -31,12 +31,15 @@ from gateway.providers.lc_messages import (
     to_langchain,
     usage_of,
 )
-from gateway.providers.openai_wire import error_for_status
 from gateway.providers.tokens import count_messages, count_text
+from gateway.providers.upstream_errors import error_for_status
 from gateway.schemas.openai import SAMPLING_FIELDS
 
-_FORWARDED = tuple(field for field in SAMPLING_FIELDS if field not in ("n", "stop", "response_format"))
-"""ChatOpenAI call kwargs; ``stop`` is its own argument, ``response_format`` rides in ``extra_body``."""
+_IN_EXTRA_BODY = ("n", "stop", "response_format", "max_tokens")
+_FORWARDED = tuple(field for field in SAMPLING_FIELDS if field not in _IN_EXTRA_BODY)
+"""ChatOpenAI call kwargs; ``stop`` is its own argument, ``response_format`` and ``max_tokens`` ride in
+``extra_body`` (as kwargs, LangChain would switch to its ``parse`` helper, or rename ``max_tokens`` to
+``max_completion_tokens``)."""
 
 
 def translate_openai_error(exc: Exception, *, target: str) -> ProviderError:
@@ -65,8 +68,9 @@ def forwarded_params(params: dict[str, Any]) -> tuple[list[str] | None, dict[str
     stop_list = [stop] if isinstance(stop, str) else stop
     kwargs = {key: params[key] for key in _FORWARDED if params.get(key) is not None}
     extra = dict(params.get("extra") or {})
-    if params.get("response_format") is not None:
-        extra["response_format"] = params["response_format"]
+    for key in ("response_format", "max_tokens"):
+        if params.get(key) is not None:
+            extra[key] = params[key]
     if extra:
         kwargs["extra_body"] = extra
     return stop_list, kwargs
@@ -113,7 +117,9 @@ class OpenAIProvider(Provider):
         if call.headers:
             kwargs["extra_headers"] = call.headers  # W3C traceparent for the upstream's own traces
         try:
-            message = await self._model(call.model).ainvoke(to_langchain(call.messages), stop=stop, **kwargs)
+            message = await self._model(call.model).ainvoke(
+                to_langchain(call.messages, openai_wire=True), stop=stop, **kwargs
+            )
         except openai.OpenAIError as exc:
             raise translate_openai_error(exc, target=self.name) from exc
         if not isinstance(message, AIMessage):
@@ -138,7 +144,9 @@ class OpenAIProvider(Provider):
         if call.headers:
             kwargs["extra_headers"] = call.headers  # W3C traceparent for the upstream's own traces
         tally = StreamTally(finish_key="finish_reason")
-        stream = self._model(call.model).astream(to_langchain(call.messages), stop=stop, **kwargs)
+        stream = self._model(call.model).astream(
+            to_langchain(call.messages, openai_wire=True), stop=stop, **kwargs
+        )
         try:
             async for delta in relay_chunks(stream, tally):
                 yield delta

@@ -15,77 +15,30 @@ backstop for callers outside the graph (shadow calls, tests).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from gateway.config.providers import UpstreamHTTPSettings
-from gateway.errors import (
-    ContextTooLong,
-    ProviderBadResponse,
-    ProviderError,
-    ProviderRateLimited,
-    ProviderRejected,
-    ProviderTimeout,
-    ProviderUnavailable,
-    UnsupportedParameter,
-)
+from gateway.errors import ProviderBadResponse, ProviderTimeout, ProviderUnavailable
 from gateway.providers.base import Choice, Completion, Delta, ModelCall, Provider, Usage
+from gateway.providers.frames import event_deltas, plain_text
 from gateway.providers.tokens import count_messages, count_text
 from gateway.providers.transport import EndpointFactory
+from gateway.providers.upstream_errors import error_for_status, retry_after_s
 from gateway.providers.wire_http import Endpoint, WireHTTP, encode_headers
 from gateway.schemas.openai import SAMPLING_FIELDS
 
-_FORWARDED = tuple(field for field in SAMPLING_FIELDS if field != "n")
-
-
-def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    """``retry-after-ms`` (OpenAI) or ``retry-after`` (seconds) as seconds."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) / scale
-            except ValueError:
-                continue
-    return None
-
-
-def error_for_status(
-    status: int, body: Any, *, target: str, headers: Mapping[str, str] | None = None
-) -> ProviderError:
-    """An upstream's non-2xx answer as a gateway provider error (raises ``ContextTooLong`` for that 400)."""
-    message = f"{target}: upstream returned {status}"
-    if status == 429:
-        return ProviderRateLimited(
-            message, target=target, upstream_status=status, retry_after=retry_after_s(headers)
-        )
-    if status >= 500 or status in (408, 409):
-        return ProviderUnavailable(message, target=target, upstream_status=status)
-    if status == 400:
-        error = body.get("error", body) if isinstance(body, dict) else {}
-        error = error if isinstance(error, dict) else {}
-        if error.get("code") == "context_length_exceeded":
-            raise ContextTooLong(f"{target}: prompt exceeds the model's context window")
-        detail = error.get("message") or "invalid request"
-        return ProviderRejected(
-            f"{target}: upstream rejected the request: {detail}"[:500], target=target, upstream_status=status
-        )
-    return ProviderBadResponse(message, target=target, upstream_status=status)
+__all__ = ["OpenAIWireProvider", "error_for_status", "request_body", "retry_after_s"]
 
 
 def request_body(call: ModelCall, *, stream: bool) -> dict[str, Any]:
-    """The upstream request: the client's OpenAI fields with the upstream model id."""
+    """The upstream request: the client's OpenAI fields (unknown ones too) with the upstream model id.
+    A stream always asks for usage (the books need it); the relay drops it when the client did not."""
     params = call.params
-    if int(params.get("n") or 1) != 1:
-        raise UnsupportedParameter(
-            "n > 1 is not supported for this model; send n separate requests", param="n"
-        )
     body: dict[str, Any] = {"model": call.model, "messages": call.messages}
-    for key in _FORWARDED:
+    for key in SAMPLING_FIELDS:
         value = params.get(key)
         if value is not None:
             body[key] = value
@@ -94,7 +47,8 @@ def request_body(call: ModelCall, *, stream: bool) -> dict[str, Any]:
         body.update({key: value for key, value in extra.items() if key not in body})
     if stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        options = params.get("stream_options")
+        body["stream_options"] = {**options, "include_usage": True} if options else {"include_usage": True}
     return body
 
 
@@ -132,26 +86,64 @@ def completion_from(data: Any, call: ModelCall, *, target: str) -> Completion:
         prompt_tokens=count_messages(call.messages),
         completion_tokens=sum(count_text(choice.content or "") for choice in choices),
     )
-    return Completion(model=str(data.get("model") or call.model), choices=choices, usage=usage)
+    return Completion(model=str(data.get("model") or call.model), choices=choices, usage=usage, raw=data)
 
 
 class StreamState:
-    """What an SSE relay saw so far: finish reason, usage, tokens relayed."""
+    """What an SSE relay saw so far: finish reason, usage, text relayed, frames waiting for a delta."""
 
-    __slots__ = ("finish", "pieces", "usage")
+    __slots__ = ("finish", "pending", "pieces", "usage")
 
     def __init__(self) -> None:
         self.finish: str | None = None
         self.usage: Usage | None = None
         self.pieces: list[str] = []
+        self.pending: list[dict[str, Any]] = []
 
     @property
     def relayed(self) -> int:
         """Tokens of the text relayed so far (counted once, only when the upstream sent no usage)."""
         return count_text("".join(self.pieces))
 
+    def batch(self, batch: list[bytes], *, target: str) -> list[Delta]:
+        """The SSE ``data`` payloads that arrived together → the deltas to relay: consecutive text
+        chunks of one choice as one delta holding all of them (one guard scan, one write; the
+        client still gets every chunk), any other chunk through ``deltas``."""
+        out: list[Delta] = []
+        texts: list[str] = []
+        frames: list[dict[str, Any]] = []
+        run_index = 0
+        for data in batch:
+            event = _decode(data)
+            if event is None:
+                raise ProviderBadResponse(f"{target}: undecodable stream event", target=target)
+            text = plain_text(event)
+            if text is not None:
+                index, piece = text
+                if frames and index != run_index:
+                    out.append(Delta(content="".join(texts), index=run_index, frames=tuple(frames)))
+                    texts, frames = [], []
+                if not frames and self.pending:
+                    frames += self.pending
+                    self.pending.clear()
+                run_index = index
+                texts.append(piece)
+                frames.append(event)
+                self.pieces.append(piece)
+                continue
+            if frames:
+                out.append(Delta(content="".join(texts), index=run_index, frames=tuple(frames)))
+                texts, frames = [], []
+            out += self.deltas(event, target=target)
+        if frames:
+            out.append(Delta(content="".join(texts), index=run_index, frames=tuple(frames)))
+        return out
+
     def deltas(self, event: Any, *, target: str) -> list[Delta]:
-        """One decoded SSE ``data`` payload → the deltas to relay (an in-stream error raises)."""
+        """One decoded SSE ``data`` payload → the deltas to relay (an in-stream error raises).
+
+        Each delta carries its upstream chunk (``Delta.frames``); a chunk with nothing to account (a
+        role chunk) waits in ``pending`` and leaves as a leading frame of the next delta."""
         if not isinstance(event, dict):
             raise ProviderBadResponse(f"{target}: malformed stream event", target=target)
         if "error" in event:
@@ -159,22 +151,21 @@ class StreamState:
         usage = event.get("usage")
         if usage:
             self.usage = usage_from(usage)
-        out: list[Delta] = []
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            tool_calls = delta.get("tool_calls")
-            if content or tool_calls:
-                if content:
-                    self.pieces.append(content)
-                out.append(Delta(content=content or None, tool_calls=tool_calls or None))
-            if choice.get("finish_reason"):
-                self.finish = str(choice["finish_reason"])
+        try:
+            out = event_deltas(event, self.usage if usage else None, self.pending)
+        except (AttributeError, TypeError, ValueError) as exc:  # choices/delta of the wrong shape
+            raise ProviderBadResponse(f"{target}: malformed stream event", target=target) from exc
+        for delta in out:
+            if delta.content:
+                self.pieces.append(delta.content)
+            if delta.finish_reason:
+                self.finish = delta.finish_reason
         return out
 
 
 class OpenAIWireProvider(Provider):
     kind = "openai"
+    supports_n = True
 
     def __init__(
         self,
@@ -253,15 +244,7 @@ class OpenAIWireProvider(Provider):
                     )
                 loop = asyncio.get_running_loop()
                 async for batch in _event_batches(response.chunks(), limit, loop, self._timeout_s):
-                    out: list[Delta] = []
-                    for data in batch:
-                        event = _decode(data)
-                        if event is None:
-                            raise ProviderBadResponse(
-                                f"{self.name}: undecodable stream event", target=self.name
-                            )
-                        out += state.deltas(event, target=self.name)
-                    for delta in _coalesce(out):
+                    for delta in state.batch(batch, target=self.name):
                         yield delta
         except TimeoutError as exc:
             raise ProviderTimeout(f"{self.name}: stream stalled", target=self.name) from exc
@@ -275,7 +258,7 @@ class OpenAIWireProvider(Provider):
         usage = state.usage or Usage(
             prompt_tokens=count_messages(call.messages), completion_tokens=state.relayed
         )
-        yield Delta(finish_reason=state.finish, usage=usage)
+        yield Delta(finish_reason=state.finish, usage=usage, frames=tuple(state.pending))
 
 
 async def _event_batches(
@@ -311,28 +294,6 @@ async def _event_batches(
             batch.append(data)
         if batch:
             yield batch
-
-
-def _coalesce(deltas: list[Delta]) -> list[Delta]:
-    """Consecutive text-only deltas that arrived in one read, as one delta (one SSE frame out, one
-    guard scan, one write): the client gets the same text no later, in fewer frames."""
-    if len(deltas) < 2:
-        return deltas
-    out: list[Delta] = []
-    for delta in deltas:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and delta.content
-            and not delta.tool_calls
-            and last.content
-            and not last.tool_calls
-            and last.index == delta.index
-        ):
-            out[-1] = Delta(content=last.content + delta.content, index=delta.index)
-        else:
-            out.append(delta)
-    return out
 
 
 def _decode(raw: bytes) -> Any:

@@ -14,6 +14,8 @@ class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     expires_at: datetime | None = None
     allowed_models: list[str] = Field(default_factory=list, max_length=100)
+    allowed_tools: list[str] = Field(default_factory=list, max_length=100)
+    """Server tools this key may use (empty: any the route offers); docs/tools.md."""
     rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000)
     tpm_limit: int | None = Field(default=None, ge=1, le=1_000_000_000)
     max_route_tier: str | None = Field(default=None, min_length=1, max_length=32, pattern=TIER_NAME)
@@ -40,6 +42,7 @@ class ApiKeyOut(BaseModel):
     rpm_limit: int | None
     tpm_limit: int | None
     max_route_tier: str | None = None
+    allowed_tools: list[str] = []
 
 
 class ApiKeyCreated(ApiKeyOut):

@@ -44,7 +44,8 @@ class Message(BaseModel):
 
 class FunctionDef(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
-    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=70, pattern=r"^(prism\.)?[a-zA-Z0-9_-]{1,64}$")]
+    """``prism.<tool>`` names a server tool (``gateway/tools/access.py``)."""
     description: str | None = None
     parameters: dict[str, Any] | None = None
 
@@ -53,6 +54,17 @@ class Tool(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     type: Literal["function"]
     function: FunctionDef
+
+
+class McpTool(BaseModel):
+    """OpenAI's / LiteLLM's MCP tool entry: the tools of one MCP server Prism is connected to."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Literal["mcp"]
+    server_label: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    allowed_tools: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=128)] | None
+    ) = None
 
 
 class StreamOptions(BaseModel):
@@ -88,7 +100,9 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     seed: int | None = None
     user: Annotated[str, Field(max_length=256)] | None = None
-    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tools: (
+        Annotated[list[Annotated[Tool | McpTool, Field(discriminator="type")]], Field(max_length=128)] | None
+    ) = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None

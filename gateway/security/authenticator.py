@@ -73,6 +73,7 @@ class _KeyEntry:
     rpm_limit: int | None
     tpm_limit: int | None
     max_route_tier: str | None = None
+    allowed_tools: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class _UserEntry:
     disabled: bool
     token_version: int
     max_route_tier: str | None = None
+    allowed_tools: frozenset[str] = frozenset()
 
 
 def _key_from_snapshot(raw: dict[str, Any]) -> _KeyEntry:
@@ -91,12 +93,15 @@ def _key_from_snapshot(raw: dict[str, Any]) -> _KeyEntry:
             **raw,
             "expires_at": datetime.fromisoformat(expires) if expires else None,
             "allowed_models": frozenset(raw.get("allowed_models") or ()),
+            "allowed_tools": frozenset(raw.get("allowed_tools") or ()),
         }
     )
 
 
 def _user_from_snapshot(raw: dict[str, Any]) -> _UserEntry:
-    return _UserEntry(**{**raw, "role": Role(raw["role"])})
+    return _UserEntry(
+        **{**raw, "role": Role(raw["role"]), "allowed_tools": frozenset(raw.get("allowed_tools") or ())}
+    )
 
 
 def _session_from_snapshot(raw: Any) -> bool:
@@ -110,6 +115,7 @@ def _user_entry(user: User) -> _UserEntry:
         disabled=user.disabled,
         token_version=user.token_version,
         max_route_tier=user.max_route_tier,
+        allowed_tools=frozenset(user.allowed_tools or ()),
     )
 
 
@@ -301,6 +307,7 @@ class Authenticator:
             tier=user.tier,
             session_id=claims.session_id,
             user_max_route_tier=user.max_route_tier,
+            user_allowed_tools=user.allowed_tools,
         )
 
     async def _session_active(self, session_id: str) -> bool:
@@ -368,6 +375,8 @@ class Authenticator:
             tpm_limit=entry.tpm_limit,
             max_route_tier=entry.max_route_tier,
             user_max_route_tier=user.max_route_tier,
+            allowed_tools=entry.allowed_tools,
+            user_allowed_tools=user.allowed_tools,
         )
 
     async def _load_key_once(self, key_hash: str) -> _KeyEntry | None:
@@ -403,6 +412,7 @@ class Authenticator:
             rpm_limit=key.rpm_limit,
             tpm_limit=key.tpm_limit,
             max_route_tier=key.max_route_tier,
+            allowed_tools=frozenset(key.allowed_tools or ()),
         )
         self._keys.put(key_hash, entry)
         self._users.put(user.id, _user_entry(user))

@@ -26,11 +26,10 @@ from gateway.errors import AuthenticationFailed
 Header = tuple[bytes, bytes]
 
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI's assets come from /ui/static/vendor (no CDN); its page has one inline script.
 _DOCS_CSP = (
-    b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    b"font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    b"https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; frame-ancestors 'none'"
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; worker-src blob:; connect-src 'self'; frame-ancestors 'none'"
 )
 _UI_CSP = (
     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -38,7 +37,7 @@ _UI_CSP = (
 )
 NO_STORE_PREFIXES = ("/auth/", "/api/keys", "/admin/users/")
 UI_PREFIX = "/ui"
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_PATHS = frozenset({"/docs"})
 
 
 def require_production_surface(settings: Settings) -> None:

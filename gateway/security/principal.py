@@ -35,6 +35,10 @@ class Principal:
     max_route_tier: str | None = None
     user_max_route_tier: str | None = None
     user_allowed_models: frozenset[str] = field(default_factory=frozenset)
+    allowed_tools: frozenset[str] = field(default_factory=frozenset)
+    """Server tools this key may use (empty: any the route offers); ``gateway/tools/access.py``."""
+    user_allowed_tools: frozenset[str] = field(default_factory=frozenset)
+    """Server tools its owner may use (empty: any); both lists must allow a tool."""
 
     @property
     def is_admin(self) -> bool:
@@ -48,6 +52,12 @@ class Principal:
     def may_use(self, model: str) -> bool:
         return (not self.allowed_models or model in self.allowed_models) and (
             not self.user_allowed_models or model in self.user_allowed_models
+        )
+
+    def may_call(self, tool: str) -> bool:
+        """Whether the key's and the user's tool allow-lists both allow ``tool`` (like ``may_use``)."""
+        return (not self.allowed_tools or tool in self.allowed_tools) and (
+            not self.user_allowed_tools or tool in self.user_allowed_tools
         )
 
     @property

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.agent.shadow import ShadowDispatcher
-from gateway.agent.state import ChatInput, PipelineState, RequestTrace
+from gateway.agent.state import ChatInput, PipelineState, RequestTrace, ToolAuditSink
 from gateway.cache import QuotaLimiter, QuotaTicket
 from gateway.cache.service import PipelineCache
 from gateway.errors import GatewayError
@@ -48,6 +48,7 @@ class Ledger:
     quotas: QuotaLimiter | None = None
     response_cache: PipelineCache | None = None
     shadow: ShadowDispatcher | None = None
+    tool_audit: ToolAuditSink | None = None
 
 
 def served_by(trace: RequestTrace) -> str | None:
@@ -77,6 +78,8 @@ class RequestBooks:
         self.ticket: QuotaTicket | None = None
         """Set by the admission once the reservation has passed."""
         self.cache_write = False
+        self.cache_served: str | None = None
+        """A cache hit: the configured model whose stored answer it is (labels, provider, header)."""
         self.route: RouteDecision | None = None
         self.finished = False
 
@@ -100,7 +103,8 @@ class RequestBooks:
                 prompt_tokens=int(body_usage.get("prompt_tokens", 0)),
                 completion_tokens=int(body_usage.get("completion_tokens", 0)),
             )
-            await self.close(usage=usage, served=str(cached.get("model") or ""), cost_free=True)
+            served = self.cache_served or str(cached.get("model") or "")
+            await self.close(usage=usage, served=served, cost_free=True)
             if reply is not None and reply.body is not None:
                 await self.store_conversation(conversations.answer_text(reply.body), reply.model)
             return
@@ -191,8 +195,17 @@ class RequestBooks:
         else:
             record.status = status or UsageStatus.OK
             record.http_status = http_status or 200
+        loop = trace.tools
+        if loop is not None:  # every model call of the tool loop, summed (the last one is ``usage``)
+            record.tool_rounds, record.tool_calls = loop.rounds, loop.calls
+            if loop.usage.total_tokens or loop.cost_usd:
+                usage = _plus(usage or Usage(), loop.usage)
+            if loop.audit and ledger.tool_audit is not None:
+                ledger.tool_audit.record(loop.audit)
         if usage is not None:
             self._count(usage, target=None if cost_free else target, served=served)
+        if loop is not None and loop.cost_usd:
+            record.cost_usd = _last_call_cost(target, usage, loop.usage) + loop.cost_usd
         spent = elapsed if not record.streamed else (record.ttft_ms or 0) / 1000
         metrics.GATEWAY_OVERHEAD.labels(route="/v1/chat/completions").observe(
             max(spent - trace.provider_time_s, 0.0)
@@ -229,6 +242,26 @@ class RequestBooks:
             metrics.TOKEN_USAGE.labels(model=model, provider=provider, token_type=direction).observe(count)
         if record.cost_usd:
             metrics.COST.labels(model=model, provider=provider, tier=tier).inc(record.cost_usd)
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
+        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+        cached_tokens=a.cached_tokens + b.cached_tokens,
+    )
+
+
+def _last_call_cost(target: Any, total: Usage | None, loop: Usage) -> float:
+    """The cost of the loop's last model call (the total minus the loop's earlier calls)."""
+    if target is None or total is None:
+        return 0.0
+    return float(
+        target.config.cost(
+            total.prompt_tokens - loop.prompt_tokens, total.completion_tokens - loop.completion_tokens
+        )
+    )
 
 
 def answer_text(body: Mapping[str, Any]) -> str:

@@ -110,9 +110,14 @@ class Admission:
         books.ticket = await reserving  # a refused request counts as neither a hit nor a miss
         if not flight and flight.entry is not None:
             metrics.CACHE_REQUESTS.labels(result="hit").inc()  # stored, or the leader's
+            books.cache_served = flight.entry.model_served
             return flight.entry.response
         if not flight.checked:  # the in-process store, or a waiter whose leader failed: look now
-            return await cache.lookup(key=key)
+            entry = await cache.lookup_entry(key=key)
+            if entry is None:
+                return None
+            books.cache_served = entry.model_served
+            return entry.response
         if flight.leader:
             metrics.CACHE_REQUESTS.labels(result="miss").inc()
         return None

@@ -17,10 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from gateway.agent.flow import Runner
-from gateway.agent.graph import DECIDE, build_runner
+from gateway.agent.graph import DECIDE, build_runner, build_tool_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
-from gateway.agent.state import ChatInput, IntentService, PipelineContext, PipelineState, Reply, RequestTrace
+from gateway.agent.state import (
+    ChatInput,
+    IntentService,
+    PipelineContext,
+    PipelineState,
+    Reply,
+    RequestTrace,
+    ToolAuditSink,
+    ToolLoopBooks,
+)
 from gateway.cache import QuotaLimiter
 from gateway.cache.service import PipelineCache
 from gateway.errors import GatewayError
@@ -28,9 +37,11 @@ from gateway.providers.tokens import count_messages
 from gateway.runtime import ConfigHolder, RuntimeSnapshot
 from gateway.schemas.openai import GATEWAY_FIELDS, SAMPLING_FIELDS, ChatCompletionRequest
 from gateway.security.principal import Principal
+from gateway.services import tool_requests
 from gateway.services.accounting import ConversationSink, Ledger, RequestBooks, UsageSink
 from gateway.services.admission import Admission, CachePolicy, cache_tenant
 from gateway.services.delivery import Delivery, route_header, sse
+from gateway.tools.registry import ToolRegistry
 from gateway.usage.record import UsageRecord, UsageStatus
 
 __all__ = [
@@ -60,17 +71,27 @@ class CompletionServices:
     extra_headers: dict[str, str] = field(default_factory=dict)
     decide: Runner | None = None
     """The decide steps of the flow (``graph.DECIDE``), for ``explain``; built from the table when unset."""
+    tools: ToolRegistry | None = None
+    """Server-side tools; ``None``: the tool loop is off (every request takes ``graph``)."""
+    tool_graph: Runner | None = None
+    """The flow for requests with server tools: the same table on LangGraph's Pregel runtime."""
+    tool_audit: ToolAuditSink | None = None
+    """Where the tool loop's audit rows go (the ``tool_calls`` table)."""
 
 
 def chat_input(request: ChatCompletionRequest, raw: Mapping[str, Any]) -> ChatInput:
-    """The validated request as dicts; unknown fields ride along in ``params['extra']``."""
+    """The validated request as dicts; unknown fields ride along in ``params['extra']`` (and
+    ``metadata`` too with ``store: true``)."""
     messages = [dict(message) for message in raw["messages"]]
     params = {key: raw[key] for key in SAMPLING_FIELDS if raw.get(key) is not None}
     extra = {
-        key: value
-        for key, value in raw.items()
-        if key not in GATEWAY_FIELDS and key not in SAMPLING_FIELDS and value is not None
+        key: value for key, value in raw.items() if key not in GATEWAY_FIELDS and key not in SAMPLING_FIELDS
     }
+    if raw.get("store") is True and raw.get("metadata"):
+        extra["metadata"] = raw["metadata"]  # stored completions keep their tags (docs/api.md)
+    options = raw.get("stream_options")
+    if isinstance(options, dict) and set(options) - {"include_usage"}:
+        params["stream_options"] = options  # the client's other stream options reach the upstream
     if extra:
         params["extra"] = extra
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -95,6 +116,10 @@ class CompletionService:
             quotas=services.quotas,
             response_cache=services.response_cache,
             shadow=services.shadow,
+            tool_audit=services.tool_audit,
+        )
+        self._tool_graph: Runner = services.tool_graph or (
+            build_tool_runner() if services.tools is not None else services.graph
         )
 
     async def run(
@@ -141,6 +166,20 @@ class CompletionService:
             conversation=conversation,
         )
         policy = cache_policy or CachePolicy()
+        graph = self.s.graph
+        server_tools: list[str] = []
+        named = False
+        registry = self.s.tools
+        if registry is not None and tool_requests.wants_tools(chat, snapshot):
+            try:
+                server_tools, named = tool_requests.offer(chat, principal, snapshot, registry)
+            except GatewayError as exc:
+                books.label_error(exc, None)
+                await books.close(error=exc)
+                raise
+            if server_tools:  # tool results change between calls: never cached
+                policy, graph = CachePolicy(read=False, write=False), self._tool_graph
+                trace.tools = ToolLoopBooks()
         admission = Admission(books, quotas=self.s.quotas, cache=self.s.response_cache, policy=policy)
         context = self._context(snapshot, principal, trace, sticky)
         context.admission = admission
@@ -151,8 +190,38 @@ class CompletionService:
             "needs_intent": self.s.classifier is not None and snapshot.router.needs_intent(chat.model),
             "max_attempts": snapshot.config.retry.max_attempts,
         }
+        if snapshot.config.tools.regenerate.enabled and not chat.stream:
+            state["regenerate"] = True
+        if not server_tools:
+            return await self._invoke(graph, state, context, books, admission)
+        state["server_tools"] = server_tools
+        state["tools_from_route"] = not named
+        context.tools = registry
+
+        async def run() -> Reply:
+            reply = await self._invoke(graph, state, context, books, admission)
+            return tool_requests.annotate(reply, trace)
+
+        if not chat.stream:
+            return await run()
+        chat.stream = False  # rounds call the model without streaming; the client still gets SSE
+        return await tool_requests.streamed(
+            run,
+            keepalive_s=snapshot.config.tools.loop.keepalive_s,
+            include_usage=chat.include_usage,
+            trace=trace,
+        )
+
+    async def _invoke(
+        self,
+        graph: Runner,
+        state: PipelineState,
+        context: PipelineContext,
+        books: RequestBooks,
+        admission: Admission,
+    ) -> Reply:
         try:
-            result = cast(PipelineState, await self.s.graph.ainvoke(state, context=context))
+            result = cast(PipelineState, await graph.ainvoke(state, context=context))
         except GatewayError as exc:  # raised outside the flow's own error handling: still one record
             books.label_error(exc, None)
             await books.close(error=exc)

@@ -27,6 +27,7 @@ from gateway.schemas.openai import chat_completion, chunk, completion_id
 from gateway.services import conversations
 from gateway.services.accounting import RequestBooks, served_by
 from gateway.services.drain import DRAIN
+from gateway.services.passthrough import FrameWriter, completion_body
 from gateway.usage.record import UsageStatus
 
 log = structlog.get_logger("prism.completion")
@@ -60,12 +61,15 @@ class Delivery:
         completion = state.get("completion")
         if completion is None:
             raise RuntimeError("the flow delivers neither a completion nor a stream")
-        body = chat_completion(
-            request_id=self.books.trace.request_id,
-            model=completion.model,
-            choices=[choice.as_openai() for choice in completion.choices],
-            usage=completion.usage.as_openai(),
-        )
+        if completion.raw is not None:  # an OpenAI-compatible upstream's own body
+            body = completion_body(completion, request_id=self.books.trace.request_id)
+        else:
+            body = chat_completion(
+                request_id=self.books.trace.request_id,
+                model=completion.model,
+                choices=[choice.as_openai() for choice in completion.choices],
+                usage=completion.usage.as_openai(),
+            )
         return Reply(headers=headers, body=body, model=served_by(self.books.trace))
 
     def headers(self, state: PipelineState) -> dict[str, str]:
@@ -90,7 +94,7 @@ class Delivery:
         """A stored answer in the shape the client asked for (JSON or SSE), as a cache hit."""
         books = self.books
         request_id = books.trace.request_id
-        served = str(cached.get("model") or "")
+        served = books.cache_served or str(cached.get("model") or "")
         headers = {
             "x-prism-cache": "hit",
             "x-prism-model": served,
@@ -145,21 +149,46 @@ class Delivery:
                 )
             )
 
+        # An OpenAI-compatible upstream's chunks are relayed as sent (``passthrough.py``); other
+        # providers' deltas are framed here.
+        writer = (
+            FrameWriter(request_id=request_id, include_usage=include_usage) if handle.first.frames else None
+        )
         deltas: AsyncIterator[Delta] = _prepend(handle.first, DRAIN.guard(handle.rest, idle_s, handle.target))
         for apply in handle.filters:
             deltas = apply(deltas)
         try:
-            yield frame(
-                [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                ]
-            )
+            if writer is None:
+                yield frame(
+                    [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ]
+                )
             async for delta in deltas:
+                if writer is not None:
+                    if delta.content:
+                        text.append(delta.content)
+                        if first_choice is not None and delta.index == 0:
+                            first_choice.append(delta.content)
+                    saw_tool_calls = saw_tool_calls or bool(delta.tool_calls)
+                    if delta.usage is not None:
+                        usage = delta.usage
+                    if delta.finish_reason is not None:
+                        finish = delta.finish_reason
+                    out = writer.write(delta)
+                    if delta.finish_reason is not None or delta.usage is not None:
+                        closing.append(out)  # leaves with [DONE], once the books are closed
+                    elif out:
+                        if closing:  # another choice finished before this one (n > 1): keep the order
+                            out = b"".join(closing) + out
+                            closing.clear()
+                        yield out
+                    continue
                 if delta.content or delta.tool_calls:
                     body: dict[str, Any] = {}
                     if delta.content:
@@ -195,7 +224,10 @@ class Delivery:
             if usage is None:
                 relayed = count_text("".join(text))
             final = usage or Usage(prompt_tokens=chat.prompt_tokens, completion_tokens=relayed)
-            if include_usage:
+            if writer is not None:
+                if include_usage and not writer.sent_usage:
+                    closing.append(writer.frame([], usage=final))
+            elif include_usage:
                 closing.append(
                     sse(
                         chunk(
@@ -255,10 +287,16 @@ class Delivery:
             try:
                 await books.close(usage=final_usage, served=handle.target, status=status, http_status=200)
                 # the answer's body is built only when it will be written (``books.store`` checks again)
-                if status is UsageStatus.OK and books.cache_write and trace.cache_key and not saw_tool_calls:
+                if (
+                    status is UsageStatus.OK
+                    and books.cache_write
+                    and trace.cache_key
+                    and not saw_tool_calls
+                    and not (writer is not None and writer.lossy)
+                ):
                     body_out = chat_completion(
                         request_id=request_id,
-                        model=handle.model,
+                        model=(writer.model if writer is not None else None) or handle.model,
                         usage=final_usage.as_openai(),
                         choices=[
                             {

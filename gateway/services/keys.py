@@ -35,6 +35,7 @@ class KeyService:
         rpm_limit: int | None,
         tpm_limit: int | None,
         max_route_tier: str | None = None,
+        allowed_tools: list[str] | None = None,
     ) -> tuple[ApiKey, str]:
         assert principal.user_id is not None
         if expires_at is not None:
@@ -56,6 +57,7 @@ class KeyService:
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
             max_route_tier=max_route_tier,
+            allowed_tools=sorted(set(allowed_tools or ())),
         )
         log.info("api_key_created", user_id=principal.user_id, key_id=key.id, prefix=key.prefix)
         return key, new.secret

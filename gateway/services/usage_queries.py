@@ -18,6 +18,8 @@ MAX_RANGE = timedelta(days=366)
 METRICS = (
     "requests",
     "errors",
+    "cache_hits",
+    "fallbacks",
     "prompt_tokens",
     "completion_tokens",
     "cost_usd",

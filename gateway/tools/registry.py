@@ -54,6 +54,22 @@ class ToolRegistry:
         """Tools left out by :meth:`probe`, with the reason."""
         return dict(self._unavailable)
 
+    def replace_group(self, prefix: str, tools: Iterable[Tool]) -> None:
+        """Swap every tool whose name starts with ``prefix`` for ``tools`` (an MCP server's tools,
+        after a (re)connect or ``tools/list_changed``). A name taken outside the group is skipped."""
+        fresh = {tool.name: tool for tool in tools if tool.name.startswith(prefix)}
+        kept = {name: tool for name, tool in self._tools.items() if not name.startswith(prefix)}
+        for name in [name for name in fresh if name in kept]:
+            log.warning("tool_name_taken", tool=name[:64])
+            del fresh[name]
+        self._tools = {**kept, **fresh}
+        self._label = metrics.LabelSet(self._tools)
+        metrics.zero_tool_series(fresh, ("ok", *ERROR_CODES))
+
+    def label(self, name: str) -> str:
+        """``name`` as a metric label: a registered tool's name, else ``other``."""
+        return self._label(name)
+
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name) if name not in self._unavailable else None
 
@@ -68,7 +84,11 @@ class ToolRegistry:
         unavailable tools. Also creates the tool metric series at 0."""
         for name, tool in self._tools.items():
             if isinstance(tool, ProbedTool):
-                reason = await tool.probe()
+                try:
+                    reason = await tool.probe()
+                except Exception as exc:  # a probe that breaks leaves its tool out: fail closed
+                    log.exception("tool_probe_failed", tool=name)
+                    reason = f"the probe failed: {type(exc).__name__}: {str(exc)[:200]}"
                 if reason is None:
                     self._unavailable.pop(name, None)
                 else:

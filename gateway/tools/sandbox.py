@@ -32,7 +32,6 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -60,6 +59,7 @@ class RunOutcome:
     """Processes of the run the kernel killed for the run's memory cgroup limit."""
 
 
+SETPRIV = "/usr/bin/setpriv"
 _ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _INTERPRETERS = (Path("/usr/bin/python3"), Path("/usr/local/bin/python3"))
 
@@ -200,11 +200,13 @@ class Sandbox:
 
     async def _run(self, code: str, slot: int, timeout_s: float) -> RunOutcome:
         lim = self.limits
-        user: dict[str, Any] = {}
+        drop: list[str] = []
         uid = os.getuid()
         if self._root:
+            # ``setpriv`` (util-linux) rather than ``create_subprocess_exec(user=, group=)``: uvloop,
+            # the gateway's event loop, refuses those arguments.
             uid = lim.uid_base + slot
-            user = {"user": uid, "group": uid, "extra_groups": []}
+            drop = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
         # Tasks the uid already has count against the limit: the gateway's own (not root), and
         # zombies of earlier runs that the host's init has not reaped yet (bubblewrap leaves one).
         extra = sum(await asyncio.to_thread(tasks_of_uid, uid))
@@ -219,6 +221,7 @@ class Sandbox:
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
+                *drop,
                 *join,
                 *self.command(extra_tasks=extra, seccomp_fd=filter_fd, status_fd=status_write),
                 stdin=asyncio.subprocess.PIPE,
@@ -229,7 +232,6 @@ class Sandbox:
                 start_new_session=True,
                 close_fds=True,
                 pass_fds=(status_write,) if filter_fd is None else (status_write, filter_fd),
-                **user,
             )
         except OSError as exc:
             os.close(status_read)

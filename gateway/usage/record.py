@@ -49,6 +49,10 @@ class UsageRecord:
     fallback_used: bool = False
     guard_flags: str | None = None
     conversation_id: str | None = None
+    tool_rounds: int = 0
+    """Tool loop rounds (model answers whose server tool calls Prism ran)."""
+    tool_calls: int = 0
+    """Server tool calls Prism ran for this request (the ``tool_calls`` audit table has each)."""
 
     def as_row(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in self.__slots__}

@@ -654,7 +654,7 @@ class FakeOpenAIUpstream(FakeUpstream):
             return self.error_response(int(mode), model)
         if delay > 0:
             await asyncio.sleep(delay)
-        plan = plan_reply(body, self.config)
+        plan = self.plan(body)
         ident = "chatcmpl-" + uuid.uuid4().hex[:29]
         created = int(time.time())
         if body.get("stream"):
@@ -665,6 +665,10 @@ class FakeOpenAIUpstream(FakeUpstream):
         return web.Response(
             body=payload, content_type="application/json", headers={"x-request-id": request_id()}
         )
+
+    def plan(self, body: dict[str, Any]) -> ReplyPlan:
+        """What to answer (a subclass plays another model: ``tests/fakes/tool_model.py``)."""
+        return plan_reply(body, self.config)
 
     @staticmethod
     def usage(plan: ReplyPlan) -> dict[str, Any]:

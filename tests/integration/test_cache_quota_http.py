@@ -64,7 +64,7 @@ def cached_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[G
 
 
 def _ask(gateway: GatewayProcess, text: str, **kwargs: object) -> httpx.Response:
-    body = {"model": "cached", "messages": [{"role": "user", "content": text}], **kwargs}
+    body = {"model": "cached", "messages": [{"role": "user", "content": text}], "temperature": 0, **kwargs}
     headers = kwargs.pop("headers", None) if "headers" in kwargs else None
     return httpx.post(f"{gateway.openai_base_url}/chat/completions", json=body, headers=headers, timeout=10)
 
@@ -82,7 +82,7 @@ def test_miss_then_hit_bypass_and_no_store(cached_gateway: GatewayProcess) -> No
     no_cache = httpx.post(
         f"{cached_gateway.openai_base_url}/chat/completions",
         timeout=10,
-        json={"model": "cached", "messages": [{"role": "user", "content": text}]},
+        json={"model": "cached", "temperature": 0, "messages": [{"role": "user", "content": text}]},
         headers={"cache-control": "no-cache"},
     )
     assert no_cache.headers["x-prism-cache"] == "bypass"
@@ -91,7 +91,7 @@ def test_miss_then_hit_bypass_and_no_store(cached_gateway: GatewayProcess) -> No
         response = httpx.post(
             f"{cached_gateway.openai_base_url}/chat/completions",
             timeout=10,
-            json={"model": "cached", "messages": [{"role": "user", "content": fresh}]},
+            json={"model": "cached", "temperature": 0, "messages": [{"role": "user", "content": fresh}]},
             headers={"cache-control": "no-store"},
         )
         assert response.headers["x-prism-cache"] == "miss"
@@ -106,6 +106,7 @@ def test_streamed_hit_is_a_stream(cached_gateway: GatewayProcess) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="cached",
         messages=[{"role": "user", "content": text}],
+        temperature=0,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -120,7 +121,7 @@ def test_single_flight_twenty_identical_misses_one_upstream_call(cached_gateway:
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=20) as client:
-            body = {"model": "cached", "messages": [{"role": "user", "content": text}]}
+            body = {"model": "cached", "temperature": 0, "messages": [{"role": "user", "content": text}]}
             return await asyncio.gather(
                 *[
                     client.post(f"{cached_gateway.openai_base_url}/chat/completions", json=body)
@@ -151,7 +152,7 @@ def test_tenants_never_share_entries(tmp_path: Path) -> None:
                 f"{gateway.url}/auth/login", json={"email": email, "password": "violet-harbour-kettle-91"}
             )
             tokens.append(login.json()["access_token"])
-        body = {"model": "cached", "messages": [{"role": "user", "content": "shared question"}]}
+        body = {"model": "cached", "seed": 7, "messages": [{"role": "user", "content": "shared question"}]}
         url = f"{gateway.openai_base_url}/chat/completions"
         first = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tokens[0]}"})
         again = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tokens[0]}"})

@@ -337,7 +337,7 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     assert "container_name" not in gateway and "ports" not in gateway, "gateway must stay scalable"
     for name in ("gateway", "nginx", "postgres", "redis", "prometheus", "grafana"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
-    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["postgres"]["image"].startswith("pgvector/pgvector:pg16")  # retrieval needs pgvector
     assert services["redis"]["image"].startswith("redis:7")
     # Bind mounts point at files that exist in the repository.
     raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -405,6 +405,9 @@ def test_kubernetes_deployment_is_production_shaped(overlay: str) -> None:
     ingress = next(d for d in docs if d["kind"] == "Ingress")
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     secrets = [d for d in docs if d["kind"] == "Secret"]
+    if overlay == "overlays/dev":  # the dev cluster's own Postgres carries pgvector (retrieval)
+        postgres = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "postgres")
+        assert postgres["spec"]["template"]["spec"]["containers"][0]["image"].startswith("pgvector/pgvector:")
     if overlay != "overlays/dev":
         assert not secrets, f"{overlay} must not commit Secret values"
 

@@ -80,7 +80,10 @@ def test_tenant_scope() -> None:
 
 def test_cacheable() -> None:
     assert cacheable(BASE)
-    assert cacheable({k: v for k, v in BASE.items() if k != "temperature"})
+    unset = {k: v for k, v in BASE.items() if k != "temperature"}
+    assert not cacheable(unset)  # OpenAI's default temperature is 1: unset is not deterministic
+    assert cacheable(unset | {"seed": 7})
+    assert cacheable(BASE | {"temperature": 0.7, "seed": 7})
     hot = BASE | {"temperature": 0.7}
     assert not cacheable(hot)
     assert cacheable(hot, cache_non_deterministic=True)

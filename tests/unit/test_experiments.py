@@ -213,6 +213,22 @@ def test_canary_advances_when_healthy() -> None:
     assert state.describe()["windows"]["b"]["n"] == 0
 
 
+def test_canary_promote_and_rollback_by_hand() -> None:
+    """The console's buttons: rollback sends the canary to 0% now, promote to the last step."""
+    state = CanaryState(experiment="e", control="a", config=_canary())
+    state.rollback(reason="looks off")
+    assert state.status == "rolled_back" and state.percent == 0 and state.rollback_reason == "looks off"
+    state.observe("b", ok=True, latency_ms=10)  # a rolled-back canary takes no more outcomes
+    assert state.describe()["windows"]["b"]["n"] == 0
+    state.promote(reason="ship it")
+    assert state.status == "complete" and state.percent == 100 and state.rollback_reason is None
+    assert [(e["event"], e.get("reason")) for e in state.history] == [
+        ("start", None),
+        ("rollback", "looks off"),
+        ("promote", "ship it"),
+    ]
+
+
 def test_canary_rolls_back_on_errors_after_min_sample() -> None:
     state = CanaryState(experiment="e", control="a", config=_canary(steps=[CanaryStep(percent=10)]))
     for i in range(29):

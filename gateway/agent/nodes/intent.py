@@ -6,11 +6,13 @@ within a strict time budget; its label replaces the fast one only when it answer
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from gateway.agent.state import PipelineContext, PipelineState
+from gateway.intent.tool_need import tools_needed
 from gateway.providers.tokens import message_text
 from gateway.routing.circuit import CircuitState
 from gateway.routing.smart import escalate
@@ -44,4 +46,28 @@ async def intent(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
             config=escalation,
             labels=tuple(snapshot.config.routing.intent_tiers),
         )
-    return {"intent": result}
+    needed = tools_needed(users[-1])
+    if needed:
+        result = dataclasses.replace(result, tools=needed)
+    update: dict[str, Any] = {"intent": result}
+    if state.get("tools_from_route"):
+        update.update(_narrow(state, ctx, needed))
+    return update
+
+
+def _narrow(state: PipelineState, ctx: PipelineContext, needed: tuple[str, ...]) -> dict[str, Any]:
+    """``auto`` with tools offered by its route: offer only the tools the prompt needs (item 7)."""
+    offered = state.get("server_tools") or []
+    keep = [name for name in offered if name in needed]
+    if keep == offered:
+        return {}
+    request = state["request"]
+    dropped = set(offered) - set(keep)
+    tools = [
+        t for t in request.params.get("tools") or () if (t.get("function") or {}).get("name") not in dropped
+    ]
+    params = {k: v for k, v in request.params.items() if k != "tools"}
+    if tools:
+        params["tools"] = tools
+    request.params = params
+    return {"server_tools": keep}

@@ -10,14 +10,30 @@ extends it, and counts nothing.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 
 from gateway.agent.state import PipelineContext, PipelineState
 from gateway.errors import GatewayError
 from gateway.observability import access, metrics
+from gateway.routing.router import RouteDecision
 from gateway.routing.smart import SmartRouting
+
+if TYPE_CHECKING:
+    from gateway.runtime import RuntimeSnapshot
+
+
+def tool_capable_first(decision: RouteDecision, snapshot: RuntimeSnapshot) -> RouteDecision:
+    """A prompt that needs a tool is served by a model that can call one (``supports_tools``):
+    such targets of the chain move to the front, in their order (issue #22, item 7)."""
+    targets = snapshot.targets
+    capable = [n for n in decision.targets if n in targets and targets[n].config.supports_tools]
+    if not capable or capable[0] == decision.targets[0]:
+        return decision
+    rest = [n for n in decision.targets if n not in capable]
+    return dataclasses.replace(decision, targets=(*capable, *rest))
 
 
 async def route(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -52,6 +68,9 @@ async def route(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict
         )
     except GatewayError as exc:
         return {"error": exc}
+    intent = state.get("intent")
+    if intent is not None and intent.tools and router.is_smart(request.model):
+        decision = tool_capable_first(decision, ctx.snapshot)
     if ctx.explain:
         return {"route": decision, "target_index": 0, "attempt": 0}
     needed = decision.needed_tier

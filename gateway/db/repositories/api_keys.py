@@ -49,6 +49,7 @@ class ApiKeyRepository:
         rpm_limit: int | None,
         tpm_limit: int | None,
         max_route_tier: str | None = None,
+        allowed_tools: list[str] | None = None,
     ) -> ApiKey:
         key = ApiKey(
             user_id=user_id,
@@ -60,6 +61,7 @@ class ApiKeyRepository:
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
             max_route_tier=max_route_tier,
+            allowed_tools=allowed_tools or [],
         )
         self.session.add(key)
         await self.session.flush()
@@ -73,6 +75,11 @@ class ApiKeyRepository:
 
     async def set_max_route_tier(self, key: ApiKey, max_route_tier: str | None) -> ApiKey:
         key.max_route_tier = max_route_tier
+        await self.session.flush()
+        return key
+
+    async def set_allowed_tools(self, key: ApiKey, allowed_tools: Sequence[str]) -> ApiKey:
+        key.allowed_tools = [*allowed_tools]
         await self.session.flush()
         return key
 

@@ -48,6 +48,9 @@ _COLUMN_OF: dict[str, Any] = {
 }
 
 
+_COUNTS = ("requests", "errors", "cache_hits", "fallbacks", "prompt_tokens", "completion_tokens")
+
+
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
     start: datetime
@@ -185,6 +188,8 @@ class UsageRepository:
             *keys,
             func.count().label("requests"),
             func.sum(case((UsageLog.http_status >= 400, 1), else_=0)).label("errors"),
+            func.sum(case((UsageLog.cache_hit.is_(True), 1), else_=0)).label("cache_hits"),
+            func.sum(case((UsageLog.fallback_used.is_(True), 1), else_=0)).label("fallbacks"),
             func.coalesce(func.sum(UsageLog.prompt_tokens), 0).label("prompt_tokens"),
             func.coalesce(func.sum(UsageLog.completion_tokens), 0).label("completion_tokens"),
             func.coalesce(func.sum(UsageLog.cost_usd), 0.0).label("cost_usd"),
@@ -202,7 +207,7 @@ class UsageRepository:
             for dim in ("day", "hour"):
                 if isinstance(item.get(dim), datetime):
                     item[dim] = _bucket(item[dim], dim)
-            for name in ("requests", "errors", "prompt_tokens", "completion_tokens"):
+            for name in _COUNTS:
                 item[name] = int(item[name] or 0)
             item["cost_usd"] = float(item["cost_usd"] or 0.0)
             out.append(item)
@@ -222,6 +227,8 @@ class UsageRepository:
             UsageLog.tier,
             UsageLog.status,
             UsageLog.http_status,
+            UsageLog.cache_hit,
+            UsageLog.fallback_used,
             UsageLog.prompt_tokens,
             UsageLog.completion_tokens,
             UsageLog.cost_usd,
@@ -251,6 +258,8 @@ class UsageRepository:
                 {
                     "requests": 0,
                     "errors": 0,
+                    "cache_hits": 0,
+                    "fallbacks": 0,
                     "prompt_tokens": 0,
                     "completion_tokens": 0,
                     "cost_usd": 0.0,
@@ -260,6 +269,8 @@ class UsageRepository:
             )
             group["requests"] += 1
             group["errors"] += 1 if row.http_status >= 400 else 0
+            group["cache_hits"] += 1 if row.cache_hit else 0
+            group["fallbacks"] += 1 if row.fallback_used else 0
             group["prompt_tokens"] += row.prompt_tokens
             group["completion_tokens"] += row.completion_tokens
             group["cost_usd"] += row.cost_usd
@@ -270,6 +281,8 @@ class UsageRepository:
             groups[()] = {
                 "requests": 0,
                 "errors": 0,
+                "cache_hits": 0,
+                "fallbacks": 0,
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
                 "cost_usd": 0.0,

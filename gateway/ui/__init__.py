@@ -1,0 +1,1 @@
+"""The operator console's static files (``static/``), served at ``/ui`` by ``gateway.api.console``."""

@@ -1,0 +1,138 @@
+// Every visible string, in English and Korean. tests/unit/test_console_i18n.py checks both
+// dictionaries have the same keys and that every t("…") key used by the console exists.
+const STORE = "prism.console.lang";
+
+export const MESSAGES = {
+  en: {
+    skip: "Skip to content", language: "Language", logout: "Sign out", error: "Error", empty: "No data yet",
+    actions: "Actions", yes: "yes", no: "no", done: "Done", saved: "Saved", search: "Search",
+    "role.user": "user", "role.admin": "admin",
+    "login.title": "Sign in to Prism", "login.email": "Email", "login.password": "Password", "login.submit": "Sign in",
+    "login.expired": "Your session ended. Please sign in again.",
+    "nav.overview": "Overview", "nav.playground": "Playground", "nav.keys": "API keys", "nav.usage": "Usage",
+    "nav.users": "Users", "nav.models": "Models & routing", "nav.experiments": "Experiments", "nav.prompts": "Prompts",
+    "nav.applications": "Applications", "nav.datasets": "Datasets", "nav.evaluations": "Evaluations", "nav.jobs": "Jobs",
+    "m.requests": "Requests", "m.errors": "Errors", "m.error_rate": "Error rate", "m.p50": "Latency p50", "m.p95": "Latency p95",
+    "m.tokens": "Tokens", "m.prompt_tokens": "Prompt tokens", "m.completion_tokens": "Completion tokens", "m.cost": "Cost",
+    "m.cache_rate": "Cache hit rate", "m.cache_hits": "Cache hits", "m.fallbacks": "Fallbacks",
+    "dim.user": "User", "dim.key": "API key", "dim.model": "Model", "dim.intent": "Intent", "dim.day": "Day", "dim.hour": "Hour",
+    "dim.provider": "Provider", "dim.routing_tier": "Routing tier", "dim.tier": "Quota tier", "dim.status": "Status",
+    "overview.per_day": "Per day", "overview.per_model": "Per model", "overview.window": "Last 7 days",
+    "overview.updated": "updated {time}, refreshes every 10 s",
+    "keys.new": "Create a key", "keys.yours": "Keys", "keys.name": "Name", "keys.prefix": "Prefix", "keys.models": "Allowed models",
+    "keys.models_hint": "Allowed models (comma separated, empty: all)", "keys.all_models": "all", "keys.rpm": "Requests per minute",
+    "keys.tpm": "Tokens per minute", "keys.tier": "Routing tier cap", "keys.expires": "Expires on", "keys.create": "Create key",
+    "keys.created": "Created", "keys.state": "State", "keys.active": "active", "keys.revoked": "revoked", "keys.revoke": "Revoke",
+    "keys.confirm_revoke": "Revoke the key \"{name}\"? Clients using it stop working at once.",
+    "keys.secret_once": "Your new key. It is shown only once: copy it now.", "keys.copy": "Copy", "keys.copied": "Copied",
+    "keys.select_copy": "Selected: press Ctrl+C to copy",
+    "users.email": "Email", "users.role": "Role", "users.tier": "Tier", "users.state": "State", "users.enabled": "enabled",
+    "users.disabled": "disabled", "users.enable": "Enable", "users.disable": "Disable", "users.search": "Email contains",
+    "users.total": "{n} users",
+    "usage.group_by": "Group by", "usage.start": "From", "usage.end": "To (inclusive)", "usage.run": "Show", "usage.csv": "Export CSV",
+    "usage.rows": "{n} rows",
+    "models.hash": "Config hash", "models.models": "Models", "models.provider": "Provider", "models.tier": "Tier",
+    "models.enabled": "Running", "models.price_in": "Input $/M tok", "models.price_out": "Output $/M tok", "models.context": "Context",
+    "models.aliases": "Aliases", "models.alias": "Alias", "models.target": "Target", "models.smart": "smart routing",
+    "models.shadow": "Shadow models", "models.fallbacks": "Fallbacks", "models.chain": "Chain", "models.circuits": "Circuit breakers",
+    "models.circuits_note": "Only targets that have failed appear here; the others are closed.", "models.state": "State",
+    "models.failures": "Failures", "models.cooldown": "Cool-down (s)", "models.reset_circuit": "Reset",
+    "models.workers": "Replicas and workers", "models.scope": "Scope", "models.converged": "all on this config",
+    "models.replica": "Replica", "models.current": "Runs this config", "models.loaded_at": "Loaded at",
+    "models.this_process": "this process", "models.reload": "Reload config everywhere", "models.reloaded": "Reloaded: config {hash}",
+    "circuit.closed": "closed", "circuit.open": "open", "circuit.half_open": "half open",
+    "exp.name": "Experiment", "exp.arms": "Arms", "exp.canary": "Canary", "exp.step": "step", "exp.open": "Report",
+    "exp.promote": "Promote", "exp.rollback": "Roll back", "exp.reset": "New run", "exp.done_promote": "Canary promoted",
+    "exp.done_rollback": "Canary rolled back", "exp.done_reset": "New run started", "exp.shadows": "Shadow traffic",
+    "exp.open_shadow": "Shadow report: {alias}", "exp.no_shadows": "No alias has shadow models.",
+    "exp.report": "Report: {name}", "exp.control": "Control", "exp.run": "Run", "exp.all_rows": "all rows", "exp.arm": "Arm",
+    "exp.significance": "Against the control", "exp.verdict": "Verdict", "exp.raw": "Full report (JSON)",
+    "exp.field": "Field", "exp.value": "Value",
+    "exp.shadow_report": "Shadow report: {alias}", "exp.shadow_model": "Shadow model", "exp.pairs": "Pairs",
+    "exp.completed": "Completed", "exp.agreement": "Agreement (mean)", "exp.latency_ratio": "Latency ratio p50",
+    "exp.cost_ratio": "Cost ratio", "exp.judge": "Judge scores", "exp.judged": "Judged", "exp.shadow_score": "Shadow score",
+    "exp.primary_score": "Primary score", "exp.win_rate": "Shadow win rate",
+    "canary.ramping": "ramping", "canary.complete": "complete", "canary.rolled_back": "rolled back",
+    "pending.unavailable": "Not available on this server: {path} does not exist here yet.",
+    "pg.hint": "Chats through /v1/chat/completions as you. Ctrl+Enter sends.", "pg.model": "Model", "pg.stream": "Stream",
+    "pg.system": "System prompt", "pg.system_hint": "optional", "pg.prompt": "Message", "pg.send": "Send", "pg.clear": "Clear",
+    "pg.conversation": "Conversation", "pg.you": "You", "pg.route": "Route", "pg.served": "Answered by", "pg.fallback": "Fallback",
+    "pg.cache": "Cache", "pg.guard": "Guard", "pg.guard_none": "no verdict header (passed)", "pg.cost_na": "admins only",
+    "pg.ttft": "first token", "pg.total": "total",
+  },
+  ko: {
+    skip: "본문으로 건너뛰기", language: "언어", logout: "로그아웃", error: "오류", empty: "아직 데이터가 없습니다",
+    actions: "작업", yes: "예", no: "아니요", done: "완료", saved: "저장했습니다", search: "검색",
+    "role.user": "사용자", "role.admin": "관리자",
+    "login.title": "Prism 로그인", "login.email": "이메일", "login.password": "비밀번호", "login.submit": "로그인",
+    "login.expired": "세션이 끝났습니다. 다시 로그인하세요.",
+    "nav.overview": "개요", "nav.playground": "플레이그라운드", "nav.keys": "API 키", "nav.usage": "사용량",
+    "nav.users": "사용자", "nav.models": "모델과 라우팅", "nav.experiments": "실험", "nav.prompts": "프롬프트",
+    "nav.applications": "애플리케이션", "nav.datasets": "데이터셋", "nav.evaluations": "평가", "nav.jobs": "작업",
+    "m.requests": "요청", "m.errors": "오류", "m.error_rate": "오류율", "m.p50": "지연 p50", "m.p95": "지연 p95",
+    "m.tokens": "토큰", "m.prompt_tokens": "입력 토큰", "m.completion_tokens": "출력 토큰", "m.cost": "비용",
+    "m.cache_rate": "캐시 적중률", "m.cache_hits": "캐시 적중", "m.fallbacks": "폴백",
+    "dim.user": "사용자", "dim.key": "API 키", "dim.model": "모델", "dim.intent": "의도", "dim.day": "일", "dim.hour": "시간",
+    "dim.provider": "제공자", "dim.routing_tier": "라우팅 등급", "dim.tier": "할당량 등급", "dim.status": "상태",
+    "overview.per_day": "일별", "overview.per_model": "모델별", "overview.window": "최근 7일",
+    "overview.updated": "{time} 갱신, 10초마다 새로 고침",
+    "keys.new": "키 만들기", "keys.yours": "키 목록", "keys.name": "이름", "keys.prefix": "접두사", "keys.models": "허용 모델",
+    "keys.models_hint": "허용 모델 (쉼표로 구분, 비우면 전체)", "keys.all_models": "전체", "keys.rpm": "분당 요청 수",
+    "keys.tpm": "분당 토큰 수", "keys.tier": "라우팅 등급 상한", "keys.expires": "만료일", "keys.create": "키 만들기",
+    "keys.created": "생성일", "keys.state": "상태", "keys.active": "사용 중", "keys.revoked": "폐기됨", "keys.revoke": "폐기",
+    "keys.confirm_revoke": "\"{name}\" 키를 폐기할까요? 이 키를 쓰는 클라이언트는 즉시 동작을 멈춥니다.",
+    "keys.secret_once": "새 키입니다. 한 번만 표시되니 지금 복사하세요.", "keys.copy": "복사", "keys.copied": "복사했습니다",
+    "keys.select_copy": "선택했습니다: Ctrl+C로 복사하세요",
+    "users.email": "이메일", "users.role": "역할", "users.tier": "등급", "users.state": "상태", "users.enabled": "활성",
+    "users.disabled": "비활성", "users.enable": "활성화", "users.disable": "비활성화", "users.search": "이메일 포함",
+    "users.total": "사용자 {n}명",
+    "usage.group_by": "묶는 기준", "usage.start": "시작일", "usage.end": "종료일 (포함)", "usage.run": "조회", "usage.csv": "CSV 내보내기",
+    "usage.rows": "{n}행",
+    "models.hash": "설정 해시", "models.models": "모델", "models.provider": "제공자", "models.tier": "등급",
+    "models.enabled": "실행 중", "models.price_in": "입력 $/백만 토큰", "models.price_out": "출력 $/백만 토큰", "models.context": "컨텍스트",
+    "models.aliases": "별칭", "models.alias": "별칭", "models.target": "대상", "models.smart": "스마트 라우팅",
+    "models.shadow": "섀도 모델", "models.fallbacks": "폴백", "models.chain": "순서", "models.circuits": "서킷 브레이커",
+    "models.circuits_note": "실패한 적이 있는 대상만 표시됩니다. 나머지는 닫힘 상태입니다.", "models.state": "상태",
+    "models.failures": "실패 수", "models.cooldown": "대기 (초)", "models.reset_circuit": "초기화",
+    "models.workers": "레플리카와 워커", "models.scope": "범위", "models.converged": "모두 이 설정 사용",
+    "models.replica": "레플리카", "models.current": "이 설정 실행", "models.loaded_at": "적재 시각",
+    "models.this_process": "이 프로세스", "models.reload": "모든 곳에서 설정 다시 읽기", "models.reloaded": "다시 읽었습니다: 설정 {hash}",
+    "circuit.closed": "닫힘", "circuit.open": "열림", "circuit.half_open": "반열림",
+    "exp.name": "실험", "exp.arms": "분기", "exp.canary": "카나리", "exp.step": "단계", "exp.open": "보고서",
+    "exp.promote": "승격", "exp.rollback": "롤백", "exp.reset": "새 실행", "exp.done_promote": "카나리를 승격했습니다",
+    "exp.done_rollback": "카나리를 롤백했습니다", "exp.done_reset": "새 실행을 시작했습니다", "exp.shadows": "섀도 트래픽",
+    "exp.open_shadow": "섀도 보고서: {alias}", "exp.no_shadows": "섀도 모델이 있는 별칭이 없습니다.",
+    "exp.report": "보고서: {name}", "exp.control": "대조군", "exp.run": "실행", "exp.all_rows": "전체 행", "exp.arm": "분기",
+    "exp.significance": "대조군 대비", "exp.verdict": "판정", "exp.raw": "전체 보고서 (JSON)",
+    "exp.field": "항목", "exp.value": "값",
+    "exp.shadow_report": "섀도 보고서: {alias}", "exp.shadow_model": "섀도 모델", "exp.pairs": "쌍",
+    "exp.completed": "완료", "exp.agreement": "일치도 (평균)", "exp.latency_ratio": "지연 비율 p50",
+    "exp.cost_ratio": "비용 비율", "exp.judge": "심판 점수", "exp.judged": "채점 수", "exp.shadow_score": "섀도 점수",
+    "exp.primary_score": "기본 모델 점수", "exp.win_rate": "섀도 승률",
+    "canary.ramping": "증가 중", "canary.complete": "완료", "canary.rolled_back": "롤백됨",
+    "pending.unavailable": "이 서버에서는 사용할 수 없습니다: {path} 가 아직 없습니다.",
+    "pg.hint": "내 계정으로 /v1/chat/completions 에 대화합니다. Ctrl+Enter로 보냅니다.", "pg.model": "모델", "pg.stream": "스트리밍",
+    "pg.system": "시스템 프롬프트", "pg.system_hint": "선택 사항", "pg.prompt": "메시지", "pg.send": "보내기", "pg.clear": "지우기",
+    "pg.conversation": "대화", "pg.you": "나", "pg.route": "경로", "pg.served": "응답 모델", "pg.fallback": "폴백",
+    "pg.cache": "캐시", "pg.guard": "가드", "pg.guard_none": "판정 헤더 없음 (통과)", "pg.cost_na": "관리자만",
+    "pg.ttft": "첫 토큰", "pg.total": "전체",
+  },
+};
+
+export function lang() {
+  const saved = localStorage.getItem(STORE);
+  if (saved === "en" || saved === "ko") return saved;
+  return (navigator.language || "en").toLowerCase().startsWith("ko") ? "ko" : "en";
+}
+
+export function setLang(value) { localStorage.setItem(STORE, value === "ko" ? "ko" : "en"); }
+
+export function t(key, vars = {}) {
+  const text = MESSAGES[lang()][key] ?? MESSAGES.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => (vars[name] ?? ""));
+}
+
+export function applyStatic() {
+  document.documentElement.lang = lang();
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+}

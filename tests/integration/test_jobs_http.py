@@ -1,0 +1,282 @@
+"""``/v1/jobs`` over real HTTP on a real uvicorn gateway in its embedded default (SQLite, no broker:
+the in-process worker): OCR of generated Korean and English pages scored by CER, a PDF with a text
+layer, and the bad-input list — each a clear 4xx, nothing queued."""
+
+from __future__ import annotations
+
+import io
+import socket
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.support.gateway_proc import GatewayProcess, running_gateway
+from tests.support.ocr_documents import cer, font_paths, page_text, png_bytes, render
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    tmp = tmp_path_factory.mktemp("jobs")
+    env = {
+        "GATEWAY_JOBS_STORAGE_DIR": str(tmp / "uploads"),
+        "GATEWAY_JOBS_MAX_PAGES": "50",
+        "GATEWAY_JOBS_PAGES_PER_DAY": "40",
+        "GATEWAY_JOBS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+    }
+    with running_gateway(tmp, env=env, ready_timeout=180.0) as gw:
+        yield gw
+
+
+def submit(
+    gw: GatewayProcess,
+    data: bytes,
+    *,
+    name: str,
+    content_type: str,
+    job_type: str = "ocr",
+    options: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    form = {"type": job_type, **({"options": options} if options else {})}
+    return httpx.post(
+        f"{gw.url}/v1/jobs",
+        data=form,
+        files={"file": (name, data, content_type)},
+        headers=headers or {},
+        timeout=30,
+    )
+
+
+def finished(gw: GatewayProcess, job_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = httpx.get(f"{gw.url}/v1/jobs/{job_id}", timeout=10).json()
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_until(done, f"job {job_id} finished", within_s=120)
+
+
+def queued_count(gw: GatewayProcess) -> int:
+    return len(httpx.get(f"{gw.url}/v1/jobs", params={"limit": 100}, timeout=10).json()["data"])
+
+
+def test_ocr_of_korean_and_english_pages_over_http(gateway: GatewayProcess) -> None:
+    for language, limit in (("ko", 0.12), ("en", 0.02)):
+        text = page_text(language, seed=7, lines=4)
+        image = render(text, font_path=font_paths(language)[1 if language == "ko" else 0], dpi=300)
+        response = submit(
+            gateway,
+            png_bytes(image),
+            name="page.png",
+            content_type="image/png",
+            headers={"Idempotency-Key": f"ocr-{language}"},
+        )
+        assert response.status_code == 202, response.text
+        job = response.json()
+        assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+        assert job["status"] in ("queued", "running") and job["pages"] == 1
+        again = submit(
+            gateway,
+            png_bytes(image),
+            name="page.png",
+            content_type="image/png",
+            headers={"Idempotency-Key": f"ocr-{language}"},
+        )
+        assert again.json()["id"] == job["id"] and again.headers["idempotent-replayed"] == "true"
+        done = finished(gateway, job["id"])
+        assert done["status"] == "succeeded", done
+        assert done["progress"]["percent"] == 100.0
+        result = httpx.get(f"{gateway.url}/v1/jobs/{job['id']}/result", timeout=10).json()["result"]
+        score = cer(text, result["text"])
+        assert score <= limit, (language, score, result["text"])
+        block = result["pages"][0]["blocks"][0]
+        assert len(block["box"]) == 4 and 0 <= block["confidence"] <= 100 and block["text"]
+
+
+def text_pdf(line: str) -> bytes:
+    """A one-page PDF whose text is a text layer (Helvetica), xref offsets computed."""
+    stream = f"BT /F1 14 Tf 72 720 Td ({line}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_pdf_text_layer_is_read_without_ocr(gateway: GatewayProcess) -> None:
+    line = "Reference GOV-2026-0417: reply by 18 December 2026"
+    response = submit(gateway, text_pdf(line), name="letter.pdf", content_type="application/pdf")
+    assert response.status_code == 202, response.text
+    done = finished(gateway, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    result = httpx.get(f"{gateway.url}/v1/jobs/{done['id']}/result", timeout=10).json()["result"]
+    assert result["pages"][0]["source"] == "text_layer"
+    assert result["text"].strip() == line
+
+
+def test_a_scanned_pdf_page_is_ocred(gateway: GatewayProcess) -> None:
+    import pypdfium2 as pdfium
+
+    image = render(
+        "Invoice 2026-0417 total USD 47,250.00\nPayment due 18 December 2026",
+        font_path=font_paths("en")[0],
+        dpi=150,
+    )
+    scanned = io.BytesIO()
+    image.convert("RGB").save(scanned, format="PDF", resolution=150)
+    pdf = pdfium.PdfDocument(scanned.getvalue())
+    assert len(pdf) == 1
+    response = submit(gateway, scanned.getvalue(), name="scan.pdf", content_type="application/pdf")
+    assert response.status_code == 202, response.text
+    done = finished(gateway, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    result = httpx.get(f"{gateway.url}/v1/jobs/{done['id']}/result", timeout=10).json()["result"]
+    assert result["pages"][0]["source"] == "ocr"  # a scan: no text layer
+    assert cer("Invoice 2026-0417 total USD 47,250.00\nPayment due 18 December 2026", result["text"]) < 0.05
+
+
+def _zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.txt", "not an image" * 100)
+    return buffer.getvalue()
+
+
+def _many_page_pdf(pages: int) -> bytes:
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        pdf.new_page(200, 200)
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def test_bad_input_is_refused_with_clear_4xx_and_nothing_is_queued(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    before = queued_count(gateway)
+    png = png_bytes(Image.new("L", (400, 200), 255))
+    cases: list[tuple[str, httpx.Response, int, str]] = [
+        (
+            "zip as png",
+            submit(gateway, _zip_bytes(), name="scan.png", content_type="image/png"),
+            415,
+            "content_mismatch",
+        ),
+        (
+            "truncated png",
+            submit(gateway, png[: len(png) // 2], name="a.png", content_type="image/png"),
+            400,
+            "invalid_file",
+        ),
+        (
+            "10,000-page pdf",
+            submit(gateway, _many_page_pdf(10_000), name="big.pdf", content_type="application/pdf"),
+            413,
+            "too_many_pages",
+        ),
+        (
+            "truncated pdf",
+            submit(gateway, _many_page_pdf(2)[:-200], name="t.pdf", content_type="application/pdf"),
+            400,
+            "invalid_file",
+        ),
+        (
+            "unknown type",
+            submit(gateway, png, name="a.png", content_type="image/png", job_type="nope"),
+            400,
+            "invalid_job_type",
+        ),
+        (
+            "bad options",
+            submit(gateway, png, name="a.png", content_type="image/png", options="[1"),
+            400,
+            "invalid_options",
+        ),
+        (
+            "text for ocr",
+            submit(gateway, b"plain words " * 50, name="a.txt", content_type="text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "big upload",
+            submit(
+                gateway,
+                b"\x89PNG\r\n\x1a\n" + b"\0" * (9 * 1024 * 1024),
+                name="a.png",
+                content_type="image/png",
+            ),
+            413,
+            "request_too_large",
+        ),
+        (
+            "bad base64",
+            httpx.post(f"{gateway.url}/v1/jobs", json={"type": "ocr", "content": "@@@"}, timeout=10),
+            400,
+            "invalid_base64",
+        ),
+    ]
+    for what, response, status, code in cases:
+        assert response.status_code == status, (what, response.text)
+        error = response.json()["error"]
+        assert error["code"] == code and error["message"], (what, error)
+    # 2 GB declared: refused from the header alone, before the body is read
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            + f"Content-Length: {2 * 1024**3}\r\n\r\n".encode()
+            + b"--x\r\n"
+        )
+        answer = ""
+        while "request_too_large" not in answer and (chunk := conn.recv(65536)):
+            answer += chunk.decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413") and "request_too_large" in answer, answer
+    assert queued_count(gateway) == before
+    assert not list(Path(gateway.log_path.parent / "uploads").glob("*.upload"))
+
+
+def test_json_base64_submission_cancel_and_object_level_404(gateway: GatewayProcess) -> None:
+    import base64
+
+    png = png_bytes(render("Hello jobs", font_path=font_paths("en")[0], dpi=150))
+    response = httpx.post(
+        f"{gateway.url}/v1/jobs",
+        json={"type": "ocr", "content": base64.b64encode(png).decode(), "filename": "x.png"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    finished(gateway, job_id)
+    assert httpx.delete(f"{gateway.url}/v1/jobs/{job_id}", timeout=10).status_code == 409
+    missing = httpx.get(f"{gateway.url}/v1/jobs/0123456789abcdef0123456789abcdef", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
+
+
+def test_the_daily_page_quota_refuses_a_submission_that_would_pass_it(gateway: GatewayProcess) -> None:
+    frames = [Image.new("L", (64, 64), 255) for _ in range(40)]
+    out = io.BytesIO()
+    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
+    response = submit(gateway, out.getvalue(), name="many.tif", content_type="image/tiff")
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "page_quota_exceeded"
