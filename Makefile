@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run worker test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings eval-retrieval eval-ocr train-guard lock clean
+.PHONY: install run worker test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings eval-retrieval eval-ocr eval-gongmun train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -100,6 +100,11 @@ eval-embeddings: install
 ## Recall@5 of retrieval (dense, keyword, hybrid) on EN/KO samples; ARGS=--postgres for pgvector
 eval-retrieval: install
 	OPENBLAS_NUM_THREADS=1 $(PY) scripts/eval_retrieval.py $(ARGS)
+
+## 공문 parser field accuracy: generate letters (text, PDF, scans) under .eval/gongmun, then score them
+eval-gongmun: install
+	$(PY) scripts/gen_gongmun.py --out .eval/gongmun --per-layout 20
+	$(PY) scripts/eval_gongmun.py --data .eval/gongmun --scan-limit 3
 
 ## Re-pin requirements.lock from pyproject.toml
 lock:

@@ -77,6 +77,7 @@ class FakeConfig:
     chunk_delay: float = 0.0  # seconds between streamed chunks
     chunks: int = 0  # 0: echo the last user message; N > 0: a fixed lorem of N tokens
     reply: str | None = None  # fixed answer text (overrides echo / lorem)
+    json_reply: str | None = None  # the answer, verbatim, to a JSON-mode request (else {"echo": text})
     max_echo_chars: int = 400
     hang_seconds: float = 30.0
     cut_after: int = 2
@@ -283,7 +284,7 @@ def plan_reply(body: dict[str, Any], cfg: FakeConfig) -> ReplyPlan:
         or fmt == "json"
         or (isinstance(fmt, dict))
     ):
-        text = orjson.dumps({"echo": text}).decode()
+        text = cfg.json_reply if cfg.json_reply is not None else orjson.dumps({"echo": text}).decode()
     pieces = split_tokens(text)
     finish = "stop"
     limit = body.get("max_completion_tokens") or body.get("max_tokens")

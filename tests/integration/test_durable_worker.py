@@ -37,7 +37,7 @@ async def test_the_worker_process_finishes_an_orphaned_summarize_run(pg_url: str
             sys.executable,
             "-m",
             "gateway.agent.durable.worker",
-            "--summary-model",
+            "--model",
             "mock-fast",
             "--metrics-port",
             str(port),
@@ -61,7 +61,7 @@ async def test_the_worker_process_finishes_an_orphaned_summarize_run(pg_url: str
                     record = await runs.get(conn, run_id)
                 return record if record is not None and record.finished_at is not None else None
 
-            record = await eventually(finished, "the worker finished the orphaned run", within_s=60)
+            record = await eventually(finished, "the worker finished the orphaned run", within_s=150)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 scraped = (await http.get("/metrics")).text
             assert 'prism_durable_runs_total{event="resumed",graph="summarize"} 1.0' in scraped
@@ -77,10 +77,21 @@ async def test_the_worker_process_finishes_an_orphaned_summarize_run(pg_url: str
             if worker.returncode is None:
                 worker.kill()
                 await worker.wait()
+        assert record.status == "succeeded", record.error
+        assert record.claims == 2
+        # 30 paragraphs of ~255 characters: 2 chunks of English (6000 characters at most)
+        assert len(record.result["outputs"]["prepare"]["chunks"]) == 2
+        assert len(record.result["outputs"]["map"]["partial"]) == 2
+        last = record.result["last"]
+        assert last["summary"] and last["chunks"] == 2 and last["calls"] == 3  # 2 maps + 1 reduce
+        # the calls went through the gateway's request path: one usage record each (service principal)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.exec_driver_sql(
+                    "SELECT model_requested, status FROM usage_logs"
+                    " WHERE request_id LIKE 'pipe-%' AND user_id IS NULL AND model_requested = 'mock-fast'"
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [("mock-fast", "ok")] * 3
     finally:
         await engine.dispose()
-    assert record.status == "succeeded", record.error
-    assert record.claims == 2
-    assert len(record.result["outputs"]["chunk"]) == 2  # 30 paragraphs of ~255 characters, 15 per chunk
-    assert len(record.result["outputs"]["map"]) == 2
-    assert isinstance(record.result["last"], str) and record.result["last"]

@@ -15,7 +15,6 @@ from gateway.agent.durable import (
     open_checkpointer,
 )
 from gateway.agent.durable.checkpointer import checkpointer_kind, open_checkpointers, postgres_conninfo
-from gateway.agent.durable.summarize import chunk_text
 from gateway.config.durable import DurableConfig
 
 
@@ -70,8 +69,3 @@ def test_pipeline_definitions_are_checked() -> None:
     assert "check" in drawn and "rejected" in drawn
 
 
-def test_chunks_pack_paragraphs_and_cut_long_ones() -> None:
-    text = "one\n\ntwo\n\n" + "x" * 25 + "\n\nthree"
-    assert chunk_text(text, chunk_chars=10) == ["one\n\ntwo", "x" * 10, "x" * 10, "x" * 5, "three"]
-    assert chunk_text("", chunk_chars=10) == []
-    assert chunk_text("짧은 문단.\n\n두 번째.", chunk_chars=100) == ["짧은 문단.\n\n두 번째."]

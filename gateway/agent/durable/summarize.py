@@ -3,7 +3,12 @@
 ``chunk`` (pure: paragraphs packed into chunks of at most ``chunk_chars``) → ``map`` (one model
 call per chunk, progress streamed as custom events) → ``reduce`` (one model call over the partial
 summaries; skipped work when there was one chunk). Any configured model answers through Prism's
-provider layer. The jobs pipelines (issue #23) reuse it for their summaries.
+provider layer, bypassing the gateway's request path (no usage records, quotas or guards).
+
+Kept only for ``gateway/jobs/pipelines.py`` until the jobs registry hands its pipelines a
+completion service: the upgraded ``summarize`` (Korean-aware chunking, calls through
+``CompletionService.run`` as the job's owner) is ``gateway/pipelines/summarize.py``
+(docs/pipelines.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""공문 (official letter) analysis: the parsers, the fields and their schema, the LLM step."""
