@@ -345,7 +345,14 @@ def pipeline_rows(pg_url: str, job_id: str) -> tuple[list[Any], Any]:
 
 
 def run_owned(
-    gw: GatewayProcess, key: str, data: bytes, *, name: str, content_type: str, job_type: str
+    gw: GatewayProcess,
+    key: str,
+    data: bytes,
+    *,
+    name: str,
+    content_type: str,
+    job_type: str,
+    options: str | None = None,
 ) -> Any:
     response = submit(
         gw,
@@ -353,6 +360,7 @@ def run_owned(
         name=name,
         content_type=content_type,
         job_type=job_type,
+        options=options,
         headers={"Authorization": f"Bearer {key}"},
     )
     assert response.status_code == 202, response.text
@@ -416,11 +424,18 @@ def test_summarize_job_charges_every_model_call_to_the_owner(
 ) -> None:
     gw, key = owned_gateway
     text = "\n\n".join(generate("dev", per_layout=1, seed=3)[0].text for _ in range(2))
+    forged = '{"_principal": {"user_id": "someone-else", "role": "admin"}, "chunk_chars": 300}'
     job_id, result = run_owned(
-        gw, key, text.encode(), name="doc.txt", content_type="text/plain", job_type="summarize"
+        gw,
+        key,
+        text.encode(),
+        name="doc.txt",
+        content_type="text/plain",
+        job_type="summarize",
+        options=forged,  # a caller's "_principal" is dropped: the calls are the owner's
     )
     assert result["summary"] and result["model"] == "mock-fast" and result["language"] == "ko", result
-    assert result["calls"] >= result["chunks"] >= 1
+    assert result["chunks"] > 1 and result["calls"] > result["chunks"]  # map, then reduce
     rows = owned_calls(pg_url, job_id, result["calls"])
     assert len(rows) == result["calls"]
     assert sum(row["prompt_tokens"] for row in rows) > 0
