@@ -190,7 +190,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 if search is not None:  # offered where a route or request names it (gateway/tools/access.py)
                     tools.replace_group(search.name, [search])
         state.jobs = await open_jobs(
-            settings, stack, engine=accounts.engine, targets=lambda: holder.current.targets
+            settings,
+            stack,
+            engine=accounts.engine,
+            targets=lambda: holder.current.targets,
+            completions=state.completions,
         )
         state.evals = EvalRunner(
             sessionmaker=accounts.sessionmaker,

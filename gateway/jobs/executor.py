@@ -30,7 +30,7 @@ from gateway.agent.durable.definitions import DurableGraph, RunInfo, jsonable
 from gateway.db.repositories import jobs
 from gateway.db.repositories.usage import insert_ignore_duplicates
 from gateway.jobs.graphs import Progress, job_graph, job_steps
-from gateway.jobs.registry import JobType, PipelineContext
+from gateway.jobs.registry import OWNER_KEY, JobType, PipelineContext
 from gateway.jobs.uploads import discard
 from gateway.jobs.webhooks import WebhookSender
 from gateway.observability import tracing
@@ -131,12 +131,15 @@ class JobExecutor:
         snapshot = await compiled.aget_state(config)
         payload = None
         if snapshot.created_at is None:
+            options = dict(row.options or {})
+            owner = options.pop(OWNER_KEY, None)
             payload = graph.prepare(
                 {
                     "path": row.file_path,
                     "content_type": row.content_type,
-                    "options": row.options or {},
+                    "options": options,
                     "pages": row.pages,
+                    "principal": owner,
                 }
             )
         else:

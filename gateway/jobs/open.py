@@ -12,6 +12,7 @@ from gateway.config.settings import Settings
 from gateway.jobs.registry import job_types
 from gateway.jobs.runtime import LiveTargets, open_executor
 from gateway.jobs.service import Dispatcher, JobService
+from gateway.pipelines.llm import Completions
 from gateway.providers.registry import Target
 
 
@@ -21,7 +22,10 @@ async def open_jobs(
     *,
     engine: AsyncEngine,
     targets: Callable[[], Mapping[str, Target]],
+    completions: Completions,
 ) -> JobService:
+    """``completions`` is the gateway's own request path: the in-process worker's document
+    pipelines make their model calls through it as each job's owner."""
     dispatcher: Dispatcher
     if settings.jobs_broker_url:
         from gateway.jobs.celery_app import CeleryDispatcher, create_celery
@@ -31,7 +35,7 @@ async def open_jobs(
         from gateway.jobs.inprocess import InProcessJobs
 
         executor = await stack.enter_async_context(
-            open_executor(settings, engine=engine, targets=LiveTargets(targets))
+            open_executor(settings, engine=engine, targets=LiveTargets(targets), completions=completions)
         )
         worker = InProcessJobs(
             executor=executor, engine=engine, concurrency=settings.jobs_inprocess_concurrency

@@ -1,6 +1,7 @@
-"""The built-in job pipelines: ``ocr`` (a file → text with per-line boxes and confidences) and
-``summarize`` (text → a short summary, ``gateway/agent/durable/summarize.py``), plus the
-``extract`` step that turns any uploaded file into text for the text pipelines."""
+"""The built-in job pipelines: ``ocr`` (a file → text with per-line boxes and confidences),
+``summarize`` and ``document_analysis`` (the document pipelines of ``gateway/pipelines/``, their
+model calls through Prism's request path as the job's owner), plus the ``extract`` step that turns
+any uploaded file into text for the text pipelines (OCR of images and scanned pages included)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from PIL import Image
 
 from gateway.agent.durable.definitions import DurableGraph
 from gateway.agent.durable.pipeline import Step, StepContext, build_pipeline
-from gateway.agent.durable.summarize import summarize_pipeline as map_reduce_summary
 from gateway.jobs import ocr
 from gateway.jobs.registry import PipelineContext
 from gateway.jobs.uploads import TEXT
+from gateway.pipelines.registry import PIPELINES
 
 LANGUAGES = {"ko": "kor", "en": "eng", "kor": "kor", "eng": "eng"}
 
@@ -90,10 +91,19 @@ def extract_step(dpi: int) -> Step:
     async def extract(value: dict[str, Any], step: StepContext) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         pages = await loop.run_in_executor(None, _with_writer(read_pages, step), value, step, dpi)
-        return {"text": ocr_result(pages)["text"], "options": value.get("options") or {}, "pages": len(pages)}
+        return {
+            "text": ocr_result(pages)["text"],
+            "options": value.get("options") or {},
+            "pages": len(pages),
+            "principal": value.get("principal"),
+        }
 
     return Step("extract", extract)
 
 
 def summarize_pipeline(context: PipelineContext) -> DurableGraph:
-    return map_reduce_summary(context.target())
+    return PIPELINES["summarize"](context.llm())
+
+
+def document_analysis_pipeline(context: PipelineContext) -> DurableGraph:
+    return PIPELINES["document_analysis"](context.llm())

@@ -5,8 +5,13 @@ A factory is ``factory(context: PipelineContext) -> DurableGraph`` (``gateway.ag
 ``build_pipeline`` makes one from steps). ``input`` says what the pipeline is given:
 
 - ``file``: ``{"path", "content_type", "options"}`` — the uploaded file (the ``ocr`` type);
-- ``text``: ``{"text", "options", "pages"}`` — the file's text, extracted first by the job's own
-  ``extract`` step (PDF text layer, OCR of images and scanned pages, or the text file itself).
+- ``text``: ``{"text", "options", "pages", "principal"}`` — the file's text, extracted first by the
+  job's own ``extract`` step (PDF text layer, OCR of images and scanned pages, or the text file
+  itself), and the job's owner as resolved at submit time (``gateway.pipelines.llm.principal_json``).
+
+The built-in text types (``summarize``, ``document_analysis``) are the document pipelines of
+``gateway/pipelines/registry.py``: their model calls go through the completion service of
+:class:`PipelineContext` (Prism's own request path) as the job's owner, one usage record each.
 
 The job's graph is ``[extract] → <pipeline>``, the pipeline running as a subgraph, so both are
 checkpointed under the job's thread and a worker that takes a job over resumes after the last
@@ -24,7 +29,11 @@ import orjson
 
 from gateway.agent.durable.definitions import DurableGraph
 from gateway.config.settings import Settings
+from gateway.pipelines.llm import Completions, PipelineLLM
 from gateway.providers.registry import Target
+
+OWNER_KEY = "_principal"
+"""Where a job's stored options keep its owner (set at submit time; a caller's value is dropped)."""
 
 InputKind = Literal["file", "text"]
 
@@ -35,6 +44,13 @@ class PipelineContext:
     model: str
     """The default model for LLM steps (``GATEWAY_JOBS_MODEL``)."""
     settings: Settings
+    completions: Completions | None = None
+    """Prism's request path in this process (the gateway's own, or one a Celery worker opened)."""
+
+    def llm(self) -> PipelineLLM:
+        if self.completions is None:
+            raise LookupError("no completion service in this process: the pipeline's model calls cannot run")
+        return PipelineLLM(self.completions, model=self.model)
 
     def target(self, name: str | None = None) -> Target:
         chosen = name or self.model
@@ -65,6 +81,9 @@ class JobType:
 BUILTIN: dict[str, JobType] = {
     "ocr": JobType("ocr", "gateway.jobs.pipelines:ocr_pipeline", "file"),
     "summarize": JobType("summarize", "gateway.jobs.pipelines:summarize_pipeline", "text"),
+    "document_analysis": JobType(
+        "document_analysis", "gateway.jobs.pipelines:document_analysis_pipeline", "text"
+    ),
 }
 
 

@@ -1,5 +1,6 @@
-"""What runs jobs in a process: the executor with its engine, checkpointer, models and webhooks,
-opened once (the gateway's in-process worker, or a Celery worker child) and closed on exit."""
+"""What runs jobs in a process: the executor with its engine, checkpointer, models, completion
+service (the document pipelines' model calls) and webhooks, opened once (the gateway's in-process
+worker, or a Celery worker child) and closed on exit."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gateway.config.settings import Settings
 from gateway.jobs.executor import JobExecutor
 from gateway.jobs.registry import PipelineContext, job_types
 from gateway.jobs.webhooks import WebhookSender
+from gateway.pipelines.llm import Completions
 from gateway.providers.registry import Target
 
 
@@ -36,7 +38,11 @@ class LiveTargets(Mapping[str, Target]):
 
 @contextlib.asynccontextmanager
 async def open_executor(
-    settings: Settings, *, engine: AsyncEngine, targets: Mapping[str, Target]
+    settings: Settings,
+    *,
+    engine: AsyncEngine,
+    targets: Mapping[str, Target],
+    completions: Completions | None = None,
 ) -> AsyncIterator[JobExecutor]:
     config = DurableConfig.from_settings(settings)
     secret = settings.jobs_webhook_secret.get_secret_value() if settings.jobs_webhook_secret else None
@@ -47,7 +53,9 @@ async def open_executor(
                 engine=engine,
                 checkpointer=savers[0],
                 types=job_types(settings),
-                context=PipelineContext(targets=targets, model=settings.jobs_model, settings=settings),
+                context=PipelineContext(
+                    targets=targets, model=settings.jobs_model, settings=settings, completions=completions
+                ),
                 worker_id=config.worker_id or f"{os.uname().nodename}:{os.getpid()}",
                 webhooks=webhooks,
             )

@@ -21,9 +21,10 @@ from gateway.config.settings import Settings
 from gateway.db.repositories import jobs
 from gateway.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, ServiceUnavailable
 from gateway.jobs.inspection import count_pages
-from gateway.jobs.registry import JobType
+from gateway.jobs.registry import OWNER_KEY, JobType
 from gateway.jobs.uploads import check_kind, declared_kind, discard
 from gateway.observability.metrics import JOBS_SUBMITTED
+from gateway.pipelines.llm import principal_json
 from gateway.security.principal import Principal
 
 log = structlog.get_logger("gateway.jobs")
@@ -114,7 +115,10 @@ class JobService:
             "content_type": kind,
             "size_bytes": sub.size,
             "pages": pages,
-            "options": sub.options,
+            "options": {
+                **{k: v for k, v in sub.options.items() if k != OWNER_KEY},
+                OWNER_KEY: principal_json(principal),
+            },
             "webhook_url": sub.webhook_url,
         }
         try:

@@ -2,8 +2,10 @@
 worker``). Settings come from the environment (``GATEWAY_*``, as for the gateway): Celery's
 ``-A`` loads this module, so the app is built here; building it connects to nothing.
 
-Each worker child opens one :class:`WorkerRuntime` (event loop, engine, checkpointer, models)
-on its first task and runs every job of its life on it; ``worker_process_shutdown`` closes it.
+Each worker child opens one :class:`WorkerRuntime` (event loop, engine, checkpointer, models, and
+Prism's request path in-process — ``gateway.pipelines.service.open_completions`` — through which the
+document pipelines make their model calls as each job's owner) on its first task and runs every
+job of its life on it; ``worker_process_shutdown`` closes it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from gateway.jobs.celery_app import TASK, create_celery, declare_queues
 from gateway.jobs.executor import JobBusy, JobExecutor
 from gateway.jobs.runtime import open_executor
 from gateway.observability.logging import configure_logging
+from gateway.pipelines.service import open_completions
 from gateway.providers.http import UpstreamClients
 from gateway.providers.registry import build_targets
 
@@ -49,7 +52,10 @@ class WorkerRuntime:
         clients = UpstreamClients()
         self._stack.push_async_callback(clients.aclose)
         targets = build_targets(load_config(settings.config), clients=clients, env=os.environ)
-        return await self._stack.enter_async_context(open_executor(settings, engine=engine, targets=targets))
+        completions = await self._stack.enter_async_context(open_completions(settings))
+        return await self._stack.enter_async_context(
+            open_executor(settings, engine=engine, targets=targets, completions=completions)
+        )
 
     def run(self, job_id: str) -> str:
         try:

@@ -1,20 +1,28 @@
 """``/v1/jobs`` over real HTTP on a real uvicorn gateway in its embedded default (SQLite, no broker:
 the in-process worker): OCR of generated Korean and English pages scored by CER, a PDF with a text
-layer, and the bad-input list — each a clear 4xx, nothing queued."""
+layer, and the bad-input list — each a clear 4xx, nothing queued. Then, on Postgres with auth on,
+the ``document_analysis`` and ``summarize`` jobs on generated 공문: their results, and one usage row
+per model call of the pipeline, owned by the job owner's user and key."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from PIL import Image
 
+from scripts.gen_gongmun import generate, render_pdf
+from tests.integration.db_fixtures import *  # noqa: F403
+from tests.support.durable_graphs import asyncpg_dsn
 from tests.support.gateway_proc import GatewayProcess, running_gateway
 from tests.support.ocr_documents import cer, font_paths, page_text, png_bytes, render
 from tests.support.waiting import wait_until
@@ -280,3 +288,154 @@ def test_the_daily_page_quota_refuses_a_submission_that_would_pass_it(gateway: G
     response = submit(gateway, out.getvalue(), name="many.tif", content_type="image/tiff")
     assert response.status_code == 429, response.text
     assert response.json()["error"]["code"] == "page_quota_exceeded"
+
+
+PIPELINE_CONFIG = """
+models:
+  mock-fast: {provider: mock, tier: cheap}
+"""
+PASSWORD = "amber-lantern-pebble-73"
+
+
+@pytest.fixture(scope="module")
+def owned_gateway(
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str
+) -> Iterator[tuple[GatewayProcess, str]]:
+    """A gateway on Postgres with auth on (in-process jobs worker, no broker), and a user's key."""
+    tmp = tmp_path_factory.mktemp("jobs-owned")
+    env = {
+        "GATEWAY_DATABASE_URL": pg_url,
+        "GATEWAY_AUTH_ENABLED": "true",
+        "GATEWAY_JOBS_STORAGE_DIR": str(tmp / "uploads"),
+        "GATEWAY_JOBS_MODEL": "mock-fast",
+    }
+    with (
+        running_gateway(tmp, config=PIPELINE_CONFIG, env=env, ready_timeout=180.0) as gw,
+        httpx.Client(base_url=gw.url, timeout=30) as http,
+    ):
+        email = f"jobs-{uuid.uuid4().hex[:8]}@example.com"
+        assert http.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 202
+        token = http.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+        created = http.post("/api/keys", json={"name": "jobs"}, headers={"Authorization": f"Bearer {token}"})
+        assert created.status_code in (200, 201), created.text
+        yield gw, created.json()["key"]
+
+
+def pipeline_rows(pg_url: str, job_id: str) -> tuple[list[Any], Any]:
+    """The usage rows of the pipeline's model calls made since the job was created (``pipe-…``),
+    and the job's own row (owner and the ``job-<id>`` record)."""
+
+    async def fetch() -> tuple[list[Any], Any]:
+        conn = await asyncpg.connect(asyncpg_dsn(pg_url))
+        try:
+            job = await conn.fetchrow(
+                "SELECT user_id, api_key_id, created_at FROM jobs WHERE id = $1", job_id
+            )
+            rows = await conn.fetch(
+                "SELECT request_id, user_id, api_key_id, model_served, status, prompt_tokens"
+                " FROM usage_logs WHERE request_id LIKE 'pipe-%' AND api_key_id = $1 AND created_at >= $2",
+                job["api_key_id"],
+                job["created_at"],
+            )
+            return list(rows), job
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def run_owned(
+    gw: GatewayProcess,
+    key: str,
+    data: bytes,
+    *,
+    name: str,
+    content_type: str,
+    job_type: str,
+    options: str | None = None,
+) -> Any:
+    response = submit(
+        gw,
+        data,
+        name=name,
+        content_type=content_type,
+        job_type=job_type,
+        options=options,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+
+    def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = httpx.get(
+            f"{gw.url}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ).json()
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    job = wait_until(done, f"job {job_id} finished", within_s=120)
+    assert job["status"] == "succeeded", job
+    result = httpx.get(
+        f"{gw.url}/v1/jobs/{job_id}/result", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).json()["result"]
+    return job_id, result
+
+
+def owned_calls(pg_url: str, job_id: str, calls: int) -> list[Any]:
+    """Waits for ``calls`` usage rows of the job's model calls; each is the job owner's."""
+
+    def enough() -> list[Any] | None:
+        rows, _job = pipeline_rows(pg_url, job_id)
+        return rows if len(rows) >= calls else None
+
+    rows = wait_until(enough, f"{calls} usage rows of job {job_id}", within_s=30)
+    _rows, job = pipeline_rows(pg_url, job_id)
+    assert job["user_id"] and job["api_key_id"]
+    for row in rows:
+        assert (row["user_id"], row["api_key_id"]) == (job["user_id"], job["api_key_id"])
+        assert row["model_served"] == "mock-fast" and row["status"] == "ok"
+    return rows
+
+
+def test_document_analysis_job_on_a_gongmun_text_and_pdf(
+    owned_gateway: tuple[GatewayProcess, str], pg_url: str, tmp_path: Path
+) -> None:
+    gw, key = owned_gateway
+    letter = next(x for x in generate("dev", per_layout=3, seed=5) if x.language == "ko")
+    pdf = tmp_path / "letter.pdf"
+    render_pdf(letter.text, pdf)
+    for data, name, kind in (
+        (letter.text.encode(), "letter.txt", "text/plain"),
+        (pdf.read_bytes(), "letter.pdf", "application/pdf"),
+    ):
+        job_id, document = run_owned(
+            gw, key, data, name=name, content_type=kind, job_type="document_analysis"
+        )
+        assert document["language"] == "ko" and document["model"] == "mock-fast", document
+        fields = document["fields"]
+        for field in ("title", "doc_number", "sender_org"):
+            assert fields[field]["source"] == "parser"
+            assert "".join(str(fields[field]["value"]).split()) == "".join(str(letter.truth[field]).split())
+        rows = owned_calls(pg_url, job_id, 1)
+        assert len(rows) == 1  # the LLM step: one model call, one usage row, the owner's
+
+
+def test_summarize_job_charges_every_model_call_to_the_owner(
+    owned_gateway: tuple[GatewayProcess, str], pg_url: str
+) -> None:
+    gw, key = owned_gateway
+    text = "\n\n".join(generate("dev", per_layout=1, seed=3)[0].text for _ in range(2))
+    forged = '{"_principal": {"user_id": "someone-else", "role": "admin"}, "chunk_chars": 300}'
+    job_id, result = run_owned(
+        gw,
+        key,
+        text.encode(),
+        name="doc.txt",
+        content_type="text/plain",
+        job_type="summarize",
+        options=forged,  # a caller's "_principal" is dropped: the calls are the owner's
+    )
+    assert result["summary"] and result["model"] == "mock-fast" and result["language"] == "ko", result
+    assert result["chunks"] > 1 and result["calls"] > result["chunks"]  # map, then reduce
+    rows = owned_calls(pg_url, job_id, result["calls"])
+    assert len(rows) == result["calls"]
+    assert sum(row["prompt_tokens"] for row in rows) > 0
