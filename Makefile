@@ -32,7 +32,7 @@ run: install
 ## the same GATEWAY_DATABASE_URL and GATEWAY_JOBS_STORAGE_DIR as the gateway. Scale by starting more.
 worker: install
 	@GATEWAY_JOBS_BROKER_URL=$${GATEWAY_JOBS_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//} \
-	  exec $(VENV)/bin/celery -A gateway.jobs.worker worker -Q $${GATEWAY_JOBS_QUEUE:-prism.jobs} \
+	  exec $(VENV)/bin/celery -A gateway.workers.jobs worker -Q $${GATEWAY_JOBS_QUEUE:-prism.jobs} \
 	  --pool prefork --concurrency $${WORKER_CONCURRENCY:-1} --loglevel INFO
 
 ## OCR character error rate per language and condition on generated pages (docs/jobs.md)

@@ -1,7 +1,7 @@
 """The Celery side of jobs: the app (the ``prism.jobs`` queue, ``GATEWAY_JOBS_QUEUE``, on RabbitMQ
 with a dead-letter queue ``prism.jobs.dead``), the ``prism.jobs.run`` task and the dispatcher.
 
-Start workers with ``make worker`` (``celery -A gateway.jobs.worker worker -Q prism.jobs``).
+Start workers with ``make worker`` (``celery -A gateway.workers.jobs worker -Q prism.jobs``).
 Delivery guarantees: ``acks_late`` (a message is acknowledged only when its task has ended) with
 ``reject_on_worker_lost`` (a worker child that dies gives its message back) and prefetch 1; a broker
 connection that drops (the whole worker SIGKILLed) returns its unacknowledged messages too. The job

@@ -1,4 +1,4 @@
-"""The durable worker process (``python -m gateway.agent.durable.worker``): at start it finds a run
+"""The durable worker process (``python -m gateway.workers.durable``): at start it finds a run
 whose worker died and finishes it — the ``summarize`` pipeline through the mock provider — and on
 SIGTERM it exits cleanly."""
 
@@ -36,7 +36,7 @@ async def test_the_worker_process_finishes_an_orphaned_summarize_run(pg_url: str
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gateway.agent.durable.worker",
+            "gateway.workers.durable",
             "--model",
             "mock-fast",
             "--metrics-port",

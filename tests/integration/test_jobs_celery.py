@@ -58,7 +58,7 @@ def start_worker(env: dict[str, str], name: str, log: IO[bytes]) -> subprocess.P
             "-m",
             "celery",
             "-A",
-            "gateway.jobs.worker",
+            "gateway.workers.jobs",
             "worker",
             "-Q",
             env["GATEWAY_JOBS_QUEUE"],

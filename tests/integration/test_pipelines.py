@@ -20,8 +20,8 @@ from gateway.config.settings import Settings
 from gateway.pipelines.chunking import chunk_text
 from gateway.pipelines.llm import PipelineLLM
 from gateway.pipelines.registry import pipeline_graphs
-from gateway.pipelines.service import open_completions
 from gateway.services.completion import CompletionService
+from gateway.workers.completions import open_completions
 from scripts.gen_gongmun import generate
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.integration.db_fixtures import *  # noqa: F403

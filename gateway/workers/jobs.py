@@ -1,9 +1,9 @@
-"""The Celery worker entry point: ``celery -A gateway.jobs.worker worker -Q prism.jobs`` (``make
+"""The Celery worker entry point: ``celery -A gateway.workers.jobs worker -Q prism.jobs`` (``make
 worker``). Settings come from the environment (``GATEWAY_*``, as for the gateway): Celery's
 ``-A`` loads this module, so the app is built here; building it connects to nothing.
 
 Each worker child opens one :class:`WorkerRuntime` (event loop, engine, checkpointer, models, and
-Prism's request path in-process — ``gateway.pipelines.service.open_completions`` — through which the
+Prism's request path in-process — ``gateway.workers.completions.open_completions`` — through which the
 document pipelines make their model calls as each job's owner) on its first task and runs every
 job of its life on it; ``worker_process_shutdown`` closes it.
 """
@@ -28,9 +28,9 @@ from gateway.jobs.celery_app import TASK, create_celery, declare_queues
 from gateway.jobs.executor import JobBusy, JobExecutor
 from gateway.jobs.runtime import open_executor
 from gateway.observability.logging import configure_logging
-from gateway.pipelines.service import open_completions
 from gateway.providers.http import UpstreamClients
 from gateway.providers.registry import build_targets
+from gateway.workers.completions import open_completions
 
 log = structlog.get_logger("gateway.jobs")
 settings = get_settings()

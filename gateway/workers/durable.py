@@ -1,4 +1,4 @@
-"""A durable worker process: ``python -m gateway.agent.durable.worker [--model NAME]``.
+"""A durable worker process: ``python -m gateway.workers.durable [--model NAME]``.
 
 Opens the durable runtime on the application's database (``GATEWAY_DATABASE_URL``; Postgres in
 production) with the registered graphs, resumes the runs a dead worker left (at start, then every
@@ -9,7 +9,7 @@ SIGINT: it stops its runs, gives their leases back (another worker continues the
 
 The graphs registered here: the document pipelines of ``gateway/pipelines/registry.py``
 (``summarize``, ``document_analysis``), whose model calls go through Prism's own request path
-in-process (routing, guards, quotas, usage records; ``gateway/pipelines/service.py``), answered by
+in-process (routing, guards, quotas, usage records; ``gateway/workers/completions.py``), answered by
 ``--model`` (a model or alias of the routing file; a job's ``options.model`` may name another).
 The jobs API (issue #23) submits runs; runs can also be submitted with :meth:`DurableRuntime.submit`.
 """
@@ -31,7 +31,7 @@ from gateway.db.migrate import migrate
 from gateway.observability.logging import configure_logging
 from gateway.pipelines.llm import PipelineLLM
 from gateway.pipelines.registry import pipeline_graphs
-from gateway.pipelines.service import open_completions
+from gateway.workers.completions import open_completions
 
 log = structlog.get_logger("gateway.durable")
 
