@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from gateway.agent.state import ChatInput
-from gateway.api.openai import ClosingStreamingResponse, _body_problem, body_field, run_flow
+from gateway.api.openai import ClosingStreamingResponse, body_field, decode_object, run_flow
 from gateway.deps import get_app_state, get_principal
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.experiments.sticky import end_user_key
@@ -54,17 +54,7 @@ def anthropic_error_response(exc: GatewayError, request_id: str | None) -> Respo
 
 
 def _parse(body: bytes, model: type[_Model], *, max_depth: int) -> tuple[_Model, dict[str, Any]]:
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            "The request body is not valid JSON (or not UTF-8)", code="invalid_json"
-        ) from exc
-    if not isinstance(raw, dict):
-        raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
-    problem = _body_problem(raw, max_depth)
-    if problem is not None:
-        raise InvalidRequest(problem, code="invalid_text")
+    raw = decode_object(body, max_depth)
     try:
         return model.model_validate(raw), raw
     except ValidationError as exc:

@@ -68,10 +68,9 @@ def _body_problem(value: Any, limit: int) -> str | None:
     return None
 
 
-def parse_chat_request(
-    body: bytes, *, max_depth: int, max_messages: int, max_chars: int
-) -> tuple[ChatCompletionRequest, dict[str, Any]]:
-    """Bytes → validated request, or an ``InvalidRequest`` naming the offending field."""
+def decode_object(body: bytes, max_depth: int) -> dict[str, Any]:
+    """A request body as a JSON object, for every API family: not JSON, not an object, too deep or
+    holding NUL / lone surrogates is an ``InvalidRequest`` (``invalid_json`` / ``invalid_text``)."""
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -83,6 +82,14 @@ def parse_chat_request(
     problem = _body_problem(raw, max_depth)
     if problem is not None:
         raise InvalidRequest(problem, code="invalid_text" if "NUL" in problem else "invalid_json")
+    return raw
+
+
+def parse_chat_request(
+    body: bytes, *, max_depth: int, max_messages: int, max_chars: int
+) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """Bytes → validated request, or an ``InvalidRequest`` naming the offending field."""
+    raw = decode_object(body, max_depth)
     stop = raw.get("stop")
     if isinstance(stop, list) and len(stop) > 4:
         raise InvalidRequest(

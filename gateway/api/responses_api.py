@@ -18,7 +18,7 @@ import structlog
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.agent.state import ChatInput
-from gateway.api.openai import ClosingStreamingResponse, _body_problem, body_field, run_flow
+from gateway.api.openai import ClosingStreamingResponse, body_field, decode_object, run_flow
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep
 from gateway.errors import GatewayError, InvalidRequest, UnsupportedParameter
 from gateway.experiments.sticky import end_user_key
@@ -41,21 +41,6 @@ _PARAMS = {
     "reasoning_effort": "reasoning.effort",
 }
 """Chat parameter names in errors raised by the flow → the Responses parameter the client sent."""
-
-
-def _decode(body: bytes, max_depth: int) -> dict[str, Any]:
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            "The request body is not valid JSON (or not UTF-8)", code="invalid_json"
-        ) from exc
-    if not isinstance(raw, dict):
-        raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
-    problem = _body_problem(raw, max_depth)
-    if problem is not None:
-        raise InvalidRequest(problem, code="invalid_text" if "NUL" in problem else "invalid_json")
-    return raw
 
 
 def _chars(content: Any) -> int:
@@ -104,7 +89,7 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
     snapshot = state.holder.current
     body = await request.body()
     try:
-        parsed = parse_request(_decode(body, settings.max_json_depth))
+        parsed = parse_request(decode_object(body, settings.max_json_depth))
         request_id: str = request.state.request_id
         accounts = state.accounts
         history: list[dict[str, Any]] = []
