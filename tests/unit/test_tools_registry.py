@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import structlog.testing
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from prometheus_client import REGISTRY
@@ -17,6 +17,7 @@ from gateway.config.routing import ConfigError, parse_config
 from gateway.config.settings import Settings
 from gateway.config.tools import ToolsConfig
 from gateway.observability import tracing
+from gateway.tools import registry as registry_module
 from gateway.tools.base import ToolError
 from gateway.tools.builtin import build_registry
 from gateway.tools.calculator import Calculator
@@ -108,11 +109,17 @@ def test_config_section_is_validated_and_unknown_tools_refused() -> None:
         ToolRegistry([Calculator(), Calculator()])
 
 
-async def test_a_call_counts_logs_and_traces(spans: InMemorySpanExporter) -> None:
+async def test_a_call_counts_logs_and_traces(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry = ToolRegistry([Calculator()])
     before = _count("calculator", "ok")
-    with structlog.testing.capture_logs() as logged:
-        result = await registry.call("calculator", '{"expression": "6*7"}', call_id="call_abc")
+    # The module's logger, recorded: structlog caches bound loggers on first use, so neither capsys
+    # nor capture_logs sees the event when an earlier test in the session configured logging.
+    logged: list[dict[str, Any]] = []
+    recorder = SimpleNamespace(info=lambda event, **fields: logged.append({"event": event, **fields}))
+    monkeypatch.setattr(registry_module, "log", recorder)
+    result = await registry.call("calculator", '{"expression": "6*7"}', call_id="call_abc")
     assert result.ok and json.loads(result.content)["result"] == "42"
     assert _count("calculator", "ok") == before + 1
     (span,) = spans.get_finished_spans()
@@ -122,7 +129,6 @@ async def test_a_call_counts_logs_and_traces(spans: InMemorySpanExporter) -> Non
     assert span.attributes["gen_ai.tool.name"] == "calculator"
     assert span.attributes["gen_ai.tool.call.id"] == "call_abc"
     assert span.status.status_code is StatusCode.UNSET
-    # structlog's output stream depends on which test configured logging first: capture the events
     (event,) = [e for e in logged if e["event"] == "tool_call"]
     assert event["call_id"] == "call_abc" and event["status"] == "ok"
 
