@@ -15,12 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from gateway.config.routing import ConfigError, parse_config
-from gateway.config.settings import get_settings
 from gateway.errors import InvalidRequest
-from gateway.main import create_app
-from gateway.observability import tracing
 from gateway.schemas.embeddings import decode_vector, encode_vector, parse_embedding_request
 from gateway.security.principal import Principal
+from tests.support.traced_app import traced_app
 
 
 def parse(body: bytes | str, *, max_inputs: int = 10) -> Any:
@@ -110,30 +108,8 @@ guardrails:
 
 @pytest.fixture
 async def app_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InMemorySpanExporter, Any]]:
-    config = tmp_path / "prism.yaml"
-    config.write_text(CONFIG)
-    settings = get_settings(
-        config=config,
-        auth_enabled=False,
-        env="test",
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/prism.db",
-        usage_spill_dir=tmp_path / "spill",
-    )
-    exporter = InMemorySpanExporter()
-    tracing.configure_tracing(settings, exporter=exporter)
-    app = create_app(settings)
-    try:
-        async with app.router.lifespan_context(app) as state:
-
-            async def with_state(scope: Any, receive: Any, send: Any) -> None:
-                scope["state"] = dict(state or {})
-                await app(scope, receive, send)
-
-            transport = httpx.ASGITransport(app=with_state)
-            async with httpx.AsyncClient(transport=transport, base_url="http://prism") as http:
-                yield http, exporter, (state or {})["app"]
-    finally:
-        tracing.shutdown_tracing()
+    async with traced_app(tmp_path, CONFIG) as harness:
+        yield harness
 
 
 async def test_local_model_span_tree_and_in_process_call(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -14,9 +13,7 @@ from openai.types.responses import Response
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from gateway.config.settings import get_settings
-from gateway.main import create_app
-from gateway.observability import tracing
+from tests.support.traced_app import traced_app
 
 CONFIG = """
 models:
@@ -35,30 +32,8 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InMemorySpanExporter]]:
-    config = tmp_path / "prism.yaml"
-    config.write_text(CONFIG)
-    settings = get_settings(
-        config=config,
-        auth_enabled=False,
-        env="test",
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/prism.db",
-        usage_spill_dir=tmp_path / "spill",
-    )
-    exporter = InMemorySpanExporter()
-    tracing.configure_tracing(settings, exporter=exporter)
-    app = create_app(settings)
-    try:
-        async with app.router.lifespan_context(app) as state:
-
-            async def with_state(scope: Any, receive: Any, send: Any) -> None:
-                scope["state"] = dict(state or {})
-                await app(scope, receive, send)
-
-            transport = httpx.ASGITransport(app=with_state)
-            async with httpx.AsyncClient(transport=transport, base_url="http://prism") as http:
-                yield http, exporter
-    finally:
-        tracing.shutdown_tracing()
+    async with traced_app(tmp_path, CONFIG) as (http, exporter, _state):
+        yield http, exporter
 
 
 async def test_one_server_span_with_the_flow_below(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -12,9 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway.config.settings import get_settings
-from gateway.main import create_app
-from gateway.observability import tracing
+from tests.support.traced_app import traced_app
 
 CONFIG = """
 models:
@@ -41,30 +38,8 @@ PARENT_ID = "00f067aa0ba902b7"
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InMemorySpanExporter]]:
-    config = tmp_path / "prism.yaml"
-    config.write_text(CONFIG)
-    settings = get_settings(
-        config=config,
-        auth_enabled=False,
-        env="test",
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/prism.db",
-        usage_spill_dir=tmp_path / "spill",
-    )
-    exporter = InMemorySpanExporter()
-    tracing.configure_tracing(settings, exporter=exporter)
-    app = create_app(settings)
-    try:
-        async with app.router.lifespan_context(app) as state:
-
-            async def with_state(scope: Any, receive: Any, send: Any) -> None:
-                scope["state"] = dict(state or {})
-                await app(scope, receive, send)
-
-            transport = httpx.ASGITransport(app=with_state)
-            async with httpx.AsyncClient(transport=transport, base_url="http://prism") as http:
-                yield http, exporter
-    finally:
-        tracing.shutdown_tracing()
+    async with traced_app(tmp_path, CONFIG) as (http, exporter, _state):
+        yield http, exporter
 
 
 def _by_parent(spans: tuple[ReadableSpan, ...], parent: ReadableSpan) -> list[ReadableSpan]:
