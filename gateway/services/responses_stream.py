@@ -102,28 +102,33 @@ class ResponsesStream:
             self.parts.append(kind)
         return self.parts.index(kind)
 
+    def _part_event(self, name: str, kind: str, **fields: Any) -> bytes:
+        """An event about content part ``kind`` (``text`` or ``refusal``) of the message item."""
+        return self.event(
+            name,
+            item_id=out.message_id(self.request_id),
+            output_index=self._message_index,
+            content_index=self._part_index(kind),
+            **fields,
+        )
+
     def on_text(self, delta: str, logprobs: list[dict[str, Any]]) -> list[bytes]:
         events = self._open_message()
-        item_id = out.message_id(self.request_id)
         if self.text is None:
             self.text = []
             events.append(
-                self.event(
+                self._part_event(
                     "response.content_part.added",
-                    item_id=item_id,
-                    output_index=self._message_index,
-                    content_index=self._part_index("text"),
+                    "text",
                     part=out.text_part(""),
                 )
             )
         self.text.append(delta)
         self.logprobs += logprobs
         events.append(
-            self.event(
+            self._part_event(
                 "response.output_text.delta",
-                item_id=item_id,
-                output_index=self._message_index,
-                content_index=self._part_index("text"),
+                "text",
                 delta=delta,
                 logprobs=logprobs,
             )
@@ -132,25 +137,20 @@ class ResponsesStream:
 
     def on_refusal(self, delta: str) -> list[bytes]:
         events = self._open_message()
-        item_id = out.message_id(self.request_id)
         if self.refusal is None:
             self.refusal = []
             events.append(
-                self.event(
+                self._part_event(
                     "response.content_part.added",
-                    item_id=item_id,
-                    output_index=self._message_index,
-                    content_index=self._part_index("refusal"),
+                    "refusal",
                     part={"type": "refusal", "refusal": ""},
                 )
             )
         self.refusal.append(delta)
         events.append(
-            self.event(
+            self._part_event(
                 "response.refusal.delta",
-                item_id=item_id,
-                output_index=self._message_index,
-                content_index=self._part_index("refusal"),
+                "refusal",
                 delta=delta,
             )
         )
