@@ -11,17 +11,29 @@ STATIC = Path(__file__).resolve().parents[2] / "gateway" / "ui" / "static"
 SOURCES = [*STATIC.glob("*.js"), *STATIC.glob("pages/*.js")]
 
 
-def _dictionary(lang: str) -> set[str]:
+STRING = r'"(?:[^"\\\n]|\\.)*"'
+ENTRY = re.compile(rf'^  (?:"([a-z0-9_.]+)"|([a-z_]+)): \[({STRING}), ({STRING})\],$')
+
+
+def _table() -> dict[str, tuple[str, str]]:
+    """The ``TABLE`` of i18n.js: one line per key, ``key: ["English", "한국어"],``."""
     text = (STATIC / "i18n.js").read_text()
-    start = text.index(f"  {lang}: {{")
-    end = text.index("\n  },", start)
-    return {a or b for a, b in re.findall(r'(?:"([a-z_.]+)"|\b([a-z_]+)):\s*"', text[start:end])}
+    body = text[text.index("const TABLE = {\n") + len("const TABLE = {\n") : text.index("\n};\n")]
+    table: dict[str, tuple[str, str]] = {}
+    for line in body.splitlines():
+        match = ENTRY.match(line)
+        assert match, f"not a key with one English and one Korean string: {line!r}"
+        key = match[1] or match[2]
+        assert key not in table, f"{key} twice"
+        table[key] = (match[3], match[4])
+    return table
 
 
-def test_both_languages_have_the_same_keys_and_every_used_key() -> None:
-    en, ko = _dictionary("en"), _dictionary("ko")
-    assert en == ko, en ^ ko
-    used = {key for path in SOURCES for key in re.findall(r'\bt\("([a-z_.]+)"', path.read_text())}
+def test_every_key_in_both_languages_and_every_used_key() -> None:
+    table = _table()
+    assert all(en.strip('"') and ko.strip('"') for en, ko in table.values())
+    en = set(table)
+    used = {key for path in SOURCES for key in re.findall(r'\bt\("([a-z0-9_.]+)"', path.read_text())}
     static = set(re.findall(r'data-i18n="([a-z_.]+)"', (STATIC / "index.html").read_text()))
     dynamic = {key for key in used if key.endswith((".", "_"))}  # "nav." + id, "exp.done_" + action
     assert (used - dynamic) | static <= en, sorted(((used - dynamic) | static) - en)
