@@ -59,14 +59,3 @@ export async function api(path, init = {}) {
   if (!r.ok) throw new ApiError(r.status, body);
   return body;
 }
-
-// Whether this server has an API at all: an unknown path answers 404 with code "unknown_url".
-export async function probe(path) {
-  const r = await raw(path);
-  if (r.status === 404 || r.status === 405) {
-    const body = await r.json().catch(() => null);
-    if (r.status === 405 || (body && body.error && body.error.code === "unknown_url")) return { available: false };
-  }
-  const body = await r.json().catch(() => null);
-  return { available: true, ok: r.ok, status: r.status, body };
-}

@@ -8,9 +8,13 @@ import usage from "./pages/usage.js";
 import models from "./pages/models.js";
 import experiments from "./pages/experiments.js";
 import playground from "./pages/playground.js";
-import { pendingPages } from "./pages/pending.js";
+import prompts from "./pages/prompts.js";
+import applications from "./pages/applications.js";
+import datasets from "./pages/datasets.js";
+import evaluations from "./pages/evaluations.js";
+import jobs from "./pages/jobs.js";
 
-const PAGES = [overview, playground, keys, usage, users, models, experiments, ...pendingPages];
+const PAGES = [overview, playground, keys, usage, users, models, experiments, prompts, applications, datasets, evaluations, jobs];
 const ctx = { me: null, timers: [] };
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");

@@ -58,3 +58,44 @@ export function toast(message) {
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => el.classList.remove("show"), 2500);
 }
+
+// A <select> of [value, label] pairs (or plain values).
+export function select(attrs, options, value) {
+  return h("select", attrs, options.map((o) => {
+    const [v, label] = Array.isArray(o) ? o : [o, o];
+    return h("option", { value: v, selected: String(v) === String(value ?? "") ? true : null, text: label });
+  }));
+}
+
+const TONE = { succeeded: "ok", completed: "ok", active: "ok", better: "ok", pass: "ok",
+  failed: "bad", cancelled: "bad", budget_exceeded: "bad", worse: "bad", fail: "bad" };
+// A status word in a coloured badge; `text` is what is shown (translated), `status` picks the colour.
+export function badge(status, text, attrs = {}) {
+  return h("span", { class: "badge " + (TONE[status] || "warn"), ...attrs, text: text ?? status });
+}
+
+// Progress of `done` out of `total` as a native <progress> with its figures beside it.
+export function progress(done, total, label) {
+  const value = total ? Math.min(done / total, 1) : 0;
+  return h("span", { class: "progress" },
+    h("progress", { max: 1, value, "aria-label": label }), ` ${num(done)}/${num(total)} (${num(value * 100, 0)}%)`);
+}
+
+// Repeats `step` every `ms` while `el` stays in the page and `step` returns true.
+export function poll(el, ms, step) {
+  const tick = async () => {
+    if (!el.isConnected) return;
+    let again = false;
+    try { again = await step(); } catch (err) { el.append(errorBox(err)); }
+    if (again && el.isConnected) setTimeout(tick, ms);
+  };
+  setTimeout(tick, ms);
+}
+
+// A file the browser saves, from an API answer (the bearer token is not in a plain link).
+export function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = h("a", { href: url, download: filename });
+  document.body.append(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
