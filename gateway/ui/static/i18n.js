@@ -377,7 +377,7 @@ const TABLE = {
   "jobs.status_cancelled": ["cancelled", "취소됨"],
   "jobs.progress": ["Progress", "진행률"],
   "jobs.usage": ["Usage", "사용량"],
-  "jobs.pages": ["pages", "쪽"],
+  "jobs.usage_value": ["pages {pages} · tokens {tokens}", "{pages}쪽 · 토큰 {tokens}"],
   "jobs.finished": ["Finished", "종료"],
   "jobs.result": ["Result", "결과"],
   "jobs.result_named": ["Result of {name}", "{name} 결과"],

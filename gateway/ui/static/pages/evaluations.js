@@ -31,7 +31,7 @@ async function showRun(out, id, reload) {
       FINAL.has(r.status) ? null : h("button", { type: "button", class: "danger", id: "cancel-run", text: t("ev.cancel"), onclick: async () => {
         try { await api(`/api/evaluations/${enc(r.id)}/cancel`, { method: "POST", json: {} }); toast(t("ev.cancelled")); } catch (err) { head.append(errorBox(err)); }
       } })),
-    r.error ? h("div", { class: "error", role: "alert", text: r.error }) : null);
+    ...(r.error ? [h("div", { class: "error", role: "alert", text: r.error })] : []));
   drawHead(run);
   if (!FINAL.has(run.status)) {
     body.replaceChildren(h("p", { class: "meta", text: t("ev.watching") }));
@@ -117,7 +117,8 @@ function variantRow(n, prompts, models, defaults) {
   prompt.addEventListener("change", () => fill());
   version.addEventListener("change", () => { label.placeholder = `v${version.value}`; });
   const row = h("tr", {}, h("td", { text: n === 1 ? t("ev.baseline") : t("ev.candidate") }), h("td", {}, prompt), h("td", {}, version), h("td", {}, model), h("td", {}, label));
-  const value = () => ({ label: label.value.trim() || `v${version.value}${models.length > 1 ? ":" + model.value : ""}`, prompt: prompt.value, prompt_version: version.value, model: model.value });
+  const value = () => ({ label: label.value.trim(), prompt: prompt.value, prompt_version: version.value, model: model.value,
+    names: [`v${version.value}`, `v${version.value}:${model.value}`, `${prompt.selectedOptions[0].text}@v${version.value}:${model.value}`] });
   return { row, value, ready: fill(defaults.version) };
 }
 
@@ -128,6 +129,7 @@ async function newRunForm(onCreated) {
   const name = h("input", { id: "ev-name", required: true, maxlength: 200 });
   const dataset = select({ id: "ev-dataset" }, datasets.data.map((d) => [d.id, `${d.name} (v${d.version})`]), datasets.data[0].id);
   const model = models.includes("auto") && models.length > 1 ? models.find((m) => m !== "auto") : models[0];
+  prompts.data.sort((a, b) => b.created_at.localeCompare(a.created_at)); // the newest prompt first
   const first = prompts.data[0];
   const rows = [];
   const tbody = h("tbody");
@@ -139,7 +141,14 @@ async function newRunForm(onCreated) {
   const concurrency = h("input", { id: "ev-concurrency", type: "number", min: 1, max: 64, value: "4" });
   const form = h("form", { class: "stack", onsubmit: async (e) => {
     e.preventDefault();
-    const variants = rows.map((r) => r.value());
+    // An unlabelled row is named by the shortest of "v2", "v2:model", "prompt@v2:model" that no other row has.
+    const values = rows.map((r) => r.value());
+    const variants = values.map(({ names, ...v }, i) => {
+      if (v.label) return v;
+      const others = values.filter((_, j) => j !== i);
+      const clash = (n) => others.some((o) => o.label === n || (!o.label && o.names.includes(n)));
+      return { ...v, label: names.find((n) => !clash(n)) || names[2] + "#" + (i + 1) };
+    });
     const type = assertType.value;
     const assertion = { type };
     if (["latency", "cost"].includes(type)) assertion.threshold = Number(assertValue.value);

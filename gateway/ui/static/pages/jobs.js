@@ -85,7 +85,7 @@ export default {
         { key: "file", label: t("jobs.file"), fmt: (f) => (f && f.name ? `${f.name} (${num(f.size_bytes)} B)` : "—") },
         { key: "status", label: t("jobs.status"), fmt: (s, j) => h("span", {}, badge(s, t("jobs.status_" + s), { "data-testid": "job-status" }), j.error ? h("div", { class: "meta", text: j.error }) : null) },
         { key: "progress", label: t("jobs.progress"), fmt: (_, j) => jobProgress(j) },
-        { key: "usage", label: t("jobs.usage"), fmt: (u) => `${num(u.pages)} ${t("jobs.pages")} · ${num(u.tokens)} ${t("m.tokens")}` },
+        { key: "usage", label: t("jobs.usage"), fmt: (u) => t("jobs.usage_value", { pages: num(u.pages), tokens: num(u.tokens) }) },
         { key: "created_at", label: t("keys.created"), fmt: seconds },
         { key: "finished_at", label: t("jobs.finished"), fmt: seconds },
         { key: "id", label: t("actions"), fmt: (id, j) => h("span", { class: "row tight" },

@@ -72,7 +72,7 @@ async function showPrompt(out, ref, reload) {
 
   out.replaceChildren(
     h("h2", { tabindex: "-1", text: t("prompts.prompt", { name: prompt.name }) }),
-    prompt.description ? h("p", { text: prompt.description }) : null,
+    h("p", { class: "meta", text: prompt.description || "" }),
     status,
     h("h3", { text: t("prompts.versions") }),
     table([
