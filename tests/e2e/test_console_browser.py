@@ -304,14 +304,18 @@ def test_prompt_new_version_activate_diff_and_rollback(page: Any, gw: GatewayPro
     sync_api.expect(active.locator("td").first).to_have_text("v2")
     page.get_by_role("button", name="Show diff").click()  # from v1 to v2 by default
     diff = page.get_by_test_id("diff")
-    sync_api.expect(diff.locator("pre .add")).to_have_text("+You are {{company}} support. Answer in {{language}}.\n")
+    sync_api.expect(diff.locator("pre .add")).to_have_text(
+        "+You are {{company}} support. Answer in {{language}}.\n"
+    )
     sync_api.expect(diff.locator("pre .del")).to_have_text("-You are {{company}} support.\n")
     assert "Variables added: language" in diff.inner_text()
     page.get_by_role("button", name="Roll back to the previous version").click()
     sync_api.expect(active.locator("td").first).to_have_text("v1")
     prompt = httpx.get(f"{gw.url}/api/prompts/greeting", headers=_admin_headers(gw)).json()
     assert prompt["active_version"]["version"] == 1
-    history = httpx.get(f"{gw.url}/api/prompts/greeting/activations", headers=_admin_headers(gw)).json()["data"]
+    history = httpx.get(f"{gw.url}/api/prompts/greeting/activations", headers=_admin_headers(gw)).json()[
+        "data"
+    ]
     assert len(history) == 3  # created (v1), activated v2, rolled back to v1
 
 
@@ -323,7 +327,11 @@ CASES_CSV = "input,expected,company,tags\n" + "".join(
 def test_dataset_import_then_an_evaluation_run_with_its_verdict(page: Any, gw: GatewayProcess) -> None:
     headers = _admin_headers(gw)
     # v1 answers; v2 needs a variable the cases do not give, so every v2 call fails: "worse"
-    r = httpx.post(f"{gw.url}/api/prompts", headers=headers, json={"name": "eval-prompt", "messages": "You help {{company}}."})
+    r = httpx.post(
+        f"{gw.url}/api/prompts",
+        headers=headers,
+        json={"name": "eval-prompt", "messages": "You help {{company}}."},
+    )
     assert r.status_code == 201, r.text
     r = httpx.post(
         f"{gw.url}/api/prompts/eval-prompt/versions",
@@ -350,7 +358,10 @@ def test_dataset_import_then_an_evaluation_run_with_its_verdict(page: Any, gw: G
     page.get_by_label("Dataset").select_option(label="golden-console (v2)")
     sync_api.expect(page.locator("#var-prompt-1 option:checked")).to_have_text("eval-prompt")  # the newest
     page.locator("#var-version-2 option", has_text="v2").wait_for(state="attached")
-    assert page.locator("#var-version-1").input_value() == "1" and page.locator("#var-version-2").input_value() == "2"
+    assert (
+        page.locator("#var-version-1").input_value() == "1"
+        and page.locator("#var-version-2").input_value() == "2"
+    )
     page.get_by_role("button", name="Start run").click()
     page.get_by_role("heading", name="Run: console v1 vs v2").wait_for()
     verdict = page.locator("main section [data-testid=verdict]")
@@ -388,8 +399,13 @@ def test_jobs_submitted_from_the_console_and_their_results_read(page: Any, gw: G
     assert page.locator("main section tbody tr", has_text="PRISM 2026").count() == 1  # the line and its box
 
     page.get_by_label("Type").select_option("summarize")
-    assert page.get_by_label("…or paste the text").is_visible() and not page.get_by_label("Languages (e.g. ko, en)").is_visible()
-    page.get_by_label("…or paste the text").fill("Prism is a gateway. It routes requests to models and records their cost.")
+    assert (
+        page.get_by_label("…or paste the text").is_visible()
+        and not page.get_by_label("Languages (e.g. ko, en)").is_visible()
+    )
+    page.get_by_label("…or paste the text").fill(
+        "Prism is a gateway. It routes requests to models and records their cost."
+    )
     page.get_by_role("button", name="Submit job").click()
     page.get_by_role("button", name="Result of pasted.txt").click()
     sync_api.expect(page.get_by_test_id("job-result")).to_contain_text("It routes requests to models")
