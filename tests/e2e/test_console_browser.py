@@ -362,6 +362,8 @@ def test_dataset_import_then_an_evaluation_run_with_its_verdict(page: Any, gw: G
         page.locator("#var-version-1").input_value() == "1"
         and page.locator("#var-version-2").input_value() == "2"
     )
+    page.get_by_label("Model of row 1").select_option("mock-fast")
+    page.get_by_label("Model of row 2").select_option("mock-fast")
     page.get_by_role("button", name="Start run").click()
     page.get_by_role("heading", name="Run: console v1 vs v2").wait_for()
     verdict = page.locator("main section [data-testid=verdict]")
@@ -372,7 +374,7 @@ def test_dataset_import_then_an_evaluation_run_with_its_verdict(page: Any, gw: G
     assert "8 / 0 · p = 0.0078" in page.locator("main section tbody tr", has_text="worse").inner_text()
     page.get_by_role("heading", name="Cases that changed: v2 (8)").wait_for()
     changed = page.locator("section.changed tbody tr", has_text="Where is parcel 3?").inner_text()
-    assert "says: Where is parcel 3?" in changed and "Missing prompt variables: language" in changed
+    assert "mock-fast says: Where is parcel 3?" in changed and "Missing prompt variables: language" in changed
 
 
 def _png(text: str) -> bytes:
@@ -456,16 +458,52 @@ def test_keyboard_only(page: Any, gw: GatewayProcess) -> None:
     assert "Hello from the keyboard" in page.locator("[data-testid=answer]").inner_text()
 
 
+PAGES = (
+    "overview", "playground", "keys", "usage", "users", "models", "experiments",
+    "prompts", "applications", "datasets", "evaluations", "jobs",
+)  # fmt: skip
+DETAIL = {  # the page's first "open" button (language-neutral), then what shows the opened object
+    "prompts": "#show-diff",
+    "datasets": "[data-testid=case-count]",
+    "evaluations": "main section h3",  # the report's first table: the run has ended
+    "jobs": "[data-testid=job-result]",
+}
+
+
+def _demo_objects(gw: GatewayProcess) -> None:
+    """What the pictures show when ``-k screenshots`` runs alone on a fresh database."""
+    headers = _admin_headers(gw)
+    demo = {"name": "docs-demo", "allowed_models": ["auto", "mock-fast"], "rpm_limit": 600}
+    assert httpx.post(f"{gw.url}/api/keys", headers=headers, json=demo).status_code == 201
+    prompt = {"name": "support-reply", "messages": "You are {{company}} support. Answer in {{language}}."}
+    if httpx.post(f"{gw.url}/api/prompts", headers=headers, json=prompt).status_code == 201:
+        more = {
+            "messages": "You are {{company}} support. Be brief; answer in {{language}}.",
+            "note": "shorter",
+        }
+        assert (
+            httpx.post(f"{gw.url}/api/prompts/support-reply/versions", headers=headers, json=more).status_code
+            == 201
+        )
+    app = {
+        "name": "support",
+        "model": "auto",
+        "prompt": "support-reply",
+        "options": {"temperature": 0.2},
+        "shared": True,
+    }
+    assert httpx.post(f"{gw.url}/api/applications", headers=headers, json=app).status_code in (201, 409)
+
+
 def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -> None:
     out = Path(SHOTS) if SHOTS else tmp_path
     out.mkdir(parents=True, exist_ok=True)
-    demo = {"name": "docs-demo", "allowed_models": ["auto", "mock-fast"], "rpm_limit": 600}
-    assert httpx.post(f"{gw.url}/api/keys", headers=_admin_headers(gw), json=demo).status_code == 201
+    _demo_objects(gw)
     _login(page, gw)
     for lang in ("en", "ko"):
         page.select_option("#lang", lang)
         sync_api.expect(page.locator("html")).to_have_attribute("lang", lang)  # (the CSP forbids eval)
-        for page_id in ("overview", "playground", "keys", "usage", "users", "models", "experiments", "jobs"):
+        for page_id in PAGES:
             _go(page, gw, page_id)
             if page_id == "experiments":
                 page.locator("[data-shadow=shadowed]").click()
@@ -476,6 +514,15 @@ def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -
                 page.locator("#pg-prompt").fill(prompt)
                 page.locator("#pg-send").click()
                 page.locator("[data-testid=answer-meta]").wait_for()
+            opener = page.locator("main tbody tr button.secondary")
+            if page_id in DETAIL and opener.count():
+                opener.first.click()
+                shown = page.locator(DETAIL[page_id]).first
+                shown.wait_for()
+                if page_id == "prompts":
+                    shown.click()
+                    page.get_by_test_id("diff").wait_for()
+                page.locator("main section h2").first.evaluate("h2 => h2.scrollIntoView()")  # to the top
             page.screenshot(path=str(out / f"{page_id}-{lang}.png"))
         if lang == "ko":
             assert page.locator("nav a[data-page=keys]").inner_text() == "API 키"

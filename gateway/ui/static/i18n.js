@@ -310,6 +310,8 @@ const TABLE = {
   "ev.assert_type": ["Check", "검증 방법"],
   "ev.assert_value": ["Value or threshold", "값 또는 임계값"],
   "ev.assert_hint": ["A case passes when the answer passes the check; {{expected}} is the case's expected value. icontains: contains it, ignoring case; llm-rubric: a judge model grades the answer; latency/cost: at most the threshold (ms, USD).", "답변이 검증을 통과하면 케이스가 통과합니다. {{expected}}는 케이스의 기대값입니다. icontains: 대소문자 무시 포함, llm-rubric: 심판 모델 채점, latency/cost: 임계값 이하 (ms, USD)."],
+  "ev.check_model": ["Judge or embedding model", "심판 또는 임베딩 모델"],
+  "ev.rubric_example": ["answers the question politely", "질문에 공손하게 답한다"],
   "ev.max_cost": ["Spend cap (USD)", "비용 상한 (USD)"],
   "ev.concurrency": ["Calls at once", "동시 호출 수"],
   "ev.start": ["Start run", "실행 시작"],

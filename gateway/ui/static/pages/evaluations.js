@@ -128,7 +128,7 @@ async function newRunForm(onCreated) {
   const status = h("div", { "aria-live": "polite" });
   const name = h("input", { id: "ev-name", required: true, maxlength: 200 });
   const dataset = select({ id: "ev-dataset" }, datasets.data.map((d) => [d.id, `${d.name} (v${d.version})`]), datasets.data[0].id);
-  const model = models.includes("auto") && models.length > 1 ? models.find((m) => m !== "auto") : models[0];
+  const model = models[0]; // "auto"; pick one model for a comparison of prompts alone
   prompts.data.sort((a, b) => b.created_at.localeCompare(a.created_at)); // the newest prompt first
   const first = prompts.data[0];
   const rows = [];
@@ -137,6 +137,16 @@ async function newRunForm(onCreated) {
   await Promise.all([addRow({ prompt: first.id, version: "active", model }), addRow({ prompt: first.id, version: "other", model })]);
   const assertType = select({ id: "ev-assert-type" }, ASSERTIONS, "icontains");
   const assertValue = h("input", { id: "ev-assert-value", value: "{{expected}}" });
+  // llm-rubric needs a judge model, similar an embedding model: one field, shown for those two
+  const checkModel = h("input", { id: "ev-check-model", list: "ev-models" });
+  const checkField = field(t("ev.check_model"), checkModel);
+  const syncCheck = () => {
+    checkField.hidden = !["llm-rubric", "similar"].includes(assertType.value);
+    checkModel.value = assertType.value === "similar" ? "prism-embed" : assertType.value === "llm-rubric" ? model : "";
+    if (assertType.value === "llm-rubric") assertValue.value = t("ev.rubric_example");
+    else if (assertValue.value === t("ev.rubric_example")) assertValue.value = "{{expected}}";
+  };
+  assertType.addEventListener("change", syncCheck);
   const maxCost = h("input", { id: "ev-max-cost", type: "number", min: 0, step: 0.01, value: "1" });
   const concurrency = h("input", { id: "ev-concurrency", type: "number", min: 1, max: 64, value: "4" });
   const form = h("form", { class: "stack", onsubmit: async (e) => {
@@ -153,9 +163,12 @@ async function newRunForm(onCreated) {
     const assertion = { type };
     if (["latency", "cost"].includes(type)) assertion.threshold = Number(assertValue.value);
     else if (type !== "is-json") assertion.value = assertValue.value;
+    const spec = { name: name.value.trim(), dataset: dataset.value, variants, baseline: variants[0].label, assert: [assertion],
+      max_cost_usd: maxCost.value === "" ? null : Number(maxCost.value), concurrency: Number(concurrency.value) || 4 };
+    if (type === "llm-rubric") spec.judge_model = checkModel.value.trim();
+    if (type === "similar") spec.embedding_model = checkModel.value.trim();
     try {
-      const run = await api("/api/evaluations", { method: "POST", json: { name: name.value.trim(), dataset: dataset.value, variants,
-        baseline: variants[0].label, assert: [assertion], max_cost_usd: maxCost.value === "" ? null : Number(maxCost.value), concurrency: Number(concurrency.value) || 4 } });
+      const run = await api("/api/evaluations", { method: "POST", json: spec });
       toast(t("ev.started", { name: run.name }));
       await onCreated(run.id);
     } catch (err) { status.replaceChildren(errorBox(err)); }
@@ -165,9 +178,11 @@ async function newRunForm(onCreated) {
     h("thead", {}, h("tr", {}, [t("ev.role"), t("apps.prompt"), t("prompts.version"), t("dim.model"), t("ev.label")].map((c) => h("th", { scope: "col", text: c })))), tbody),
   h("div", { class: "row" },
     h("button", { type: "button", class: "secondary", id: "add-variant", text: t("ev.add_variant"), onclick: () => { if (rows.length < 8) addRow({ prompt: first.id, version: "other", model }); } }),
-    field(t("ev.assert_type"), assertType), field(t("ev.assert_value"), assertValue), field(t("ev.max_cost"), maxCost), field(t("ev.concurrency"), concurrency),
+    field(t("ev.assert_type"), assertType), field(t("ev.assert_value"), assertValue), checkField,
+    h("datalist", { id: "ev-models" }, [...models, "prism-embed"].map((m) => h("option", { value: m }))), field(t("ev.max_cost"), maxCost), field(t("ev.concurrency"), concurrency),
     h("button", { type: "submit", id: "start-run", text: t("ev.start") })),
   h("p", { class: "meta", text: t("ev.assert_hint") }), status);
+  syncCheck();
   return form;
 }
 
