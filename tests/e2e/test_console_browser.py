@@ -318,6 +318,19 @@ def test_prompt_new_version_activate_diff_and_rollback(page: Any, gw: GatewayPro
     ]
     assert len(history) == 3  # created (v1), activated v2, rolled back to v1
 
+    _go(page, gw, "applications")  # an application on that prompt, tried from the console
+    page.get_by_label("Name").fill("greeter")
+    page.get_by_label("Model").select_option("mock-fast")
+    page.locator("#app-prompt").select_option(label="greeting")
+    page.get_by_role("button", name="Create application").click()
+    row = page.locator("main tbody tr", has_text="greeter")
+    sync_api.expect(row).to_contain_text("active (now v1)")
+    page.get_by_role("button", name="Try greeter").click()
+    page.get_by_label("company").fill("ACME")
+    page.get_by_label("Message").fill("Where is my parcel?")
+    page.get_by_role("button", name="Run").click()
+    sync_api.expect(page.get_by_test_id("app-answer")).to_contain_text("Where is my parcel?")
+
 
 CASES_CSV = "input,expected,company,tags\n" + "".join(
     f"Where is parcel {i}?,parcel {i},ACME,{'ship;ko' if i % 2 else 'ship'}\n" for i in range(8)
