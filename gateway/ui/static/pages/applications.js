@@ -1,7 +1,7 @@
 // Applications: a model (or alias, `auto`) bound to a prompt and options, called as `app:<name>`.
 // Create one, list them, try one with its variables, delete.
 import { t } from "../i18n.js";
-import { h, field, table, when, errorBox, toast, select } from "../dom.js";
+import { h, field, table, when, num, usd, errorBox, toast, select } from "../dom.js";
 import { api } from "../api.js";
 
 const enc = encodeURIComponent;
@@ -29,6 +29,36 @@ async function tryApp(out, app, prompt) {
       } catch (err) { answer.replaceChildren(errorBox(err)); }
     } }, vars.map(([k, el]) => field(k, el)), field(t("pg.prompt"), message), h("button", { type: "submit", text: t("apps.run") })),
     answer);
+  out.querySelector("h2").focus();
+}
+
+// One level of nesting flattened ("feedback.count"), arrays and deeper objects left out.
+function flat(row) {
+  const out = {};
+  for (const [k, v] of Object.entries(row)) {
+    if (v && typeof v === "object" && !Array.isArray(v)) Object.entries(v).forEach(([k2, v2]) => { if (v2 === null || typeof v2 !== "object") out[`${k}.${k2}`] = v2; });
+    else if (Array.isArray(v)) out[k] = v.every((x) => typeof x !== "object") ? v.join(" – ") : null;
+    else out[k] = v;
+  }
+  return out;
+}
+
+function genericTable(rows, names) {
+  const flatRows = rows.map(flat);
+  const keys = [...new Set(flatRows.flatMap((r) => Object.keys(r)))].filter((k) => !k.endsWith("_id") || k === "prompt_version_id");
+  return h("div", { class: "scroll" }, table(keys.map((k) => ({ key: k, label: k.replace(/[_.]/g, " "), num: flatRows.some((r) => typeof r[k] === "number"),
+    fmt: (v) => (k === "prompt_version_id" ? names[v] || v || "—" : typeof v === "number" ? (k.includes("cost") ? usd(v) : num(v, 3)) : v) })), flatRows));
+}
+
+// GET /api/applications/{id}/quality: its product traffic (online) next to its evaluation runs (offline).
+async function showQuality(out, app) {
+  const [q, versions] = await Promise.all([api(`/api/applications/${enc(app.id)}/quality`),
+    api(`/api/prompts/${enc(app.prompt_id)}/versions`).catch(() => ({ data: [] }))]);
+  const names = Object.fromEntries(versions.data.map((v) => [v.id, "v" + v.version]));
+  out.replaceChildren(h("h2", { tabindex: "-1", text: t("apps.quality_of", { name: app.name }) }),
+    h("h3", { text: t("apps.online") }), genericTable(q.online || [], names),
+    h("h3", { text: t("apps.offline") }), genericTable(q.offline || [], names),
+    h("details", {}, h("summary", { text: t("exp.raw") }), h("pre", { class: "json", text: JSON.stringify(q, null, 2) })));
   out.querySelector("h2").focus();
 }
 
@@ -69,6 +99,7 @@ export default {
         { key: "created_at", label: t("keys.created"), fmt: when },
         { key: "id", label: t("actions"), fmt: (id, a) => h("span", { class: "row tight" },
           h("button", { type: "button", class: "secondary", text: t("apps.try_button"), "aria-label": t("apps.try", { name: a.name }), onclick: () => tryApp(detail, a, promptById[a.prompt_id]).catch((err) => detail.replaceChildren(errorBox(err))) }),
+          h("button", { type: "button", class: "secondary", text: t("apps.quality"), "aria-label": t("apps.quality_of", { name: a.name }), onclick: () => showQuality(detail, a).catch((err) => detail.replaceChildren(errorBox(err))) }),
           h("button", { type: "button", class: "danger", text: t("apps.delete"), "aria-label": `${t("apps.delete")} ${a.name}`, onclick: async () => {
             if (!confirm(t("apps.confirm_delete", { name: a.name }))) return;
             try { await api(`/api/applications/${enc(id)}`, { method: "DELETE" }); toast(t("apps.deleted")); detail.replaceChildren(); await load(); }

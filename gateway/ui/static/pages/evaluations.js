@@ -191,6 +191,7 @@ export default {
   async render(main) {
     const list = h("div");
     const detail = h("section", { "aria-live": "polite" });
+    let watching = false;
     const open = (id) => showRun(detail, id, load).catch((err) => detail.replaceChildren(errorBox(err)));
     const load = async () => {
       const runs = await api("/api/evaluations?limit=100");
@@ -203,6 +204,11 @@ export default {
         { key: "created_at", label: t("keys.created"), fmt: when },
         { key: "id", label: t("actions"), fmt: (id, r) => h("button", { type: "button", class: "secondary", text: t("exp.open"), "aria-label": t("ev.open_named", { name: r.name }), onclick: () => open(id) }) },
       ], runs.data));
+      // runs still queued or running: the list follows them (every 2 s) until they end
+      if (runs.data.some((r) => !FINAL.has(r.status)) && !watching) {
+        watching = true;
+        poll(list, 2000, async () => { const live = (await load()).some((r) => !FINAL.has(r.status)); watching = live; return live; });
+      }
       return runs.data;
     };
     const create = h("details", { class: "create" }, h("summary", { text: t("ev.new") }), await newRunForm(async (id) => { create.open = false; await load(); await open(id); }));
