@@ -477,6 +477,7 @@ PAGES = (
 )  # fmt: skip
 DETAIL = {  # the page's first "open" button (language-neutral), then what shows the opened object
     "prompts": "#show-diff",
+    "applications": "main section h3",  # (its second button: the quality report)
     "datasets": "[data-testid=case-count]",
     "evaluations": "main section h3",  # the report's first table: the run has ended
     "jobs": "[data-testid=job-result]",
@@ -529,7 +530,7 @@ def test_korean_and_screenshots(page: Any, gw: GatewayProcess, tmp_path: Path) -
                 page.locator("[data-testid=answer-meta]").wait_for()
             opener = page.locator("main tbody tr button.secondary")
             if page_id in DETAIL and opener.count():
-                opener.first.click()
+                opener.nth(1 if page_id == "applications" else 0).click()
                 shown = page.locator(DETAIL[page_id]).first
                 shown.wait_for()
                 if page_id == "prompts":
