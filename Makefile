@@ -45,9 +45,10 @@ lint: install
 
 typecheck: lint
 
-## Linters, then every test suite. Exit code 5 (no tests collected) is a failure, never a pass.
+## Linters, then every test suite (the 25 slowest tests are listed at the end, to keep the suite's time in view).
+## Exit code 5 (no tests collected) is a failure, never a pass.
 test: install lint
-	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 unit: install
