@@ -43,6 +43,7 @@ def run_dict(row: EvalRun) -> dict[str, Any]:
         "spent_usd": round(row.spent_usd, 8),
         "max_cost_usd": row.spec.get("max_cost_usd"),
         "error": row.error,
+        "job_id": row.job_id,
         "created_at": row.created_at.isoformat(),
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,

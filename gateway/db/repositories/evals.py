@@ -115,10 +115,11 @@ class EvalRunRepository:
         query = (
             select(EvalRun.id)
             .where(
+                EvalRun.job_id.is_(None),  # a run on the jobs queue is its job's (services/eval_jobs.py)
                 or_(
                     EvalRun.status == "queued",
                     (EvalRun.status == "running") & (EvalRun.lease_until < now),
-                )
+                ),
             )
             .order_by(EvalRun.created_at)
             .limit(1)
@@ -131,6 +132,7 @@ class EvalRunRepository:
             update(EvalRun)
             .where(
                 EvalRun.id == run_id,
+                EvalRun.job_id.is_(None),
                 or_(EvalRun.status == "queued", (EvalRun.status == "running") & (EvalRun.lease_until < now)),
             )
             .values(
