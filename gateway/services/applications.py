@@ -139,7 +139,15 @@ async def update(
     if "model" in fields:
         row.model = check_model(snapshot, fields["model"])
     if "prompt" in fields:
-        row.prompt_id = (await get_prompt(session, principal, fields["prompt"])).id
+        prompt_id = (await get_prompt(session, principal, fields["prompt"])).id
+        if row.rollout and prompt_id != row.prompt_id:
+            raise Conflict(
+                "The application has a live rollout over its prompt's versions: promote or roll it back"
+                " first",
+                param="prompt",
+                code="rollout_live",
+            )
+        row.prompt_id = prompt_id
         row.pinned_version_id = None
     if "pinned_version" in fields:
         row.pinned_version_id = await _pinned(session, row.prompt_id, fields["pinned_version"])

@@ -182,6 +182,8 @@ def test_split_shadow_judge_quality_promote_rollback(
     assert r.status_code == 200, r.text
     assert [a["prompt_version_id"] for a in r.json()["rollout"]["arms"]] == [app["v1"], app["v2"]]
     assert "principal" not in r.json()["rollout"]
+    moved = admin.patch("/api/applications/helper", json={"prompt": "unrelated"})
+    assert moved.status_code == 409 and moved.json()["error"]["code"] == "rollout_live"
 
     arms_by_user: dict[str, set[str]] = {}
     request_ids: list[str] = []
