@@ -6,6 +6,7 @@ promote and rollback are audited; bad rollouts are clear 400s and other users ge
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,6 +205,26 @@ def test_split_shadow_judge_quality_promote_rollback(
             arms_by_user.setdefault(user, set()).add(r.json()["model"])
     assert all(len(models) == 1 for models in arms_by_user.values()), arms_by_user  # sticky per user
     assert {m for models in arms_by_user.values() for m in models} == {"small", "large"}
+    control_user = next(user for user, models in arms_by_user.items() if models == {"small"})
+    with admin.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "app:helper",
+            "messages": [{"role": "user", "content": "streamed question"}],
+            "user": control_user,
+            "stream": True,
+            "prompt_variables": {"company": "ACME"},
+        },
+    ) as streamed:
+        assert streamed.status_code == 200
+        events = [line[6:] for line in streamed.iter_lines() if line.startswith("data: {")]
+        text = "".join(
+            json.loads(e)["choices"][0]["delta"].get("content") or ""
+            for e in events
+            if json.loads(e)["choices"]
+        )
+        assert text == "echo: streamed question"
     for request_id in request_ids[:3]:
         assert admin.post("/v1/feedback", json={"request_id": request_id, "score": 4}).status_code == 201
 
@@ -213,7 +234,7 @@ def test_split_shadow_judge_quality_promote_rollback(
             "SELECT app_arm, prompt_version_id, model_served, count(*) FROM usage_logs "
             "WHERE application = 'helper' AND traffic IS NULL GROUP BY 1, 2, 3",
         )
-        return found if sum(r[3] for r in found) == 48 else None
+        return found if sum(r[3] for r in found) == 49 else None
 
     found = wait_until(rows, "the split's usage records")
     usage = {(r[0], r[1], r[2]) for r in found}
@@ -248,7 +269,7 @@ def test_split_shadow_judge_quality_promote_rollback(
     assert {row["app_arm"] for row in quality["online"]} == {"control", "candidate"}
     versions = {v["prompt_version"]: v for v in quality["versions"]}
     assert versions[1]["live"]["arms"] == ["control"] and versions[2]["live"]["arms"] == ["candidate"]
-    assert versions[1]["live"]["requests"] + versions[2]["live"]["requests"] == 48
+    assert versions[1]["live"]["requests"] + versions[2]["live"]["requests"] == 49
     assert sum(v["live"]["feedback"]["ratings"] for v in versions.values()) == 3
     judge = versions[2]["shadow_judge"]
     assert (
