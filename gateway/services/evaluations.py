@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.llmops import EvalRun
+from gateway.db.models import Job
 from gateway.db.repositories.evals import DatasetRepository, EvalRunRepository, app_shadows, live_usage
 from gateway.db.repositories.prompts import PromptRepository
 from gateway.errors import Conflict, InvalidRequest, NotFound
@@ -222,7 +223,23 @@ async def get(session: AsyncSession, principal: Principal, run_id: str) -> EvalR
     row = await EvalRunRepository(session).get_or_none(run_id)
     if row is None or not visible(principal, row.owner_id):
         raise NotFound(f"Evaluation run {run_id!r} not found", param="run_id")
+    if row.job_id is not None and row.status not in FINAL:
+        await _settle_with_job(session, row)
     return row
+
+
+async def _settle_with_job(session: AsyncSession, row: EvalRun) -> None:
+    """A run on the jobs queue whose job ended without finishing it (time limit, too many attempts,
+    dead-lettered) reads ``failed`` with the job's error, instead of ``running`` for ever."""
+    job = await session.get(Job, row.job_id)
+    if job is None or job.status not in ("failed", "cancelled"):
+        return
+    message = (job.error or {}).get("message") if isinstance(job.error, dict) else None
+    row.status = "failed"
+    row.error = f"the evaluation job {job.status}: {message or 'no detail'}"[:2000]
+    row.finished_at = row.finished_at or job.finished_at
+    row.lease_until = None
+    await session.flush()
 
 
 async def list_runs(

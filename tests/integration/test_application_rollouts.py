@@ -7,6 +7,7 @@ promote and rollback are audited; bad rollouts are clear 400s and other users ge
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -298,3 +299,46 @@ def test_split_shadow_judge_quality_promote_rollback(
     assert [h["action"] for h in history] == ["rollback", "rollback", "promote", "set"]
     assert history[2]["arm"] == "candidate" and history[2]["before"]["model"] == "small"
     assert all(h["actor_id"] for h in history)
+
+
+def test_a_run_whose_evaluation_job_failed_reads_failed(pg_database: str, admin: httpx.Client) -> None:
+    """A run handed to the jobs queue whose job ended failed (time limit, dead letter) is not left
+    ``running``: reading it settles it as failed with the job's error."""
+    spec = {"variants": [{"label": "v", "messages": "Hi", "model": "small"}], "cases": [{"input": "x"}]}
+    run_id = admin.post("/api/evaluations", json=spec, params={}).json()["id"]
+    _wait_run(admin, run_id)
+    job_id = uuid.uuid4().hex
+    error = json.dumps({"message": "the job ran past its time limit of 900s", "type": "timeout"})
+    _write(
+        pg_database,
+        "INSERT INTO jobs (id, type, status, size_bytes, pages, options, progress, tokens, lease_token,"
+        " attempts, created_at, updated_at, finished_at, error) VALUES (:j, 'evaluation', 'failed', 0, 0,"
+        " '{}', '{}', 0, 0, 3, now(), now(), now(), CAST(:e AS json))",
+        "UPDATE eval_runs SET job_id = :j, status = 'running', finished_at = NULL WHERE id = :r",
+        j=job_id,
+        e=error,
+        r=run_id,
+    )
+    run = admin.get(f"/api/evaluations/{run_id}").json()
+    assert run["status"] == "failed" and run["job_id"] == job_id
+    assert run["error"] == "the evaluation job failed: the job ran past its time limit of 900s"
+
+
+def _write(url: str, *statements: str, **params: Any) -> None:
+    import asyncio
+
+    from sqlalchemy import text
+
+    from gateway.db.engine import create_engine
+    from tests.integration.db_fixtures import db_test_settings
+
+    async def go() -> None:
+        engine = create_engine(db_test_settings(url))
+        try:
+            async with engine.begin() as conn:
+                for statement in statements:
+                    await conn.execute(text(statement), params)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
