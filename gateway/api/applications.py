@@ -21,7 +21,7 @@ from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep, UserDep
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.providers.tokens import count_messages
-from gateway.services import applications, evaluations
+from gateway.services import applications, evaluations, rollouts
 
 router = APIRouter(prefix="/api/applications", tags=["applications"], dependencies=[Depends(clean_body)])
 run_router = APIRouter(prefix="/v1/apps", tags=["applications"], dependencies=[Depends(clean_body)])
@@ -50,6 +50,22 @@ class ApplicationPatch(BaseModel):
     pinned_version: str | None = Field(default=None, max_length=40)
     options: dict[str, Any] | None = None
     shared: bool | None = None
+
+
+class RolloutIn(BaseModel):
+    """Shapes only; ``services/rollouts.py`` checks the values (and names the field in a 400)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arms: list[dict[str, Any]] | None = Field(default=None, max_length=64)
+    shadow: dict[str, Any] | None = None
+    sticky: str | None = Field(default=None, max_length=16)
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arm: str = Field(min_length=1, max_length=64)
 
 
 class RunIn(BaseModel):
@@ -91,6 +107,45 @@ async def application_quality(app_id: str, principal: UserDep, session: SessionD
     return OrjsonResponse(await evaluations.quality(session, principal, app_id))
 
 
+@router.get("/{app_id}/rollout")
+async def read_rollout(app_id: str, principal: UserDep, session: SessionDep) -> OrjsonResponse:
+    """The application's live rollout (split and/or shadow), or ``rollout: null``."""
+    return OrjsonResponse(rollouts.view(await applications.get(session, principal, app_id)))
+
+
+@router.put("/{app_id}/rollout")
+async def set_rollout(
+    app_id: str, body: RolloutIn, principal: UserDep, session: SessionDep, state: AppStateDep
+) -> OrjsonResponse:
+    """Start or replace the rollout: weighted arms (weights sum to 100) over this application's prompt
+    versions or models, sticky per user or API key, and/or a shadow of a candidate version. Audited."""
+    app = await applications.get(session, principal, app_id)
+    raw = body.model_dump(exclude_unset=True)
+    return OrjsonResponse(await rollouts.set_rollout(session, principal, state.holder.current, app, raw))
+
+
+@router.post("/{app_id}/rollout/promote")
+async def promote_rollout(
+    app_id: str, body: PromoteIn, principal: UserDep, session: SessionDep
+) -> OrjsonResponse:
+    """The arm (or ``shadow``) becomes the application's version and model; the rollout ends. Audited."""
+    app = await applications.get(session, principal, app_id)
+    return OrjsonResponse(await rollouts.promote(session, principal, app, body.arm))
+
+
+@router.post("/{app_id}/rollout/rollback")
+async def rollback_rollout(app_id: str, principal: UserDep, session: SessionDep) -> OrjsonResponse:
+    """End the live rollout, or with none live undo the latest promote. Audited."""
+    app = await applications.get(session, principal, app_id)
+    return OrjsonResponse(await rollouts.rollback(session, principal, app))
+
+
+@router.get("/{app_id}/rollout/history")
+async def rollout_history(app_id: str, principal: UserDep, session: SessionDep) -> OrjsonResponse:
+    app = await applications.get(session, principal, app_id)
+    return OrjsonResponse({"object": "list", "data": await rollouts.history(session, app)})
+
+
 @router.patch("/{app_id}")
 async def update_application(
     app_id: str, body: ApplicationPatch, principal: UserDep, session: SessionDep, state: AppStateDep
@@ -125,23 +180,24 @@ async def run_application(
     )
     if state.accounts is None:
         raise InvalidRequest("Applications need the gateway's database", code="no_database")
-    async with state.accounts.sessionmaker() as session:
-        resolved = await applications.resolve(session, principal, name)
-    tags = applications.apply(resolved, chat, body.variables)
     request_id: str = request.state.request_id
+    sticky: dict[str, str | None] = {
+        "user": principal.user_id,
+        "user_source": None,
+        "api_key": principal.api_key_id,
+        "conversation": None,
+        "request": request_id,
+    }
+    async with state.accounts.sessionmaker() as session:
+        resolved = await applications.resolve(session, principal, name, sticky=sticky, chat=chat)
+    tags = applications.apply(resolved, chat, body.variables)
     try:
         result = await state.completions.run(
             chat=chat,
             principal=principal,
             request_id=request_id,
             client_request_id=getattr(request.state, "client_request_id", None),
-            sticky={
-                "user": principal.user_id,
-                "user_source": None,
-                "api_key": principal.api_key_id,
-                "conversation": None,
-                "request": request_id,
-            },
+            sticky=sticky,
             cache_policy=cache_policy(
                 request.headers.get("cache-control"), request.headers.get("x-prism-cache")
             ),
@@ -158,4 +214,6 @@ async def run_application(
         "x-prism-application": resolved.application.name,
         "x-prism-prompt-version": str(resolved.version.number),
     }
+    if resolved.arm is not None:
+        headers["x-prism-app-arm"] = resolved.arm["name"]
     return Response(content=orjson.dumps(result.body), media_type="application/json", headers=headers)

@@ -22,7 +22,7 @@ from gateway.errors import InvalidRequest
 from gateway.evals import promptfoo
 from gateway.lifespan import AppState
 from gateway.security.principal import Principal
-from gateway.services import evaluations
+from gateway.services import eval_jobs, evaluations
 
 router = APIRouter(prefix="/api/evaluations", tags=["evaluations"], dependencies=[Depends(clean_body)])
 
@@ -31,7 +31,12 @@ async def _queue(state: AppState, session: Any, principal: Principal, body: dict
     custom = state.evals.custom if state.evals is not None else {}
     row = await evaluations.create(session, principal, state.holder.current, body=body, custom=custom)
     await session.commit()  # visible to the worker before it is woken
-    if state.evals is not None:
+    if state.settings.jobs_broker_url and state.jobs is not None and state.accounts is not None:
+        # a broker: the run executes as an ``evaluation`` job on Celery (services/eval_jobs.py)
+        row["job_id"] = await eval_jobs.dispatch(
+            state.jobs, state.accounts.engine, run_id=row["id"], principal=principal
+        )
+    if state.evals is not None and row.get("job_id") is None:
         state.evals.wake()
     return OrjsonResponse(row, status_code=202)
 

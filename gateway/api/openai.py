@@ -323,7 +323,7 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
     tags = None
     if chat.model.startswith(applications.APP_PREFIX):  # an application (issue #24)
         sessionmaker = state.accounts.sessionmaker if state.accounts is not None else None
-        tags = await applications.prepare_chat(sessionmaker, principal, chat)
+        tags = await applications.prepare_chat(sessionmaker, principal, chat, sticky=sticky)
     # Conversation store (issue #3): history is read in a short session before the call; the
     # exchange is written by the flow's settle step, in its own unit of work after the answer (no
     # session held while streaming).

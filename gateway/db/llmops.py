@@ -74,8 +74,27 @@ class Application(Base):
     pinned_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The live split (weighted arms, sticky) and/or shadow of a candidate version (migration 0014)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApplicationRolloutEvent(Base):
+    """The audit trail of an application's rollout: set, promote, rollback — who, when, from what."""
+
+    __tablename__ = "application_rollout_events"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    application_id: Mapped[str] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(16))
+    arm: Mapped[str | None] = mapped_column(String(64), default=None)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    actor_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Dataset(Base):
@@ -127,6 +146,9 @@ class EvalRun(Base):
     done: Mapped[int] = mapped_column(Integer, default=0)
     spent_usd: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    job_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The ``evaluation`` job that executes the run on the task queue (a broker is configured);
+    null: the in-process evaluation worker claims it."""
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

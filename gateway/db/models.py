@@ -185,6 +185,8 @@ class UsageLog(Base):
     prompt_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     traffic: Mapped[str | None] = mapped_column(String(16), default=None)
     """``evaluation`` for an evaluation run's calls (excluded from product dashboards); else null."""
+    app_arm: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The arm of the application's live rollout that served the request (migration 0014)."""
     tool_rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tool_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

@@ -164,7 +164,7 @@ class ShadowJudge:
             return
         snapshot = self._snapshot()
         alias = snapshot.config.aliases.get(pair.alias)
-        config = alias.shadow_judge if alias is not None else None
+        config = pair.judge or (alias.shadow_judge if alias is not None else None)
         if config is None or bucket("judge", pair.pair_id) >= config.sample_rate:
             return
         target = snapshot.targets.get(config.model)

@@ -87,6 +87,8 @@ class ShadowPair:
         """The shadow call, planned by the shadow node and started once the primary has finished."""
         self.prompt: list[dict[str, Any]] | None = None
         """The (guarded) messages both models answered; kept for the judge."""
+        self.judge: Any = None
+        """A ``ShadowJudgeConfig`` for this pair (an application's shadow version); else the alias's."""
         self._on_done = on_done
 
     def complete_primary(self, side: ShadowSide) -> None:

@@ -84,6 +84,8 @@ BUILTIN: dict[str, JobType] = {
     "document_analysis": JobType(
         "document_analysis", "gateway.jobs.pipelines:document_analysis_pipeline", "text"
     ),
+    # issue #24: an evaluation run on the queue (``gateway/services/eval_jobs.py``); no file
+    "evaluation": JobType("evaluation", "gateway.services.eval_jobs:evaluation_pipeline", "file"),
 }
 
 

@@ -74,6 +74,12 @@ COST = Counter(
     "prism_cost_usd", "Cost in US dollars from the configured prices", ["model", "provider", "tier"]
 )
 ERRORS = Counter("prism_errors", "Errors returned to clients", ["type"])
+APP_ROLLOUT_CHANGES = Counter(
+    "prism_app_rollout_changes", "Application rollout changes (set, promote, rollback)", ["action"]
+)
+APP_ROLLOUT_CALLS = Counter(
+    "prism_app_rollout_calls", "Application calls under a live rollout, by what they got", ["kind"]
+)
 
 PROVIDER_REQUESTS = Counter("prism_provider_requests", "Calls that reached a provider", ["provider", "model"])
 PROVIDER_ATTEMPTS = Counter("prism_provider_attempts", "Provider attempts by outcome", ["target", "outcome"])

@@ -20,11 +20,13 @@ from gateway.agent.state import ChatInput
 from gateway.db.llmops import Application, PromptVersion
 from gateway.db.repositories.prompts import ApplicationRepository, PromptRepository
 from gateway.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
+from gateway.observability import metrics
 from gateway.prompts import template
 from gateway.providers.tokens import count_messages
 from gateway.runtime import RuntimeSnapshot
 from gateway.schemas.openai import SAMPLING_FIELDS, ChatCompletionRequest
 from gateway.security.principal import Principal
+from gateway.services import rollouts
 from gateway.services.prompts import check_ref, get_prompt, owner_filter, visible
 from gateway.usage.record import UsageTags
 
@@ -36,6 +38,14 @@ OPTION_FIELDS = frozenset(SAMPLING_FIELDS) - {"user", "n"}
 class Resolved:
     application: Application
     version: PromptVersion
+    arm: dict[str, Any] | None = None
+    """The live rollout's arm this call was assigned (``services/rollouts.py``)."""
+    shadow: rollouts.ShadowPlan | None = None
+    shadow_version: PromptVersion | None = None
+
+    @property
+    def model(self) -> str:
+        return (self.arm or {}).get("model") or self.application.model
 
 
 def app_dict(row: Application) -> dict[str, Any]:
@@ -49,6 +59,7 @@ def app_dict(row: Application) -> dict[str, Any]:
         "pinned_version_id": row.pinned_version_id,
         "options": row.options,
         "shared": row.shared,
+        "rollout": rollouts.public_rollout(row.rollout),
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }
@@ -128,7 +139,15 @@ async def update(
     if "model" in fields:
         row.model = check_model(snapshot, fields["model"])
     if "prompt" in fields:
-        row.prompt_id = (await get_prompt(session, principal, fields["prompt"])).id
+        prompt_id = (await get_prompt(session, principal, fields["prompt"])).id
+        if row.rollout and prompt_id != row.prompt_id:
+            raise Conflict(
+                "The application has a live rollout over its prompt's versions: promote or roll it back"
+                " first",
+                param="prompt",
+                code="rollout_live",
+            )
+        row.prompt_id = prompt_id
         row.pinned_version_id = None
     if "pinned_version" in fields:
         row.pinned_version_id = await _pinned(session, row.prompt_id, fields["pinned_version"])
@@ -155,16 +174,26 @@ async def delete(session: AsyncSession, principal: Principal, ref: str) -> None:
 
 
 async def resolve(
-    session: AsyncSession, principal: Principal, name: str, *, version: str | None = None
+    session: AsyncSession,
+    principal: Principal,
+    name: str,
+    *,
+    version: str | None = None,
+    sticky: dict[str, str | None] | None = None,
+    chat: ChatInput | None = None,
 ) -> Resolved:
     """The application and the prompt version a call runs: ``version`` (an evaluation's variant),
-    else the pinned one, else the active one."""
+    else the live rollout's arm for this caller (``sticky``), else the pinned one, else the active
+    one. With ``chat`` (a live call) the rollout's shadow is planned too."""
     row = await ApplicationRepository(session).get_by_name(name)
     if row is None or not (row.shared or visible(principal, row.owner_id)):
         raise ModelNotFound(f"The application {name!r} does not exist", param="model")
     repo = PromptRepository(session)
+    arm = rollouts.pick_arm(row, sticky) if version is None and chat is not None else None
     if version is not None:
         chosen = await repo.version(row.prompt_id, version)
+    elif arm is not None and arm.get("prompt_version_id"):
+        chosen = await repo.version_by_id(arm["prompt_version_id"])
     elif row.pinned_version_id is not None:
         chosen = await repo.version_by_id(row.pinned_version_id)
     else:
@@ -173,18 +202,42 @@ async def resolve(
         raise InvalidRequest(
             f"The application {name!r} has no prompt version to run", code="no_active_version"
         )
-    return Resolved(application=row, version=chosen)
+    resolved = Resolved(application=row, version=chosen, arm=arm)
+    if chat is not None and version is None and row.rollout:
+        plan = rollouts.shadow_plan(
+            row,
+            primary_version_id=chosen.id,
+            caller_messages=chat.messages,
+            caller_params=chat.params,
+            request_key=(sticky or {}).get("request") or "",
+        )
+        if plan is not None:
+            resolved.shadow = plan
+            resolved.shadow_version = await repo.version_by_id(plan.version_id)
+    return resolved
 
 
 def apply(resolved: Resolved, chat: ChatInput, variables: dict[str, Any]) -> UsageTags:
     """Turn ``chat`` into the application's call: model, rendered prompt + the caller's messages,
     options under the caller's parameters."""
     rendered = template.render(resolved.version.messages, variables)
-    chat.model = resolved.application.model
+    shadow = resolved.shadow
+    if shadow is not None and resolved.shadow_version is not None:
+        shadow = rollouts.render_shadow(shadow, resolved.shadow_version, variables)
+    chat.model = resolved.model
     chat.messages = [*rendered, *chat.messages]
     chat.params = {**resolved.application.options, **chat.params}
     chat.prompt_tokens = count_messages(chat.messages)
-    return UsageTags(application=resolved.application.name, prompt_version_id=resolved.version.id)
+    if resolved.arm is not None:
+        metrics.APP_ROLLOUT_CALLS.labels(kind="split").inc()
+    if shadow is not None:
+        metrics.APP_ROLLOUT_CALLS.labels(kind="shadow").inc()
+    return UsageTags(
+        application=resolved.application.name,
+        prompt_version_id=resolved.version.id,
+        app_arm=resolved.arm["name"] if resolved.arm is not None else None,
+        shadow=shadow,
+    )
 
 
 def take_variables(chat: ChatInput) -> dict[str, Any]:
@@ -201,12 +254,19 @@ def take_variables(chat: ChatInput) -> dict[str, Any]:
 
 
 async def prepare_chat(
-    sessionmaker: async_sessionmaker[AsyncSession] | None, principal: Principal, chat: ChatInput
+    sessionmaker: async_sessionmaker[AsyncSession] | None,
+    principal: Principal,
+    chat: ChatInput,
+    *,
+    sticky: dict[str, str | None] | None = None,
 ) -> UsageTags:
-    """``model: "app:<name>"`` → the application's call, in a short session before the model call."""
+    """``model: "app:<name>"`` → the application's call, in a short session before the model call.
+    ``sticky``: the request's sticky keys (a live rollout assigns its arm on them)."""
     if sessionmaker is None:
         raise InvalidRequest("Applications need the gateway's database", param="model", code="no_database")
     variables = take_variables(chat)
     async with sessionmaker() as session:
-        resolved = await resolve(session, principal, chat.model.removeprefix(APP_PREFIX))
+        resolved = await resolve(
+            session, principal, chat.model.removeprefix(APP_PREFIX), sticky=sticky, chat=chat
+        )
     return apply(resolved, chat, variables)

@@ -162,6 +162,11 @@ class CompletionService:
             record.application = tags.application
             record.prompt_version_id = tags.prompt_version_id
             record.traffic = tags.traffic
+            record.app_arm = tags.app_arm
+            if tags.shadow is not None and self.s.shadow is not None:  # an application's shadow version
+                pair = tags.shadow.plan(self, self.s.shadow, request_id=request_id, streamed=chat.stream)
+                if pair is not None:
+                    trace.shadow_pairs.append(pair)
         books = RequestBooks(
             self._ledger,
             chat=chat,

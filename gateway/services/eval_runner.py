@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,6 +43,7 @@ from gateway.services.embeddings import EmbeddingService
 from gateway.usage.record import UsageTags
 
 log = structlog.get_logger("prism.evals")
+FINAL = frozenset({"completed", "budget_exceeded", "failed", "cancelled"})
 NO_CACHE = CachePolicy(read=False, write=False)
 
 
@@ -110,6 +111,34 @@ class EvalRunner:
                 self.current = run_id
                 await self.execute(run_id)
                 self.current = None
+
+    async def run_for_job(self, run_id: str, *, job_id: str) -> str:
+        """Execute (or resume) a run that the ``evaluation`` job ``job_id`` owns, to its end; its final
+        status. The job's lease fences it (one worker at a time), so a redelivered job takes the run
+        over at once, whatever the run's own lease says, and skips the pairs already stored."""
+        async with self.sessionmaker() as session, session.begin():
+            run = await EvalRunRepository(session).get_or_none(run_id)
+            if run is None or run.job_id != job_id:
+                raise LookupError(f"evaluation run {run_id} is not job {job_id}'s")
+            if run.status in FINAL:
+                return run.status
+            await session.execute(
+                update(EvalRun)
+                .where(EvalRun.id == run_id, EvalRun.status.in_(("queued", "running")))
+                .values(
+                    status="running",
+                    lease_until=self._lease(),
+                    started_at=func.coalesce(EvalRun.started_at, self.clock()),
+                )
+            )
+        self.current = run_id
+        try:
+            await self.execute(run_id)
+        finally:
+            self.current = None
+        async with self.sessionmaker() as session:
+            final = await EvalRunRepository(session).get_or_none(run_id)
+            return final.status if final is not None else "failed"
 
     def _lease(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease_s)

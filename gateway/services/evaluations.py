@@ -13,14 +13,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.llmops import EvalRun
-from gateway.db.repositories.evals import DatasetRepository, EvalRunRepository, live_usage
+from gateway.db.models import Job
+from gateway.db.repositories.evals import DatasetRepository, EvalRunRepository, app_shadows, live_usage
 from gateway.db.repositories.prompts import PromptRepository
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.evals import assertions, compare, datasets_io
 from gateway.prompts import template
 from gateway.runtime import RuntimeSnapshot
 from gateway.security.principal import Principal
-from gateway.services import applications, datasets
+from gateway.services import applications, datasets, rollouts
 from gateway.services.prompts import check_ref, get_prompt, owner_filter, visible
 
 FINAL = frozenset({"completed", "budget_exceeded", "failed", "cancelled"})
@@ -43,6 +44,7 @@ def run_dict(row: EvalRun) -> dict[str, Any]:
         "spent_usd": round(row.spent_usd, 8),
         "max_cost_usd": row.spec.get("max_cost_usd"),
         "error": row.error,
+        "job_id": row.job_id,
         "created_at": row.created_at.isoformat(),
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
@@ -221,7 +223,23 @@ async def get(session: AsyncSession, principal: Principal, run_id: str) -> EvalR
     row = await EvalRunRepository(session).get_or_none(run_id)
     if row is None or not visible(principal, row.owner_id):
         raise NotFound(f"Evaluation run {run_id!r} not found", param="run_id")
+    if row.job_id is not None and row.status not in FINAL:
+        await _settle_with_job(session, row)
     return row
+
+
+async def _settle_with_job(session: AsyncSession, row: EvalRun) -> None:
+    """A run on the jobs queue whose job ended without finishing it (time limit, too many attempts,
+    dead-lettered) reads ``failed`` with the job's error, instead of ``running`` for ever."""
+    job = await session.get(Job, row.job_id)
+    if job is None or job.status not in ("failed", "cancelled"):
+        return
+    message = (job.error or {}).get("message") if isinstance(job.error, dict) else None
+    row.status = "failed"
+    row.error = f"the evaluation job {job.status}: {message or 'no detail'}"[:2000]
+    row.finished_at = row.finished_at or job.finished_at
+    row.lease_until = None
+    await session.flush()
 
 
 async def list_runs(
@@ -296,4 +314,85 @@ async def quality(session: AsyncSession, principal: Principal, ref: str, *, runs
             )
         if len({o["run_id"] for o in offline}) >= runs:
             break
-    return {"application": app.name, "online": await live_usage(session, app.name), "offline": offline}
+    online = await live_usage(session, app.name)
+    shadows = await app_shadows(session, app.name)
+    return {
+        "application": app.name,
+        "rollout": rollouts.public_rollout(app.rollout),
+        "online": online,
+        "offline": offline,
+        "shadow": shadows,
+        "versions": await _per_version(session, app.prompt_id, online, offline, shadows),
+    }
+
+
+async def _per_version(
+    session: AsyncSession,
+    prompt_id: str,
+    online: list[dict[str, Any]],
+    offline: list[dict[str, Any]],
+    shadows: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One row per prompt version of the application's prompt that has anything to show: its live
+    traffic (all arms and models summed), the shadow judge's scores when it was the candidate, and
+    its variants in the latest finished evaluation runs."""
+    rows = []
+    for version in await PromptRepository(session).versions(prompt_id):
+        live = [o for o in online if o["prompt_version_id"] == version.id]
+        as_shadow = [s for s in shadows if s["candidate_version_id"] == version.id]
+        evaluated = [o for o in offline if o["prompt_version_id"] == version.id]
+        if not (live or as_shadow or evaluated):
+            continue
+        requests = sum(int(o["requests"]) for o in live)
+        feedback = [o["feedback"] for o in live]
+        ratings = sum(int(f["ratings"]) for f in feedback)
+        rating_sum = sum(float(f["rating_mean"] or 0.0) * int(f["ratings"]) for f in feedback)
+        judges = [s["judge"] for s in as_shadow if s["judge"]]
+        judged = sum(j["judged"] for j in judges)
+        rows.append(
+            {
+                "prompt_version_id": version.id,
+                "prompt_version": version.number,
+                "active": version.is_active,
+                "live": {
+                    "requests": requests,
+                    "errors": sum(int(o["errors"]) for o in live),
+                    "cost_usd": round(sum(float(o["cost_usd"]) for o in live), 8),
+                    "latency_ms_mean": round(
+                        sum(float(o["latency_ms_mean"]) * int(o["requests"]) for o in live) / requests, 3
+                    )
+                    if requests
+                    else None,
+                    "arms": sorted({o["app_arm"] for o in live if o["app_arm"]}),
+                    "feedback": {
+                        "count": sum(int(f["count"]) for f in feedback),
+                        "thumbs_up": sum(int(f["thumbs_up"]) for f in feedback),
+                        "ratings": ratings,
+                        "rating_mean": round(rating_sum / ratings, 4) if ratings else None,
+                    },
+                },
+                "shadow_judge": {
+                    "pairs": sum(int(s["pairs"]) for s in as_shadow),
+                    "judged": judged,
+                    "shadow_score_mean": _weighted(judges, "shadow_score_mean", judged),
+                    "live_score_mean": _weighted(judges, "primary_score_mean", judged),
+                    "shadow_wins": sum(j["shadow_wins"] for j in judges),
+                    "live_wins": sum(j["primary_wins"] for j in judges),
+                    "ties": sum(j["ties"] for j in judges),
+                }
+                if as_shadow
+                else None,
+                "offline": [
+                    {k: o.get(k) for k in ("run_id", "run", "finished_at", "variant", "model", "pass_rate")}
+                    | {"pass_rate_ci95": o.get("pass_rate_ci95")}
+                    for o in evaluated
+                ],
+            }
+        )
+    return rows
+
+
+def _weighted(judges: list[dict[str, Any]], key: str, total: int) -> float | None:
+    if not total:
+        return None
+    return round(sum(float(j[key] or 0.0) * int(j["judged"]) for j in judges) / total, 4)

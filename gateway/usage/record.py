@@ -23,6 +23,11 @@ class UsageTags:
     application: str | None = None
     prompt_version_id: str | None = None
     traffic: str | None = None
+    app_arm: str | None = None
+    """The arm of the application's live rollout that served it (a split between versions/models)."""
+    shadow: Any = None
+    """A planned shadow of a candidate prompt version (``services.rollouts.ShadowPlan``): the
+    completion service hangs its pair on the request, launched when the primary's books close."""
 
 
 @dataclass(slots=True)
@@ -68,6 +73,8 @@ class UsageRecord:
     prompt_version_id: str | None = None
     traffic: str | None = None
     """``evaluation`` for an evaluation run's calls; ``None`` for product traffic."""
+    app_arm: str | None = None
+    """The application rollout's arm (issue #24, item 7)."""
 
     def as_row(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in self.__slots__}

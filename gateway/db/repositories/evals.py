@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.llmops import Dataset, DatasetCase, EvalResult, EvalRun
-from gateway.db.models import Feedback, UsageLog
+from gateway.db.models import Feedback, ShadowJudgement, ShadowResult, UsageLog
 
 
 def _live(version: int) -> list[ColumnElement[bool]]:
@@ -115,10 +115,11 @@ class EvalRunRepository:
         query = (
             select(EvalRun.id)
             .where(
+                EvalRun.job_id.is_(None),  # a run on the jobs queue is its job's (services/eval_jobs.py)
                 or_(
                     EvalRun.status == "queued",
                     (EvalRun.status == "running") & (EvalRun.lease_until < now),
-                )
+                ),
             )
             .order_by(EvalRun.created_at)
             .limit(1)
@@ -131,6 +132,7 @@ class EvalRunRepository:
             update(EvalRun)
             .where(
                 EvalRun.id == run_id,
+                EvalRun.job_id.is_(None),
                 or_(EvalRun.status == "queued", (EvalRun.status == "running") & (EvalRun.lease_until < now)),
             )
             .values(
@@ -163,6 +165,7 @@ async def live_usage(session: AsyncSession, application: str) -> list[dict[str, 
             UsageLog.experiment,
             UsageLog.arm,
             UsageLog.model_served,
+            UsageLog.app_arm,
             func.count(UsageLog.request_id),
             func.sum(case((UsageLog.status == "ok", 0), else_=1)),
             func.avg(UsageLog.latency_ms),
@@ -170,11 +173,18 @@ async def live_usage(session: AsyncSession, application: str) -> list[dict[str, 
             func.count(Feedback.id),
             votes,
             rated,
+            func.count(case((Feedback.id.is_not(None) & Feedback.thumb.is_(None), 1), else_=None)),
         )
         .select_from(UsageLog)
         .outerjoin(Feedback, Feedback.request_id == UsageLog.request_id)
         .where(UsageLog.application == application, UsageLog.traffic.is_(None))
-        .group_by(UsageLog.prompt_version_id, UsageLog.experiment, UsageLog.arm, UsageLog.model_served)
+        .group_by(
+            UsageLog.prompt_version_id,
+            UsageLog.experiment,
+            UsageLog.arm,
+            UsageLog.model_served,
+            UsageLog.app_arm,
+        )
     )
     rows = (await session.execute(query)).all()
     return [
@@ -183,15 +193,90 @@ async def live_usage(session: AsyncSession, application: str) -> list[dict[str, 
             "experiment": r[1],
             "arm": r[2],
             "model": r[3],
-            "requests": int(r[4]),
-            "errors": int(r[5] or 0),
-            "latency_ms_mean": round(float(r[6] or 0.0), 3),
-            "cost_usd": round(float(r[7] or 0.0), 8),
+            "app_arm": r[4],
+            "requests": int(r[5]),
+            "errors": int(r[6] or 0),
+            "latency_ms_mean": round(float(r[7] or 0.0), 3),
+            "cost_usd": round(float(r[8] or 0.0), 8),
             "feedback": {
-                "count": int(r[8]),
-                "thumbs_up": int(r[9] or 0),
-                "rating_mean": None if r[10] is None else round(float(r[10]), 4),
+                "count": int(r[9]),
+                "thumbs_up": int(r[10] or 0),
+                "rating_mean": None if r[11] is None else round(float(r[11]), 4),
+                "ratings": int(r[12] or 0),
             },
         }
         for r in rows
     ]
+
+
+async def app_shadows(session: AsyncSession, application: str) -> list[dict[str, object]]:
+    """An application's shadow pairs (alias ``app:<name>``, shadow model ``<model>@<version id>``)
+    per (live version, candidate): pairs, shadow errors, latencies, cost, agreement, and the shadow
+    judge's scores (``shadow_judgements``)."""
+    alias = f"app:{application}"
+    pairs = (
+        select(
+            ShadowResult.shadow_model,
+            UsageLog.prompt_version_id,
+            func.count(ShadowResult.id),
+            func.count(ShadowResult.shadow_error),
+            func.avg(ShadowResult.primary_latency_ms),
+            func.avg(ShadowResult.shadow_latency_ms),
+            func.sum(ShadowResult.shadow_cost_usd),
+            func.avg(ShadowResult.agreement),
+        )
+        .select_from(ShadowResult)
+        .outerjoin(UsageLog, UsageLog.request_id == ShadowResult.request_id)
+        .where(ShadowResult.alias == alias)
+        .group_by(ShadowResult.shadow_model, UsageLog.prompt_version_id)
+    )
+    judged = (
+        select(
+            ShadowJudgement.shadow_model,
+            UsageLog.prompt_version_id,
+            func.count(ShadowJudgement.id),
+            func.count(ShadowJudgement.shadow_score),
+            func.avg(ShadowJudgement.primary_score),
+            func.avg(ShadowJudgement.shadow_score),
+            func.sum(case((ShadowJudgement.winner == "shadow", 1), else_=0)),
+            func.sum(case((ShadowJudgement.winner == "primary", 1), else_=0)),
+            func.sum(case((ShadowJudgement.winner == "tie", 1), else_=0)),
+            func.sum(ShadowJudgement.cost_usd),
+        )
+        .select_from(ShadowJudgement)
+        .outerjoin(ShadowResult, ShadowResult.pair_id == ShadowJudgement.pair_id)
+        .outerjoin(UsageLog, UsageLog.request_id == ShadowResult.request_id)
+        .where(ShadowJudgement.alias == alias)
+        .group_by(ShadowJudgement.shadow_model, UsageLog.prompt_version_id)
+    )
+    scores = {
+        (r[0], r[1]): {
+            "calls": int(r[2]),
+            "judged": int(r[3]),
+            "primary_score_mean": None if r[4] is None else round(float(r[4]), 4),
+            "shadow_score_mean": None if r[5] is None else round(float(r[5]), 4),
+            "shadow_wins": int(r[6] or 0),
+            "primary_wins": int(r[7] or 0),
+            "ties": int(r[8] or 0),
+            "cost_usd": round(float(r[9] or 0.0), 8),
+        }
+        for r in (await session.execute(judged)).all()
+    }
+    out: list[dict[str, object]] = []
+    for r in (await session.execute(pairs)).all():
+        model, _, candidate = str(r[0]).rpartition("@")
+        out.append(
+            {
+                "candidate_version_id": candidate,
+                "candidate_model": model,
+                "live_version_id": r[1],
+                "pairs": int(r[2]),
+                "shadow_errors": int(r[3]),
+                "primary_latency_ms_mean": None if r[4] is None else round(float(r[4]), 3),
+                "shadow_latency_ms_mean": None if r[5] is None else round(float(r[5]), 3),
+                "shadow_cost_usd": round(float(r[6] or 0.0), 8),
+                "agreement_mean": None if r[7] is None else round(float(r[7]), 4),
+                "judge": scores.get((r[0], r[1])),
+            }
+        )
+    return out
