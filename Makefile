@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run worker test lint typecheck unit integration bench bench-smoke soak load eval-routing eval-guard eval-pii eval-embeddings eval-retrieval eval-ocr eval-gongmun train-guard lock clean
+.PHONY: install run worker test lint typecheck unit integration bench bench-smoke soak load eval-routing calibrate-routing eval-guard eval-pii eval-embeddings eval-retrieval eval-ocr eval-gongmun train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,11 @@ load: install
 
 eval-routing: install
 	$(PY) scripts/eval_routing.py
+
+## Propose per-intent, per-language cheap-tier thresholds from judged pairs: GATEWAY_DATABASE_URL's shadow
+## pairs + public pairwise data (docs/routing.md, "Calibrating the cheap tier"); CALIBRATE_ARGS=--max-loss 0.05
+calibrate-routing: install
+	PYTHONPATH=. $(PY) scripts/calibrate_routing.py $(CALIBRATE_ARGS)
 
 eval-guard: install
 	$(PY) scripts/eval_guard.py

@@ -4,9 +4,16 @@ Prints intent accuracy / macro-F1, per-label precision & recall, language accura
 matrix, cheap/strong routing shares, cost saved vs. sending everything to the strong tier, and single-prompt
 latency (p50/p95, incl. 1,000-character prompts), load time and RSS added by loading the model.
 
+Then (issue #21) the cheap-tier calibration, own data and independent data kept apart: thresholds are
+fitted (``gateway/routing/calibration.py``) on the ``calib`` split of the public pairwise data and the
+train split's hard prompts, and reported on the ``heldout`` split (independent: never used to pick
+anything) and on the own labelled test split (hard prompts routed cheap per language), today's rule next
+to the calibrated one, with Wilson 95 % intervals, per language and per source. With ``--database-url``
+(or ``GATEWAY_DATABASE_URL``) Prism's own judged shadow pairs are reported too (own data).
+
 Exits 1 when a target is missed, unless ``--no-check``.
 
-    .venv/bin/python scripts/eval_routing.py [--data PATH] [--no-check]
+    .venv/bin/python scripts/eval_routing.py [--data PATH] [--pairs PATH] [--max-loss 0.05] [--no-check]
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATA = ROOT / "tests" / "data" / "routing" / "routing.jsonl"
+DEFAULT_PAIRS = ROOT / "tests" / "data" / "routing" / "pairwise_public.jsonl"
+DEFAULT_CONFIG = ROOT / "config" / "prism.yaml"
 PRICE_PER_MTOK = {"cheap": 0.15, "strong": 5.00}
 TARGETS = {
     "intent_accuracy": (">=", 0.90),
@@ -33,6 +42,8 @@ TARGETS = {
     "latency_p95_long_ms": ("<=", 5.0),
     "load_seconds": ("<=", 2.0),
     "rss_added_mb": ("<=", 300.0),
+    # issue #21, independent (held-out public pairs), calibrated thresholds
+    "independent_as_good_routed_cheap": (">=", 0.50),
 }
 
 
@@ -66,6 +77,12 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--model", type=Path, default=None, help="weights file (default: the packaged model.npz)")
     ap.add_argument("--no-check", action="store_true", help="only print, never fail")
+    ap.add_argument("--pairs", type=Path, default=DEFAULT_PAIRS,
+                    help="public pairwise JSONL (calib split fits, heldout split reports)")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="routing YAML (tiers, prices)")
+    ap.add_argument("--max-loss", type=float, default=0.05, help="calibration's maximum quality loss")
+    ap.add_argument("--database-url", default=os.environ.get("GATEWAY_DATABASE_URL"),
+                    help="also report Prism's own judged shadow pairs from this database")
     ap.add_argument("--latency-runs", type=int, default=3, help="passes over the test split for latency")
     ap.add_argument("--blas-threads", default="classifier",
                     help="OPENBLAS/OMP threads set before numpy loads ('classifier': leave it to the "
@@ -174,7 +191,10 @@ def main() -> int:
     for c in costly:
         print("  strong→cheap:", c)
 
+    independent = calibration_section(args, clf, rows, test)
+
     measured = {
+        "independent_as_good_routed_cheap": independent,
         "intent_accuracy": acc,
         "macro_f1": macro_f1,
         "strong_routed_cheap": strong_cheap,
@@ -194,6 +214,94 @@ def main() -> int:
         return 0 if args.no_check else 1
     print("\nall targets met")
     return 0
+
+
+def _ci(iv: object) -> str:
+    est, low, high = iv.estimate, iv.low, iv.high  # type: ignore[attr-defined]
+    return "   n/a              " if est != est else f"{est:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _figures_table(title: str, ev: object) -> None:
+    print(f"  {title}")
+    print(f"    {'group':<34}{'n':>5}  {'as-good→cheap [95% CI]':<24}{'worse→cheap [95% CI]':<24}"
+          f"{'loss [95% CI]':<22}{'saving':>7}")
+    groups = [("all", ev.overall)]  # type: ignore[attr-defined]
+    groups += [(f"lang={k}", v) for k, v in sorted(ev.by_language.items())]  # type: ignore[attr-defined]
+    groups += [(f"source={k}", v) for k, v in sorted(ev.by_source.items())]  # type: ignore[attr-defined]
+    for name, g in groups:
+        print(f"    {name:<34}{g.n:>5}  {_ci(g.as_good_cheap_rate):<24}{_ci(g.worse_cheap_rate):<24}"
+              f"{_ci(g.loss):<22}{g.saving:>7.1%}")
+
+
+def calibration_section(args: argparse.Namespace, clf: object, rows: list[dict[str, object]],
+                        test: list[dict[str, object]]) -> float:
+    """Issue #21: own vs independent figures; returns the independent as-good→cheap rate (calibrated)."""
+    import asyncio
+
+    from gateway.config.routing import load_config
+    from gateway.experiments.stats import wilson_interval
+    from gateway.providers.tokens import count_text
+    from gateway.routing.calibration import (
+        Prices,
+        calibrate_and_evaluate,
+        evaluate,
+        format_table,
+        load_pairwise_jsonl,
+        load_shadow_pairs,
+        thresholds,
+        with_thresholds,
+    )
+    from gateway.routing.router import tier_for
+
+    classify = clf.classify  # type: ignore[attr-defined]
+    config = load_config(args.config)
+    calib = load_pairwise_jsonl(args.pairs, classify=classify, count_tokens=count_text, split="calib")
+    heldout = load_pairwise_jsonl(args.pairs, classify=classify, count_tokens=count_text, split="heldout")
+    hard = [classify(r["text"]) for r in rows if r["tier"] == "strong" and r["split"] == "train"]
+    report = calibrate_and_evaluate(calib, heldout, config=config, hard=hard, max_loss=args.max_loss)
+    print(f"\n=== cheap-tier calibration (issue #21): fitted on {len(calib)} public pairs "
+          f"({args.pairs.name}, calib split) + {len(hard)} own hard prompts (train split), "
+          f"max loss {args.max_loss} ===")
+    print(format_table(report.proposals))
+    print(f"thresholds: {thresholds(report.proposals)}")
+    print("\nINDEPENDENT data (public pairs, heldout split: never used to fit):")
+    _figures_table("today's rule", report.today)
+    _figures_table("calibrated thresholds", report.calibrated)
+    print("\nOWN data (tuned on, or labelled by the project):")
+    prices = Prices.from_config(config)
+    _figures_table("public pairs, calib split (in-sample: the thresholds were fitted here), calibrated",
+                   evaluate(calib, config=report.config, prices=prices))
+    today = with_thresholds(config, {})
+    print(f"  own labelled test split ({args.data.name}): hard (tier=strong) prompts routed cheap")
+    for lang in ("en", "ko", "mixed"):
+        hs = [classify(str(r["text"])) for r in test if r["tier"] == "strong" and r["lang"] == lang]
+        if hs:
+            k_today = sum(tier_for(h, today) == "cheap" for h in hs)
+            k_cal = sum(tier_for(h, report.config) == "cheap" for h in hs)
+            print(f"    lang={lang:<6} today {_ci(wilson_interval(k_today, len(hs)))} "
+                  f"({k_today}/{len(hs)})   calibrated {_ci(wilson_interval(k_cal, len(hs)))} "
+                  f"({k_cal}/{len(hs)})")
+    if args.database_url and args.database_url != "none":
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        async def own_pairs() -> list[object]:
+            engine = create_async_engine(args.database_url)
+            try:
+                return list(await load_shadow_pairs(engine, config=config))
+            finally:
+                await engine.dispose()
+
+        shadow = asyncio.run(own_pairs())
+        if shadow:
+            _figures_table(f"Prism shadow pairs ({len(shadow)}), today's rule",
+                           evaluate(shadow, config=today, prices=prices))  # type: ignore[arg-type]
+            _figures_table("Prism shadow pairs, calibrated thresholds",
+                           evaluate(shadow, config=report.config, prices=prices))  # type: ignore[arg-type]
+        else:
+            print("  no judged shadow pairs in the database")
+    print("  Korean pairwise judge data: none public with a permissive licence was found; Korean thresholds"
+          " come from Prism's shadow pairs in production")
+    return float(report.calibrated.overall.as_good_cheap_rate.estimate)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,10 @@ class AliasConfig(_Strict):
         return self
 
 
+THRESHOLD_LANGUAGES = frozenset({"en", "ko", "mixed", "*"})
+"""Language keys of ``routing.complexity_thresholds`` (the classifier's languages, ``*`` for any)."""
+
+
 class EscalationConfig(_Strict):
     """Ask a small LLM when the fast classifier is unsure (docs/routing.md). Off by default."""
 
@@ -155,6 +159,13 @@ class SmartRoutingConfig(_Strict):
     strong_complexity: float = Field(default=0.6, ge=0, le=1)
     low_confidence: float = Field(default=0.5, ge=0, le=1)
     default_tier: str = "strong"
+    complexity_thresholds: dict[str, dict[str, float]] = {}
+    """Calibrated cheap-tier thresholds per intent and language (``make calibrate-routing``, issue #21):
+    ``{intent: {en|ko|mixed|"*": t}}``. A confident ``auto`` prompt of that intent and language whose
+    complexity is below ``t`` goes to the cheapest tier; otherwise to the ``strong`` rule's tier (the
+    intent's tier when that is above the cheapest, else ``strong``). A language missing from an intent's
+    entry falls back to its ``"*"``, then to the rule above (``strong_complexity``, ``intent_tiers``);
+    empty (the default) is today's rule."""
     classify_all: bool = False
     """Classify every request (for usage analytics), not only ``auto`` ones."""
     sticky_upgrade_s: float = Field(default=600.0, ge=0)
@@ -168,6 +179,20 @@ class SmartRoutingConfig(_Strict):
     """Where the end user behind a service key is named, for ``sticky: user`` experiments and
     splits: ``header:<name>`` or ``metadata:<key>``. The key is that field, else the request's
     OpenAI ``user``, else the authenticated user (``gateway/experiments/sticky.py``)."""
+
+    @field_validator("complexity_thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        problems = []
+        for intent, per_language in value.items():
+            for language, threshold in per_language.items():
+                if language not in THRESHOLD_LANGUAGES:
+                    problems.append(f"{intent}.{language}: language must be one of en, ko, mixed, *")
+                elif not 0.0 <= threshold <= 1.0:
+                    problems.append(f"{intent}.{language}: threshold must be between 0 and 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class RetryConfig(_Strict):

@@ -266,6 +266,11 @@ class ShadowResult(Base):
     alias: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
     streamed: Mapped[bool | None] = mapped_column(Boolean, default=None)
     primary_error: Mapped[str | None] = mapped_column(String(256), default=None)
+    intent: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The classifier's label of the request (migration 0014; None when it was not classified)."""
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
+    complexity: Mapped[float | None] = mapped_column(Float, default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Feedback(Base):

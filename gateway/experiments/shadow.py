@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +29,9 @@ from gateway.background import BackgroundWorker
 from gateway.db.repositories.experiments import insert_shadow_judgements, insert_shadow_results
 from gateway.experiments.agreement import rouge_l_f1
 from gateway.observability import metrics
+
+if TYPE_CHECKING:
+    from gateway.intent import IntentResult
 
 log = structlog.get_logger("prism.shadow")
 
@@ -89,6 +92,9 @@ class ShadowPair:
         """The (guarded) messages both models answered; kept for the judge."""
         self.judge: Any = None
         """A ``ShadowJudgeConfig`` for this pair (an application's shadow version); else the alias's."""
+        self.intent: IntentResult | None = None
+        """The request's classification (label, language, complexity, confidence), recorded with the
+        pair so ``make calibrate-routing`` can fit per-intent, per-language thresholds (issue #21)."""
         self._on_done = on_done
 
     def complete_primary(self, side: ShadowSide) -> None:
@@ -132,6 +138,10 @@ class ShadowPair:
             "primary_error": p.error,
             "shadow_error": s.error,
             "agreement": self.agreement,
+            "intent": self.intent.label if self.intent is not None else None,
+            "language": self.intent.language if self.intent is not None else None,
+            "complexity": self.intent.complexity if self.intent is not None else None,
+            "confidence": self.intent.confidence if self.intent is not None else None,
         }
 
 

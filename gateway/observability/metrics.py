@@ -275,6 +275,11 @@ ROUTE_STICKY = Counter(
 ROUTE_CAPPED = Counter(
     "prism_route_capped", "auto routes capped by a key or user max_route_tier", ["from_tier", "to_tier"]
 )
+ROUTE_CALIBRATED = Counter(
+    "prism_route_calibrated",
+    "auto routes whose tier a calibrated routing.complexity_thresholds entry decided (issue #21)",
+    ["intent", "language", "tier"],
+)
 
 # -- shadow judge (issue #5): model labels are configured names (judge model or shadow model) -----
 SHADOW_JUDGE_CALLS = Counter(

@@ -114,11 +114,26 @@ _POLICY_NAMES = {
 }
 
 
+def calibrated_threshold(intent: IntentResult, config: RoutingConfig) -> float | None:
+    """The ``routing.complexity_thresholds`` entry for the prompt's intent and language (else ``"*"``)."""
+    per_language = config.routing.complexity_thresholds.get(intent.label)
+    return None if per_language is None else per_language.get(intent.language, per_language.get("*"))
+
+
 def tier_for(intent: IntentResult, config: RoutingConfig) -> str:
-    """The classifier's tier rule with the config's thresholds; unknown tier names mean the strongest tier."""
+    """The classifier's tier rule with the config's thresholds; unknown tier names mean the strongest tier.
+    A calibrated ``routing.complexity_thresholds`` entry for the prompt's intent and language replaces
+    ``strong_complexity`` for it and may send an intent mapped above the cheapest tier there."""
     smart = config.routing
     tier = decide_tier(intent, intent_tiers=smart.intent_tiers, strong_complexity=smart.strong_complexity,
                        low_confidence=smart.low_confidence, default_tier=smart.default_tier)
+    if smart.complexity_thresholds:  # calibrated (issue #21); empty: one truthiness check, today's rule
+        threshold = calibrated_threshold(intent, config)
+        if threshold is not None:
+            if intent.confidence >= smart.low_confidence and intent.complexity < threshold:
+                return smart.tiers[0]
+            if tier == smart.tiers[0]:
+                tier = "strong"
     return tier if tier in smart.tiers else smart.tiers[-1]
 
 
@@ -269,6 +284,9 @@ class Router:
                 raise RuntimeError("smart routing needs an intent")
             tiers = self.config.routing.tiers
             tier = tier_for(intent, self.config)
+            smart = self.config.routing
+            if smart.complexity_thresholds and calibrated_threshold(intent, self.config) is not None:
+                metrics.ROUTE_CALIBRATED.labels(intent.label, intent.language, tier).inc()
             sticky_from = None
             if min_tier in tiers and tiers.index(min_tier) > tiers.index(tier):
                 sticky_from, tier = tier, min_tier

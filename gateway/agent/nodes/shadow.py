@@ -68,6 +68,7 @@ async def shadow(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
             streamed=request.stream,
         )
         pair.prompt = messages
+        pair.intent = state.get("intent")
         target = snapshot.targets[name]
         pair.job = _shadow_job(
             target=target,
