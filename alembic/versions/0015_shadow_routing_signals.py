@@ -2,8 +2,8 @@
 ``make calibrate-routing`` can propose per-intent, per-language cheap-tier thresholds from the recorded
 pairs and their judge scores. Nullable: rows written before, and requests that were not classified.
 
-Revision ID: 0014_shadow_routing_signals
-Revises: 0013_prompts_evals
+Revision ID: 0015_shadow_routing_signals
+Revises: 0014_app_rollouts
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_shadow_routing_signals"
-down_revision = "0013_prompts_evals"
+revision = "0015_shadow_routing_signals"
+down_revision = "0014_app_rollouts"
 branch_labels = None
 depends_on = None
 
