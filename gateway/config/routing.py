@@ -8,7 +8,7 @@ config. Prices are US dollars per million tokens.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -52,6 +52,12 @@ class ModelConfig(_Strict):
     client (the fast default); ``langchain`` goes through ``langchain-openai``'s ``ChatOpenAI``."""
     price_input_per_mtok: float = Field(default=0.0, ge=0)
     price_output_per_mtok: float = Field(default=0.0, ge=0)
+    price_cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    """Prompt tokens read from the provider's prompt cache (OpenAI ``cached_tokens``, Anthropic
+    ``cache_read_input_tokens``); unset: the input price."""
+    price_cache_write_per_mtok: float | None = Field(default=None, ge=0)
+    """Prompt tokens written to the provider's prompt cache (Anthropic ``cache_creation_input_tokens``,
+    1.25× input at 5-minute TTL); unset: the input price."""
     context_window: int = Field(default=8192, gt=0)
     max_output_tokens: int = Field(default=4096, gt=0)
     timeouts: TimeoutsConfig = TimeoutsConfig()
@@ -87,10 +93,43 @@ class ModelConfig(_Strict):
             )
         return self
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> float:
+        """USD for one call. ``prompt_tokens`` include the cache reads and writes; those are priced at
+        their own rates when configured (docs/operations.md "Prices")."""
+        read = min(max(cached_tokens, 0), prompt_tokens)
+        written = min(max(cache_write_tokens, 0), prompt_tokens - read)
+        read_price = (
+            self.price_input_per_mtok
+            if self.price_cached_input_per_mtok is None
+            else self.price_cached_input_per_mtok
+        )
+        write_price = (
+            self.price_input_per_mtok
+            if self.price_cache_write_per_mtok is None
+            else self.price_cache_write_per_mtok
+        )
         return (
-            prompt_tokens * self.price_input_per_mtok + completion_tokens * self.price_output_per_mtok
+            (prompt_tokens - read - written) * self.price_input_per_mtok
+            + read * read_price
+            + written * write_price
+            + completion_tokens * self.price_output_per_mtok
         ) / 1e6
+
+    def cost_of(self, usage: Any) -> float:
+        """:meth:`cost` of a provider ``Usage``."""
+        return self.cost(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        )
 
 
 class AliasConfig(_Strict):

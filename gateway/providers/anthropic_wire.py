@@ -218,7 +218,7 @@ def translated_body(call: ModelCall, *, default_max_tokens: int) -> dict[str, An
 
 def usage_from(data: Any, into: Usage | None = None) -> Usage:
     """Anthropic usage → ``Usage``; ``prompt_tokens`` include the cache reads and writes,
-    ``cached_tokens`` are the reads (OpenAI's meaning)."""
+    ``cached_tokens`` are the reads (OpenAI's meaning), ``cache_write_tokens`` the writes."""
     usage = into or Usage()
     if not isinstance(data, dict):
         return usage
@@ -228,6 +228,7 @@ def usage_from(data: Any, into: Usage | None = None) -> Usage:
     if fresh is not None or read is not None or written is not None:
         usage.prompt_tokens = int(fresh or 0) + int(read or 0) + int(written or 0)
         usage.cached_tokens = int(read or 0)
+        usage.cache_write_tokens = int(written or 0)
     if data.get("output_tokens") is not None:
         usage.completion_tokens = int(data["output_tokens"])
     return usage

@@ -38,6 +38,8 @@ class Usage:
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the provider's prompt cache (Anthropic); part of ``prompt_tokens``."""
 
     @property
     def total_tokens(self) -> int:

@@ -233,7 +233,7 @@ class RequestBooks:
         record.reasoning_tokens = usage.reasoning_tokens
         record.cached_tokens = usage.cached_tokens
         if target is not None:
-            record.cost_usd = target.config.cost(usage.prompt_tokens, usage.completion_tokens)
+            record.cost_usd = target.config.cost_of(usage)
         model = self.snapshot.model_label(served)
         provider = record.provider or "other"
         tier = record.tier or "other"
@@ -250,6 +250,7 @@ def _plus(a: Usage, b: Usage) -> Usage:
         completion_tokens=a.completion_tokens + b.completion_tokens,
         reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
         cached_tokens=a.cached_tokens + b.cached_tokens,
+        cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
     )
 
 
@@ -259,7 +260,10 @@ def _last_call_cost(target: Any, total: Usage | None, loop: Usage) -> float:
         return 0.0
     return float(
         target.config.cost(
-            total.prompt_tokens - loop.prompt_tokens, total.completion_tokens - loop.completion_tokens
+            total.prompt_tokens - loop.prompt_tokens,
+            total.completion_tokens - loop.completion_tokens,
+            cached_tokens=total.cached_tokens - loop.cached_tokens,
+            cache_write_tokens=total.cache_write_tokens - loop.cache_write_tokens,
         )
     )
 

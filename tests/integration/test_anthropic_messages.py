@@ -57,6 +57,8 @@ def _config(fake: FakeAnthropicUpstream) -> str:
             "model": "claude-sonnet-4-5",
             "price_input_per_mtok": 3.0,
             "price_output_per_mtok": 15.0,
+            "price_cached_input_per_mtok": 0.3,  # Anthropic: reads 0.1×, 5-minute writes 1.25× input
+            "price_cache_write_per_mtok": 3.75,
         },
         "claude-external": {**upstream, "model": "claude-sonnet-4-5", "local": False},
         "claude-529": {**upstream, "model": "fake-529"},
@@ -215,7 +217,15 @@ def test_claude_code_request_reaches_an_anthropic_upstream_unchanged(
     assert (row["model_requested"], row["model_served"], row["status"]) == ("claude", "claude", "ok")
     prompt = message.usage.input_tokens + 1000
     assert row["prompt_tokens"] == prompt and row["cached_tokens"] == 0
-    assert row["cost_usd"] == pytest.approx((prompt * 3.0 + message.usage.output_tokens * 15.0) / 1e6)
+    fresh = message.usage.input_tokens
+    # The cache write is priced at the write rate, the read at the read rate (exact cost accounting).
+    assert row["cost_usd"] == pytest.approx(
+        (fresh * 3.0 + 1000 * 3.75 + message.usage.output_tokens * 15.0) / 1e6
+    )
+    read = rows[again_id]
+    assert read["cost_usd"] == pytest.approx(
+        (again.usage.input_tokens * 3.0 + 1000 * 0.3 + again.usage.output_tokens * 15.0) / 1e6
+    )
 
 
 def test_thinking_and_stop_sequence_come_back_native(gw: GatewayProcess, key: str) -> None:

@@ -149,6 +149,6 @@ async def _run_shadow(
         if usage is None:
             usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=count_text("".join(parts)))
         side.prompt_tokens, side.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        side.cost_usd = target.config.cost(usage.prompt_tokens, usage.completion_tokens)
+        side.cost_usd = target.config.cost_of(usage)
         results.budget.add(name, side.cost_usd)
         pair.complete_shadow(side)

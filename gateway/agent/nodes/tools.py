@@ -128,11 +128,12 @@ def book_usage(ctx: PipelineContext, books: ToolLoopBooks, usage: Usage) -> None
         completion_tokens=books.usage.completion_tokens + usage.completion_tokens,
         reasoning_tokens=books.usage.reasoning_tokens + usage.reasoning_tokens,
         cached_tokens=books.usage.cached_tokens + usage.cached_tokens,
+        cache_write_tokens=books.usage.cache_write_tokens + usage.cache_write_tokens,
     )
     served = ctx.trace.attempts[-1].target if ctx.trace.attempts else None
     target = ctx.snapshot.targets.get(served) if served else None
     if target is not None:
-        books.cost_usd += target.config.cost(usage.prompt_tokens, usage.completion_tokens)
+        books.cost_usd += target.config.cost_of(usage)
 
 
 def _bound(config: LoopConfig, books: ToolLoopBooks) -> str | None:
