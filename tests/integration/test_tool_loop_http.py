@@ -324,12 +324,11 @@ async def test_an_output_guard_block_is_regenerated_once(
     assert len(bodies) == 2 and bodies[1]["messages"][-1]["role"] == "system"  # the corrective note
     usage, _ = await _rows(pg_database, raw.headers["x-request-id"], audits=0)
     assert usage.completion_tokens >= 14  # the blocked answer's tokens are booked too
-    with pytest.raises(openai.APIError):  # streams are not regenerated: the block stands
-        list(
-            client.chat.completions.create(
-                model="guarded", stream=True, messages=[{"role": "user", "content": "leak streamed"}]
-            )
-        )
+    chunks = client.chat.completions.create(  # a stream blocked before its first token, too
+        model="guarded", stream=True, messages=[{"role": "user", "content": "leak streamed"}]
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "I cannot share internal code names."
 
 
 def test_the_request_deadline_bounds_the_whole_loop(gw: GatewayProcess) -> None:
