@@ -93,6 +93,10 @@ async def hold_first_window(
     except GatewayError as exc:  # a provider failure: relayed where it would have surfaced anyway
         failure = exc
         ended = True
+    except BaseException:  # cancelled (the client left before the 200): nothing is relayed
+        await aclose_quietly(guarded)
+        await aclose_quietly(handle.rest)
+        raise
     handle.relay = _resume(held, None if ended else guarded, failure, on_late_block)
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -117,3 +118,39 @@ async def test_a_provider_failure_inside_the_window_surfaces_in_the_relay() -> N
     assert blocked is None  # not the guard's business: the relay reports it as it would have
     text, error = await _drain(handle)
     assert isinstance(error, ProviderTimeout) and CLEAN.startswith(text) and not late
+
+
+async def test_a_client_leaving_during_the_hold_closes_the_upstream() -> None:
+    stalled = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def hanging() -> AsyncIterator[Delta]:
+        try:
+            yield Delta(content="word0 ")
+            stalled.set()
+            await asyncio.Event().wait()  # the model stalls inside the window
+            yield Delta(content="never")
+        finally:
+            closed.set()
+
+    stream = hanging()
+    first = Delta(content=None)
+
+    async def source() -> AsyncIterator[Delta]:
+        yield first
+        async for delta in stream:
+            yield delta
+
+    handle = StreamHandle(target="ext", model="m", first=first, rest=stream, opened_at=0.0, first_at=0.0)
+    trace = RequestTrace(request_id="r1", started_at=0.0, deadline=0.0)
+    apply = GuardService().stream_filter(
+        GUARDRAILS, policy=POLICY, masks=MaskTable(), trace=trace, model="ext"
+    )
+    task = asyncio.create_task(
+        hold_first_window(handle, source(), apply, hold_chars=128, on_late_block=lambda _: None)
+    )
+    await asyncio.wait_for(stalled.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed.is_set() and handle.relay is None
