@@ -29,6 +29,8 @@ from tests.fakes.openai_upstream import (
 )
 from tests.support.gateway_proc import GatewayProcess, running_gateway
 
+pytestmark = pytest.mark.integration
+
 KEY_ENV = "PRISM_TEST_REGEN_UPSTREAM_KEY"
 CLEAN = "I cannot share internal code names, but I can describe the project in general terms."
 PREAMBLE = " ".join(f"Step {n} of the plan is routine and documented in the handbook." for n in range(6))
