@@ -9,6 +9,7 @@ import pytest
 
 from gateway.agent.guard import GuardService
 from gateway.agent.guard_window import BlockedWindow, hold_first_window
+from gateway.agent.nodes.guard_output import _can_block
 from gateway.agent.state import RequestTrace, StreamHandle
 from gateway.config.guardrails import GuardrailsConfig
 from gateway.errors import ContentBlocked, ProviderTimeout
@@ -154,3 +155,11 @@ async def test_a_client_leaving_during_the_hold_closes_the_upstream() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert closed.is_set() and handle.relay is None
+
+
+def test_only_a_policy_that_can_block_holds_the_window() -> None:
+    assert _can_block(POLICY)  # a deny pattern that blocks
+    default = Guardrails(GuardrailsConfig())
+    assert not _can_block(default.policy_for(model="ext", is_local=False))  # redacts and flags only
+    rrn = GuardrailsConfig.model_validate({"external": {"output": {"pii": {"rrn": "block"}}}})
+    assert _can_block(Guardrails(rrn).policy_for(model="ext", is_local=False))

@@ -63,8 +63,7 @@ async def _guard_stream(
     hold = (
         (state.get("regenerate", False) or state.get("regenerated") is not None)
         and config.streams
-        and policy.enabled
-        and policy.output.enabled
+        and _can_block(policy)
         and ctx.delivery is not None
     )
     if not hold:
@@ -91,3 +90,15 @@ async def _guard_stream(
         headers={"x-prism-guard": ctx.trace.guard_header or ""},
     )
     return {"error": error, "stream": None, "usage": spent, "regenerated": None}
+
+
+def _can_block(policy: GuardPolicy) -> bool:
+    """Whether the output policy has a rule that blocks (else holding the first window is useless)."""
+    output = policy.output
+    if not (policy.enabled and output.enabled):
+        return False
+    return (
+        output.pii_default == "block"
+        or "block" in output.pii.values()
+        or any(deny.action == "block" for deny in output.deny_patterns)
+    )
