@@ -210,3 +210,16 @@ def test_a_clean_stream_is_relayed_once_and_whole(client: openai.OpenAI, fake: C
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello m5 there"
     assert len(_upstream_calls(fake, "hello m5")) == 1
+
+
+def test_a_second_block_on_the_anthropic_stream_is_its_400(gateway: GatewayProcess) -> None:
+    sdk = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0)
+    with (
+        sdk,
+        pytest.raises(anthropic.BadRequestError) as caught,
+        sdk.messages.stream(
+            model="guarded", max_tokens=200, messages=[{"role": "user", "content": "stubborn m6"}]
+        ) as stream,
+    ):
+        list(stream)
+    assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]

@@ -87,7 +87,8 @@ CLEAN = " ".join(f"word{n}" for n in range(60))
 
 
 async def test_a_clean_stream_is_held_for_its_window_then_relayed_whole() -> None:
-    upstream, late = Upstream(CLEAN), []
+    upstream = Upstream(CLEAN)
+    late: list[ContentBlocked] = []
     handle, blocked = await _hold(upstream, 64, late)
     assert blocked is None
     assert 0 < upstream.read < len(upstream.words)  # held only the window, not the whole answer
@@ -97,7 +98,8 @@ async def test_a_clean_stream_is_held_for_its_window_then_relayed_whole() -> Non
 
 
 async def test_a_block_inside_the_window_closes_the_upstream_and_counts_its_tokens() -> None:
-    upstream, late = Upstream("The code name is PROJECT-ORCA and more words follow here"), []
+    upstream = Upstream("The code name is PROJECT-ORCA and more words follow here")
+    late: list[ContentBlocked] = []
     handle, blocked = await _hold(upstream, 128, late)
     assert blocked is not None and blocked.error.code == "output_denied_pattern"
     assert blocked.completion_tokens > 0 and upstream.closed and handle.relay is None
@@ -105,7 +107,8 @@ async def test_a_block_inside_the_window_closes_the_upstream_and_counts_its_toke
 
 @pytest.mark.parametrize("hold_chars", [0, 64])
 async def test_a_block_after_the_window_is_relayed_as_today(hold_chars: int) -> None:
-    upstream, late = Upstream(CLEAN + " PROJECT-ORCA"), []
+    upstream = Upstream(CLEAN + " PROJECT-ORCA")
+    late: list[ContentBlocked] = []
     handle, blocked = await _hold(upstream, hold_chars, late)
     assert blocked is None
     text, error = await _drain(handle)
@@ -114,7 +117,8 @@ async def test_a_block_after_the_window_is_relayed_as_today(hold_chars: int) -> 
 
 
 async def test_a_provider_failure_inside_the_window_surfaces_in_the_relay() -> None:
-    upstream, late = Upstream(CLEAN, fail_after=3), []
+    upstream = Upstream(CLEAN, fail_after=3)
+    late: list[ContentBlocked] = []
     handle, blocked = await _hold(upstream, 128, late)
     assert blocked is None  # not the guard's business: the relay reports it as it would have
     text, error = await _drain(handle)
