@@ -131,6 +131,9 @@ class DeliveryPort(Protocol):
     def cached(self, cached: dict[str, Any]) -> Reply:
         """A stored answer, in the shape the client asked for (JSON or SSE)."""
 
+    def watched(self, handle: StreamHandle) -> AsyncIterator[Delta]:
+        """``handle``'s deltas, first one included, under the relay's idle and drain watchdog."""
+
 
 class BooksPort(Protocol):
     """Closes the request's books exactly once: usage record, metrics, quota settlement, cache
@@ -169,6 +172,10 @@ class StreamHandle:
     opened_at: float
     first_at: float
     filters: list[Callable[[AsyncIterator[Delta]], AsyncIterator[Delta]]] = field(default_factory=list)
+    relay: AsyncIterator[Delta] | None = None
+    """Set when the output guard already holds the stream (its first window judged before the 200,
+    ``agent/guard_window.py``): the relay's source instead of ``first`` + ``rest`` (already under its
+    watchdog and the output guard; other ``filters`` still apply)."""
 
 
 class PipelineState(TypedDict, total=False):
@@ -192,10 +199,12 @@ class PipelineState(TypedDict, total=False):
     error: GatewayError | None
     reply: Reply | None
     server_tools: list[str]
-    tools_from_route: bool
-    regenerate: bool
-    """One regeneration is left for an answer the output guard blocks (``nodes/regenerate.py``)."""
-    """The server tools came from the route's offer only (the request named none): ``auto``
-    narrows them to those the prompt needs (``nodes/intent.py``)."""
     """The server tools this request may call (``gateway/tools/access.py``); absent: none, and the
     flow never enters the tool loop."""
+    tools_from_route: bool
+    """The server tools came from the route's offer only (the request named none): ``auto``
+    narrows them to those the prompt needs (``nodes/intent.py``)."""
+    regenerate: bool
+    """One regeneration is left for an answer the output guard blocks (``nodes/regenerate.py``)."""
+    regenerated: str | None
+    """``sync`` or ``stream`` while the regenerated answer's outcome is not counted yet."""

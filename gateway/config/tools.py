@@ -165,6 +165,12 @@ class RegenerateConfig(BaseModel):
         "disallowed content, personal data or secrets."
     )
     """A system note appended to the conversation for the second attempt."""
+    streams: bool = True
+    """Streams too, before their first token: the output guard judges a stream's first
+    ``stream_hold_chars`` before anything is sent (docs/tools.md, "Regeneration")."""
+    stream_hold_chars: int = Field(default=128, ge=0, le=16_000)
+    """Characters of a stream's answer (text and tool call arguments) the guard sees before the 200
+    and the first token go out; 0: only until the guard releases its first text."""
 
 
 class LoopConfig(BaseModel):
@@ -204,7 +210,8 @@ class ToolsConfig(BaseModel):
     loop: LoopConfig = LoopConfig()
     """Bounds of the tool loop (docs/tools.md, "The tool loop")."""
     regenerate: RegenerateConfig = RegenerateConfig()
-    """One bounded regeneration instead of a refusal when the output guard blocks (non-streamed)."""
+    """One bounded regeneration instead of a refusal when the output guard blocks (a whole answer,
+    or a stream before its first token)."""
     mcp_servers: tuple[McpServerConfig, ...] = ()
     """MCP servers whose tools Prism offers (connected at start-up; docs/mcp.md)."""
     mcp_endpoint: McpEndpointConfig = McpEndpointConfig()

@@ -124,6 +124,12 @@ AUTH_SNAPSHOT = Counter(
 QUOTA_REJECTIONS = Counter("prism_quota_rejections", "Requests refused by a quota", ["limit"])
 BACKEND_ERRORS = Counter("prism_backend_errors", "Cache/quota backend failures (Redis)", ["operation"])
 GUARD_ACTIONS = Counter("prism_guard_actions", "Guardrail verdicts", ["stage", "category", "action"])
+GUARD_REGENERATIONS = Counter(
+    "prism_guard_regenerations",
+    "Answers asked for again after an output-guard block, by outcome: passed, blocked (refused), "
+    "failed (the second call failed), too_late (a stream blocked after its first token)",
+    ["mode", "outcome"],
+)
 INTENTS = Counter("prism_intents", "Intent classification results", ["intent", "tier"])
 
 SHADOW_CALLS = Counter("prism_shadow_calls", "Shadow calls by outcome", ["model", "outcome"])

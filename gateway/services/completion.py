@@ -201,7 +201,8 @@ class CompletionService:
             "needs_intent": self.s.classifier is not None and snapshot.router.needs_intent(chat.model),
             "max_attempts": snapshot.config.retry.max_attempts,
         }
-        if snapshot.config.tools.regenerate.enabled and not chat.stream:
+        regeneration = snapshot.config.tools.regenerate
+        if regeneration.enabled and (regeneration.streams or not chat.stream):
             state["regenerate"] = True
         if not server_tools:
             return await self._invoke(graph, state, context, books, admission)

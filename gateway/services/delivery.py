@@ -114,6 +114,13 @@ class Delivery:
 
         return Reply(headers=headers, stream=replay(), model=served)
 
+    def watched(self, handle: StreamHandle) -> AsyncIterator[Delta]:
+        return self._watch(handle, self.books.snapshot.targets[handle.target].config.timeouts.idle_s)
+
+    @staticmethod
+    def _watch(handle: StreamHandle, idle_s: float) -> AsyncIterator[Delta]:
+        return _prepend(handle.first, DRAIN.guard(handle.rest, idle_s, handle.target))
+
     async def _relay(self, handle: StreamHandle) -> AsyncIterator[bytes]:
         books = self.books
         chat, trace, snapshot, record = books.chat, books.trace, books.snapshot, books.record
@@ -154,7 +161,7 @@ class Delivery:
         writer = (
             FrameWriter(request_id=request_id, include_usage=include_usage) if handle.first.frames else None
         )
-        deltas: AsyncIterator[Delta] = _prepend(handle.first, DRAIN.guard(handle.rest, idle_s, handle.target))
+        deltas = handle.relay if handle.relay is not None else self._watch(handle, idle_s)
         for apply in handle.filters:
             deltas = apply(deltas)
         try:

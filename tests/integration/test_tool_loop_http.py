@@ -20,7 +20,7 @@ from sqlalchemy import select
 from gateway.db.engine import create_engine
 from gateway.db.models import ToolCallAudit, UsageLog
 from tests.fakes.openai_upstream import run_in_thread
-from tests.fakes.tool_model import ToolModelUpstream
+from tests.fakes.tool_model import NEW_EMAIL, ToolModelUpstream
 from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 
@@ -46,6 +46,7 @@ models:
   toolgpt: {{{model}, model: fake-gpt, tools: [calculator]}}
   slowgpt: {{{model}, model: fake-slow}}
   guarded: {{{model}, model: fake-gpt}}
+  external: {{provider: openai, base_url: {base_url}, api_key_env: FAKE_KEY, local: false, model: fake-gpt}}
   aanotools: {{{model}, model: fake-gpt, supports_tools: false}}
 aliases:
   tooly: {{target: plain, tools: [calculator, datetime]}}
@@ -324,12 +325,36 @@ async def test_an_output_guard_block_is_regenerated_once(
     assert len(bodies) == 2 and bodies[1]["messages"][-1]["role"] == "system"  # the corrective note
     usage, _ = await _rows(pg_database, raw.headers["x-request-id"], audits=0)
     assert usage.completion_tokens >= 14  # the blocked answer's tokens are booked too
-    with pytest.raises(openai.APIError):  # streams are not regenerated: the block stands
-        list(
-            client.chat.completions.create(
-                model="guarded", stream=True, messages=[{"role": "user", "content": "leak streamed"}]
-            )
-        )
+    chunks = client.chat.completions.create(  # a stream blocked before its first token, too
+        model="guarded", stream=True, messages=[{"role": "user", "content": "leak streamed"}]
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "I cannot share internal code names."
+
+
+async def test_a_tool_acts_on_the_users_values_and_its_result_is_masked_for_the_model(
+    client: openai.OpenAI, fake: ToolModelUpstream, pg_database: str
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+    email = f"kim.{marker}@example.com"
+    raw = _ask(
+        client,
+        f"pii mail {email} please",
+        model="external",
+        tools=[{"type": "function", "function": {"name": "prism.python"}}],
+    )
+    answer = raw.parse().choices[0].message.content
+    assert email in answer and NEW_EMAIL in answer  # the answer restores both (output policy: flag)
+    bodies = _upstream_bodies(fake, "pii mail")
+    sent = [b for b in bodies if "<EMAIL_1>" in str(b["messages"][0]["content"])]
+    assert len(sent) == 2 and email not in str(sent)  # the model never sees the user's value
+    tool_message = sent[1]["messages"][-1]
+    assert tool_message["role"] == "tool"
+    assert "to=<EMAIL_1>" in tool_message["content"] and "cc=<EMAIL_2>" in tool_message["content"]
+    assert NEW_EMAIL not in tool_message["content"]  # the result is masked for the destination
+    _usage, audit = await _rows(pg_database, raw.headers["x-request-id"], audits=1)
+    assert audit[0].guard == "mask" and "<EMAIL_1>" in str(audit[0].arguments)  # the model's arguments
+    assert f"to={email}" in str(audit[0].result)  # the built-in tool ran on the user's value
 
 
 def test_the_request_deadline_bounds_the_whole_loop(gw: GatewayProcess) -> None:

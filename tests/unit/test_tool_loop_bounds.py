@@ -42,14 +42,17 @@ def test_bounds(config: LoopConfig, books: ToolLoopBooks, outcome: str | None) -
 
 def test_an_injection_in_a_result_becomes_the_notice() -> None:
     policy = GUARDRAILS.policy_for(model="m", is_local=False)
-    assert _guard(GUARDRAILS, policy, json.dumps({"stdout": INJECTION})) == (NOTICE_INJECTION, "injection")
-    assert _guard(GUARDRAILS, policy, '{"result": "42"}') == ('{"result": "42"}', "allow")
+    assert _guard(GUARDRAILS, policy, json.dumps({"stdout": INJECTION}), None) == (
+        NOTICE_INJECTION,
+        "injection",
+    )
+    assert _guard(GUARDRAILS, policy, '{"result": "42"}', None) == ('{"result": "42"}', "allow")
 
 
 def test_pii_in_a_result_follows_the_destination_policy() -> None:
     external = GUARDRAILS.policy_for(model="m", is_local=False)  # default: mask before external models
-    masked, action = _guard(GUARDRAILS, external, '{"email": "kim.minji@example.com"}')
+    masked, action = _guard(GUARDRAILS, external, '{"email": "kim.minji@example.com"}', None)
     assert action == "mask" and "kim.minji@example.com" not in masked
     blocking = Guardrails(GuardrailsConfig.model_validate({"external": {"pii": {"email": "block"}}}))
     policy = blocking.policy_for(model="m", is_local=False)
-    assert _guard(blocking, policy, '{"email": "kim.minji@example.com"}') == (NOTICE_PII, "pii")
+    assert _guard(blocking, policy, '{"email": "kim.minji@example.com"}', None) == (NOTICE_PII, "pii")
