@@ -57,6 +57,9 @@ class Delivery:
         handle = state.get("stream")
         headers = self.headers(state)
         if handle is not None:
+            # The relay closes the books itself (the settle node does not run for a live stream):
+            # the record learns its route (intent, tier, experiment arm) here, as settle's would.
+            self.books.describe(state.get("route"))
             return Reply(headers=headers, model=handle.target, stream=self._relay(handle))
         completion = state.get("completion")
         if completion is None:

@@ -191,6 +191,30 @@ async def test_ab_split_sticky_and_significant(gw: GatewayProcess) -> None:
         print("AB verdict:", b["verdict"], "| equal:", eq["verdict"], "| split b:", share_b)
 
 
+async def test_streamed_requests_count_in_their_arm(gw: GatewayProcess) -> None:
+    """A live stream's books are closed by the relay, not the settle node: its usage record must still
+    name its experiment arm (and intent, tier, route), or an A/B report silently drops streamed traffic."""
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        headers = await _admin(client)
+
+        async def total() -> int:
+            report = (await client.get("/admin/experiments/same", headers=headers)).json()
+            return sum(int(arm.get("requests", 0)) for arm in report.get("arms", {}).values())
+
+        before = await total()
+        streamed = await _send(
+            client, "chat-same", [f"same-stream-{i}" for i in range(30)], concurrency=4, stream=True
+        )
+        assert all(r.status_code == 200 and r.text.endswith("data: [DONE]\n\n") for _, r, _ in streamed)
+        after = before
+        for _ in range(50):  # the report reads what the books observed: at most a moment behind
+            after = await total()
+            if after >= before + 30:
+                break
+            await asyncio.sleep(0.2)
+        assert after == before + 30, (before, after)
+
+
 async def test_canary_rolls_back_and_advances(gw: GatewayProcess) -> None:
     async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
         await _send(client, "chat-cbad", [f"cb-{i}" for i in range(300)], concurrency=8)
