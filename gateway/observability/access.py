@@ -8,10 +8,12 @@ and secrets never do.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("prism_access_fields", default=None)
+_scope: ContextVar[MutableMapping[str, Any] | None] = ContextVar("prism_access_scope", default=None)
 _options = {"log_prompts": False}
 
 
@@ -19,9 +21,25 @@ def configure(*, log_prompts: bool) -> None:
     _options["log_prompts"] = log_prompts
 
 
-def open_fields(fields: dict[str, Any]) -> None:
-    """Called by the middleware: ``fields`` collects this request's access log entry."""
+def open_fields(fields: dict[str, Any], scope: MutableMapping[str, Any] | None = None) -> None:
+    """Called by the middleware: ``fields`` collects this request's access log entry; ``scope`` is the
+    request's ASGI scope (the router writes the matched route into it later)."""
     _fields.set(fields)
+    _scope.set(scope)
+
+
+def route_of(scope: Any) -> str:
+    """The matched route's path template (``/v1/messages``), ``unmatched`` before/without a match."""
+    route = scope.get("route") if scope is not None else None
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+def current_route(default: str) -> str:
+    """The route template of the request being handled, for metrics labelled by endpoint; ``default``
+    outside a request (in-process calls such as job pipelines)."""
+    scope = _scope.get()
+    return route_of(scope) if scope is not None and scope.get("route") is not None else default
 
 
 def current() -> dict[str, Any] | None:

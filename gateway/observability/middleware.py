@@ -45,9 +45,7 @@ _UNCOUNTED_PATHS = _QUIET_ROUTES
 
 
 def route_label(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    return access.route_of(scope)
 
 
 class _BodyTooLarge(Exception):
@@ -70,7 +68,7 @@ class GatewayMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         fields: dict[str, Any] = state.setdefault("access", {})
-        access.open_fields(fields)
+        access.open_fields(fields, scope)
         client_id = _client_request_id(scope)
         if client_id is not None:
             state["client_request_id"] = fields["client_request_id"] = client_id

@@ -207,7 +207,7 @@ class RequestBooks:
         if loop is not None and loop.cost_usd:
             record.cost_usd = _last_call_cost(target, usage, loop.usage) + loop.cost_usd
         spent = elapsed if not record.streamed else (record.ttft_ms or 0) / 1000
-        metrics.GATEWAY_OVERHEAD.labels(route="/v1/chat/completions").observe(
+        metrics.GATEWAY_OVERHEAD.labels(route=access.current_route(metrics.CHAT_ROUTE)).observe(
             max(spent - trace.provider_time_s, 0.0)
         )
         if ledger.usage is not None:

@@ -128,7 +128,19 @@ def test_counters_move_by_exactly_what_was_sent(gateway: GatewayProcess) -> None
     assert delta("prism_tokens_total", model="fast", direction="output") > 0
     assert delta("prism_cost_usd_total", model="fast") > 0
     assert delta("prism_cost_usd_total", model="backup") == 0  # no price configured
-    assert delta("prism_gateway_overhead_seconds_count") >= 5
+    assert delta("prism_gateway_overhead_seconds_count", route=CHAT) >= 5
+    # Each API family's overhead under its own endpoint (it was always filed under the chat route).
+    messages = httpx.post(
+        f"{gateway.url}/v1/messages",
+        json={"model": "fast", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": "unused", "anthropic-version": "2023-06-01"},
+    )
+    assert messages.status_code == 200, messages.text
+    later = scrape(gateway)
+    assert total(later, "prism_gateway_overhead_seconds_count", route="/v1/messages") == 1
+    assert total(later, "prism_gateway_overhead_seconds_count", route=CHAT) == total(
+        after, "prism_gateway_overhead_seconds_count", route=CHAT
+    )
     assert delta("prism_guard_actions_total", stage="input", action="block") == 1
 
     # The access log: one event per request with the accounting fields, no prompt text.
