@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.db_fixtures import create_database, drop_database, postgres_available
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 
 
@@ -21,3 +22,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 @pytest.fixture
 def gateway_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A fresh Postgres database for one test module (dropped after it); skips without Postgres."""
+    if not postgres_available():
+        pytest.skip("Postgres is not reachable")
+    url = create_database()
+    yield url
+    drop_database(url)

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from tests.fakes import FakeUpstream, running_fake_openai
-from tests.integration.db_fixtures import create_database, drop_database, postgres_available
 from tests.integration.test_prompts_evals import _sql, _user, _wait_run
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 from tests.support.waiting import wait_until
@@ -39,15 +38,6 @@ def fake() -> Iterator[FakeUpstream]:
 def judge() -> Iterator[FakeUpstream]:
     with running_fake_openai(reply=JUDGE_REPLY) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("Postgres is not reachable")
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from tests.fakes.embeddings_upstream import (
     running_fake_ollama_embeddings,
     running_fake_openai_embeddings,
 )
-from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
+from tests.integration.db_fixtures import db_test_settings
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -71,15 +71,6 @@ retry: {{max_attempts: 2, base_delay_s: 0.01, max_delay_s: 0.02}}
 def fakes() -> Iterator[tuple[FakeOpenAIEmbeddings, FakeOllamaEmbeddings]]:
     with running_fake_openai_embeddings() as upstream, running_fake_ollama_embeddings() as ollama:
         yield upstream, ollama
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("Postgres is not reachable")
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture(scope="module")

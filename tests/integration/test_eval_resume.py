@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from tests.fakes import FakeUpstream, running_fake_openai
-from tests.integration.db_fixtures import create_database, drop_database, postgres_available
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 from tests.support.waiting import wait_until
 
@@ -29,15 +28,6 @@ CASES = 16
 def fake() -> Iterator[FakeUpstream]:
     with running_fake_openai(latency=0.15) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("Postgres is not reachable")
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 def _start(tmp: Path, url: str, fake: FakeUpstream) -> GatewayProcess:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from gateway.db.engine import create_engine
 from gateway.db.models import UsageLog
 from tests.integration.db_fixtures import *  # noqa: F403
-from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
+from tests.integration.db_fixtures import db_test_settings
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -24,15 +24,6 @@ pytestmark = pytest.mark.integration
 ADMIN_EMAIL = "ledger-admin@example.com"
 ADMIN_PASSWORD = "Ledger-admin-passphrase-7"
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("Postgres is not reachable")
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from gateway.db.engine import create_engine
 from tests.fakes import FakeUpstream, running_fake_openai
-from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
+from tests.integration.db_fixtures import db_test_settings
 from tests.support.gateway_proc import ROOT, GatewayProcess, start_gateway
 from tests.support.waiting import wait_until
 
@@ -54,15 +54,6 @@ def fake() -> Iterator[FakeUpstream]:
 def judge() -> Iterator[FakeUpstream]:
     with running_fake_openai(reply=JUDGE_REPLY) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("Postgres is not reachable")
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 def gateway_config(fake: FakeUpstream, judge: FakeUpstream) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from gateway.db.engine import create_engine
 from gateway.db.models import StoredResponse, UsageLog
 from tests.fakes import FakeUpstream, running_fake_openai
-from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
+from tests.integration.db_fixtures import db_test_settings
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -39,15 +39,6 @@ WEATHER = {
 def fake() -> Iterator[FakeUpstream]:
     with running_fake_openai() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("Postgres is not reachable")
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from gateway.db.engine import create_engine
 from gateway.db.models import ToolCallAudit, UsageLog
 from tests.fakes.openai_upstream import run_in_thread
 from tests.fakes.tool_model import NEW_EMAIL, ToolModelUpstream
-from tests.integration.db_fixtures import create_database, db_test_settings, drop_database, postgres_available
+from tests.integration.db_fixtures import db_test_settings
 from tests.support.gateway_proc import GatewayProcess, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -66,15 +66,6 @@ guardrails:
 def fake() -> Iterator[ToolModelUpstream]:
     with run_in_thread(ToolModelUpstream(slow_latency=0.5)) as server:
         yield server  # type: ignore[misc]
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("Postgres is not reachable")
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture(scope="module")
