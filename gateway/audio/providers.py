@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -174,8 +175,9 @@ _CHUNK_S = 20.0
 
 
 class PocketSphinxTranscriber:
-    """In-process, CPU only; one decoder per call (a decoder is not thread-safe), at most
-    ``concurrency`` at once."""
+    """Runs in a child process (PocketSphinx holds the GIL while it decodes: in a thread it would
+    stall the gateway's event loop for seconds), ``concurrency`` processes at most; the audio is
+    decoded there too and recognised in utterances of ``_CHUNK_S``, progress reported after each."""
 
     def __init__(self, name: str, config: TranscriptionModelConfig, *, concurrency: int = 1) -> None:
         engine = config.model or "pocketsphinx-en-us"
@@ -183,7 +185,16 @@ class PocketSphinxTranscriber:
             raise ValueError(f"audio.{name}: unknown local engine {engine!r}; available: pocketsphinx-en-us")
         self.name = name
         self.languages = ("en",)
+        self._concurrency = concurrency
+        self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(concurrency)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._concurrency, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
 
     async def transcribe(
         self,
@@ -201,58 +212,71 @@ class PocketSphinxTranscriber:
                 param="language",
                 code="unsupported_language",
             )
+        loop = asyncio.get_running_loop()
+        segments: list[dict[str, Any]] = []
         async with self._slots:
-            segments = await asyncio.to_thread(_recognise, path, kind, progress)
+            pool = self._executor()
+            chunks = await loop.run_in_executor(pool, _decode_chunks, str(path), kind)
+            for index, (base, pcm) in enumerate(chunks):
+                words = await loop.run_in_executor(pool, _recognise_chunk, pcm, base, index == 0)
+                if words:
+                    end = base + len(pcm) / 2 / 16000
+                    segments.append(
+                        {
+                            "id": len(segments),
+                            "start": round(base, 2),
+                            "end": round(end, 2),
+                            "text": " ".join(w["word"] for w in words),
+                            "words": words,
+                        }
+                    )
+                if progress is not None:
+                    progress((index + 1) / len(chunks))
         text = " ".join(s["text"] for s in segments if s["text"])
-        words = [w for s in segments for w in s.pop("words")]
-        return Transcript(text=text, body={"text": text}, language="en", segments=segments, words=words)
+        all_words = [w for s in segments for w in s.pop("words")]
+        return Transcript(text=text, body={"text": text}, language="en", segments=segments, words=all_words)
 
     async def aclose(self) -> None:
-        return None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
-_DECODER_LOCK = threading.Lock()
+_DECODER: Any = None
 
 
-def _recognise(path: Path, kind: str, progress: Callable[[float], None] | None) -> list[dict[str, Any]]:
+def _decode_chunks(path: str, kind: str) -> list[tuple[float, bytes]]:
+    """In the engine's process: the file as 16 kHz mono PCM cut into utterances."""
+    pcm = decode_pcm16(Path(path), kind)
+    step = int(_CHUNK_S * 16000)
+    return [
+        (offset / 16000, pcm[offset : offset + step].tobytes()) for offset in range(0, max(pcm.size, 1), step)
+    ]
+
+
+def _recognise_chunk(pcm: bytes, base: float, first: bool) -> list[dict[str, Any]]:
+    """In the engine's process: one utterance's words with their times (the decoder is built once
+    per process; ``first`` starts a new audio file)."""
+    global _DECODER
     from pocketsphinx import Decoder
 
-    pcm = decode_pcm16(path, kind)
-    with _DECODER_LOCK:  # building a decoder loads ~40 MB of model files; do it one at a time
-        decoder = Decoder(samprate=16000, loglevel="FATAL")
-    rate = 16000
-    step = int(_CHUNK_S * rate)
-    segments: list[dict[str, Any]] = []
-    for offset in range(0, max(pcm.size, 1), step):
-        chunk = pcm[offset : offset + step]
-        base = offset / rate
-        decoder.start_utt()
-        decoder.process_raw(chunk.tobytes(), full_utt=True)
-        decoder.end_utt()
-        words = [
-            {
-                "word": seg.word,
-                "start": round(base + seg.start_frame * _FRAME_S, 2),
-                "end": round(base + seg.end_frame * _FRAME_S, 2),
-            }
-            for seg in decoder.seg()
-            if not seg.word.startswith(("<", "[")) and seg.word != "<sil>"
-        ]
-        for w in words:
-            w["word"] = w["word"].split("(")[0]  # alternative pronunciations: "the(2)"
-        if words:
-            segments.append(
-                {
-                    "id": len(segments),
-                    "start": round(base, 2),
-                    "end": round(base + chunk.size / rate, 2),
-                    "text": " ".join(w["word"] for w in words),
-                    "words": words,
-                }
-            )
-        if progress is not None:
-            progress(min(1.0, (offset + chunk.size) / max(pcm.size, 1)))
-    return segments
+    if _DECODER is None or first:
+        # dither: digital silence (exact zeros, as in synthesized or gated audio) wrecks the energy
+        # features without it (measured: 0.88 → 0.38 WER on one sentence)
+        _DECODER = Decoder(samprate=16000, loglevel="FATAL", dither=True)
+    decoder = _DECODER
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    return [
+        {
+            "word": seg.word.split("(")[0],  # alternative pronunciations: "the(2)"
+            "start": round(base + seg.start_frame * _FRAME_S, 2),
+            "end": round(base + seg.end_frame * _FRAME_S, 2),
+        }
+        for seg in decoder.seg()
+        if not seg.word.startswith(("<", "["))
+    ]
 
 
 def build_transcribers(
