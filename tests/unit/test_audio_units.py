@@ -103,3 +103,25 @@ def test_token_budget() -> None:
     with pytest.raises(JobTokenQuotaExceeded):
         budget.check()
     TokenBudget(limit=None, used=10**9).check()
+
+
+def test_models_resolve_with_the_keys_allow_lists() -> None:
+    from gateway.audio.service import AudioModels
+    from gateway.config.audio import TranscriptionModelConfig
+    from gateway.errors import ModelNotFound, PermissionDenied
+    from gateway.security.principal import Principal, Role
+
+    config = {
+        "sphinx-en": TranscriptionModelConfig(provider="local"),
+        "whisper": TranscriptionModelConfig(provider="openai", base_url="http://127.0.0.1:9/v1"),
+        "gated": TranscriptionModelConfig(provider="local", enabled_if_env="NOT_SET_HERE"),
+    }
+    models = AudioModels(lambda: config, {})
+    anyone = Principal(user_id="u", role=Role.USER, tier="free")
+    assert models.resolve(None, anyone)[0] == "sphinx-en"  # the first configured
+    limited = Principal(user_id="u", role=Role.USER, tier="free", allowed_models=frozenset({"whisper"}))
+    assert models.resolve("whisper", limited)[0] == "whisper"
+    with pytest.raises(PermissionDenied):
+        models.resolve("sphinx-en", limited)
+    with pytest.raises(ModelNotFound):
+        models.resolve("gated", anyone)  # its environment variable is unset
