@@ -110,7 +110,7 @@ async def _transcribe(
             raise InvalidRequest(
                 "Missing required field 'model'", param="model", code="missing_required_parameter"
             )
-        params = parse_params(upload.fields)
+        params = parse_params({**upload.fields, **upload.repeated})
         usage["model_requested"] = upload.fields["model"][:128]
         name, config, transcriber = models.resolve(upload.fields["model"], principal)
         usage.update(model_served=name, provider=config.provider)

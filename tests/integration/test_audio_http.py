@@ -113,10 +113,10 @@ def test_sync_relay_to_an_openai_compatible_server(
         model="whisper-fake",
         file=("memo.wav", audio),
         response_format="verbose_json",
-        timestamp_granularities=["segment"],
+        timestamp_granularities=["word", "segment"],
     )
     assert verbose.segments and verbose.segments[0].text == TRANSCRIPT
-    assert upstream.seen[-1].fields["timestamp_granularities[]"] == ["segment"]
+    assert upstream.seen[-1].fields["timestamp_granularities[]"] == ["word", "segment"]
     # the usage row: route, model, cost by the minute; the audio seconds beside it
     seconds = rows(gateway, "SELECT seconds FROM audio_usage WHERE model = 'whisper-fake'")[0][0]
 
