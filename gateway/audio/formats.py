@@ -227,7 +227,7 @@ def decode_pcm16(path: Path, kind: str, rate: int = 16000) -> np.ndarray:
 
 def resample(samples: np.ndarray, source: int, target: int, *, block_s: float = 30.0) -> np.ndarray:
     """Band-limited resampling by FFT, in blocks of ``block_s`` seconds (memory stays bounded for
-    long audio; a block edge may click faintly). Linear interpolation aliases: measured worse."""
+    long audio; a block edge may click faintly); linear interpolation, without a low-pass filter, aliases."""
     if source == target or samples.size == 0:
         return samples.astype(np.float32)
     step = int(block_s * source)
