@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export GATEWAY_PORT ?= 8080
 
-.PHONY: install run worker test lint typecheck unit integration bench bench-smoke soak load eval-routing calibrate-routing eval-guard eval-pii eval-embeddings eval-retrieval eval-ocr eval-gongmun train-guard lock clean
+.PHONY: install run worker test lint typecheck unit integration bench bench-smoke soak load eval-routing calibrate-routing eval-guard eval-pii eval-embeddings eval-retrieval eval-ocr eval-stt eval-gongmun train-guard lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ worker: install
 ## OCR character error rate per language and condition on generated pages (docs/jobs.md)
 eval-ocr: install
 	PYTHONPATH=. $(PY) scripts/eval_ocr.py
+
+eval-stt: install
+	PYTHONPATH=. $(PY) scripts/eval_stt.py
 
 lint: install
 	$(VENV)/bin/ruff check gateway tests scripts

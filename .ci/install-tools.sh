@@ -11,6 +11,7 @@
 #                   (tests/e2e/test_console_browser.py; Playwright drives /usr/bin/chromium, no download)
 #   tesseract       Debian `tesseract-ocr` `-kor` `-eng`   jobs OCR (tests/integration/test_jobs_*.py)
 #   fonts           Debian `fonts-nanum` `fonts-dejavu-core`  the generated OCR test pages
+#   espeak-ng, ffmpeg  Debian `espeak-ng` `ffmpeg`  speech-to-text test audio, WebM/M4A decoding (tests/*audio*)
 #   kubectl         machine image (google-cloud-cli's kubectl, kustomize v5): `kubectl kustomize`
 #   kubernetes-validate  PyPI, into the project venv: offline Kubernetes JSON schemas
 set -euo pipefail
@@ -38,6 +39,9 @@ have chromedriver || apt_pkgs+=(chromium-driver)
 have tesseract || apt_pkgs+=(tesseract-ocr tesseract-ocr-kor tesseract-ocr-eng)
 [ -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata ] || apt_pkgs+=(tesseract-ocr-kor)
 [ -d /usr/share/fonts/truetype/nanum ] || apt_pkgs+=(fonts-nanum)
+# speech-to-text (docs/audio.md): espeak-ng speaks the generated test audio; ffmpeg decodes WebM/M4A
+have espeak-ng || apt_pkgs+=(espeak-ng)
+have ffmpeg || apt_pkgs+=(ffmpeg)
 [ -d /usr/share/fonts/truetype/dejavu ] || apt_pkgs+=(fonts-dejavu-core)
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then

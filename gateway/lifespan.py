@@ -16,6 +16,8 @@ from gateway.agent.flow import Runner
 from gateway.agent.graph import DECIDE, build_runner, build_tool_runner
 from gateway.agent.guard import GuardService
 from gateway.agent.shadow import ShadowDispatcher
+from gateway.audio import service as audio_service
+from gateway.audio.service import AudioModels
 from gateway.cache import CacheBackends, open_backends
 from gateway.cache.service import PipelineCache
 from gateway.config.settings import Settings
@@ -74,6 +76,8 @@ class AppState:
     """Collections, ingest and search over the operator's documents (docs/retrieval.md)."""
     jobs: JobService | None = None
     """``/v1/jobs`` (docs/jobs.md)."""
+    audio: AudioModels | None = None
+    """``/v1/audio/transcriptions`` and the ``transcription`` job's models (docs/audio.md)."""
     evals: EvalRunner | None = None
     """The evaluation worker (issue #24, docs/prompts-and-evals.md)."""
 
@@ -189,6 +193,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
                 search = build_search_tool(state.retrieval)
                 if search is not None:  # offered where a route or request names it (gateway/tools/access.py)
                     tools.replace_group(search.name, [search])
+        state.audio = AudioModels(lambda: holder.current.config.audio, os.environ)
+        audio_service.ACTIVE = state.audio
+        stack.push_async_callback(state.audio.aclose)
         state.jobs = await open_jobs(
             settings,
             stack,

@@ -13,6 +13,7 @@ from gateway.api import (
     admin_config,
     anthropic,
     applications,
+    audio,
     auth,
     collections,
     conversations,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> PrismApp:
     app.include_router(embeddings.router)
     app.include_router(collections.router)
     app.include_router(jobs.router)
+    app.include_router(audio.router)  # issue #23 item 4: speech-to-text (docs/audio.md)
     app.include_router(admin_config.router)
     app.include_router(auth.router)
     app.include_router(keys.router)

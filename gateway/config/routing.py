@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.config.audio import TranscriptionModelConfig
 from gateway.config.embeddings import EmbeddingModelConfig
 from gateway.config.experiments import ExperimentConfig, ShadowJudgeConfig
 from gateway.config.guardrails import GuardrailsConfig
@@ -295,6 +296,8 @@ class RoutingConfig(_Strict):
     access: AccessConfig = AccessConfig()
     embeddings: dict[str, EmbeddingModelConfig] = {}
     """Models served on ``/v1/embeddings`` (``gateway/config/embeddings.py``, docs/embeddings.md)."""
+    audio: dict[str, TranscriptionModelConfig] = {}
+    """Models served on ``/v1/audio/transcriptions`` (``gateway/config/audio.py``, docs/audio.md)."""
     tools: ToolsConfig = ToolsConfig()
     """Limits of the built-in server-side tools: calculator, date/time, sandboxed Python (docs/tools.md)."""
 
@@ -364,6 +367,11 @@ class RoutingConfig(_Strict):
             f"embeddings.{name}: the name is taken by a chat model or alias"
             for name in self.embeddings
             if name in known or name in self.aliases
+        )
+        problems.extend(
+            f"audio.{name}: the name is taken by a chat or embedding model or an alias"
+            for name in self.audio
+            if name in known or name in self.aliases or name in self.embeddings
         )
         escalation = self.routing.escalation
         if escalation.enabled and escalation.model not in known:

@@ -184,6 +184,19 @@ class Settings(BaseSettings):
     """Signs completion webhooks (``X-Prism-Signature: t=...,v1=hmac_sha256``)."""
     jobs_ocr_dpi: int = Field(default=300, ge=72, le=600)
 
+    # --- speech-to-text: /v1/audio/transcriptions and the transcription job (docs/audio.md) ---
+    audio_sync_max_seconds: float = Field(default=60.0, gt=0)
+    """Longest audio ``/v1/audio/transcriptions`` transcribes synchronously; longer: 413, use a job."""
+    audio_max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    """The upload limit of ``/v1/audio/transcriptions`` (OpenAI's is 25 MB); jobs keep
+    ``jobs_max_upload_bytes``."""
+    audio_max_seconds: float = Field(default=4 * 3600.0, gt=0)
+    """Longest audio a ``transcription`` job takes."""
+    audio_seconds_per_day: float | None = None
+    """Audio seconds one key (or user) may have transcribed per UTC day, sync and jobs together."""
+    audio_default_model: str | None = None
+    """The model of a ``transcription`` job whose options name none (default: the first configured)."""
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production" and self.jwt_algorithm.startswith("HS"):

@@ -428,4 +428,26 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class AudioUsage(Base):
+    """Audio seconds transcribed (docs/audio.md): one row per synchronous transcription or
+    ``transcription`` job, written when it is admitted, so the daily audio quota
+    (``GATEWAY_AUDIO_SECONDS_PER_DAY``) is counted from here by every replica. The request's usage
+    record (``usage_logs``, same ``request_id``) carries its cost and latency."""
+
+    __tablename__ = "audio_usage"
+    __table_args__ = (
+        Index("ix_audio_usage_key_created", "api_key_id", "created_at"),
+        Index("ix_audio_usage_user_created", "user_id", "created_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    model: Mapped[str | None] = mapped_column(String(128), default=None)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    job_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 from gateway.db import llmops as llmops  # noqa: E402  (its tables join this metadata)

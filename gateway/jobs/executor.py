@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.agent.durable.definitions import DurableGraph, RunInfo, jsonable
 from gateway.db.repositories import jobs
 from gateway.db.repositories.usage import insert_ignore_duplicates
+from gateway.jobs import budget as job_budget
 from gateway.jobs.graphs import Progress, job_graph, job_steps
 from gateway.jobs.registry import OWNER_KEY, JobType, PipelineContext
 from gateway.jobs.uploads import discard
@@ -145,6 +146,9 @@ class JobExecutor:
         else:
             bound.info("job_resumed", from_steps=list(snapshot.next))
         context = graph.context(RunInfo(run_id=row.id, graph=graph.name, claims=lease.attempts))
+        progress.carried_tokens = int(row.tokens or 0)  # an earlier attempt's, kept by the checkpoint
+        progress.budget = await self._budget(row)
+        budget_token = job_budget.CURRENT.set(progress.budget)
         task = asyncio.current_task()
         assert task is not None
         lost: list[str] = []
@@ -182,13 +186,15 @@ class JobExecutor:
             if _database_error(exc):
                 raise  # the queue retries with backoff; the next claim resumes from the checkpoint
             bound.warning("job_step_failed", error=type(exc).__name__)
+            quota = _quota_error(exc)
             error = {
-                "message": f"{type(exc).__name__}: {exc}"[:2000],
-                "type": "pipeline_error",
+                "message": f"{type(exc).__name__}: {exc}"[:2000] if quota is None else str(quota),
+                "type": "pipeline_error" if quota is None else "token_quota_exceeded",
                 "step": progress.step,
             }
             return await self._finish(row, lease, "failed", error=error, progress=progress, bound=bound)
         finally:
+            job_budget.CURRENT.reset(budget_token)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -200,6 +206,19 @@ class JobExecutor:
             with contextlib.suppress(Exception):  # the result is recorded; leftovers cost only space
                 await self._checkpointer.adelete_thread(f"job-{row.id}")
         return outcome
+
+    async def _budget(self, row: Any) -> job_budget.TokenBudget:
+        """What is left today of the key's ``GATEWAY_JOBS_TOKENS_PER_DAY`` for this run (the day's
+        tokens of the key's jobs, this one's earlier attempts included, subtracted)."""
+        limit = self._settings.jobs_tokens_per_day
+        if limit is None:
+            return job_budget.TokenBudget(None)
+        since = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._engine.connect() as conn:
+            _, used = await jobs.usage_since(
+                conn, api_key_id=row.api_key_id, user_id=row.user_id, since=since
+            )
+        return job_budget.TokenBudget(max(0, limit - used))
 
     async def _heartbeat(
         self, lease: jobs.JobLease, progress: Progress, task: asyncio.Task[Any], lost: list[str]
@@ -241,6 +260,7 @@ class JobExecutor:
             progress_dict.update(percent=100.0, step=None, steps_done=progress_dict["steps"])
         tokens = progress.tokens if progress is not None else 0
         started = row.started_at or row.created_at
+        audio = result.get("usage") if isinstance(result, dict) and row.type == "transcription" else None
         record = UsageRecord(
             request_id=f"job-{row.id}",
             user_id=row.user_id,
@@ -253,6 +273,7 @@ class JobExecutor:
             error_type=(error or {}).get("type") if status == "failed" else None,
             prompt_tokens=progress.prompt_tokens if progress else 0,
             completion_tokens=progress.completion_tokens if progress else 0,
+            cost_usd=float(audio.get("cost_usd") or 0.0) if isinstance(audio, dict) else 0.0,
             latency_ms=max(0.0, (datetime.now(UTC) - started).total_seconds() * 1000),
             attempts=lease.attempts,
         )
@@ -293,6 +314,18 @@ def _path(value: str | None) -> Any:
     from pathlib import Path
 
     return Path(value) if value else None
+
+
+def _quota_error(exc: BaseException) -> BaseException | None:
+    """The ``JobTokenQuotaExceeded`` behind a pipeline's failure, however LangGraph wrapped it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, job_budget.JobTokenQuotaExceeded):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _database_error(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.agent.durable.definitions import DurableGraph
 from gateway.agent.durable.pipeline import Step, StepContext, build_pipeline
+from gateway.jobs.budget import TokenBudget
 from gateway.jobs.pipelines import extract_step
 from gateway.jobs.registry import JobType
 
@@ -43,6 +44,10 @@ class Progress:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     updated: float = 0.0
+    carried_tokens: int = 0
+    """Tokens an earlier attempt of this job recorded (its finished steps are not run again)."""
+    budget: TokenBudget | None = None
+    """The tokens of the pipeline's model calls (``PipelineLLM``, Prism's request path) in this run."""
 
     def observe(self, namespace: tuple[str, ...], mode: str, chunk: Any) -> None:
         self.updated = time.monotonic()
@@ -69,7 +74,10 @@ class Progress:
 
     @property
     def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+        """What the job used: its steps' own tokens and its pipeline's model calls (what
+        ``GATEWAY_JOBS_TOKENS_PER_DAY`` counts; the calls' own usage records bill them)."""
+        llm = self.budget.used if self.budget is not None else 0
+        return self.carried_tokens + self.prompt_tokens + self.completion_tokens + llm
 
     def as_dict(self) -> dict[str, Any]:
         fraction = len(self.done) / len(self.steps) if self.steps else 1.0

@@ -34,8 +34,12 @@ from gateway.providers.registry import Target
 
 OWNER_KEY = "_principal"
 """Where a job's stored options keep its owner (set at submit time; a caller's value is dropped)."""
+AUDIO_KEY = "_audio"
+"""Where a ``transcription`` job's options keep what submit measured: model, seconds, cost."""
 
-InputKind = Literal["file", "text"]
+InputKind = Literal["file", "text", "audio"]
+"""``audio``: like ``file``, but the upload is checked as audio (``gateway/audio/formats.py``),
+measured, and charged to the daily audio-seconds quota at submit (the ``transcription`` type)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ BUILTIN: dict[str, JobType] = {
     ),
     # issue #24: an evaluation run on the queue (``gateway/services/eval_jobs.py``); no file
     "evaluation": JobType("evaluation", "gateway.services.eval_jobs:evaluation_pipeline", "file"),
+    "transcription": JobType("transcription", "gateway.audio.pipeline:transcription_pipeline", "audio"),
 }
 
 
@@ -103,7 +108,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
             if not isinstance(spec, dict) or not isinstance(spec.get("pipeline"), str):
                 raise ValueError(f'GATEWAY_JOBS_TYPES[{name!r}] needs a "pipeline": "module:factory"')
             kind = spec.get("input", "text")
-            if kind not in ("file", "text"):
-                raise ValueError(f'GATEWAY_JOBS_TYPES[{name!r}].input must be "file" or "text"')
+            if kind not in ("file", "text", "audio"):
+                raise ValueError(f'GATEWAY_JOBS_TYPES[{name!r}].input must be "file", "text" or "audio"')
             types[name] = JobType(name, spec["pipeline"], kind)
     return types

@@ -17,11 +17,20 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audio import formats as audio_formats
+from gateway.audio import service as audio_service
 from gateway.config.settings import Settings
 from gateway.db.repositories import jobs
-from gateway.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, ServiceUnavailable
+from gateway.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    ServiceUnavailable,
+)
 from gateway.jobs.inspection import count_pages
-from gateway.jobs.registry import OWNER_KEY, JobType
+from gateway.jobs.registry import AUDIO_KEY, OWNER_KEY, JobType
 from gateway.jobs.uploads import check_kind, declared_kind, discard
 from gateway.observability.metrics import JOBS_SUBMITTED
 from gateway.pipelines.llm import principal_json
@@ -80,26 +89,39 @@ class JobService:
     async def submit(self, principal: Principal, sub: Submission) -> tuple[Any, bool]:
         """The job (created, or the one this idempotency key already made) and whether it is new.
         The file at ``sub.path`` becomes the job's, or is deleted when the submission is refused."""
+        job_id = uuid.uuid4().hex
+        options = {k: v for k, v in sub.options.items() if k not in (OWNER_KEY, AUDIO_KEY)}
+        audio_charged = False
         try:
             spec = self.job_type(sub.job_type)
             head = await asyncio.to_thread(_head, sub.path)
             if not head:
                 raise InvalidRequest("The uploaded file is empty", param="file", code="invalid_file")
-            kind = check_kind(
-                head, declared=declared_kind(sub.file_name, sub.content_type), accepts_text=spec.accepts_text
-            )
-            pages = await asyncio.to_thread(
-                count_pages,
-                sub.path,
-                kind,
-                max_pages=self._settings.jobs_max_pages,
-                max_pixels=self._settings.jobs_max_pixels,
-            )
-            await self._charge(principal, pages)
+            if spec.input == "audio":
+                kind = audio_formats.check_kind(
+                    head, declared=audio_formats.declared_kind(sub.file_name, sub.content_type)
+                )
+                pages = 0
+                await self._charge(principal, pages)
+                options[AUDIO_KEY] = await self._admit_audio(principal, sub, kind, options, job_id)
+                audio_charged = True
+            else:
+                kind = check_kind(
+                    head,
+                    declared=declared_kind(sub.file_name, sub.content_type),
+                    accepts_text=spec.accepts_text,
+                )
+                pages = await asyncio.to_thread(
+                    count_pages,
+                    sub.path,
+                    kind,
+                    max_pages=self._settings.jobs_max_pages,
+                    max_pixels=self._settings.jobs_max_pixels,
+                )
+                await self._charge(principal, pages)
         except BaseException:
             discard(sub.path)
             raise
-        job_id = uuid.uuid4().hex
         final_path = self.storage / f"{job_id}{_suffix(kind)}"
         os.replace(sub.path, final_path)
         values = {
@@ -115,10 +137,7 @@ class JobService:
             "content_type": kind,
             "size_bytes": sub.size,
             "pages": pages,
-            "options": {
-                **{k: v for k, v in sub.options.items() if k != OWNER_KEY},
-                OWNER_KEY: principal_json(principal),
-            },
+            "options": {**options, OWNER_KEY: principal_json(principal)},
             "webhook_url": sub.webhook_url,
         }
         try:
@@ -126,9 +145,13 @@ class JobService:
                 await jobs.create(conn, values)
         except jobs.IdempotencyConflict as exc:
             discard(final_path)
+            if audio_charged:
+                await audio_service.refund(self._engine, f"job-{job_id}")
             return await self.get(principal, exc.job_id), False
         except BaseException:
             discard(final_path)
+            if audio_charged:
+                await audio_service.refund(self._engine, f"job-{job_id}")
             raise
         try:
             await self.dispatcher.enqueue(job_id)
@@ -147,6 +170,51 @@ class JobService:
         JOBS_SUBMITTED.labels(type=spec.name).inc()
         log.info("job_submitted", job_id=job_id, job_type=spec.name, pages=pages, size_bytes=sub.size)
         return await self.get(principal, job_id), True
+
+    async def _admit_audio(
+        self, principal: Principal, sub: Submission, kind: str, options: dict[str, Any], job_id: str
+    ) -> dict[str, Any]:
+        """Measure the audio (400 when truncated or corrupt, 413 past ``GATEWAY_AUDIO_MAX_SECONDS``),
+        resolve the model (404/403), and charge the daily audio quota (429): what the pipeline needs
+        is kept in the job's options under ``_audio``."""
+        models = audio_service.ACTIVE
+        if models is None:
+            raise ServiceUnavailable("Speech-to-text is not served by this instance")
+        info = await asyncio.to_thread(audio_formats.probe, sub.path, kind)
+        limit = self._settings.audio_max_seconds
+        if info.duration_s > limit:
+            raise PayloadTooLarge(
+                f"The audio is {info.duration_s:.0f} s long; a transcription job takes up to {limit:g} s",
+                param="file",
+                code="audio_too_long",
+            )
+        fields = {k: str(v) for k, v in options.items() if isinstance(v, str | int | float)}
+        if isinstance(options.get("timestamp_granularities"), list):
+            fields["timestamp_granularities"] = ",".join(map(str, options["timestamp_granularities"]))
+        fields.setdefault("response_format", "verbose_json")
+        params = audio_service.parse_params(fields)
+        model = options.get("model")
+        name, config, _ = models.resolve(
+            model if isinstance(model, str) else None, principal, default=self._settings.audio_default_model
+        )
+        audio_service.check_language(name, config, params)
+        price = audio_service.cost(config, info.duration_s)
+        await audio_service.charge(
+            self._engine,
+            self._settings,
+            principal,
+            request_id=f"job-{job_id}",
+            seconds=info.duration_s,
+            model=name,
+            cost_usd=price,
+            job_id=job_id,
+        )
+        return {
+            "model": name,
+            "seconds": info.duration_s,
+            "cost_usd": price,
+            "file_name": sub.file_name or f"audio{audio_formats.KINDS[kind]}",
+        }
 
     async def _charge(self, principal: Principal, pages: int) -> None:
         pages_limit = self._settings.jobs_pages_per_day
@@ -208,9 +276,8 @@ def _head(path: Path) -> bytes:
 
 
 def _suffix(kind: str) -> str:
-    return {"image/png": ".png", "image/jpeg": ".jpg", "image/tiff": ".tif", "application/pdf": ".pdf"}.get(
-        kind, ".txt"
-    )
+    known = {"image/png": ".png", "image/jpeg": ".jpg", "image/tiff": ".tif", "application/pdf": ".pdf"}
+    return known.get(kind) or audio_formats.KINDS.get(kind, ".txt")
 
 
 def job_view(row: Any) -> dict[str, Any]:
@@ -231,7 +298,17 @@ def job_view(row: Any) -> dict[str, Any]:
         "pages": row.pages,
         "attempts": row.attempts,
         "file": {"name": row.file_name, "content_type": row.content_type, "size_bytes": row.size_bytes},
-        "usage": {"pages": row.pages, "tokens": row.tokens},
+        "usage": _usage(row),
         "error": row.error,
         "result_url": f"/v1/jobs/{row.id}/result" if row.status == "succeeded" else None,
     }
+
+
+def _usage(row: Any) -> dict[str, Any]:
+    usage: dict[str, Any] = {"pages": row.pages, "tokens": row.tokens}
+    audio = (row.options or {}).get(AUDIO_KEY)
+    if isinstance(audio, dict):
+        usage.update(
+            audio_seconds=round(float(audio.get("seconds", 0.0)), 3), cost_usd=audio.get("cost_usd", 0.0)
+        )
+    return usage

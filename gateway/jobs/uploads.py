@@ -113,6 +113,9 @@ def _is_text(head: bytes) -> bool:
 @dataclass(slots=True)
 class Upload:
     fields: dict[str, str] = field(default_factory=dict)
+    """Each form field's last value."""
+    repeated: dict[str, list[str]] = field(default_factory=dict)
+    """Every value of each form field, in order (``timestamp_granularities[]`` comes repeated)."""
     path: Path | None = None
     file_name: str | None = None
     content_type: str | None = None
@@ -203,6 +206,7 @@ async def read_multipart(
         if isinstance(name, str) and name and isinstance(value, bytearray):
             try:
                 upload.fields[name] = value.decode("utf-8")
+                upload.repeated.setdefault(name, []).append(upload.fields[name])
             except UnicodeDecodeError:
                 problem.append(InvalidRequest(f"Form field {name!r} is not UTF-8", param=name))
 

@@ -42,6 +42,8 @@ _ERROR_TYPES = {
 }
 _QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
 _UNCOUNTED_PATHS = _QUIET_ROUTES
+_UPLOAD_PATHS = frozenset({"/v1/jobs", "/v1/audio/transcriptions"})
+"""Routes that take file uploads: their body limit is the upload limit (each checks its own too)."""
 
 
 def route_label(scope: Scope) -> str:
@@ -81,7 +83,7 @@ class GatewayMiddleware:
         status_holder = [500]
         response_started = False
         limit = self.max_body_bytes
-        if scope.get("path") == "/v1/jobs":
+        if scope.get("path") in _UPLOAD_PATHS:
             limit = self.max_upload_bytes * 4 // 3 + 64 * 1024
         echo = [(b"x-request-id", request_id.encode())]
         if client_id is not None:

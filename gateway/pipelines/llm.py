@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.agent.state import ChatInput
+from gateway.jobs import budget as job_budget
 from gateway.providers.tokens import count_messages
 from gateway.security.principal import Principal, Role
 
@@ -107,9 +108,16 @@ class PipelineLLM:
             prompt_tokens=count_messages(chat_messages),
         )
         request_id = f"pipe-{uuid.uuid4().hex}"
+        budget = job_budget.current()  # a job's daily token quota (gateway/jobs/budget.py)
+        if budget is not None:
+            budget.check()
         reply = await self.completions.run(chat=chat, principal=principal, request_id=request_id, sticky={})
         body: Mapping[str, Any] = getattr(reply, "body", None) or {}
         choices = body.get("choices") or [{}]
         text = (choices[0].get("message") or {}).get("content") or ""
         usage = {k: int(v) for k, v in (body.get("usage") or {}).items() if isinstance(v, int)}
+        if budget is not None:
+            budget.add(
+                usage.get("total_tokens") or usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+            )
         return Answer(text=text, model=body.get("model"), usage=usage, request_id=request_id)

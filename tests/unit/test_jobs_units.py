@@ -42,7 +42,7 @@ def test_job_types_merge_config_over_the_builtins() -> None:
         jobs_types='{"translate": {"pipeline": "m.t:pipeline", "input": "text"}, "summarize": null}'
     )
     types = job_types(settings)
-    assert set(types) == {"ocr", "document_analysis", "evaluation", "translate"}
+    assert set(types) == {"ocr", "document_analysis", "evaluation", "transcription", "translate"}
     assert types["translate"].accepts_text and not types["ocr"].accepts_text
     with pytest.raises(ValueError, match="module:factory"):
         job_types(Settings(jobs_types='{"x": {"input": "text"}}'))
