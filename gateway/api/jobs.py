@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.deps import AppStateDep, PrincipalDep
 from gateway.errors import Conflict, GatewayError, InvalidRequest, ServiceUnavailable, UnsupportedMediaType
+from gateway.jobs.registry import INTERNAL_TYPES
 from gateway.jobs.service import JobService, Submission, job_view
 from gateway.jobs.uploads import Upload, discard, new_upload_path, read_multipart
 from gateway.lifespan import AppState
@@ -253,6 +254,23 @@ async def list_jobs(
         return _json({"object": "list", "data": [job_view(r) for r in rows], "has_more": len(rows) == limit})
 
     return await _recorded(state, request, principal, "jobs.list", run)  # type: ignore[no-any-return]
+
+
+@router.get("/jobs/types", response_model=None)
+async def list_job_types(request: Request, state: AppStateDep, principal: PrincipalDep) -> Response:
+    """The job types this gateway accepts on ``POST /v1/jobs`` and what input each takes (the
+    built-ins plus ``GATEWAY_JOBS_TYPES``); ``evaluation`` jobs are started by ``/api/evaluations``."""
+    service = _service(state)
+
+    async def run() -> Response:
+        data = [
+            {"type": name, "input": spec.input}
+            for name, spec in sorted(service.types.items())
+            if name not in INTERNAL_TYPES
+        ]
+        return _json({"object": "list", "data": data})
+
+    return await _recorded(state, request, principal, "jobs.types", run)  # type: ignore[no-any-return]
 
 
 @router.get("/jobs/{job_id}", response_model=None)

@@ -94,6 +94,11 @@ BUILTIN: dict[str, JobType] = {
 }
 
 
+INTERNAL_TYPES = frozenset({"evaluation"})
+"""Job types the gateway queues itself (an evaluation run is started by ``POST /api/evaluations``);
+``POST /v1/jobs`` refuses them."""
+
+
 def job_types(settings: Settings) -> dict[str, JobType]:
     """The built-in types with ``GATEWAY_JOBS_TYPES`` merged over them (``null`` removes one)."""
     types = dict(BUILTIN)

@@ -30,7 +30,7 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.jobs.inspection import count_pages
-from gateway.jobs.registry import AUDIO_KEY, OWNER_KEY, JobType
+from gateway.jobs.registry import AUDIO_KEY, INTERNAL_TYPES, OWNER_KEY, JobType
 from gateway.jobs.uploads import check_kind, declared_kind, discard
 from gateway.observability.metrics import JOBS_SUBMITTED
 from gateway.pipelines.llm import principal_json
@@ -71,10 +71,11 @@ class JobService:
             raise InvalidRequest(
                 "Missing required field 'type'", param="type", code="missing_required_parameter"
             )
-        spec = self.types.get(name)
+        spec = self.types.get(name) if name not in INTERNAL_TYPES else None
         if spec is None:
+            available = ", ".join(sorted(set(self.types) - INTERNAL_TYPES))
             raise InvalidRequest(
-                f"Unknown job type {name!r}; available: {', '.join(sorted(self.types))}",
+                f"Unknown job type {name!r}; available: {available}",
                 param="type",
                 code="invalid_job_type",
             )
@@ -290,6 +291,7 @@ def job_view(row: Any) -> dict[str, Any]:
         "id": row.id,
         "object": "job",
         "type": row.type,
+        "owner": {"user_id": row.user_id, "api_key_id": row.api_key_id},
         "status": row.status,
         "progress": row.progress or {},
         "created_at": ts(row.created_at),

@@ -216,6 +216,12 @@ def test_bad_input_is_refused_with_clear_4xx_and_nothing_is_queued(
             "invalid_job_type",
         ),
         (
+            "evaluation (queued by /api/evaluations only)",
+            submit(gateway, png, name="a.png", content_type="image/png", job_type="evaluation"),
+            400,
+            "invalid_job_type",
+        ),
+        (
             "bad options",
             submit(gateway, png, name="a.png", content_type="image/png", options="[1"),
             400,
@@ -277,6 +283,12 @@ def test_json_base64_submission_cancel_and_object_level_404(gateway: GatewayProc
     job_id = response.json()["id"]
     finished(gateway, job_id)
     assert httpx.delete(f"{gateway.url}/v1/jobs/{job_id}", timeout=10).status_code == 409
+    job = httpx.get(f"{gateway.url}/v1/jobs/{job_id}", timeout=10).json()
+    assert set(job["owner"]) == {"user_id", "api_key_id"}
+    types = httpx.get(f"{gateway.url}/v1/jobs/types", timeout=10)
+    assert types.status_code == 200, types.text
+    offered = {item["type"]: item["input"] for item in types.json()["data"]}
+    assert offered["ocr"] == "file" and offered["summarize"] == "text" and "evaluation" not in offered
     missing = httpx.get(f"{gateway.url}/v1/jobs/0123456789abcdef0123456789abcdef", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
 

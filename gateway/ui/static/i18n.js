@@ -363,6 +363,7 @@ const TABLE = {
   "jobs.type_ocr": ["OCR (image or PDF → text)", "OCR (이미지·PDF → 텍스트)"],
   "jobs.type_summarize": ["Summarize a document", "문서 요약"],
   "jobs.type_document_analysis": ["Analyse an official letter (공문)", "공문 분석"],
+  "jobs.type_transcription": ["Transcribe audio (speech → text)", "음성 받아쓰기 (음성 → 텍스트)"],
   "jobs.file": ["File", "파일"],
   "jobs.paste": ["…or paste the text", "…또는 텍스트 붙여넣기"],
   "jobs.languages": ["Languages (e.g. ko, en)", "언어 (예: ko, en)"],

@@ -6,9 +6,10 @@ import { h, field, table, num, errorBox, toast, select, badge, progress, poll, w
 import { api } from "../api.js";
 
 const enc = encodeURIComponent;
-const TYPES = ["ocr", "summarize", "document_analysis"];
+const TYPES = ["ocr", "summarize", "document_analysis", "transcription"];
+const TEXT_TYPES = new Set(["summarize", "document_analysis"]); // the types that take pasted text
 const LIVE = new Set(["queued", "running"]);
-const ACCEPT = { ocr: ".png,.jpg,.jpeg,.tif,.tiff,.pdf,image/png,image/jpeg,image/tiff,application/pdf", summarize: "", document_analysis: "" };
+const ACCEPT = { ocr: ".png,.jpg,.jpeg,.tif,.tiff,.pdf,image/png,image/jpeg,image/tiff,application/pdf", summarize: "", document_analysis: "", transcription: ".wav,.mp3,.flac,.ogg,.webm,.m4a,audio/*" };
 
 const seconds = (v) => (v ? when(v * 1000) : "—");
 
@@ -63,7 +64,7 @@ export default {
     const filter = select({ id: "job-status" }, [["", t("jobs.any_status")], ...["queued", "running", "succeeded", "failed", "cancelled"].map((s) => [s, t("jobs.status_" + s)])], "");
     const sync = () => {
       file.accept = ACCEPT[type.value];
-      textField.hidden = type.value === "ocr";
+      textField.hidden = !TEXT_TYPES.has(type.value);
       langField.hidden = type.value !== "ocr";
       wordsField.hidden = type.value !== "summarize";
     };
@@ -111,7 +112,7 @@ export default {
       const data = new FormData();
       data.set("type", type.value);
       if (file.files[0]) data.set("file", file.files[0]);
-      else if (type.value !== "ocr" && text.value.trim()) data.set("file", new Blob([text.value], { type: "text/plain" }), "pasted.txt");
+      else if (TEXT_TYPES.has(type.value) && text.value.trim()) data.set("file", new Blob([text.value], { type: "text/plain" }), "pasted.txt");
       else { status.replaceChildren(h("div", { class: "error", role: "alert", text: t("jobs.need_file") })); return; }
       const options = {};
       const langs = languages.value.split(",").map((s) => s.trim()).filter(Boolean);
