@@ -1,6 +1,7 @@
 """Offline training of the intent classifier heads (dev-only: needs scikit-learn).
 
-Reads the *train* split of the routing dataset (plus any operator JSONL files given with ``--data``),
+Reads the *train* split of the routing dataset and of the puzzle set (``puzzles.jsonl``), plus any
+operator JSONL files given with ``--data``,
 embeds each prompt with the multilingual USE encoder, and fits:
 
 * a multinomial logistic-regression intent head over [USE embedding | standardised signals];
@@ -40,6 +41,8 @@ from gateway.intent.features import (  # noqa: E402
 
 SEED = 1234
 DEFAULT_DATA = ROOT / "tests" / "data" / "routing" / "routing.jsonl"
+PUZZLE_DATA = ROOT / "tests" / "data" / "routing" / "puzzles.jsonl"
+"""Riddles, logic puzzles and short maths word problems (EN/KO; ``build_puzzles.py``): train split only."""
 DEFAULT_OUT = ROOT / "gateway" / "intent" / "model.npz"
 RULE_WEIGHT = 0.75
 
@@ -66,10 +69,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--max-costly", type=float, default=0.0,
                     help="target share of strong-tier train prompts routed cheap (cross-validated)")
+    ap.add_argument("--verbose", action="store_true", help="print the calibration curve")
     args = ap.parse_args()
 
     label_filter = [x.strip() for x in args.labels.split(",") if x.strip()] or None
-    rows = load_rows([DEFAULT_DATA, *args.data], label_filter)
+    rows = load_rows([DEFAULT_DATA, PUZZLE_DATA, *args.data], label_filter)
     labels = label_filter or sorted({r["intent"] for r in rows})
     texts = [r["text"] for r in rows]
     y = np.array([labels.index(r["intent"]) for r in rows])
@@ -114,6 +118,9 @@ def main() -> None:
             costly += int(strong[i] == 1 and tier == "cheap")
             cheap_ok += int(strong[i] == 0 and tier == "cheap")
         costly_share = costly / max(int(strong.sum()), 1)
+        if args.verbose:
+            print(f"    shift {shift:+.1f}: cv strong→cheap {costly_share:.3f} ({costly}), "
+                  f"cheap kept cheap {cheap_ok / max(int((1 - strong).sum()), 1):.3f}")
         if costly_share <= args.max_costly:
             chosen = float(round(shift, 2))
             print(f"  complexity shift {chosen:+.2f}: cv strong→cheap {costly_share:.3f}, "
