@@ -100,15 +100,13 @@ class IntentBatcher:
             jobs = self._take()
             started = time.perf_counter()
             self._last_batch = len(jobs)
-            metrics.INTENT_BATCH_SIZE.observe(len(jobs))
             results: list[IntentResult] | BaseException
             try:
                 results = self._classifier.classify_many([(j.text, j.context) for j in jobs])
             except Exception as exc:  # delivered to every waiting request, never kills the thread
                 results = exc
-            for i, job in enumerate(jobs):
+            for i, job in enumerate(jobs):  # answer first, then the metrics
                 wait = started - job.queued
-                metrics.INTENT_QUEUE_WAIT.observe(wait)
                 value: Classified | BaseException = (
                     results if isinstance(results, BaseException) else Classified(results[i], len(jobs), wait)
                 )
@@ -116,6 +114,9 @@ class IntentBatcher:
                     job.loop.call_soon_threadsafe(_resolve, job.future, value)
                 except RuntimeError:  # that event loop is closed (shutdown, a test's loop)
                     pass
+            metrics.INTENT_BATCH_SIZE.observe(len(jobs))
+            for job in jobs:
+                metrics.INTENT_QUEUE_WAIT.observe(started - job.queued)
 
 
 _BATCHERS: weakref.WeakKeyDictionary[IntentClassifier, IntentBatcher] = weakref.WeakKeyDictionary()
