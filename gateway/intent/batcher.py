@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway.intent.classifier import IntentClassifier, IntentResult
+from gateway.intent.features import Signals, analyse
 from gateway.observability import metrics
 
 MAX_BATCH: Final = 32
@@ -42,6 +43,7 @@ class Classified:
 class _Job:
     text: str
     context: tuple[str, ...]
+    signals: Signals | None
     future: asyncio.Future[Classified]
     loop: asyncio.AbstractEventLoop
     queued: float
@@ -70,9 +72,11 @@ class IntentBatcher:
         self._thread: threading.Thread | None = None
         self._last_batch = 1
 
-    async def classify(self, text: str, context: Sequence[str] = ()) -> Classified:
+    async def classify(
+        self, text: str, context: Sequence[str] = (), *, signals: Signals | None = None
+    ) -> Classified:
         loop = asyncio.get_running_loop()
-        job = _Job(text, tuple(context), loop.create_future(), loop, time.perf_counter())
+        job = _Job(text, tuple(context), signals, loop.create_future(), loop, time.perf_counter())
         with self._cond:
             self._queue.append(job)
             if self._thread is None or not self._thread.is_alive():
@@ -102,7 +106,9 @@ class IntentBatcher:
             self._last_batch = len(jobs)
             results: list[IntentResult] | BaseException
             try:
-                results = self._classifier.classify_many([(j.text, j.context) for j in jobs])
+                results = self._classifier.classify_many(
+                    [(j.text, j.context) for j in jobs], [j.signals for j in jobs]
+                )
             except Exception as exc:  # delivered to every waiting request, never kills the thread
                 results = exc
             for i, job in enumerate(jobs):  # answer first, then the metrics
@@ -138,9 +144,10 @@ async def classify_off_loop(classifier: Any, text: str, *, context: tuple[str, .
     inner = getattr(classifier, "classifier", classifier)
     if not isinstance(inner, IntentClassifier):
         return Classified(classifier.classify(text, context=context))
-    fast = inner.classify_fast(text, context=context)
+    signals = analyse(text)  # computed once for both stages
+    fast = inner.classify_fast(text, context=context, signals=signals)
     if fast is not None:
         metrics.INTENT_STAGE.labels(stage="fast").inc()
         return Classified(fast)
     metrics.INTENT_STAGE.labels(stage="encoder").inc()
-    return await batcher_for(inner).classify(text, context)
+    return await batcher_for(inner).classify(text, context, signals=signals)

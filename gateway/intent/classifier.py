@@ -273,16 +273,20 @@ class IntentClassifier:
             stage="fast",
         )
 
-    def classify_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[IntentResult]:
-        """The encoder stage for several ``(text, context)`` prompts, embedded in one forward pass."""
+    def classify_many(
+        self, items: Sequence[tuple[str, Sequence[str]]], signals: Sequence[Signals | None] = ()
+    ) -> list[IntentResult]:
+        """The encoder stage for several ``(text, context)`` prompts, embedded in one forward pass.
+        ``signals``: each text's ``analyse`` result when the caller has it already (the fast stage's)."""
+        known = list(signals) or [None] * len(items)
         if len(items) == 1:
             text, context = items[0]
-            return [self.classify_encoder(text, context=context)]
+            return [self.classify_encoder(text, context=context, signals=known[0])]
         texts: list[str] = []
         sigs: list[Signals] = []
         plan: list[tuple[Signals, int, int]] = []  # (signals, row of the text, row of the joined context|-1)
-        for text, context in items:
-            sig = analyse(text)
+        for (text, context), given in zip(items, known, strict=True):
+            sig = analyse(text) if given is None else given
             row = len(texts)
             texts.append(text)
             sigs.append(sig)

@@ -13,6 +13,7 @@ import pytest
 from gateway.intent import DEFAULT_INTENT_TIERS, IntentClassifier, IntentResult, decide_tier
 from gateway.intent.batcher import IntentBatcher, classify_off_loop
 from gateway.intent.classifier import _shared_encoder
+from gateway.intent.features import Signals, analyse
 from gateway.intent.ngram import NGRAM_BUCKETS, ngram_ids
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "routing"
@@ -56,6 +57,8 @@ def test_classify_many_matches_the_encoder_stage(clf: IntentClassifier) -> None:
     items.append(("and in Korean?", ("Translate 'good morning' into Japanese",)))  # follow-up: joined text
     items.append(("", ()))
     many = clf.classify_many(items)
+    given = clf.classify_many(items, [analyse(t) for t, _ in items])  # the fast stage's signals, reused
+    assert all(same(a, b) for a, b in zip(many, given, strict=True))
     one = [clf.classify_encoder(t, context=c) for t, c in items]
     for a, b in zip(many, one, strict=True):
         assert (a.label, a.language, a.stage) == (b.label, b.language, "encoder")
@@ -133,11 +136,13 @@ async def test_a_failing_batch_fails_its_requests_not_the_thread(clf: IntentClas
     class Broken(IntentClassifier):
         calls = 0
 
-        def classify_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[IntentResult]:
+        def classify_many(
+            self, items: Sequence[tuple[str, Sequence[str]]], signals: Sequence[Signals | None] = ()
+        ) -> list[IntentResult]:
             Broken.calls += 1
             if Broken.calls == 1:
                 raise RuntimeError("boom")
-            return super().classify_many(items)
+            return super().classify_many(items, signals)
 
     broken = Broken.__new__(Broken)
     broken.__dict__.update(clf.__dict__)  # the same loaded heads and encoder
