@@ -10,6 +10,13 @@ Pipeline per prompt (all numpy, CPU, no per-call allocation of models or regexes
 3. Two linear heads trained offline (``scripts/train_intent.py``) and shipped in ``model.npz``:
    a softmax intent head (label + confidence) and a logistic "needs the strong tier" head whose calibrated
    probability, combined with a rule score, is the complexity.
+
+A fast first stage (issue #21) runs before all that: the same two heads over hashed word / character
+n-grams (``ngram``) + the signals, ~0.1 ms. When its label probability reaches the threshold calibrated
+offline (cross-validated: no strong-tier prompt it accepts goes cheap), its answer is final
+(``IntentResult.stage == "fast"``); otherwise the encoder decides (``"encoder"``). ``classify_fast`` is the
+first stage alone (cheap enough for the event loop), ``classify_many`` the encoder for a batch of
+prompts in one forward pass (``gateway/intent/batcher.py`` runs it off the event loop).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from gateway.intent.features import (
     analyse,
     embed_text,
 )
+from gateway.intent.ngram import NGRAM_BUCKETS, ngram_ids
 
 DEFAULT_MODEL_PATH: Final = pathlib.Path(__file__).resolve().parent / "model.npz"
 
@@ -54,6 +62,18 @@ _FALLBACK_LABEL: Final = "general"
 
 
 @dataclass(frozen=True, slots=True)
+class FastStage:
+    """The first stage's heads: rows 0..NGRAM_BUCKETS-1 are n-gram buckets, the rest the signals."""
+
+    intent_w: FloatArray  # (NGRAM_BUCKETS + n_features, n_labels)
+    intent_b: FloatArray  # (n_labels,)
+    tier_w: FloatArray  # (NGRAM_BUCKETS + n_features,)
+    tier_b: float
+    threshold: float  # accept the first stage's answer when its label probability is >= this
+    complexity_shift: float
+
+
+@dataclass(frozen=True, slots=True)
 class IntentResult:
     label: str
     confidence: float  # 0..1
@@ -62,6 +82,8 @@ class IntentResult:
     escalation: str | None = None  # LLM escalation outcome: None (not tried) | "used" | "timeout" | "error"
     tools: tuple[str, ...] = ()
     """Server tools the prompt needs (``gateway/intent/tool_need.py``); set by the intent step."""
+    stage: str = "encoder"
+    """Which stage decided: ``"fast"`` (hashed n-gram heads) or ``"encoder"`` (USE embedding heads)."""
 
 
 class Encoder(Protocol):
@@ -124,6 +146,7 @@ class IntentClassifier:
         complexity_shift: float,
         rule_weight: float,
         encoder: Encoder,
+        fast: FastStage | None = None,
     ) -> None:
         if intent_w.shape[1] != len(labels) or intent_b.shape != (len(labels),):
             raise ValueError("intent head does not match the label list")
@@ -142,6 +165,9 @@ class IntentClassifier:
         for arr in (self._intent_w, self._intent_b, self._tier_w, self._feat_mean, self._feat_inv_std):
             arr.setflags(write=False)
         self._fallback = _FALLBACK_LABEL if _FALLBACK_LABEL in self._labels else self._labels[0]
+        if fast is not None and fast.intent_w.shape != (NGRAM_BUCKETS + len(FEATURE_NAMES), len(labels)):
+            raise ValueError("fast stage does not match the n-gram buckets, features or labels")
+        self._fast = fast
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -159,6 +185,17 @@ class IntentClassifier:
             if trained_with != expected:
                 raise ValueError(f"{model_path} was trained with other features or input caps; retrain it")
             arrays = {k: np.asarray(z[k]) for k in z.files if k != "meta"}
+        fast = None
+        stage = meta.get("fast_stage")
+        if stage is not None and stage.get("ngram_buckets") == NGRAM_BUCKETS:
+            fast = FastStage(
+                intent_w=np.ascontiguousarray(arrays["fast_intent_w"], dtype=np.float32),
+                intent_b=np.ascontiguousarray(arrays["fast_intent_b"], dtype=np.float32),
+                tier_w=np.ascontiguousarray(arrays["fast_tier_w"], dtype=np.float32),
+                tier_b=float(arrays["fast_tier_b"]),
+                threshold=float(stage["threshold"]),
+                complexity_shift=float(stage["complexity_shift"]),
+            )
         return cls(
             labels=tuple(meta["labels"]),
             intent_w=arrays["intent_w"],
@@ -170,6 +207,7 @@ class IntentClassifier:
             complexity_shift=float(meta["complexity_shift"]),
             rule_weight=float(meta["rule_weight"]),
             encoder=encoder if encoder is not None else _shared_encoder(),
+            fast=fast,
         )
 
     @property
@@ -190,10 +228,117 @@ class IntentClassifier:
         out: FloatArray = e / e.sum(axis=-1, keepdims=True)
         return out
 
+    @property
+    def has_fast_stage(self) -> bool:
+        return self._fast is not None
+
+    def _standardised(self, sig: Signals) -> FloatArray:
+        out: FloatArray = ((sig.vector - self._feat_mean) * self._feat_inv_std).astype(np.float32)
+        return out
+
+    def classify_fast(
+        self, text: str, *, context: Sequence[str] = (), signals: Signals | None = None
+    ) -> IntentResult | None:
+        """The first stage's answer, or None when the encoder must decide (unsure, a short follow-up whose
+        context matters, or no first stage in the weights file). ~0.1–0.3 ms: fine on the event loop."""
+        fast = self._fast
+        if fast is None:
+            return None
+        if not text.strip():
+            return IntentResult(
+                label=self._fallback, confidence=0.0, complexity=0.0, language="en", stage="fast"
+            )
+        if context and len(text.strip()) < _FOLLOW_UP_CHARS and context[-1].strip():
+            return None
+        sig = analyse(text) if signals is None else signals
+        ids = ngram_ids(text)
+        std = self._standardised(sig)
+        n_buckets = NGRAM_BUCKETS
+        scale = 1.0 / math.sqrt(max(len(ids), 1))
+        z = fast.intent_w[ids].sum(axis=0) * scale + std @ fast.intent_w[n_buckets:] + fast.intent_b
+        z = np.exp(z - z.max())
+        p = z / z.sum()
+        idx = int(np.argmax(p))
+        if float(p[idx]) < fast.threshold:
+            return None
+        tier_logit = float(fast.tier_w[ids].sum()) * scale + float(std @ fast.tier_w[n_buckets:])
+        tier_logit += fast.tier_b
+        learned = _sigmoid(tier_logit + fast.complexity_shift)
+        complexity = max(learned, self._rule_weight * sig.rule_complexity)
+        return IntentResult(
+            label=self._labels[idx],
+            confidence=min(max(float(p[idx]), 0.0), 1.0),
+            complexity=min(max(complexity, 0.0), 1.0),
+            language=sig.language,
+            stage="fast",
+        )
+
+    def classify_many(
+        self, items: Sequence[tuple[str, Sequence[str]]], signals: Sequence[Signals | None] = ()
+    ) -> list[IntentResult]:
+        """The encoder stage for several ``(text, context)`` prompts, embedded in one forward pass.
+        ``signals``: each text's ``analyse`` result when the caller has it already (the fast stage's)."""
+        known = list(signals) or [None] * len(items)
+        if len(items) == 1:
+            text, context = items[0]
+            return [self.classify_encoder(text, context=context, signals=known[0])]
+        texts: list[str] = []
+        sigs: list[Signals] = []
+        plan: list[tuple[Signals, int, int]] = []  # (signals, row of the text, row of the joined context|-1)
+        for (text, context), given in zip(items, known, strict=True):
+            sig = analyse(text) if given is None else given
+            row = len(texts)
+            texts.append(text)
+            sigs.append(sig)
+            joined = -1
+            if context and len(text.strip()) < _FOLLOW_UP_CHARS and context[-1].strip():
+                combined = f"{context[-1][-_CONTEXT_CHARS:]} {text}"
+                joined = len(texts)
+                texts.append(combined)
+                sigs.append(analyse(combined))
+            plan.append((sig, row, joined))
+        x = self._inputs(texts, sigs)
+        probs = self._probs(x)
+        tier_logits = x @ self._tier_w + self._tier_b
+        out: list[IntentResult] = []
+        for (text, _), (sig, row, joined) in zip(items, plan, strict=True):
+            if not text.strip():
+                out.append(IntentResult(label=self._fallback, confidence=0.0, complexity=0.0, language="en"))
+                continue
+            p = probs[row]
+            if joined >= 0 and float(p.max()) < 0.7:
+                p = 0.5 * probs[row] + 0.5 * probs[joined]
+            out.append(self._result(p, float(tier_logits[row]), sig))
+        return out
+
+    def _result(self, p: FloatArray, tier_logit: float, sig: Signals) -> IntentResult:
+        idx = int(np.argmax(p))
+        learned = _sigmoid(tier_logit + self._complexity_shift)
+        complexity = max(learned, self._rule_weight * sig.rule_complexity)
+        return IntentResult(
+            label=self._labels[idx],
+            confidence=min(max(float(p[idx]), 0.0), 1.0),
+            complexity=min(max(complexity, 0.0), 1.0),
+            language=sig.language,
+        )
+
     def classify(self, text: str, *, context: Sequence[str] = ()) -> IntentResult:
+        """Both stages: the first stage's answer when it is sure, else the encoder's."""
         if not text.strip():
             return IntentResult(label=self._fallback, confidence=0.0, complexity=0.0, language="en")
         sig = analyse(text)
+        fast = self.classify_fast(text, context=context, signals=sig)
+        if fast is not None:
+            return fast
+        return self.classify_encoder(text, context=context, signals=sig)
+
+    def classify_encoder(
+        self, text: str, *, context: Sequence[str] = (), signals: Signals | None = None
+    ) -> IntentResult:
+        """The encoder stage alone (what ``classify`` did before the first stage existed)."""
+        if not text.strip():
+            return IntentResult(label=self._fallback, confidence=0.0, complexity=0.0, language="en")
+        sig = analyse(text) if signals is None else signals
         follow_up = bool(context) and len(text.strip()) < _FOLLOW_UP_CHARS and bool(context[-1].strip())
         if follow_up:
             combined = f"{context[-1][-_CONTEXT_CHARS:]} {text}"
@@ -205,16 +350,7 @@ class IntentClassifier:
         else:
             x = self._inputs([text], [sig])
             p = self._probs(x)[0]
-        idx = int(np.argmax(p))
-        tier_logit = float(x[0] @ self._tier_w) + self._tier_b
-        learned = _sigmoid(tier_logit + self._complexity_shift)
-        complexity = max(learned, self._rule_weight * sig.rule_complexity)
-        return IntentResult(
-            label=self._labels[idx],
-            confidence=min(max(float(p[idx]), 0.0), 1.0),
-            complexity=min(max(complexity, 0.0), 1.0),
-            language=sig.language,
-        )
+        return self._result(p, float(x[0] @ self._tier_w) + self._tier_b, sig)
 
 
 def decide_tier(

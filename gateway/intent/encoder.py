@@ -33,6 +33,8 @@ _PROJ_DIM: Final = 3 * _CNN_DIM
 # (n-gram order, left context) of the three CNN branches, as in the reference model.
 _ORDERS: Final = ((2, 0), (3, 1), (5, 2))
 _F32: Final = np.dtype(np.float32).itemsize
+_GAP: Final = max(max(left, order - 1 - left) for order, left in _ORDERS)
+"""Zero rows between the sequences of a batch: no n-gram window reaches across two sequences."""
 
 MAX_TOKENS: Final = 24
 """Tokens fed to the encoder per text (BOS and EOS included): head ``MAX_TOKENS - TAIL_TOKENS`` + tail."""
@@ -100,9 +102,49 @@ class SentenceEncoder:
 
     # ------------------------------------------------------------------ public
     def __call__(self, texts: list[str]) -> FloatArray:
+        if len(texts) == 1:
+            return self.encode(texts[0])[None, :]
+        return self.encode_batch(texts)
+
+    def encode_batch(self, texts: list[str]) -> FloatArray:
+        """``(n, 512)`` for ``n`` texts in one forward pass (same values as ``encode``, to float rounding).
+
+        The sequences are laid end to end with ``_GAP`` zero rows between them, so every n-gram window sees
+        its own tokens and zeros exactly as in a single-sentence pass; the GEMMs then run on all the batch's
+        tokens at once, which is what makes a batch cheaper per text than one call per text.
+        """
         out = np.empty((len(texts), _EMB_DIM), dtype=np.float32)
-        for i, text in enumerate(texts):
-            out[i] = self.encode(text)
+        todo: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(texts):
+                hit = self._texts.get(text)
+                if hit is not None:
+                    self._texts.move_to_end(text)
+                    out[i] = hit
+                else:
+                    todo.setdefault(text, []).append(i)
+        if not todo:
+            return out
+        uniq = list(todo)
+        seqs = [
+            cap_tokens(
+                self._tokenize(text, out_type=int, add_bos=True, add_eos=True),
+                max_tokens=self._max_tokens,
+                tail=self._tail_tokens,
+            )
+            for text in uniq
+        ]
+        rows = self._token_rows([tok for ids in seqs for tok in ids])
+        vecs = self._forward_many(rows, [len(ids) for ids in seqs])
+        vecs.setflags(write=False)
+        with self._lock:
+            for text, vec in zip(uniq, vecs, strict=True):
+                for i in todo[text]:
+                    out[i] = vec
+                self._texts[text] = vec
+                self._texts.move_to_end(text)
+            while len(self._texts) > self._text_cache_size:
+                self._texts.popitem(last=False)
         return out
 
     def encode(self, text: str) -> FloatArray:
@@ -173,6 +215,54 @@ class SentenceEncoder:
                     _, slot = slots.popitem(last=False)
                 slots[tok] = slot
                 self._rows[slot] = row
+
+    def _forward_many(self, rows: FloatArray, lengths: list[int]) -> FloatArray:
+        """``(k, 512)`` for ``k`` token sequences whose rows are stacked in ``rows`` (lengths given)."""
+        k = len(lengths)
+        starts = np.cumsum([0, *lengths[:-1]])
+        # row position of each sequence in the gapped layout: G zeros, seq 0, G zeros, seq 1, ..., G zeros
+        offsets = starts + _GAP * np.arange(1, k + 1)
+        total = int(offsets[-1]) + lengths[-1] + _GAP
+        valid = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets.tolist(), lengths, strict=True)])
+        gaps = np.ones(total, dtype=bool)
+        gaps[valid] = False
+        feats = np.zeros((total, _EMB_DIM + _PROJ_DIM), dtype=np.float32)
+        feats[valid] = rows
+        for i, (order, left) in enumerate(_ORDERS):
+            off = _EMB_DIM + i * _CNN_DIM
+            xs = feats[:, off : off + _CNN_DIM].copy()
+            pad = np.zeros((total + order - 1, _CNN_DIM), dtype=np.float32)
+            windows = as_strided(pad, shape=(total, order * _CNN_DIM), strides=(_CNN_DIM * _F32, _F32))
+            pad[left : left + total] = xs
+            h = windows @ self._w1[i]
+            h += self._b1[i]
+            np.maximum(h, 0, out=h)
+            h += xs
+            h[gaps] = 0.0
+            pad[left : left + total] = h
+            c2 = windows @ self._w2[i]
+            c2 += self._b2[i]
+            np.maximum(c2, 0, out=c2)
+            c2 += h
+            feats[:, off : off + _CNN_DIM] = c2
+        tok = feats[valid]
+        _layernorm(tok, self._ln_g, self._ln_b, self._eps)
+        sums = np.add.reduceat(tok, starts, axis=0)
+        n = np.asarray(lengths, dtype=np.float32)[:, None]
+        mean = sums @ self._cnn_w
+        mean += n * self._cnn_b
+        mean *= 1.0 / np.sqrt(n)
+        y0 = np.maximum(mean @ self._d0, 0)
+        y1 = mean @ self._p1
+        y1 += y0 @ self._d1
+        np.maximum(y1, 0, out=y1)
+        y2 = np.maximum(y1 @ self._d2, 0)
+        z = y1 @ self._p3
+        z += y2 @ self._d3
+        np.tanh(z, out=z)
+        z *= 1.0 / np.sqrt(np.maximum(np.einsum("ij,ij->i", z, z), self._eps))[:, None]
+        out: FloatArray = z.astype(np.float32, copy=False)
+        return out
 
     def _forward(self, rows: FloatArray) -> FloatArray:
         n = rows.shape[0]

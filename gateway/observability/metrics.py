@@ -275,6 +275,21 @@ INTENT_ESCALATION_DURATION = Histogram(
     "Duration of LLM intent escalations (all outcomes)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0),
 )
+INTENT_STAGE = Counter(
+    "prism_intent_stage",
+    "Intent classifications by the stage that decided (fast n-gram heads or encoder)",
+    ["stage"],
+)
+INTENT_BATCH_SIZE = Histogram(
+    "prism_intent_batch_size",
+    "Prompts per encoder pass of the intent batching thread",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+INTENT_QUEUE_WAIT = Histogram(
+    "prism_intent_queue_wait_seconds",
+    "Time a prompt waited for the intent batching thread before its encoder pass started",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
 ROUTE_STICKY = Counter(
     "prism_route_sticky_lookups", "Conversation tier stickiness lookups by result", ["result"]
 )

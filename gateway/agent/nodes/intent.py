@@ -9,10 +9,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import structlog
 from langgraph.runtime import Runtime
+from opentelemetry import trace
 
 from gateway.agent.state import PipelineContext, PipelineState
+from gateway.intent.batcher import Classified, classify_off_loop
 from gateway.intent.tool_need import tools_needed
+from gateway.observability import tracing
 from gateway.providers.tokens import message_text
 from gateway.routing.circuit import CircuitState
 from gateway.routing.smart import escalate
@@ -27,7 +31,9 @@ async def intent(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
     users = [message_text(m) for m in request.messages if m.get("role") == "user"]
     if not users:  # e.g. only an assistant prefill: smart routing still needs a label (was a 500)
         users = [message_text(request.messages[-1]) if request.messages else ""]
-    result = classifier.classify(users[-1], context=tuple(users[-4:-1]))
+    classified = await classify_off_loop(classifier, users[-1], context=tuple(users[-4:-1]))
+    result = classified.result
+    _observe(result.stage, classified)
     snapshot = ctx.snapshot
     escalation = snapshot.config.routing.escalation
     if (
@@ -53,6 +59,20 @@ async def intent(state: PipelineState, runtime: Runtime[PipelineContext]) -> dic
     if state.get("tools_from_route"):
         update.update(_narrow(state, ctx, needed))
     return update
+
+
+def _observe(stage: str, classified: Classified) -> None:
+    """Which classifier stage decided, and for the encoder stage its batch size and queue wait."""
+    wait_ms = round(classified.queue_wait_s * 1000, 3)
+    structlog.contextvars.bind_contextvars(
+        intent_stage=stage, intent_batch_size=classified.batch_size, intent_queue_wait_ms=wait_ms
+    )
+    if tracing.enabled():
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("intent.stage", stage)
+            span.set_attribute("intent.batch_size", classified.batch_size)
+            span.set_attribute("intent.queue_wait_ms", wait_ms)
 
 
 def _narrow(state: PipelineState, ctx: PipelineContext, needed: tuple[str, ...]) -> dict[str, Any]:
