@@ -29,13 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.agent.durable.definitions import DurableGraph, RunInfo, jsonable
 from gateway.db.repositories import jobs
 from gateway.db.repositories.usage import insert_ignore_duplicates
-from gateway.jobs import budget as job_budget
 from gateway.jobs.graphs import Progress, job_graph, job_steps
 from gateway.jobs.registry import OWNER_KEY, JobType, PipelineContext
 from gateway.jobs.uploads import discard
 from gateway.jobs.webhooks import WebhookSender
 from gateway.observability import tracing
 from gateway.observability.metrics import JOBS_FINISHED, JOBS_RUNNING
+from gateway.pipelines import budget as job_budget
 from gateway.usage.record import UsageRecord, UsageStatus
 
 log = structlog.get_logger("gateway.jobs")

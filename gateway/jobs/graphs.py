@@ -9,9 +9,9 @@ from typing import Any
 
 from gateway.agent.durable.definitions import DurableGraph
 from gateway.agent.durable.pipeline import Step, StepContext, build_pipeline
-from gateway.jobs.budget import TokenBudget
 from gateway.jobs.pipelines import extract_step
 from gateway.jobs.registry import JobType
+from gateway.pipelines.budget import TokenBudget
 
 
 def job_graph(job_type: JobType, pipeline: DurableGraph, *, dpi: int) -> DurableGraph:

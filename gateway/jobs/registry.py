@@ -90,7 +90,7 @@ BUILTIN: dict[str, JobType] = {
     ),
     # issue #24: an evaluation run on the queue (``gateway/services/eval_jobs.py``); no file
     "evaluation": JobType("evaluation", "gateway.services.eval_jobs:evaluation_pipeline", "file"),
-    "transcription": JobType("transcription", "gateway.audio.pipeline:transcription_pipeline", "audio"),
+    "transcription": JobType("transcription", "gateway.jobs.transcription:transcription_pipeline", "audio"),
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.agent.state import ChatInput
-from gateway.jobs import budget as job_budget
+from gateway.pipelines import budget as job_budget
 from gateway.providers.tokens import count_messages
 from gateway.security.principal import Principal, Role
 
@@ -108,7 +108,7 @@ class PipelineLLM:
             prompt_tokens=count_messages(chat_messages),
         )
         request_id = f"pipe-{uuid.uuid4().hex}"
-        budget = job_budget.current()  # a job's daily token quota (gateway/jobs/budget.py)
+        budget = job_budget.current()  # a job's daily token quota (gateway/pipelines/budget.py)
         if budget is not None:
             budget.check()
         reply = await self.completions.run(chat=chat, principal=principal, request_id=request_id, sticky={})

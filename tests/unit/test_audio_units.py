@@ -12,7 +12,7 @@ import pytest
 from gateway.audio.formats import check_kind, declared_kind, decode_pcm16, probe, resample, sniff
 from gateway.audio.service import parse_params, subtitles
 from gateway.errors import InvalidRequest, UnsupportedMediaType
-from gateway.jobs.budget import JobTokenQuotaExceeded, TokenBudget
+from gateway.pipelines.budget import JobTokenQuotaExceeded, TokenBudget
 from tests.support.audio_samples import encode, wer
 
 TONE = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * 2) / 16000)).astype(np.float32)
