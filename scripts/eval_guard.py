@@ -211,10 +211,12 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return (interval.low, interval.high)
 
 
-SPLIT_ORDER = ("independent", "in_source", "own_test", "val")
+SPLIT_ORDER = ("independent", "in_source", "own_heldout", "own_test", "val")
 
 
-def corpus_eval(rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def corpus_eval(
+    rows: list[dict[str, Any]] | None = None, *, learned_roles: frozenset[str] | None = None
+) -> dict[str, Any]:
     """Shipped detector on every held-out row of the injection corpus, grouped by split/source/language/label.
 
     Each group: n, hits (caught at the policy threshold: blocked or flagged), rate (recall when label=1, FPR
@@ -223,6 +225,8 @@ def corpus_eval(rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """
     g = Guardrails(GuardrailsConfig())
     inj = g.policy_for(model="eval", is_local=False).injection
+    if learned_roles is not None:
+        inj = inj.model_copy(update={"learned_roles": learned_roles})
     groups: dict[tuple[str, str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for r in load_corpus() if rows is None else rows:
         split = split_of(r)
@@ -318,9 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--no-corpus", action="store_true", help="skip the injection corpus part")
+    ap.add_argument(
+        "--learned-roles", default=None, help="override the policy's learned_roles, e.g. user,tool"
+    )
     args = ap.parse_args(argv)
     report = run_eval(load_cases(args.data))
-    corpus = None if args.no_corpus else corpus_eval()
+    roles = None if args.learned_roles is None else frozenset(args.learned_roles.split(","))
+    corpus = None if args.no_corpus else corpus_eval(learned_roles=roles)
     if args.json:
         out = {k: v for k, v in report.items() if k != "errors" or args.verbose}
         out["injection_corpus"] = corpus
