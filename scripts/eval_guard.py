@@ -9,13 +9,15 @@ Two parts, reported separately:
 2. **Injection corpus** (``corpus.jsonl.gz``, built by scripts/build_guard_data.py): the shipped detector
    (rules + learned scorer as the default policy applies them) per split, source and language, with
    Wilson 95% intervals. ``independent`` sources were never trained on nor used for the threshold;
-   ``in_source`` rows are held-out items of a public set whose other part trains; ``own_test`` rows are
+   ``in_source`` rows are held-out items of a public set whose other part trains; ``own_heldout`` rows are
+   hand-written Korean prompts never trained on (tests/data/guard/ko_heldout.jsonl); ``own_test`` rows are
    our own data from template families never trained on; ``val`` picked the threshold (tuned figures).
    Recall for attacks, FPR for the rest; a ``rules only`` column shows what the learned layer adds.
 
 Exits 1 when a target of part 1 is missed (``--no-check`` to only print).
 
     .venv/bin/python scripts/eval_guard.py [--no-check] [--verbose] [--json] [--no-corpus]
+        [--learned-roles user,tool]   # e.g. the document head on tool results (opt-in policy)
 
 Targets: injection recall >= 0.90 at FPR <= 0.05 (benign prompts);
 PII recall >= 0.97 and precision >= 0.95 for every category; p95 <= 5 ms for a
