@@ -18,6 +18,7 @@ Exits 1 when a target of part 1 is missed (``--no-check`` to only print).
 
     .venv/bin/python scripts/eval_guard.py [--no-check] [--verbose] [--json] [--no-corpus]
         [--learned-roles user,tool]   # e.g. the document head on tool results (opt-in policy)
+    .venv/bin/python scripts/eval_guard.py --tool-timing   # tool results with the document head: CPU time
 
 Targets: injection recall >= 0.90 at FPR <= 0.05 (benign prompts);
 PII recall >= 0.97 and precision >= 0.95 for every category; p95 <= 5 ms for a
@@ -38,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.config.guardrails import GuardrailsConfig  # noqa: E402
+from gateway.config.guardrails import GuardPolicy, GuardrailsConfig, InjectionPolicy  # noqa: E402
 from gateway.experiments.stats import wilson_interval  # noqa: E402
 from gateway.guardrails import PII_CATEGORIES, Guardrails  # noqa: E402
 
@@ -317,6 +318,25 @@ def print_report(report: dict[str, Any], *, verbose: bool) -> None:
             print("  " + e)
 
 
+def tool_timing(rounds: int = 300) -> dict[str, dict[str, float]]:
+    """Thread CPU time of ``check_input`` on a tool result with the learned layer on for tools (document
+    head): ``rounds`` slices of 1,000 and 4,000 characters of the corpus's tool-role documents."""
+    g = Guardrails(GuardrailsConfig())
+    policy = GuardPolicy(injection=InjectionPolicy(learned_roles=frozenset({"user", "tool"})))
+    buf = "\n".join(r["text"] for r in load_corpus() if r.get("role") == "tool")
+    out: dict[str, dict[str, float]] = {}
+    for n in (1_000, 4_000):
+        ts: list[float] = []
+        for k in range(rounds):
+            msg = [{"role": "tool", "content": buf[k * 137 : k * 137 + n], "tool_call_id": "t"}]
+            t0 = time.thread_time()
+            g.check_input(msg, policy=policy)
+            ts.append((time.thread_time() - t0) * 1e3)
+        ts.sort()
+        out[str(n)] = {"p50": ts[len(ts) // 2], "p95": ts[int(0.95 * len(ts))], "max": ts[-1]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-check", action="store_true", help="only print, never fail")
@@ -327,7 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--learned-roles", default=None, help="override the policy's learned_roles, e.g. user,tool"
     )
+    ap.add_argument(
+        "--tool-timing", action="store_true", help="only time tool results with the document head"
+    )
     args = ap.parse_args(argv)
+    if args.tool_timing:
+        for n, t in tool_timing().items():
+            print(f"tool result, {n} chars, document head on: p50 {t['p50']:.2f} ms, p95 {t['p95']:.2f} ms, "
+                  f"max {t['max']:.2f} ms (thread CPU time)")  # fmt: skip
+        return 0
     report = run_eval(load_cases(args.data))
     roles = None if args.learned_roles is None else frozenset(args.learned_roles.split(","))
     corpus = None if args.no_corpus else corpus_eval(learned_roles=roles)
