@@ -81,6 +81,15 @@ class Mirror:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def has(self, repo: str) -> bool:
+        git_dir = self.root / repo.replace("/", "+") / "repo"
+        return (
+            subprocess.run(
+                ["git", "-C", str(git_dir), "cat-file", "-e", f"{PINS[repo]}^{{commit}}"], capture_output=True
+            ).returncode
+            == 0
+        )
+
     def read(self, repo: str, path: str) -> str:
         git_dir = self.root / repo.replace("/", "+") / "repo"
         blob = subprocess.run(
@@ -279,10 +288,60 @@ def garak_source_docs(m: Mirror) -> Iterator[dict[str, Any]]:
                     yield _row(p, 0, "en", "garak_source_docs", "ordinary", f"garaksrc_{name}")
 
 
+def bipia_train(m: Mirror, seed: int) -> Iterator[dict[str, Any]]:
+    """BIPIA's *train* split (MIT; its attack categories differ from the test split's): documents with one
+    of its train attack instructions inserted (``injected`` keeps the instruction, for the document head)
+    and the clean documents. BIPIA's test split stays independent (``bipia``)."""
+    rng = random.Random(f"{seed}-bipia-train")  # own stream: the older sources' sampling is unchanged
+    attacks_: list[str] = []
+    for f in ("text_attack_train.json", "code_attack_train.json"):
+        for items in json.loads(m.read("microsoft/BIPIA", f"benchmark/{f}")).values():
+            attacks_.extend(items)
+    for task in ("email", "table", "code"):
+        docs = []
+        for line in m.read("microsoft/BIPIA", f"benchmark/{task}/train.jsonl").splitlines():
+            d = json.loads(line)
+            ctx = d.get("context")
+            if task == "code":
+                ctx = "\n".join(d.get("error", [])) + "\n" + "\n".join(d.get("code", []) or [])
+            if isinstance(ctx, str) and 40 <= len(ctx) <= 4000:
+                docs.append(ctx)
+        for k, doc in enumerate(rng.sample(sorted(set(docs)), min(150, len(set(docs))))):
+            fam = f"bipia_train_{task}_{k % 10}"
+            yield _row(doc, 0, "en", "bipia_train_clean", "document", fam, role="tool")
+            att = rng.choice(attacks_)
+            text = guard_own_data._insert(doc, att, rng)
+            row = _row(text, 1, "en", "bipia_train_indirect", "indirect", fam, role="tool")
+            row["injected"] = att
+            yield row
+
+
+def ko_more(m: Mirror, seed: int, existing: set[str]) -> Iterator[dict[str, Any]]:
+    """More of 3i4k (CC BY-SA 4.0): statements (1), questions (2), commands (3) and rhetorical commands (5)
+    not already sampled as ``3i4k``: a wider picture of ordinary Korean requests (issue #21 follow-up)."""
+    rng = random.Random(f"{seed}-3i4k-more")  # own stream: the older sources' sampling is unchanged
+    ko = [line.split("\t") for line in m.read("warnikchow/3i4k", "data/fci.txt").splitlines()]
+    pool = sorted(
+        {t for lab, t in (x for x in ko if len(x) == 2) if lab in ("1", "2", "3", "5") and len(t) >= 8}
+        - existing
+    )
+    for t in rng.sample(pool, 6000):
+        yield _row(t, 0, "ko", "3i4k_more", "ordinary")
+
+
 def own() -> Iterator[dict[str, Any]]:
     yield from guard_own_data.generate()
     yield from guard_own_data.generate_benign()
     yield from guard_own_data.generate_short_benign()
+    yield from guard_own_data.generate_ko_paraphrases()
+    yield from guard_own_data.generate_edu_prose()
+    yield from guard_own_data.generate_documents()
+    yield from guard_own_data.generate_ko_commands()
+    for i, line in enumerate(
+        (ROOT / "tests/data/guard/ko_heldout.jsonl").read_text(encoding="utf-8").splitlines()
+    ):
+        c = json.loads(line)  # hand-written, never trained on: split own_heldout (scripts/train_guard.py)
+        yield _row(c["text"], c["label"], "ko", "own_ko_heldout", c["kind"], f"ko_heldout_{i}")
     for line in (ROOT / "tests/data/guard/cases.jsonl").read_text(encoding="utf-8").splitlines():
         c = json.loads(line)
         label = int(bool(c["injection"]))
@@ -306,15 +365,34 @@ def main(argv: list[str] | None = None) -> int:
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
     per_source: Counter[str] = Counter()
-    for r in (
-        *attacks(m, rng),
-        *bipia(m, rng),
-        *ordinary(m, rng),
-        *garak_docs(m),
-        *garak_source_docs(m),
-        *adversarial_qa(m, rng),
-        *own(),
-    ):
+    if all(m.has(repo) for repo in PINS if repo != "microsoft/BIPIA") and m.has("microsoft/BIPIA"):
+        public: list[dict[str, Any]] = [
+            *attacks(m, rng),
+            *bipia(m, rng),
+            *ordinary(m, rng),
+            *garak_docs(m),
+            *garak_source_docs(m),
+            *adversarial_qa(m, rng),
+        ]
+    else:
+        # Without every pinned mirror the older public rows are taken verbatim from the committed corpus
+        # (they were built from the same pins with the same seed); the own rows are regenerated.
+        print(f"not every pinned repository is under {args.mirror}: reusing the public rows of {OUT.name}")
+        with gzip.open(OUT, "rt", encoding="utf-8") as f:
+            public = [
+                r
+                for r in map(json.loads, f)
+                if not r["source"].startswith(("own_", "bipia_train_", "3i4k_more"))
+            ]
+    if m.has("warnikchow/3i4k"):
+        public.extend(ko_more(m, args.seed, {r["text"] for r in public if r["source"] == "3i4k"}))
+    else:
+        raise SystemExit(f"warnikchow/3i4k is needed under {args.mirror}")
+    if m.has("microsoft/BIPIA"):
+        public.extend(bipia_train(m, args.seed))
+    else:
+        raise SystemExit(f"microsoft/BIPIA is needed under {args.mirror} (its train split)")
+    for r in (*public, *own()):
         if r["text"] and r["text"] not in seen:
             seen.add(r["text"])
             if r["family"] == r["source"]:  # no natural family: spread the source over the splits

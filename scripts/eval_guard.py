@@ -9,13 +9,16 @@ Two parts, reported separately:
 2. **Injection corpus** (``corpus.jsonl.gz``, built by scripts/build_guard_data.py): the shipped detector
    (rules + learned scorer as the default policy applies them) per split, source and language, with
    Wilson 95% intervals. ``independent`` sources were never trained on nor used for the threshold;
-   ``in_source`` rows are held-out items of a public set whose other part trains; ``own_test`` rows are
+   ``in_source`` rows are held-out items of a public set whose other part trains; ``own_heldout`` rows are
+   hand-written Korean prompts never trained on (tests/data/guard/ko_heldout.jsonl); ``own_test`` rows are
    our own data from template families never trained on; ``val`` picked the threshold (tuned figures).
    Recall for attacks, FPR for the rest; a ``rules only`` column shows what the learned layer adds.
 
 Exits 1 when a target of part 1 is missed (``--no-check`` to only print).
 
     .venv/bin/python scripts/eval_guard.py [--no-check] [--verbose] [--json] [--no-corpus]
+        [--learned-roles user,tool]   # e.g. the document head on tool results (opt-in policy)
+    .venv/bin/python scripts/eval_guard.py --tool-timing   # tool results with the document head: CPU time
 
 Targets: injection recall >= 0.90 at FPR <= 0.05 (benign prompts);
 PII recall >= 0.97 and precision >= 0.95 for every category; p95 <= 5 ms for a
@@ -36,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.config.guardrails import GuardrailsConfig  # noqa: E402
+from gateway.config.guardrails import GuardPolicy, GuardrailsConfig, InjectionPolicy  # noqa: E402
 from gateway.experiments.stats import wilson_interval  # noqa: E402
 from gateway.guardrails import PII_CATEGORIES, Guardrails  # noqa: E402
 
@@ -211,10 +214,12 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return (interval.low, interval.high)
 
 
-SPLIT_ORDER = ("independent", "in_source", "own_test", "val")
+SPLIT_ORDER = ("independent", "in_source", "own_heldout", "own_test", "val")
 
 
-def corpus_eval(rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def corpus_eval(
+    rows: list[dict[str, Any]] | None = None, *, learned_roles: frozenset[str] | None = None
+) -> dict[str, Any]:
     """Shipped detector on every held-out row of the injection corpus, grouped by split/source/language/label.
 
     Each group: n, hits (caught at the policy threshold: blocked or flagged), rate (recall when label=1, FPR
@@ -223,6 +228,8 @@ def corpus_eval(rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """
     g = Guardrails(GuardrailsConfig())
     inj = g.policy_for(model="eval", is_local=False).injection
+    if learned_roles is not None:
+        inj = inj.model_copy(update={"learned_roles": learned_roles})
     groups: dict[tuple[str, str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for r in load_corpus() if rows is None else rows:
         split = split_of(r)
@@ -311,6 +318,25 @@ def print_report(report: dict[str, Any], *, verbose: bool) -> None:
             print("  " + e)
 
 
+def tool_timing(rounds: int = 300) -> dict[str, dict[str, float]]:
+    """Thread CPU time of ``check_input`` on a tool result with the learned layer on for tools (document
+    head): ``rounds`` slices of 1,000 and 4,000 characters of the corpus's tool-role documents."""
+    g = Guardrails(GuardrailsConfig())
+    policy = GuardPolicy(injection=InjectionPolicy(learned_roles=frozenset({"user", "tool"})))
+    buf = "\n".join(r["text"] for r in load_corpus() if r.get("role") == "tool")
+    out: dict[str, dict[str, float]] = {}
+    for n in (1_000, 4_000):
+        ts: list[float] = []
+        for k in range(rounds):
+            msg = [{"role": "tool", "content": buf[k * 137 : k * 137 + n], "tool_call_id": "t"}]
+            t0 = time.thread_time()
+            g.check_input(msg, policy=policy)
+            ts.append((time.thread_time() - t0) * 1e3)
+        ts.sort()
+        out[str(n)] = {"p50": ts[len(ts) // 2], "p95": ts[int(0.95 * len(ts))], "max": ts[-1]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-check", action="store_true", help="only print, never fail")
@@ -318,9 +344,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--no-corpus", action="store_true", help="skip the injection corpus part")
+    ap.add_argument(
+        "--learned-roles", default=None, help="override the policy's learned_roles, e.g. user,tool"
+    )
+    ap.add_argument(
+        "--tool-timing", action="store_true", help="only time tool results with the document head"
+    )
     args = ap.parse_args(argv)
+    if args.tool_timing:
+        for n, t in tool_timing().items():
+            print(f"tool result, {n} chars, document head on: p50 {t['p50']:.2f} ms, p95 {t['p95']:.2f} ms, "
+                  f"max {t['max']:.2f} ms (thread CPU time)")  # fmt: skip
+        return 0
     report = run_eval(load_cases(args.data))
-    corpus = None if args.no_corpus else corpus_eval()
+    roles = None if args.learned_roles is None else frozenset(args.learned_roles.split(","))
+    corpus = None if args.no_corpus else corpus_eval(learned_roles=roles)
     if args.json:
         out = {k: v for k, v in report.items() if k != "errors" or args.verbose}
         out["injection_corpus"] = corpus

@@ -25,11 +25,15 @@ import binascii
 import codecs
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from gateway.guardrails.learned import LearnedInjectionModel
 from gateway.guardrails.normalize import fold, strip_invisible
 
 META_DAMPING = 0.35
+# Roles whose content is a document (tool / function results): the learned layer adds its document head
+# (sentence segments, ``LearnedInjectionModel.score_document``) for instructions embedded in the document.
+DOCUMENT_ROLES: Final = frozenset({"tool", "function"})
 # Rules at or above this score decide alone: the learned scorer is not run (the rules are the fast layer).
 RULES_DECISIVE = 0.9
 
@@ -597,7 +601,8 @@ class InjectionDetector:
         res = self._score_rules(text, role=role, model=model)
         if model is None or res.score >= RULES_DECISIVE or not text.strip():
             return res
-        ls = model.score(text).score
+        scored = model.score_document(text) if role in DOCUMENT_ROLES else model.score(text)
+        ls = scored.score
         if ls < 0.5:
             return InjectionResult(res.score, res.reasons, ls)
         reasons = res.reasons if "learned" in res.reasons else (*res.reasons, "learned")
