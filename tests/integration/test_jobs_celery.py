@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.integration.db_fixtures import *  # noqa: F403
+from tests.support.audio_samples import PROBE, encode, espeak_available, join, speak
 from tests.support.gateway_proc import ROOT, GatewayProcess, running_gateway
 from tests.support.ocr_documents import font_paths, page_text, render
 from tests.support.waiting import wait_until
@@ -190,6 +191,25 @@ def test_two_workers_share_the_load_and_a_killed_workers_job_finishes_exactly_on
         for job in jobs:
             result = httpx.get(f"{gw.url}/v1/jobs/{job}/result", timeout=10).json()["result"]
             assert len(result["pages"]) == 2 and result["pages"][0]["source"] == "ocr" and result["text"]
+        if espeak_available():  # a transcription job runs on a Celery worker too (its own audio models)
+            audio = encode(join([speak(PROBE)]))
+            response = httpx.post(
+                f"{gw.url}/v1/jobs",
+                data={"type": "transcription", "options": '{"model": "sphinx-en"}'},
+                files={"file": ("memo.wav", audio, "audio/wav")},
+                timeout=30,
+            )
+            assert response.status_code == 202, response.text
+            spoken = str(response.json()["id"])
+            state = wait_until(
+                lambda: (s := status(gw, spoken))["status"] in ("succeeded", "failed") and s,
+                "the transcription job finished",
+                within_s=120,
+            )
+            assert state["status"] == "succeeded", state
+            result = httpx.get(f"{gw.url}/v1/jobs/{spoken}/result", timeout=10).json()["result"]
+            assert result["model"] == "sphinx-en" and result["text"].strip()
+            assert result["usage"]["seconds"] > 1
     finally:
         for process in workers.values():
             if process.poll() is None:
