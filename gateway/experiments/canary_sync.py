@@ -384,7 +384,7 @@ class CanarySync:
                         log.info(
                             "canary_decision_superseded",
                             experiment=item.experiment,
-                            event=item.event,
+                            action=item.event,
                             by=current.event,
                             generation=generation,
                             worker=self.worker,
@@ -408,7 +408,7 @@ class CanarySync:
                     log.info(
                         "canary_decided",
                         experiment=item.experiment,
-                        event=item.event,
+                        action=item.event,
                         generation=decision.generation,
                         percent=state.percent,
                         actor="auto",
@@ -431,7 +431,7 @@ class CanarySync:
                 log.info(
                     "canary_applied",
                     experiment=name,
-                    event=decision.event,
+                    action=decision.event,
                     generation=decision.generation,
                     status=state.status,
                     before=before,

@@ -14,13 +14,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.cache.backends import make_redis
 from gateway.db.engine import create_engine, create_sessionmaker
 from gateway.db.migrate import migrate
+from gateway.experiments.canary import CanaryDecision
+from gateway.experiments.canary_sync import RedisCanaryStore
 from gateway.services.users import ensure_admin
 from tests.integration.db_fixtures import db_test_settings
 from tests.support.gateway_proc import GatewayProcess, start_gateway
@@ -198,3 +202,31 @@ def test_canary_decisions_reach_every_worker_of_two_replicas(replicas: list[Gate
         # bad input: unknown experiment, unknown action
         assert admin_a.post("/admin/experiments/nope/canary/rollback").status_code == 404
         assert admin_a.post("/admin/experiments/by-admin/canary/explode").status_code == 400
+
+
+async def test_the_redis_store_compares_and_sets() -> None:
+    redis = make_redis("redis://127.0.0.1:6379/0", timeout_ms=2000)
+    store = RedisCanaryStore(redis, prefix=f"test-canary-store-{uuid.uuid4().hex[:8]}")
+    decision = CanaryDecision(
+        experiment="exp",
+        generation=1,
+        fingerprint="f",
+        event="rollback",
+        step=0,
+        status="rolled_back",
+        reason="r",
+        actor="auto",
+        source="replica:1",
+        at="2026-12-07T00:00:00.000+00:00",
+    )
+    try:
+        assert await store.write(decision)
+        assert not await store.write(decision)  # two workers deciding over generation 0: one wins
+        assert not await store.write(replace(decision, generation=3))
+        assert await store.write(replace(decision, generation=2, event="reset", status="ramping"))
+        assert (await store.read())["exp"].generation == 2
+        await store.ack("replica:1", {"exp": 2})
+        assert await store.acks() == {"replica:1": {"exp": 2}}
+    finally:
+        await redis.delete(store.key, store.applied_key)
+        await redis.aclose()
