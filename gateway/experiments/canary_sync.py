@@ -49,7 +49,7 @@ from gateway.config.settings import Settings
 from gateway.config_sync import ConfigSync
 from gateway.experiments.canary import CanaryDecision, CanaryState, DecisionEvent, Status
 from gateway.experiments.runtime import Experiments
-from gateway.observability import metrics
+from gateway.observability import metrics, tracing
 from gateway.supervision import status_dir
 
 log = structlog.get_logger("prism.experiments")
@@ -457,6 +457,21 @@ class CanarySync:
         Answers the shared decision and how many live workers applied it within ``wait_s``."""
         if self.experiments.canary(name) is None:
             return None
+        attributes = {
+            "prism.experiment": name,
+            "prism.canary.action": action,
+            "prism.canary.scope": self.scope,
+        }
+        with tracing.tracer().start_as_current_span("canary decide", attributes=attributes) as span:
+            answer = await self._decide(name, action, reason=reason, actor=actor)
+            if answer is not None:
+                span.set_attribute("prism.canary.scope", self.scope)
+                span.set_attribute("prism.canary.generation", answer["shared"]["generation"])
+                span.set_attribute("prism.canary.applied", answer["applied"])
+                span.set_attribute("prism.canary.workers", answer["workers"])
+            return answer
+
+    async def _decide(self, name: str, action: Action, *, reason: str, actor: str) -> dict[str, Any] | None:
         decision: CanaryDecision | None = None
         state: CanaryState | None = None
         async with self._lock:
