@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from gateway.config.routing import parse_config
 from gateway.experiments.canary import CanaryDecision, CanaryState
-from gateway.experiments.canary_sync import CanarySync, FileCanaryStore, LocalCanaryStore
+from gateway.experiments.canary_sync import CanaryStore, CanarySync, FileCanaryStore, LocalCanaryStore
 from gateway.experiments.runtime import Experiments
 
 CONFIG = """
@@ -32,7 +34,7 @@ experiments:
 """
 
 
-def _worker(store: LocalCanaryStore, name: str, *, first: int = 10) -> tuple[Experiments, CanarySync]:
+def _worker(store: CanaryStore, name: str, *, first: int = 10) -> tuple[Experiments, CanarySync]:
     experiments = Experiments()
     experiments.configure(parse_config(CONFIG.format(first=first)))
     sync = CanarySync(experiments, store=store, worker=name, wait_s=0.5)
@@ -57,8 +59,11 @@ def _healthy(state: CanaryState, n: int = 3) -> None:
         state.observe("b", ok=True, latency_ms=10)
 
 
-async def test_an_admin_rollback_reaches_the_other_worker_and_reports_who_applied_it() -> None:
-    store = LocalCanaryStore()
+@pytest.mark.parametrize("kind", ["memory", "file"])
+async def test_an_admin_rollback_reaches_the_other_worker_and_reports_who_applied_it(
+    kind: str, tmp_path: Path
+) -> None:
+    store: CanaryStore = LocalCanaryStore() if kind == "memory" else FileCanaryStore(tmp_path / "canary")
     (one, s1), (two, s2) = _worker(store, "w1"), _worker(store, "w2")
 
     async def later() -> None:
@@ -105,7 +110,8 @@ async def test_conflicts_admin_wins_stale_advances_drop_and_rollback_beats_an_ad
     await s1._round()
     await s2._round()  # w2's advance is stale: dropped, it runs w1's
     assert (await store.read())["exp"].generation == 1
-    assert _canary(two).decided is not None and _canary(two).decided.source == "w1"
+    decided = _canary(two).decided
+    assert decided is not None and decided.source == "w1"
 
     # w2 rolls back over w1's automatic advance (made after what w2 ran): the rollback is written
     for _ in range(1000):
@@ -134,7 +140,7 @@ async def test_conflicts_admin_wins_stale_advances_drop_and_rollback_beats_an_ad
     await s2.decide("exp", "reset", reason="another build", actor="admin:u2")
     await s1._round()
     assert (await store.read())["exp"].event == "reset"
-    assert state.status == "ramping" and state.generation == 5
+    assert _canary(one).status == "ramping" and _canary(one).generation == 5
 
 
 async def test_a_decision_for_another_definition_is_ignored() -> None:
