@@ -47,6 +47,7 @@ from redis.exceptions import RedisError
 from gateway.background import BackgroundWorker, Backoff
 from gateway.config.settings import Settings
 from gateway.config_sync import ConfigSync
+from gateway.errors import Conflict, ServiceUnavailable
 from gateway.experiments.canary import CanaryDecision, CanaryState, DecisionEvent, Status
 from gateway.experiments.runtime import Experiments
 from gateway.observability import metrics, tracing
@@ -352,7 +353,12 @@ class CanarySync:
         async with self._lock:
             try:
                 if self._pending:
-                    await self._push()
+                    pending, self._pending = self._pending, []
+                    try:
+                        await self._push(pending)
+                    except (RedisError, OSError):
+                        self._pending[:0] = pending  # retried next round (a written one is then stale)
+                        raise
                 self._seen = await self.store.read()
                 self._apply_seen()
                 await self._ack()
@@ -365,8 +371,7 @@ class CanarySync:
         config = self.experiments.configs.get(name)
         return fingerprint(config) if config is not None else None
 
-    async def _push(self) -> None:
-        pending, self._pending = self._pending, []
+    async def _push(self, pending: list[_Pending]) -> None:
         seen = await self.store.read()
         for item in pending:
             state = self.experiments.canary(item.experiment)
@@ -476,7 +481,15 @@ class CanarySync:
         state: CanaryState | None = None
         async with self._lock:
             for _ in range(_MAX_ATTEMPTS):
-                self._seen = await self.store.read()
+                try:
+                    self._seen = await self.store.read()
+                except (RedisError, OSError) as exc:
+                    log.warning("canary_store_unavailable", error=type(exc).__name__, worker=self.worker)
+                    raise ServiceUnavailable(
+                        "The shared canary store is unavailable; nothing was changed, retry shortly",
+                        code="canary_store_unavailable",
+                        headers={"retry-after": "1"},
+                    ) from exc
                 self._apply_seen()  # decide over the newest state
                 state = self.experiments.canary(name)
                 print_ = self._fingerprint(name)
@@ -501,11 +514,23 @@ class CanarySync:
                     source=self.worker,
                     at=_utc_now(),
                 )
-                if await self.store.write(candidate):
+                try:
+                    written = await self.store.write(candidate)
+                except (RedisError, OSError) as exc:  # not known whether it landed: the next poll says
+                    log.warning("canary_store_unavailable", error=type(exc).__name__, worker=self.worker)
+                    raise ServiceUnavailable(
+                        "The shared canary store did not answer; check the experiment and retry",
+                        code="canary_store_unavailable",
+                        headers={"retry-after": "1"},
+                    ) from exc
+                if written:
                     decision = candidate
                     break
             if decision is None or state is None:
-                raise RuntimeError(f"canary {name!r}: {_MAX_ATTEMPTS} decisions in a row lost the race")
+                raise Conflict(
+                    f"Canary {name!r} changed {_MAX_ATTEMPTS} times while deciding; retry",
+                    code="canary_conflict",
+                )
             state.apply(decision)
             self._seen[name] = decision
             metrics.CANARY_PERCENT.labels(experiment=name).set(state.percent)

@@ -8,8 +8,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.config.routing import parse_config
+from gateway.errors import Conflict, ServiceUnavailable
 from gateway.experiments.canary import CanaryDecision, CanaryState
 from gateway.experiments.canary_sync import CanaryStore, CanarySync, FileCanaryStore, LocalCanaryStore
 from gateway.experiments.runtime import Experiments
@@ -174,3 +176,47 @@ async def test_the_file_store_compares_and_sets(tmp_path: Path) -> None:
     assert (await store.read())["exp"] == first
     await store.ack("replica:1", {"exp": 1})
     assert await store.acks() == {"replica:1": {"exp": 1}}
+
+
+class _Down(LocalCanaryStore):
+    """A store that stops answering (``down``) or loses every race (``losing``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.losing = False
+
+    async def read(self) -> dict[str, CanaryDecision]:
+        if self.down:
+            raise RedisConnectionError("refused")
+        return await super().read()
+
+    async def write(self, decision: CanaryDecision) -> bool:
+        if self.losing:
+            return False
+        return await super().write(decision)
+
+
+async def test_a_store_that_fails_answers_503_or_409_and_keeps_automatic_decisions() -> None:
+    store = _Down()
+    one, s1 = _worker(store, "w1")
+    store.down = True
+    with pytest.raises(ServiceUnavailable) as refused:
+        await s1.decide("exp", "rollback", reason="bad", actor="admin:u1")
+    assert refused.value.code == "canary_store_unavailable"
+    assert _canary(one).status == "ramping"  # nothing changed here either
+    store.down, store.losing = False, True
+    with pytest.raises(Conflict):
+        await s1.decide("exp", "rollback", reason="bad", actor="admin:u1")
+    store.losing = False
+
+    state = _canary(one)
+    for _ in range(3):
+        state.observe("a", ok=True, latency_ms=10)
+        state.observe("b", ok=False, latency_ms=10)
+    store.down = True
+    assert not await s1._round()
+    assert len(s1._pending) == 1  # kept for the next round
+    store.down = False
+    assert await s1._round()
+    assert not s1._pending and (await store.read())["exp"].status == "rolled_back"
