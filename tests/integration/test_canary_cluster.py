@@ -73,13 +73,15 @@ async def _bootstrap(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[GatewayProcess]]:
+def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[GatewayProcess]]:
+    """Replicas a (2 workers) and b (1 worker) on one Redis, and c (2 workers, no Redis), started
+    together."""
     prefix = f"test-canary-{uuid.uuid4().hex[:8]}"
     started: list[GatewayProcess] = []
     try:
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(3) as pool:
             futures = []
-            for name, workers in (("a", 2), ("b", 1)):
+            for name, workers in (("a", 2), ("b", 1), ("c", 2)):
                 directory = tmp_path_factory.mktemp(f"canary-{name}")
                 db_url = f"sqlite+aiosqlite:///{directory}/gateway.db"
                 asyncio.run(_bootstrap(db_url))
@@ -88,10 +90,13 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[GatewayP
                     "GATEWAY_DATABASE_URL": db_url,
                     "GATEWAY_DATABASE_MIGRATE_ON_START": "false",
                     "GATEWAY_QUOTA_ENABLED": "false",
-                    "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0",
-                    "GATEWAY_REDIS_KEY_PREFIX": prefix,
-                    "GATEWAY_REPLICA_ID": f"replica-{name}",
                 }
+                if name != "c":
+                    env |= {
+                        "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0",
+                        "GATEWAY_REDIS_KEY_PREFIX": prefix,
+                        "GATEWAY_REPLICA_ID": f"replica-{name}",
+                    }
                 futures.append(
                     pool.submit(
                         start_gateway,
@@ -141,8 +146,9 @@ def _wait_workers(admin: httpx.Client, count: int) -> None:
     raise AssertionError(f"fewer than {count} workers registered")
 
 
-def test_canary_decisions_reach_every_worker_of_two_replicas(replicas: list[GatewayProcess]) -> None:
-    a, b = replicas
+def test_canary_decisions_reach_every_worker_of_two_replicas(gateways: list[GatewayProcess]) -> None:
+    a, b, _ = gateways
+    replicas = [a, b]
     with contextlib.ExitStack() as stack:
         admin_a, admin_b = _admin(a, stack), _admin(b, stack)
         _wait_workers(admin_a, 3)
@@ -202,6 +208,23 @@ def test_canary_decisions_reach_every_worker_of_two_replicas(replicas: list[Gate
         # bad input: unknown experiment, unknown action
         assert admin_a.post("/admin/experiments/nope/canary/rollback").status_code == 404
         assert admin_a.post("/admin/experiments/by-admin/canary/explode").status_code == 400
+
+
+def test_without_redis_the_workers_of_one_parent_share_decisions(gateways: list[GatewayProcess]) -> None:
+    c = gateways[2]
+    with contextlib.ExitStack() as stack:
+        admin = _admin(c, stack)
+        _wait_workers(admin, 2)
+        answer = admin.post("/admin/experiments/by-admin/canary/rollback")
+        assert answer.status_code == 200, answer.text
+        shared = answer.json()["shared"]
+        assert (shared["scope"], shared["workers"], shared["applied"]) == ("replica", 2, 2), shared
+        assert _arms([c], "chat-admin", rounds=40) == {"current": 40}
+        answer = admin.post("/admin/experiments/by-admin/reset", json={"reason": "new build"})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["canary_shared"]["applied"] == 2
+        assert _arms([c], "chat-admin", rounds=40).get("next", 0) > 0
+        print(f"\ncanary figures (no Redis, 2 workers): rollback waited {shared['waited_ms']} ms")
 
 
 async def test_the_redis_store_compares_and_sets() -> None:
