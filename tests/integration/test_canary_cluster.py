@@ -4,7 +4,9 @@ workers of two ``python -m gateway`` replicas (one with two workers) sharing one
 
 Each replica has its own SQLite database (bootstrapped before its workers start); the canary state
 is shared through Redis under a key prefix unique to the run. Arms are counted from the
-``x-prism-route`` header of requests sent on fresh connections (so every worker gets some)."""
+``x-prism-route`` header of requests sent on fresh connections (so every worker gets some). A third
+``python -m gateway`` (two workers, no Redis) shares its decisions through the parent's status
+directory. The three start together (the module's wall time is their start-up)."""
 
 from __future__ import annotations
 
