@@ -46,6 +46,7 @@ WorkerName = Literal[
     "tool_audit",
     "jobs_inprocess",
     "eval_runs",
+    "canary_sync",
 ]
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 

@@ -23,6 +23,7 @@ from gateway.cache.service import PipelineCache
 from gateway.config.settings import Settings
 from gateway.config_sync import ConfigSync
 from gateway.evals.assertions import load_custom
+from gateway.experiments.canary_sync import CanarySync
 from gateway.experiments.judge import ShadowJudge
 from gateway.experiments.shadow import ShadowResults, ShadowResultWriter
 from gateway.intent import IntentClassifier
@@ -62,6 +63,8 @@ class AppState:
     accounts: Accounts | None = None
     backends: CacheBackends | None = None
     config_sync: ConfigSync | None = None
+    canary_sync: CanarySync | None = None
+    """Shares canary promote/rollback/reset and automatic decisions with every worker."""
     shadow_results: ShadowResults | None = None
     """Where shadow pairs are judged, budgeted and written (the admin reports read it)."""
     embeddings: EmbeddingService | None = None
@@ -116,6 +119,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         config_sync = ConfigSync.for_settings(holder, settings)  # SIGHUP and cluster-wide reloads
         await config_sync.start()
         stack.push_async_callback(config_sync.aclose)
+        canary_sync = CanarySync.for_settings(holder.experiments, settings, config_sync)
+        await canary_sync.start()  # canary decisions reach every worker (docs/experiments.md)
+        stack.push_async_callback(canary_sync.aclose)
         classifier = await asyncio.to_thread(IntentClassifier.load)
         runner = build_runner(settings.pipeline_engine)
         shadow = ShadowDispatcher()
@@ -173,6 +179,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
             accounts=accounts,
             backends=backends,
             config_sync=config_sync,
+            canary_sync=canary_sync,
             shadow_results=shadow.results,
             embeddings=EmbeddingService(
                 holder=holder,

@@ -3,8 +3,9 @@
 Who may call: ``/ui`` and its assets are public (they hold no data; every page reads the JSON APIs
 with the signed-in user's bearer token, and those enforce RBAC). Also here, for the console:
 ``GET /admin/config`` (admin: the running routing config), ``POST /admin/experiments/{name}/canary/
-{promote|rollback}`` (admin, this process's canary, like ``reset``) and ``GET /api/usage`` (a
-signed-in user's own usage: the admin report with ``user_id`` forced to the caller).
+{promote|rollback}`` (admin; every worker of every replica applies it, like ``reset``) and
+``GET /api/usage`` (a signed-in user's own usage: the admin report with ``user_id`` forced to the
+caller).
 """
 
 from __future__ import annotations
@@ -56,18 +57,25 @@ class CanaryActionIn(BaseModel):
 
 @router.post("/admin/experiments/{name}/canary/{action}")
 async def canary_action(
-    _: AdminDep,
+    admin: AdminDep,
     state: AppStateDep,
     name: Annotated[str, PathParam(max_length=128)],
     action: Literal["promote", "rollback"],
     body: CanaryActionIn | None = None,
 ) -> dict[str, Any]:
-    """Promote (jump to the last step) or roll back (0%) this process's canary now."""
+    """Promote (jump to the last step) or roll back (0%) the canary now, on every worker of every
+    replica; ``shared`` is the decision, ``applied``/``workers`` how many live workers run it."""
     reason = (body.reason if body is not None else None) or f"admin {action}"
-    canary = state.holder.experiments.act(name, action, reason=reason)
+    sync = state.canary_sync
+    if sync is None:
+        canary = state.holder.experiments.act(name, action, reason=reason)
+        shared = None
+    else:
+        shared = await sync.decide(name, action, reason=reason, actor=f"admin:{admin.user_id}")
+        canary = state.holder.experiments.canary(name) if shared is not None else None
     if canary is None:
         raise NotFound(f"No canary in experiment {name!r}")
-    return {"experiment": name, "action": action, "canary": canary.describe()}
+    return {"experiment": name, "action": action, "canary": canary.describe(), "shared": shared}
 
 
 def _own_query(principal: Any, start: datetime | None, end: datetime | None, group_by: str | None) -> Any:

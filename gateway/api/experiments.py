@@ -3,7 +3,8 @@
 ``GET /admin/experiments`` lists the configured experiments with this replica's canary state;
 ``GET /admin/experiments/{name}`` is the per-arm report with the tests against the control, for
 the experiment's current run (``?run=<id>`` an earlier one, ``?run=all`` every row);
-``POST /admin/experiments/{name}/reset`` starts a new run (and restarts this process's canary);
+``POST /admin/experiments/{name}/reset`` starts a new run (and restarts the canary on every worker
+of every replica: ``gateway/experiments/canary_sync.py``);
 ``GET /admin/experiments/{name}/runs`` lists the runs; ``GET /admin/shadow/{alias}`` compares
 each shadow model with the primary (``?since=`` an ISO time). Reports read the usage logs,
 feedback and shadow results in the database (flushing this replica's buffers first).
@@ -184,9 +185,13 @@ async def get_experiment(
     if config is None:  # a plain ``split`` alias: arms are models, the first is the control
         assert split is not None and split.split is not None
         return experiment_report(name, _SplitView(name, list(split.split)), arms, None, run=run_info)
-    return experiment_report(
+    report = experiment_report(
         name, config, arms, canary.describe() if canary is not None else None, run=run_info
     )
+    if canary is not None and state.canary_sync is not None:
+        # the decided state every worker converges on, and how many live workers run it
+        report["canary_shared"] = await state.canary_sync.describe(name)
+    return report
 
 
 class ResetIn(BaseModel):
@@ -203,16 +208,25 @@ async def reset_experiment(
     name: Annotated[str, Path(max_length=128)],
     body: ResetIn | None = None,
 ) -> dict[str, Any]:
-    """Start a new run: later reports cover only traffic from now on, and this process's canary
-    starts its roll-out over (step 0, empty health windows; the history keeps a ``reset`` event)."""
+    """Start a new run: later reports cover only traffic from now on, and the canary starts its
+    roll-out over on every worker (step 0, empty health windows; the history keeps a ``reset``
+    event); ``canary_shared`` says how many live workers applied it."""
     _known(state, name)
     reason = body.reason if body is not None else None
     new = await start_run(session, experiment=name, started_by=admin.user_id, reason=reason)
-    canary = state.holder.experiments.reset(name, reason=reason or "admin reset")
+    shared = None
+    if state.canary_sync is not None:
+        shared = await state.canary_sync.decide(
+            name, "reset", reason=reason or "admin reset", actor=f"admin:{admin.user_id}"
+        )
+        canary = state.holder.experiments.canary(name)
+    else:
+        canary = state.holder.experiments.reset(name, reason=reason or "admin reset")
     return {
         "experiment": name,
         "run": _run_view(new, None),
         "canary": canary.describe() if canary is not None else None,
+        "canary_shared": shared,
     }
 
 

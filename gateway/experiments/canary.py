@@ -13,6 +13,12 @@ Every history event carries its wall-clock time (``at``, ISO 8601 UTC). ``reset`
 ``POST /admin/experiments/{name}/reset``) starts the roll-out over at step 0 with empty windows and
 keeps the history, with a ``reset`` event. ``promote`` and ``rollback`` (the console's buttons,
 ``POST /admin/experiments/{name}/canary/{action}``) jump to the last step or to 0% by hand.
+
+Shared across workers and replicas (``gateway/experiments/canary_sync.py``): every decision (an
+admin's promote/rollback/reset, an automatic advance or rollback) is a ``CanaryDecision`` with a
+generation number. Automatic ones are handed to ``listener`` (the worker's ``CanarySync``, which
+writes them to the shared store off the request path); ``apply`` adopts a decision made elsewhere.
+Health windows and step counters stay per worker.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -34,6 +40,43 @@ log = structlog.get_logger("prism.experiments")
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+Status = Literal["ramping", "complete", "rolled_back"]
+DecisionEvent = Literal["reset", "promote", "rollback", "advance"]
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryDecision:
+    """One decided canary state, shared by every worker (the store keeps the latest per experiment)."""
+
+    experiment: str
+    generation: int
+    """Grows by one per decision; a write succeeds only over the generation its writer read."""
+    fingerprint: str
+    """The experiment definition it applies to: a decision for an older definition is ignored."""
+    event: DecisionEvent
+    step: int
+    status: Status
+    reason: str | None
+    actor: str
+    """``admin:<user id>`` or ``auto`` (a health rollback or a step advance)."""
+    source: str
+    """The worker that decided (``replica:pid``)."""
+    at: str
+    """When (ISO 8601 UTC)."""
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "event": self.event,
+            "step": self.step,
+            "status": self.status,
+            "reason": self.reason,
+            "actor": self.actor,
+            "source": self.source,
+            "at": self.at,
+        }
 
 
 @dataclass(slots=True)
@@ -68,6 +111,11 @@ class CanaryState:
         self.clock = clock
         self.wall_clock = wall_clock
         self.history: list[dict[str, Any]] = []
+        self.generation = 0
+        """The generation of the last shared decision this worker applied or made (0: none)."""
+        self.decided: CanaryDecision | None = None
+        self.listener: Callable[[CanaryState, DecisionEvent], None] | None = None
+        """Told about every automatic decision (advance, health rollback) made here."""
         self._start("start")
 
     def _start(self, event: str, **fields: Any) -> None:
@@ -75,7 +123,7 @@ class CanaryState:
         self.step = 0
         self.step_started = self.clock()
         self.step_requests = 0
-        self.status = "ramping" if len(config.steps) > 1 else "complete"
+        self.status: Status = "ramping" if len(config.steps) > 1 else "complete"
         self.rollback_reason: str | None = None
         self.rolled_back_at: float | None = None
         self.held = False
@@ -146,6 +194,7 @@ class CanaryState:
         self.rollback_reason = reason
         self.rolled_back_at = self.clock()
         self._event("rollback", reason=reason)
+        self._notify("rollback")
         return True
 
     def _checked(self) -> bool:
@@ -183,6 +232,43 @@ class CanaryState:
         if self.step == len(self.config.steps) - 1:
             self.status = "complete"
         self._event("advance")
+        self._notify("advance")
+
+    def _notify(self, event: DecisionEvent) -> None:
+        if self.listener is not None:
+            self.listener(self, event)
+
+    def apply(self, decision: CanaryDecision) -> bool:
+        """Adopt a decision made by another worker (or by an admin anywhere); False when it is not
+        newer than what this worker runs. A ``reset`` also empties this worker's windows."""
+        if decision.generation <= self.generation:
+            return False
+        if decision.event == "reset":
+            fields = {"reason": decision.reason, "source": decision.source, "generation": decision.generation}
+            self._start("reset", **fields)
+        else:
+            self.step = min(max(decision.step, 0), len(self.config.steps) - 1)
+            self.step_started = self.clock()
+            self.step_requests = 0
+            self.held = False
+            self.status = decision.status
+            if decision.status == "rolled_back":
+                self.rollback_reason = decision.reason
+                self.rolled_back_at = self.clock()
+            else:
+                self.rollback_reason = None
+                self.rolled_back_at = None
+            self._event(
+                decision.event, reason=decision.reason, source=decision.source, generation=decision.generation
+            )
+        self.generation = decision.generation
+        self.decided = decision
+        return True
+
+    def adopt(self, decision: CanaryDecision) -> None:
+        """This worker made ``decision`` (already applied here): remember its generation."""
+        self.generation = max(self.generation, decision.generation)
+        self.decided = decision
 
     def tick(self) -> None:
         """Time-based advance without traffic (called on assignment)."""
@@ -199,6 +285,8 @@ class CanaryState:
             "held": self.held,
             "min_samples": self.config.min_samples,
             "rollback_reason": self.rollback_reason,
+            "generation": self.generation,
+            "decided": self.decided.public() if self.decided is not None else None,
             "windows": {
                 name: {"n": w.n, "error_rate": w.error_rate(), "p95_latency_ms": w.p95()}
                 for name, w in self._windows.items()

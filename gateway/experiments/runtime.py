@@ -15,7 +15,7 @@ import structlog
 
 from gateway.config.experiments import ExperimentConfig
 from gateway.config.routing import RoutingConfig
-from gateway.experiments.canary import CanaryState
+from gateway.experiments.canary import CanaryState, DecisionEvent
 from gateway.observability import metrics
 from gateway.usage.record import UsageRecord, UsageStatus
 
@@ -37,6 +37,8 @@ class Experiments:
         self._canaries: dict[str, CanaryState] = {}
         self._arms: dict[str, frozenset[str]] = {}
         """Known (experiment → arms) for metric labels, including legacy ``split`` aliases."""
+        self._listener: Callable[[CanaryState, DecisionEvent], None] | None = None
+        """Told about automatic canary decisions (``CanarySync`` shares them with every worker)."""
 
     def configure(self, config: RoutingConfig) -> None:
         canaries: dict[str, CanaryState] = {}
@@ -51,6 +53,7 @@ class Experiments:
                 canaries[name] = CanaryState(
                     experiment=name, control=exp.control, config=exp.canary, clock=self.clock
                 )
+                canaries[name].listener = self._listener
         self.configs = dict(config.experiments)
         self._canaries = canaries
         self._by_alias = {exp.alias: name for name, exp in config.experiments.items() if exp.enabled}
@@ -74,6 +77,14 @@ class Experiments:
 
     def canary(self, name: str) -> CanaryState | None:
         return self._canaries.get(name)
+
+    def canaries(self) -> dict[str, CanaryState]:
+        return dict(self._canaries)
+
+    def set_listener(self, listener: Callable[[CanaryState, DecisionEvent], None] | None) -> None:
+        self._listener = listener
+        for state in self._canaries.values():
+            state.listener = listener
 
     def reset(self, name: str, *, reason: str = "admin reset") -> CanaryState | None:
         """Start a canary roll-out over on this process (``POST /admin/experiments/{name}/reset``)."""
