@@ -263,15 +263,7 @@ class IntentClassifier:
             return None
         tier_logit = float(fast.tier_w[ids].sum()) * scale + float(std @ fast.tier_w[n_buckets:])
         tier_logit += fast.tier_b
-        learned = _sigmoid(tier_logit + fast.complexity_shift)
-        complexity = max(learned, self._rule_weight * sig.rule_complexity)
-        return IntentResult(
-            label=self._labels[idx],
-            confidence=min(max(float(p[idx]), 0.0), 1.0),
-            complexity=min(max(complexity, 0.0), 1.0),
-            language=sig.language,
-            stage="fast",
-        )
+        return self._result(p, tier_logit, sig, shift=fast.complexity_shift, stage="fast")
 
     def classify_many(
         self, items: Sequence[tuple[str, Sequence[str]]], signals: Sequence[Signals | None] = ()
@@ -311,15 +303,25 @@ class IntentClassifier:
             out.append(self._result(p, float(tier_logits[row]), sig))
         return out
 
-    def _result(self, p: FloatArray, tier_logit: float, sig: Signals) -> IntentResult:
+    def _result(
+        self,
+        p: FloatArray,
+        tier_logit: float,
+        sig: Signals,
+        *,
+        shift: float | None = None,
+        stage: str = "encoder",
+    ) -> IntentResult:
+        """Label, confidence and complexity of one stage's heads (``shift``: that stage's calibration)."""
         idx = int(np.argmax(p))
-        learned = _sigmoid(tier_logit + self._complexity_shift)
+        learned = _sigmoid(tier_logit + (self._complexity_shift if shift is None else shift))
         complexity = max(learned, self._rule_weight * sig.rule_complexity)
         return IntentResult(
             label=self._labels[idx],
             confidence=min(max(float(p[idx]), 0.0), 1.0),
             complexity=min(max(complexity, 0.0), 1.0),
             language=sig.language,
+            stage=stage,
         )
 
     def classify(self, text: str, *, context: Sequence[str] = ()) -> IntentResult:
