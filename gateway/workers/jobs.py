@@ -53,6 +53,7 @@ class WorkerRuntime:
         self._stack.push_async_callback(clients.aclose)
         targets = build_targets(load_config(settings.config), clients=clients, env=os.environ)
         completions = await self._stack.enter_async_context(open_completions(settings))
+        self._usage = getattr(completions.s, "usage", None)
         return await self._stack.enter_async_context(
             open_executor(settings, engine=engine, targets=targets, completions=completions)
         )
@@ -63,6 +64,19 @@ class WorkerRuntime:
         finally:
             if self.executor.webhooks is not None:
                 self.loop.run_until_complete(self.executor.webhooks.flush())
+            self._flush_usage()
+
+    def _flush_usage(self) -> None:
+        """The loop only runs while a job does: write the usage records of the job's model calls to
+        the database now, not at the next job (they are on disk already; a failed write stays there
+        for this worker's next flush or another worker's replay)."""
+        flush = getattr(self._usage, "flush", None)
+        if flush is None:
+            return
+        try:
+            self.loop.run_until_complete(flush())
+        except Exception as exc:  # the records stay in the segment file
+            log.warning("usage_flush_deferred", error=type(exc).__name__)
 
     def fail(self, job_id: str, error: dict[str, Any]) -> None:
         async def write() -> None:
