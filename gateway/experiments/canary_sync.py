@@ -46,7 +46,6 @@ from redis.exceptions import RedisError
 
 from gateway.background import BackgroundWorker, Backoff
 from gateway.config.settings import Settings
-from gateway.config_sync import ConfigSync
 from gateway.errors import Conflict, ServiceUnavailable
 from gateway.experiments.canary import CanaryDecision, CanaryState, DecisionEvent, Status
 from gateway.experiments.runtime import Experiments
@@ -258,6 +257,22 @@ class _Pending:
     """The generation the worker ran when it decided."""
 
 
+class WorkerDirectory(Protocol):
+    """What the canary sync needs of ``gateway.config_sync.ConfigSync`` (named by shape: the config
+    sync sits above ``experiments`` in the package graph): its Redis client, the parent's pid for the
+    file store, who this worker is and which workers are alive."""
+
+    @property
+    def redis(self) -> Redis | None: ...
+    @property
+    def supervisor_pid(self) -> int | None: ...
+    @property
+    def replica(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    async def describe(self) -> dict[str, Any]: ...
+
+
 class CanarySync:
     def __init__(
         self,
@@ -288,7 +303,7 @@ class CanarySync:
 
     @classmethod
     def for_settings(
-        cls, experiments: Experiments, settings: Settings, config_sync: ConfigSync
+        cls, experiments: Experiments, settings: Settings, config_sync: WorkerDirectory
     ) -> CanarySync:
         """The store reaches as far as the config reload does: Redis (shared with the config sync's
         client), else the parent's status directory, else this process."""
