@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -212,26 +213,32 @@ class PocketSphinxTranscriber:
                 param="language",
                 code="unsupported_language",
             )
-        loop = asyncio.get_running_loop()
         segments: list[dict[str, Any]] = []
+
+        def add(base: float, seconds: float, words: list[dict[str, Any]], done: int, of: int) -> None:
+            if words:
+                segments.append(
+                    {
+                        "id": len(segments),
+                        "start": round(base, 2),
+                        "end": round(base + seconds, 2),
+                        "text": " ".join(w["word"] for w in words),
+                        "words": words,
+                    }
+                )
+            if progress is not None:
+                progress(done / of)
+
         async with self._slots:
-            pool = self._executor()
-            chunks = await loop.run_in_executor(pool, _decode_chunks, str(path), kind)
-            for index, (base, pcm) in enumerate(chunks):
-                words = await loop.run_in_executor(pool, _recognise_chunk, pcm, base, index == 0)
-                if words:
-                    end = base + len(pcm) / 2 / 16000
-                    segments.append(
-                        {
-                            "id": len(segments),
-                            "start": round(base, 2),
-                            "end": round(end, 2),
-                            "text": " ".join(w["word"] for w in words),
-                            "words": words,
-                        }
-                    )
-                if progress is not None:
-                    progress((index + 1) / len(chunks))
+            if multiprocessing.current_process().daemon:
+                await _recognise_in_subprocess(path, kind, add)
+            else:
+                loop = asyncio.get_running_loop()
+                pool = self._executor()
+                chunks = await loop.run_in_executor(pool, _decode_chunks, str(path), kind)
+                for index, (base, pcm) in enumerate(chunks):
+                    words = await loop.run_in_executor(pool, _recognise_chunk, pcm, base, index == 0)
+                    add(base, len(pcm) / 2 / 16000, words, index + 1, len(chunks))
         text = " ".join(s["text"] for s in segments if s["text"])
         all_words = [w for s in segments for w in s.pop("words")]
         return Transcript(text=text, body={"text": text}, language="en", segments=segments, words=all_words)
@@ -240,6 +247,61 @@ class PocketSphinxTranscriber:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+async def _recognise_in_subprocess(
+    path: Path, kind: str, add: Callable[[float, float, list[dict[str, Any]], int, int], None]
+) -> None:
+    """The engine in a plain child process (``python -m gateway.audio.providers``), one JSON line per
+    utterance. A Celery prefork worker's process is daemonic: ``multiprocessing`` refuses it children
+    (and billiard's authentication key cannot be pickled for a spawned pool), so the pool is not an
+    option there; a ``transcription`` job on Celery failed at its first chunk before this."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.audio.providers",
+        str(path),
+        kind,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        async for line in child.stdout:
+            item = orjson.loads(line)
+            add(
+                float(item["base"]),
+                float(item["seconds"]),
+                list(item["words"]),
+                int(item["done"]),
+                int(item["of"]),
+            )
+        err = await child.stderr.read() if child.stderr is not None else b""
+        if await child.wait() != 0:
+            raise ProviderError(
+                f"the speech engine's process failed: {err.decode(errors='replace')[-300:]}",
+                target="pocketsphinx",
+            )
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+
+
+def _recognise_file(path: str, kind: str) -> None:
+    """``python -m gateway.audio.providers PATH KIND``: each utterance's words as a JSON line."""
+    chunks = _decode_chunks(path, kind)
+    for index, (base, pcm) in enumerate(chunks):
+        words = _recognise_chunk(pcm, base, index == 0)
+        row = {
+            "base": base,
+            "seconds": len(pcm) / 2 / 16000,
+            "words": words,
+            "done": index + 1,
+            "of": len(chunks),
+        }
+        sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+        sys.stdout.buffer.flush()
 
 
 _DECODER: Any = None
@@ -296,3 +358,7 @@ def build_transcribers(
             api_key = env.get(config.api_key_env) if config.api_key_env else None
             out[name] = OpenAITranscriber(name, config, api_key=api_key)
     return out
+
+
+if __name__ == "__main__":
+    _recognise_file(sys.argv[1], sys.argv[2])

@@ -6,6 +6,7 @@ flight made again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,6 +83,7 @@ retry: {{max_attempts: 1}}
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("w1", "w2")}
     workers: dict[str, subprocess.Popen[bytes]] = {}
     engine = create_engine(_sync_url(pg_url))
+    stack = contextlib.ExitStack()
     try:
         with running_gateway(tmp_path, config=config, env=env, ready_timeout=180.0) as gw:
             worker_env = {**env, "GATEWAY_CONFIG": str(tmp_path / "prism.yaml")}
@@ -90,6 +92,7 @@ retry: {{max_attempts: 1}}
                 gw.url + "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
             ).json()["access_token"]
             client = httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            stack.callback(client.close)  # closed however the test ends (a leaked socket fails a later test)
             spec = {
                 "name": "on the queue",
                 "variants": [{"label": "v", "messages": "Repeat after me.", "model": "small"}],
@@ -122,7 +125,11 @@ retry: {{max_attempts: 1}}
             assert done_at_kill < CASES
             results = client.get(f"/api/evaluations/{run_id}/results").json()["data"]
             assert len(results) == CASES and all(r["pass"] for r in results)
-            job = client.get(f"/v1/jobs/{job_id}").json()
+            # The run completes inside the job; the job's own row is finished just after it.
+            job = wait_until(
+                lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["status"] != "running" and j,
+                "the evaluation job finished",
+            )
             assert job["status"] == "succeeded" and job["type"] == "evaluation" and job["attempts"] >= 2
 
             def calls() -> int | None:
@@ -138,8 +145,8 @@ retry: {{max_attempts: 1}}
             made = wait_until(calls, "the evaluation calls' usage records")
             assert made <= CASES + CONCURRENCY  # at most the calls in flight at the kill were repeated
             assert '"eval_run_started"' in (tmp_path / "w2.log").read_text(errors="replace")
-            client.close()
     finally:
+        stack.close()
         for process in workers.values():
             _stop(process)
         for log in logs.values():
