@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.models import ApiKey, User
 from gateway.db.repositories.api_keys import ApiKeyRepository
 from gateway.db.repositories.users import UserRepository
 from gateway.errors import InvalidRequest, NotFound
@@ -22,17 +25,37 @@ def _split(scope: str) -> tuple[str, str]:
     return kind, ident
 
 
-async def get(session: AsyncSession, *, scope: str) -> RoutePolicyOut:
+async def scope_owner(session: AsyncSession, scope: str) -> ApiKey | User:
+    """The API key or user a policy scope (``key:<id>`` / ``user:<id>``) names; 404 otherwise."""
     kind, ident = _split(scope)
     if kind == "key":
         found = await ApiKeyRepository(session).get_with_user_or_none(ident)
         if found is None:
             raise NotFound(f"no API key {ident!r}")
-        return RoutePolicyOut(scope=scope, max_route_tier=found[0].max_route_tier)
+        return found[0]
     user = await UserRepository(session).get_or_none(ident)
     if user is None:
         raise NotFound(f"no user {ident!r}")
-    return RoutePolicyOut(scope=scope, max_route_tier=user.max_route_tier)
+    return user
+
+
+async def set_on_scope(
+    session: AsyncSession, scope: str, authenticator: Authenticator, **values: Any
+) -> None:
+    """Write per-key or per-user policy columns and drop that principal from the auth cache."""
+    owner = await scope_owner(session, scope)
+    for name, value in values.items():
+        setattr(owner, name, value)
+    await session.flush()
+    if isinstance(owner, ApiKey):
+        authenticator.invalidate_key(key_id=owner.id)
+    else:
+        authenticator.invalidate_user(user_id=owner.id)
+
+
+async def get(session: AsyncSession, *, scope: str) -> RoutePolicyOut:
+    owner = await scope_owner(session, scope)
+    return RoutePolicyOut(scope=scope, max_route_tier=owner.max_route_tier)
 
 
 async def put(
@@ -43,20 +66,6 @@ async def put(
     actor: Principal,
     authenticator: Authenticator,
 ) -> RoutePolicyOut:
-    kind, ident = _split(scope)
-    if kind == "key":
-        repo = ApiKeyRepository(session)
-        found = await repo.get_with_user_or_none(ident)
-        if found is None:
-            raise NotFound(f"no API key {ident!r}")
-        await repo.set_max_route_tier(found[0], max_route_tier)
-        authenticator.invalidate_key(key_id=ident)
-    else:
-        users = UserRepository(session)
-        user = await users.get_or_none(ident)
-        if user is None:
-            raise NotFound(f"no user {ident!r}")
-        await users.update(user, max_route_tier=max_route_tier)
-        authenticator.invalidate_user(user_id=ident)
+    await set_on_scope(session, scope, authenticator, max_route_tier=max_route_tier)
     log.info("route_policy_updated", scope=scope, max_route_tier=max_route_tier, by=actor.user_id)
     return RoutePolicyOut(scope=scope, max_route_tier=max_route_tier)

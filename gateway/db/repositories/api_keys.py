@@ -78,11 +78,6 @@ class ApiKeyRepository:
         await self.session.flush()
         return key
 
-    async def set_allowed_tools(self, key: ApiKey, allowed_tools: Sequence[str]) -> ApiKey:
-        key.allowed_tools = [*allowed_tools]
-        await self.session.flush()
-        return key
-
     async def revoke(self, key: ApiKey, *, now: datetime) -> ApiKey:
         if key.revoked_at is None:
             key.revoked_at = now
