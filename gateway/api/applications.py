@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.agent.state import ChatInput
-from gateway.api.openai import cache_policy, request_timeout
+from gateway.api.openai import run_flow
 from gateway.api.prompts import clean_body
 from gateway.api.responses import OrjsonResponse
 from gateway.deps import AppStateDep, PrincipalDep, SessionDep, UserDep
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import InvalidRequest
 from gateway.providers.tokens import count_messages
 from gateway.services import applications, evaluations, rollouts
 
@@ -191,23 +191,16 @@ async def run_application(
     async with state.accounts.sessionmaker() as session:
         resolved = await applications.resolve(session, principal, name, sticky=sticky, chat=chat)
     tags = applications.apply(resolved, chat, body.variables)
-    try:
-        result = await state.completions.run(
-            chat=chat,
-            principal=principal,
-            request_id=request_id,
-            client_request_id=getattr(request.state, "client_request_id", None),
-            sticky=sticky,
-            cache_policy=cache_policy(
-                request.headers.get("cache-control"), request.headers.get("x-prism-cache")
-            ),
-            timeout_s=request_timeout(request.headers.get("x-prism-timeout")),
-            snapshot=snapshot,
-            tags=tags,
-        )
-    except GatewayError as exc:
-        request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
-        raise
+    result = await run_flow(
+        request,
+        state,
+        chat=chat,
+        principal=principal,
+        request_id=request_id,
+        sticky=sticky,
+        snapshot=snapshot,
+        tags=tags,
+    )
     request.state.metric_model = snapshot.model_label(result.model)
     headers = {
         **result.headers,
