@@ -174,7 +174,6 @@ async def _run(
         sticky=sticky,
         snapshot=snapshot,
     )
-    request.state.metric_model = snapshot.model_label(result.model)
     headers = {**result.headers, "request-id": request_id}
     if result.stream is not None:
         served = result.headers.get("x-prism-model")

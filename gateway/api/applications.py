@@ -201,7 +201,6 @@ async def run_application(
         snapshot=snapshot,
         tags=tags,
     )
-    request.state.metric_model = snapshot.model_label(result.model)
     headers = {
         **result.headers,
         "x-prism-application": resolved.application.name,

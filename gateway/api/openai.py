@@ -175,10 +175,10 @@ async def run_flow(
     tags: UsageTags | None = None,
 ) -> Reply:
     """One request through the flow, for every API family (chat, ``/v1/messages``, ``/v1/responses``):
-    the request's cache and timeout headers applied, and a refusal labelled with the model it was
-    about (a bounded label, not "none": #26) before it propagates."""
+    the request's cache and timeout headers applied, and the request's metric labelled with the model
+    that answered, or a refusal with the model it was about (a bounded label, not "none": #26)."""
     try:
-        return await state.completions.run(
+        result = await state.completions.run(
             chat=chat,
             principal=principal,
             request_id=request_id,
@@ -195,6 +195,8 @@ async def run_flow(
     except GatewayError as exc:
         request.state.metric_model = snapshot.model_label(exc.headers.get("x-prism-model"))
         raise
+    request.state.metric_model = snapshot.model_label(result.model)
+    return result
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -367,7 +369,6 @@ async def chat_completion(request: Request, state: AppState, principal: Principa
         conversation=store,
         tags=tags,
     )
-    request.state.metric_model = snapshot.model_label(result.model)
     if result.stream is not None:
         headers = {**result.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
         return ClosingStreamingResponse(result.stream, media_type="text/event-stream", headers=headers)

@@ -152,7 +152,6 @@ async def create_response(request: Request, state: AppStateDep, principal: Princ
                 _PARAMS[head] + dot + rest if head in _PARAMS else exc.param
             )
         raise
-    request.state.metric_model = snapshot.model_label(result.model)
     # what a continuation replays, at most ``conversation_max_messages`` turns (as for conversations)
     kept = [*history, *parsed.messages][-settings.conversation_max_messages :]
 
